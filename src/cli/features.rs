@@ -1,0 +1,338 @@
+//! `c360 features ...`
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use clap::Subcommand;
+use polars::prelude::*;
+
+use super::Failure;
+use crate::features::{self, def::Kind};
+use crate::offline::{self, Manifest};
+use crate::project::Project;
+use crate::source::Source;
+use crate::store;
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCmd {
+    /// List the feature sets under features/.
+    List,
+    /// Show a set's features, types, definitions and labels.
+    Show {
+        /// The set's name.
+        set: String,
+    },
+    /// Build a point-in-time snapshot of a set into the offline store.
+    #[command(
+        after_help = "Example:\n  c360 features build churn_signals --as-of 2024-06-30 --source data/c360\n\n\
+Writes features/<set>/v<version>/as_of=<date>/part-<n>.parquet and, last, _manifest.json.\n\
+Only events dated on or before the as-of date count. Re-running with the same definition and\n\
+source reuses the committed snapshot (use --force to rebuild)."
+    )]
+    Build {
+        /// The set's name.
+        set: String,
+        /// The as-of date (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        as_of: NaiveDate,
+        /// Customer 360 source folder or URI (default: [source] uri in c360.toml).
+        #[arg(long)]
+        source: Option<String>,
+        /// Store folder or URI (default: [store] uri in c360.toml).
+        #[arg(long)]
+        store: Option<String>,
+        /// Rebuild even when an identical snapshot is committed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build a training set: each spine row's features as of its own date, plus a label.
+    #[command(
+        name = "training-set",
+        after_help = "Example:\n  c360 features training-set rfm --spine spine.csv --label churned_90d --out train.parquet\n\n\
+The spine (CSV or Parquet) has columns customer_id and as_of (YYYY-MM-DD); rows may repeat\n\
+customers at many dates. Output keeps the spine's row order; .csv or .parquet by extension.\n\
+A label needs data up to as_of + its horizon; asking earlier is an error."
+    )]
+    TrainingSet {
+        /// The set's name.
+        set: String,
+        /// The spine file.
+        #[arg(long)]
+        spine: PathBuf,
+        /// A label defined in the set (e.g. churned_90d).
+        #[arg(long)]
+        label: Option<String>,
+        /// Output file (.parquet or .csv).
+        #[arg(long)]
+        out: PathBuf,
+        /// Customer 360 source folder or URI.
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
+    let project = Project::load(config)?;
+    match cmd {
+        FeaturesCmd::List => {
+            let sets = project.feature_sets()?;
+            println!(
+                "{:<20} {:>7} {:>9}  description",
+                "set", "version", "features"
+            );
+            for s in sets {
+                println!(
+                    "{:<20} {:>7} {:>9}  {}",
+                    s.name,
+                    format!("v{}", s.version),
+                    s.outputs().len(),
+                    s.description
+                );
+            }
+            Ok(())
+        }
+        FeaturesCmd::Show { set } => {
+            let s = features::find_set(&project.features_dir(), &set)?;
+            println!("{} v{}  ({})", s.name, s.version, s.path.display());
+            println!("{}", s.description);
+            println!("owner: {}   definition: {}", s.owner, s.hash);
+            println!(
+                "tables: {}",
+                s.tables().into_iter().collect::<Vec<_>>().join(", ")
+            );
+            println!();
+            println!(
+                "{:<26} {:<8} {:<52} description",
+                "feature", "type", "definition"
+            );
+            for f in s.outputs() {
+                println!(
+                    "{:<26} {:<8} {:<52} {}",
+                    f.name,
+                    f.ty.name(),
+                    describe(&f.kind),
+                    f.description
+                );
+            }
+            let hidden: Vec<_> = s.features.iter().filter(|f| f.hidden).collect();
+            if !hidden.is_empty() {
+                println!("\nintermediate (not stored):");
+                for f in hidden {
+                    println!(
+                        "{:<26} {:<8} {:<52} {}",
+                        f.name,
+                        f.ty.name(),
+                        describe(&f.kind),
+                        f.description
+                    );
+                }
+            }
+            if !s.labels.is_empty() {
+                println!("\nlabels:");
+                for l in &s.labels {
+                    println!(
+                        "{:<26} {} {} in the {} days after as_of{}  {}",
+                        l.name,
+                        if l.no_event {
+                            "1 when no"
+                        } else {
+                            "1 when any"
+                        },
+                        l.table.name,
+                        l.horizon_days,
+                        l.filter
+                            .as_ref()
+                            .map(|f| format!(" where {f}"))
+                            .unwrap_or_default(),
+                        l.description
+                    );
+                }
+            }
+            Ok(())
+        }
+        FeaturesCmd::Build {
+            set,
+            as_of,
+            source,
+            store,
+            force,
+        } => {
+            let s = features::find_set(&project.features_dir(), &set)?;
+            let source_uri = source.unwrap_or_else(|| project.source_uri());
+            let store_uri = store.unwrap_or_else(|| project.store_uri());
+            let st = store::open(&store_uri)?;
+            let t0 = Instant::now();
+            let out = build_snapshot(&s, &source_uri, st.as_ref(), as_of, force)?;
+            let verb = if out.reused {
+                "already committed (same definition and source)"
+            } else {
+                "built"
+            };
+            println!(
+                "{} v{} as of {}: {} rows {verb} in {:.2}s -> {}/{}",
+                s.name,
+                s.version,
+                as_of,
+                out.manifest.rows,
+                t0.elapsed().as_secs_f64(),
+                st.uri(),
+                out.prefix
+            );
+            Ok(())
+        }
+        FeaturesCmd::TrainingSet {
+            set,
+            spine,
+            label,
+            out,
+            source,
+        } => {
+            let s = features::find_set(&project.features_dir(), &set)?;
+            let source_uri = source.unwrap_or_else(|| project.source_uri());
+            let t0 = Instant::now();
+            let src = Source::open(&source_uri)?;
+            let pb = crate::telemetry::spinner("checking source tables");
+            let loaded = features::load_tables(&s, &src, &[])?;
+            pb.set_message("reading the spine");
+            let spine_df = features::read_spine(&spine)?;
+            pb.set_message(format!("computing {} rows", spine_df.height()));
+            let mut df = features::training_set(
+                &s,
+                &loaded,
+                &spine_df,
+                &spine.display().to_string(),
+                label.as_deref(),
+            )?;
+            pb.finish_and_clear();
+            write_frame(&mut df, &out)?;
+            println!(
+                "{}: {} rows x {} columns in {:.2}s -> {}",
+                s.name,
+                df.height(),
+                df.width(),
+                t0.elapsed().as_secs_f64(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn describe(k: &Kind) -> String {
+    match k {
+        Kind::Agg(a) => {
+            let mut s = format!("{:?}", a.func).to_lowercase();
+            if let Some(c) = &a.column {
+                s = format!("{s}({c})");
+            }
+            s = format!("{s} of {}", a.table.name);
+            if let Some((w, o)) = a.window {
+                if o == 0 {
+                    s = format!("{s}, {w}d");
+                } else {
+                    s = format!("{s}, (D-{}, D-{o}]", w + o);
+                }
+            }
+            if let Some(f) = &a.filter {
+                s = format!("{s} where {f}");
+            }
+            s
+        }
+        Kind::Entity { column, .. } => format!("customers.{column}"),
+        Kind::Derived(e) => e.to_string(),
+        Kind::Quantile {
+            of,
+            bins,
+            higher_is_better,
+            ..
+        } => {
+            format!(
+                "1..{bins} score of {of} ({} is better)",
+                if *higher_is_better { "higher" } else { "lower" }
+            )
+        }
+        Kind::Case { cases, .. } => format!("mapping table ({} cases)", cases.len()),
+    }
+}
+
+/// What `build_snapshot` did.
+pub struct Built {
+    pub manifest: Manifest,
+    pub prefix: String,
+    pub reused: bool,
+}
+
+/// Builds (or reuses) and commits a snapshot.
+pub fn build_snapshot(
+    s: &features::FeatureSet,
+    source_uri: &str,
+    st: &dyn store::ObjectStore,
+    as_of: NaiveDate,
+    force: bool,
+) -> Result<Built, Failure> {
+    let src = Source::open(source_uri)?;
+    let prefix = offline::partition_prefix(&s.name, s.version, as_of);
+    let pb = crate::telemetry::spinner("checking source tables");
+    let loaded = features::load_tables(s, &src, &[])?;
+    let fingerprints = loaded.fingerprints();
+    if !force {
+        if let Some(m) = offline::read_manifest(st, &prefix)? {
+            if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
+                pb.finish_and_clear();
+                tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
+                return Ok(Built {
+                    manifest: m,
+                    prefix,
+                    reused: true,
+                });
+            }
+        }
+    }
+    pb.set_message(format!("computing {} as of {as_of}", s.name));
+    let t = Instant::now();
+    let df = features::snapshot(s, &loaded, as_of)?;
+    tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
+    pb.set_message("writing the snapshot");
+    let manifest = Manifest {
+        kind: "feature_snapshot".into(),
+        name: s.name.clone(),
+        version: s.version,
+        as_of,
+        files: vec![],
+        rows: 0,
+        schema: vec![],
+        definition_hash: s.hash.clone(),
+        source: source_uri.to_string(),
+        source_fingerprints: fingerprints,
+        model: None,
+        run_id: offline::new_run_id(),
+        created_by: offline::c360_version(),
+        created_at: chrono::Utc::now(),
+        extra: Default::default(),
+    };
+    let m = offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {})?;
+    pb.finish_and_clear();
+    Ok(Built {
+        manifest: m,
+        prefix,
+        reused: false,
+    })
+}
+
+/// Writes a frame as Parquet or CSV by extension, atomically.
+pub fn write_frame(df: &mut DataFrame, out: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = out.with_extension("c360.tmp");
+    let f = std::fs::File::create(&tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    if out.extension().is_some_and(|e| e == "csv") {
+        CsvWriter::new(f).include_header(true).finish(df)?;
+    } else {
+        ParquetWriter::new(f).finish(df)?;
+    }
+    std::fs::rename(&tmp, out)?;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The command line: clap definitions, progress, output and exit codes. No logic of its
+//! own: every command calls into the library.
+
+pub mod features;
+pub mod score;
+pub mod serve_model;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::project::Project;
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Any other failure (I/O, store, internal).
+    pub const FAILURE: i32 = 1;
+    /// Bad command-line usage (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// Invalid c360.toml or definitions (features/, models/, jobs/).
+    pub const INVALID_DEFINITION: i32 = 3;
+    /// Input data violates the Customer 360 contract (or a spine/model input is bad).
+    pub const BAD_INPUT: i32 = 4;
+}
+
+const AFTER_HELP: &str = "\
+Getting started:
+  c360 demo                          generate sample data, build features, score, publish
+  c360 generate --customers 100000 --out data/c360
+  c360 features build rfm --as-of 2024-06-30 --source data/c360
+  c360 features training-set churn_signals --spine spine.csv --label churned_90d --out train.parquet
+
+Configuration: c360.toml in the working folder (or --config / C360_CONFIG); C360_STORE and
+C360_SOURCE override its store and source. Logs: C360_LOG=debug.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid definition or config, 4 bad input data.";
+
+/// c360: Customer 360 features, batch scoring and data products.
+#[derive(Debug, Parser)]
+#[command(name = "c360", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Path to c360.toml (default: ./c360.toml, else built-in defaults).
+    #[arg(long, global = true, env = "C360_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate deterministic synthetic Customer 360 tables (Parquet) with real churn behaviour.
+    Generate(GenerateArgs),
+    /// Check c360.toml and every definition under features/ (and later models/, jobs/).
+    Validate,
+    /// Feature sets: list, show, build snapshots, make training sets.
+    #[command(subcommand)]
+    Features(features::FeaturesCmd),
+    /// Batch-transform records with a model locally, with SageMaker's semantics.
+    Score(score::ScoreArgs),
+    /// Serve a model over the SageMaker inference-container contract (port 8080).
+    ServeModel(serve_model::ServeModelArgs),
+}
+
+/// `c360 generate`
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  c360 generate --customers 1000000 --out data/c360 --seed 7\n\n\
+Writes customers.parquet, orders.parquet, interactions.parquet and support_tickets.parquet;\n\
+about 10 orders and 30 interactions per customer. The same seed gives the same data."
+)]
+pub struct GenerateArgs {
+    /// How many customers.
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: usize,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First sign-up date (YYYY-MM-DD).
+    #[arg(long, default_value = "2022-01-01")]
+    pub start: chrono::NaiveDate,
+    /// Last date with data (YYYY-MM-DD).
+    #[arg(long, default_value = "2024-12-31")]
+    pub end: chrono::NaiveDate,
+}
+
+/// An error with the exit code it deserves.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        Failure {
+            code: classify(&error),
+            error,
+        }
+    }
+}
+
+fn classify(e: &anyhow::Error) -> i32 {
+    use crate::features::FeatureError;
+    for cause in e.chain() {
+        if cause.downcast_ref::<crate::features::DefErrors>().is_some()
+            || cause
+                .downcast_ref::<crate::project::ProjectError>()
+                .is_some()
+        {
+            return exit::INVALID_DEFINITION;
+        }
+        if cause.downcast_ref::<crate::source::SourceError>().is_some() {
+            return exit::BAD_INPUT;
+        }
+        if let Some(fe) = cause.downcast_ref::<FeatureError>() {
+            return match fe {
+                FeatureError::Definitions(_) | FeatureError::UnknownSet(..) => {
+                    exit::INVALID_DEFINITION
+                }
+                FeatureError::Source(_)
+                | FeatureError::Spine { .. }
+                | FeatureError::Label { .. } => exit::BAD_INPUT,
+                _ => exit::FAILURE,
+            };
+        }
+    }
+    exit::FAILURE
+}
+
+/// Runs the parsed command line; the binary maps the result to an exit code.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let level = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    crate::telemetry::init(level);
+    match cli.command {
+        Command::Generate(a) => generate(a),
+        Command::Validate => validate(cli.config.as_deref()),
+        Command::Features(cmd) => features::run(cli.config.as_deref(), cmd),
+        Command::Score(a) => score::run(a).map_err(Failure::from),
+        Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),
+    }
+}
+
+fn generate(a: GenerateArgs) -> Result<(), Failure> {
+    let cfg = crate::generate::GenConfig {
+        customers: a.customers,
+        seed: a.seed,
+        start: a.start,
+        end: a.end,
+    };
+    let pb = crate::telemetry::bar(a.customers as u64, "generating customers", "customers");
+    let t = std::time::Instant::now();
+    let s = crate::generate::generate(&cfg, &a.out, &|n| pb.inc(n))?;
+    pb.finish_and_clear();
+    println!(
+        "wrote {} customers, {} orders, {} interactions, {} support tickets to {} in {:.1}s ({} customers churn before {})",
+        s.customers,
+        s.orders,
+        s.interactions,
+        s.support_tickets,
+        a.out.display(),
+        t.elapsed().as_secs_f64(),
+        s.churners,
+        a.end
+    );
+    Ok(())
+}
+
+fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
+    let project = Project::load(config)?;
+    let errs = project.validate_all();
+    if errs.is_empty() {
+        let sets = project.feature_sets().map_err(Failure::from)?;
+        println!(
+            "ok: {} ({} feature set(s): {})",
+            project
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in defaults".into()),
+            sets.len(),
+            sets.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
+    Err(Failure {
+        code: exit::INVALID_DEFINITION,
+        error: anyhow::anyhow!(
+            "{} problem(s):\n{}",
+            errs.len(),
+            errs.iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    })
+}

@@ -1,0 +1,144 @@
+//! `c360 serve-model`: the SageMaker inference-container contract over HTTP (also what
+//! `c360 serve` runs when SageMaker starts the image).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::model;
+use crate::serving::{self, ExecutionParameters, ServeConfig, MB};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Serve a model directory (model.toml + artifact) on port 8080
+  c360 serve-model --model-dir models/churn_xgb
+
+  # Serve a bare xgboost file on another port, accepting 20 MB requests
+  c360 serve-model --model-dir model.ubj --port 9000 --max-payload-mb 20
+
+  # Then, from another shell:
+  curl -s localhost:8080/ping
+  curl -s localhost:8080/execution-parameters
+  curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv localhost:8080/invocations
+
+Answers: GET /ping 200; GET /execution-parameters {\"MaxConcurrentTransforms\": <cpus>,
+\"BatchStrategy\": \"MULTI_RECORD\", \"MaxPayloadInMB\": 6}; POST /invocations with text/csv
+(no header, no label, one record per line, empty field = missing) answers one prediction per
+line (multi:softprob: the class probabilities, comma-separated); an empty payload 204, a wrong
+content type or unparsable CSV 415, a body over the limit 413.";
+
+/// Arguments of `c360 serve-model`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct ServeModelArgs {
+    /// The model: a directory with model.toml and its artifact, a directory holding the
+    /// artifact alone (`xgboost-model` or one file, as SageMaker unpacks model.tar.gz), or a
+    /// bare xgboost JSON/UBJSON file.
+    #[arg(long, value_name = "DIR|FILE", default_value = "/opt/ml/model")]
+    pub model_dir: PathBuf,
+    /// The TCP port (SageMaker uses 8080, or SAGEMAKER_BIND_TO_PORT).
+    #[arg(long, default_value_t = 8080, env = "SAGEMAKER_BIND_TO_PORT")]
+    pub port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// The payload size advertised by /execution-parameters; requests larger than this
+    /// (plus 64 KiB of slack) get 413. MAX_CONTENT_LENGTH (bytes), as in SageMaker's XGBoost
+    /// container, overrides the limit.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_payload_mb: u32,
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub fn run(args: ServeModelArgs) -> anyhow::Result<()> {
+    let loaded = model::load(&args.model_dir)
+        .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
+    let mut params = ExecutionParameters::for_this_machine();
+    params.max_payload_in_mb = args.max_payload_mb;
+    let mut max_body = (u64::from(args.max_payload_mb) * MB) as usize + 64 * 1024;
+    if let Ok(v) = std::env::var("MAX_CONTENT_LENGTH") {
+        max_body = v
+            .trim()
+            .parse()
+            .with_context(|| format!("MAX_CONTENT_LENGTH={v:?} is not a number of bytes"))?;
+    }
+    let cfg = ServeConfig {
+        max_body_bytes: max_body,
+        execution_parameters: params,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let b = Arc::new(loaded.booster);
+        tracing::info!(
+            addr = %addr,
+            artifact = %loaded.artifact.display(),
+            objective = b.objective().name(),
+            trees = b.num_trees(),
+            features = b.num_feature(),
+            "serving the model"
+        );
+        eprintln!(
+            "c360 serve-model: {} ({}, {} trees, {} features) on http://{addr}",
+            loaded.artifact.display(),
+            b.objective().name(),
+            b.num_trees(),
+            b.num_feature()
+        );
+        let mut handle = serving::start(listener, b, cfg)?;
+        let stop = handle.take_shutdown();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            if let Some(tx) = stop {
+                let _ = tx.send(());
+            }
+        });
+        handle.wait().await.context("serving")
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// `c360 serve` as SageMaker starts the image: the model under `/opt/ml/model`, port 8080
+/// (or `SAGEMAKER_BIND_TO_PORT`).
+pub fn run_sagemaker_serve() -> anyhow::Result<()> {
+    let port = match std::env::var("SAGEMAKER_BIND_TO_PORT") {
+        Ok(p) => p
+            .trim()
+            .parse()
+            .with_context(|| format!("SAGEMAKER_BIND_TO_PORT={p:?} is not a port"))?,
+        Err(_) => 8080,
+    };
+    run(ServeModelArgs {
+        model_dir: PathBuf::from("/opt/ml/model"),
+        port,
+        host: "0.0.0.0".into(),
+        max_payload_mb: 6,
+    })
+}

@@ -1,0 +1,552 @@
+//! Compiling a validated feature set into one polars lazy plan.
+//!
+//! Two modes share every expression, so a training set equals the snapshots row for row:
+//! - a snapshot: one as-of date for every customer signed up by then; the date is a literal;
+//! - a spine: `(customer_id, as_of)` rows; each event table is joined to the spine's keys
+//!   (only the customers the spine names) and grouped by `(customer_id, as_of)`, so many
+//!   dates cost one pass over the events of the spine's customers, not one full pass per
+//!   date. Quantile scores are relative to the whole population at a date, so for them
+//!   alone the spine mode computes a population snapshot per distinct date (restricted to
+//!   the features the scores read).
+//!
+//! Timestamps arrive as UTC day numbers (see `source`); `days_ago` of a row is
+//! `as_of - day`, and a window of N days is `0 <= days_ago < N` (the dates `(D-N, D]`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use polars::prelude::*;
+
+use super::def::{Agg, AggFn, Feature, FeatureSet, Kind, Label};
+use super::expr::{self, Scope, Ty};
+use crate::source::{ColType, TableSpec};
+
+/// Internal column names.
+pub const AS_OF: &str = "_as_of";
+const ROW: &str = "_row";
+
+/// Which customers and dates to compute.
+#[derive(Clone)]
+pub enum Mode {
+    /// One date (day number) for every customer signed up on or before it.
+    Snapshot(i32),
+    /// `customer_id` (String), `_as_of` (Int32 day number) rows.
+    Spine(LazyFrame),
+}
+
+impl Mode {
+    fn as_of(&self) -> Expr {
+        match self {
+            Mode::Snapshot(d) => lit(*d),
+            Mode::Spine(_) => col(AS_OF),
+        }
+    }
+    fn keys(&self) -> Vec<Expr> {
+        match self {
+            Mode::Snapshot(_) => vec![col("customer_id")],
+            Mode::Spine(_) => vec![col("customer_id"), col(AS_OF)],
+        }
+    }
+}
+
+/// The normalised input tables by name.
+pub type Inputs = HashMap<&'static str, LazyFrame>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("feature set {set}: {message}")]
+pub struct CompileError {
+    pub set: String,
+    pub message: String,
+}
+
+fn cerr(set: &FeatureSet, message: impl Into<String>) -> CompileError {
+    CompileError {
+        set: set.name.clone(),
+        message: message.into(),
+    }
+}
+
+/// Row expressions: table columns; `days_ago` is the feature's `_d_<ts>` column.
+struct Rows<'a> {
+    table: &'static TableSpec,
+    ts: &'a str,
+    as_of: Expr,
+}
+
+impl Scope for Rows<'_> {
+    fn resolve(&self, name: &str) -> Result<(Ty, Expr), String> {
+        if name == "days_ago" {
+            return Ok((Ty::Int, days_ago(self.as_of.clone(), self.ts)));
+        }
+        let ty = match self.table.column(name).map(|c| c.ty) {
+            Some(ColType::Str) => Ty::Str,
+            Some(ColType::Float) => Ty::Float,
+            Some(ColType::Int) => Ty::Int,
+            Some(ColType::Bool) => Ty::Bool,
+            Some(ColType::Timestamp) => Ty::Time,
+            // Declared extra columns were type-checked at validation.
+            None => Ty::Null,
+        };
+        Ok((ty, col(name)))
+    }
+    fn days_ago(&self, column: &str) -> Result<Expr, String> {
+        Ok(days_ago(self.as_of.clone(), column))
+    }
+}
+
+fn days_ago(as_of: Expr, ts: &str) -> Expr {
+    (as_of.cast(DataType::Int64) - col(ts).cast(DataType::Int64)).cast(DataType::Int64)
+}
+
+struct Features;
+
+impl Scope for Features {
+    fn resolve(&self, name: &str) -> Result<(Ty, Expr), String> {
+        // Types were checked at validation; here only the column matters.
+        Ok((Ty::Null, col(name)))
+    }
+}
+
+fn compile_rows(set: &FeatureSet, e: &expr::Expr, scope: &dyn Scope) -> Result<Expr, CompileError> {
+    expr::compile(e, scope)
+        .map(|(_, e)| e)
+        .map_err(|m| cerr(set, m))
+}
+
+/// Every feature `names` need, with their dependencies.
+pub fn closure(set: &FeatureSet, names: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack: Vec<String> = names.iter().cloned().collect();
+    while let Some(n) = stack.pop() {
+        if out.insert(n.clone()) {
+            if let Some(f) = set.feature(&n) {
+                stack.extend(f.deps.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+/// The condition under which a row counts for an aggregation at the as-of date.
+fn agg_condition(set: &FeatureSet, a: &Agg, as_of: &Expr) -> Result<Expr, CompileError> {
+    let d = days_ago(as_of.clone(), &a.ts);
+    let mut cond = d.clone().gt_eq(lit(0i64));
+    if let Some((w, off)) = a.window {
+        cond = cond.and(
+            d.clone()
+                .gt_eq(lit(off as i64))
+                .and(d.lt(lit((off + w) as i64))),
+        );
+    } else {
+        cond = cond.and(lit(true));
+    }
+    if let Some(f) = &a.filter {
+        let scope = Rows {
+            table: a.table,
+            ts: &a.ts,
+            as_of: as_of.clone(),
+        };
+        cond = cond.and(compile_rows(set, f, &scope)?.fill_null(lit(false)));
+    }
+    Ok(cond.fill_null(lit(false)))
+}
+
+fn fill_value(f: &Feature) -> Option<Expr> {
+    match &f.kind {
+        Kind::Agg(a) => match a.func {
+            AggFn::Count | AggFn::DistinctCount => Some(lit(0i64)),
+            AggFn::Sum if !a.per_day => Some(lit(0).cast(f.ty.polars())),
+            AggFn::Any => Some(lit(false)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Aggregates of one table for the given features, keyed like `mode`.
+fn table_aggregates(
+    set: &FeatureSet,
+    feats: &[&Feature],
+    frame: LazyFrame,
+    mode: &Mode,
+    label: Option<&Label>,
+) -> Result<Vec<LazyFrame>, CompileError> {
+    let as_of = mode.as_of();
+    let keys = mode.keys();
+    let mut frame = match mode {
+        Mode::Snapshot(_) => frame,
+        Mode::Spine(spine) => frame.join(
+            spine
+                .clone()
+                .select([col("customer_id"), col(AS_OF)])
+                .unique(None, UniqueKeepStrategy::Any),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        ),
+    };
+    // Drop rows no feature can see: after the as-of date (unless a label looks ahead),
+    // and before the earliest window start when every feature is windowed.
+    let mut ts_cols: BTreeSet<&str> = BTreeSet::new();
+    let mut max_back: Option<u32> = Some(0);
+    for f in feats {
+        if let Kind::Agg(a) = &f.kind {
+            ts_cols.insert(a.ts.as_str());
+            max_back = match (max_back, a.window) {
+                (Some(m), Some((w, o))) => Some(m.max(w + o)),
+                _ => None,
+            };
+        }
+    }
+    if let Some(l) = label {
+        ts_cols.insert(l.table.ts);
+    }
+    if label.is_none() {
+        let mut keep: Option<Expr> = None;
+        for ts in &ts_cols {
+            let d = days_ago(as_of.clone(), ts);
+            let mut c = d.clone().gt_eq(lit(0i64));
+            if let Some(m) = max_back {
+                c = c.and(d.lt(lit(m as i64)));
+            }
+            keep = Some(match keep {
+                None => c,
+                Some(k) => k.or(c),
+            });
+        }
+        if let Some(k) = keep {
+            frame = frame.filter(k.fill_null(lit(false)));
+        }
+    }
+
+    let mut plain = Vec::new();
+    let mut outs = Vec::new();
+    for f in feats {
+        let Kind::Agg(a) = &f.kind else { continue };
+        let cond = agg_condition(set, a, &as_of)?;
+        let scope = Rows {
+            table: a.table,
+            ts: &a.ts,
+            as_of: as_of.clone(),
+        };
+        let value = match &a.column {
+            Some(c) => Some(compile_rows(set, c, &scope)?),
+            None => None,
+        };
+        let masked = |v: Expr| when(cond.clone()).then(v).otherwise(lit(NULL));
+        if a.per_day {
+            // Roll up per (customer, day), then aggregate the days.
+            let v = value
+                .clone()
+                .ok_or_else(|| cerr(set, "per_day needs a column"))?;
+            let d = days_ago(as_of.clone(), &a.ts).alias("_d");
+            let mut by = keys.clone();
+            by.push(col("_d"));
+            let daily = frame
+                .clone()
+                .filter(cond.clone())
+                .with_column(d)
+                .group_by(by)
+                .agg([v.sum().alias("_v")]);
+            let days = if a.exclude_first_day {
+                col("_v").filter(col("_d").neq(col("_d").max()))
+            } else {
+                col("_v")
+            };
+            let e = aggregate(a.func, days, col("_d"))?;
+            outs.push(
+                daily
+                    .group_by(keys.clone())
+                    .agg([e.cast(f.ty.polars()).alias(f.name.as_str())]),
+            );
+            continue;
+        }
+        let e = match a.func {
+            AggFn::Count => match value {
+                Some(v) => cond.clone().and(v.is_not_null()).sum(),
+                None => cond.clone().sum(),
+            },
+            AggFn::Any => match value {
+                Some(v) => cond.clone().and(v.fill_null(lit(false))).any(true),
+                None => cond.clone().any(true),
+            },
+            func => {
+                let v = value.ok_or_else(|| cerr(set, format!("{} needs a column", f.name)))?;
+                let order = when(cond.clone())
+                    .then(days_ago(as_of.clone(), &a.ts))
+                    .otherwise(lit(NULL));
+                aggregate(func, masked(v), order)?
+            }
+        };
+        plain.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
+    }
+    if let Some(l) = label {
+        let d = days_ago(as_of.clone(), l.table.ts);
+        let mut cond = d
+            .clone()
+            .lt(lit(0i64))
+            .and(d.gt_eq(lit(-(l.horizon_days as i64))));
+        if let Some(w) = &l.filter {
+            let scope = Rows {
+                table: l.table,
+                ts: l.table.ts,
+                as_of: as_of.clone(),
+            };
+            cond = cond.and(compile_rows(set, w, &scope)?.fill_null(lit(false)));
+        }
+        plain.push(
+            cond.fill_null(lit(false))
+                .sum()
+                .alias(format!("_label_{}", l.name)),
+        );
+    }
+    if !plain.is_empty() {
+        outs.insert(0, frame.group_by(keys).agg(plain));
+    }
+    Ok(outs)
+}
+
+/// The aggregation itself over an already-masked value (nulls where a row does not count).
+fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
+    Ok(match func {
+        AggFn::Count => v.count(),
+        AggFn::Sum => v.sum(),
+        AggFn::Mean => v.mean(),
+        AggFn::Min => v.min(),
+        AggFn::Max => v.max(),
+        AggFn::DistinctCount => v.drop_nulls().n_unique(),
+        // Earliest / latest by date: rows further back have larger days_ago.
+        AggFn::First => v.get(order.arg_max(), true),
+        AggFn::Last => v.get(order.arg_min(), true),
+        AggFn::Any => v.any(true),
+    })
+}
+
+/// Builds the plan: `customer_id`, `as_of` (Date), the set's output features (or every
+/// feature in `wanted` when given), and the label when asked. In spine mode the spine's
+/// row order is kept.
+pub fn plan(
+    set: &FeatureSet,
+    inputs: &Inputs,
+    mode: &Mode,
+    wanted: Option<&BTreeSet<String>>,
+    label: Option<&Label>,
+    population: Option<LazyFrame>,
+) -> Result<LazyFrame, CompileError> {
+    let all: BTreeSet<String> = match wanted {
+        Some(w) => closure(set, w),
+        None => set.features.iter().map(|f| f.name.clone()).collect(),
+    };
+    let feats: Vec<&Feature> = set
+        .features
+        .iter()
+        .filter(|f| all.contains(&f.name))
+        .collect();
+    let as_of = mode.as_of();
+    let customers = inputs
+        .get("customers")
+        .cloned()
+        .ok_or_else(|| cerr(set, "the customers table was not loaded"))?;
+
+    // The base: one row per (customer, as_of).
+    let mut base = match mode {
+        Mode::Snapshot(d) => customers.filter(col("signup_ts").lt_eq(lit(*d))),
+        Mode::Spine(spine) => spine
+            .clone()
+            .select([col("customer_id"), col(AS_OF)])
+            .with_row_index(ROW, None)
+            .join(
+                customers,
+                [col("customer_id")],
+                [col("customer_id")],
+                JoinArgs::new(JoinType::Left),
+            ),
+    };
+    let mut entity_cols = Vec::new();
+    for f in &feats {
+        if let Kind::Entity { column, ts } = &f.kind {
+            let table =
+                crate::source::table_spec("customers").ok_or_else(|| cerr(set, "no customers"))?;
+            let scope = Rows {
+                table,
+                ts,
+                as_of: as_of.clone(),
+            };
+            entity_cols.push(
+                compile_rows(set, column, &scope)?
+                    .cast(f.ty.polars())
+                    .alias(f.name.as_str()),
+            );
+        }
+    }
+    let mut keep = mode.keys();
+    if matches!(mode, Mode::Spine(_)) {
+        keep.push(col(ROW));
+    }
+    keep.extend(entity_cols);
+    base = base.select(keep);
+
+    // Aggregates, one group-by per table (plus one per per-day feature).
+    let mut by_table: BTreeMap<&'static str, Vec<&Feature>> = BTreeMap::new();
+    for f in &feats {
+        if let Kind::Agg(a) = &f.kind {
+            by_table.entry(a.table.name).or_default().push(f);
+        }
+    }
+    if let Some(l) = label {
+        by_table.entry(l.table.name).or_default();
+    }
+    for (tname, tf) in &by_table {
+        let frame = inputs
+            .get(tname)
+            .cloned()
+            .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
+        let l = label.filter(|l| l.table.name == *tname);
+        for agg in table_aggregates(set, tf, frame, mode, l)? {
+            base = base.join(agg, mode.keys(), mode.keys(), JoinArgs::new(JoinType::Left));
+        }
+    }
+    let fills: Vec<Expr> = feats
+        .iter()
+        .filter_map(|f| {
+            fill_value(f).map(|v| col(f.name.as_str()).fill_null(v).alias(f.name.as_str()))
+        })
+        .collect();
+    if !fills.is_empty() {
+        base = base.with_columns(fills);
+    }
+    if let Some(pop) = population {
+        base = base.join(pop, mode.keys(), mode.keys(), JoinArgs::new(JoinType::Left));
+    }
+
+    // Derived features, level by level (a level reads only earlier levels).
+    let mut level: HashMap<&str, usize> = HashMap::new();
+    let mut levels: BTreeMap<usize, Vec<Expr>> = BTreeMap::new();
+    for f in &feats {
+        let lv = match &f.kind {
+            Kind::Agg(_) | Kind::Entity { .. } => 0,
+            _ => {
+                1 + f
+                    .deps
+                    .iter()
+                    .map(|d| level.get(d.as_str()).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0)
+            }
+        };
+        level.insert(f.name.as_str(), lv);
+        let e = match &f.kind {
+            Kind::Agg(_) | Kind::Entity { .. } => continue,
+            Kind::Derived(e) => compile_rows(set, e, &Features)?.cast(f.ty.polars()),
+            Kind::Quantile {
+                of,
+                bins,
+                higher_is_better,
+                among,
+            } => {
+                if matches!(mode, Mode::Spine(_)) {
+                    // Joined from the population snapshots.
+                    continue;
+                }
+                let v = col(of.as_str());
+                let mut mask = v.clone().is_not_null();
+                if let Some(a) = among {
+                    mask = mask.and(compile_rows(set, a, &Features)?.fill_null(lit(false)));
+                }
+                let masked = when(mask.clone()).then(v).otherwise(lit(NULL));
+                // Worst to best; ties share the lowest rank, so a better value never scores lower.
+                let rank = masked
+                    .rank(
+                        RankOptions {
+                            method: RankMethod::Min,
+                            descending: !*higher_is_better,
+                        },
+                        None,
+                    )
+                    .cast(DataType::Int64);
+                let n = mask.cast(DataType::Int64).sum();
+                let score = (lit(*bins as i64) * (rank - lit(1i64))).floor_div(n) + lit(1i64);
+                when(
+                    col(of.as_str())
+                        .is_not_null()
+                        .and(masked_is_set(set, among)?),
+                )
+                .then(score)
+                .otherwise(lit(NULL))
+                .cast(DataType::Int64)
+            }
+            Kind::Case { cases, otherwise } => {
+                let val = |v: &Option<String>| match v {
+                    Some(s) => lit(s.clone()),
+                    None => lit(NULL).cast(DataType::String),
+                };
+                // Nested from the last case back, so the first matching case wins.
+                let mut acc = val(otherwise);
+                for (w, t) in cases.iter().rev() {
+                    acc = when(compile_rows(set, w, &Features)?.fill_null(lit(false)))
+                        .then(val(t))
+                        .otherwise(acc);
+                }
+                acc.cast(DataType::String)
+            }
+        };
+        levels.entry(lv).or_default().push(e.alias(f.name.as_str()));
+    }
+    for (_, exprs) in levels {
+        base = base.with_columns(exprs);
+    }
+
+    // Output columns.
+    let mut out = vec![col("customer_id"), as_of_date(mode).alias("as_of")];
+    match wanted {
+        Some(w) => {
+            for f in &feats {
+                if w.contains(&f.name) {
+                    out.push(col(f.name.as_str()));
+                }
+            }
+            if matches!(mode, Mode::Spine(_)) {
+                out.push(col(AS_OF));
+            }
+        }
+        None => {
+            for f in set.outputs() {
+                out.push(col(f.name.as_str()));
+            }
+        }
+    }
+    if let Some(l) = label {
+        let n = col(format!("_label_{}", l.name)).fill_null(lit(0));
+        let v = if l.no_event {
+            n.eq(lit(0))
+        } else {
+            n.gt(lit(0))
+        };
+        out.push(v.cast(DataType::Int64).alias(l.name.as_str()));
+    }
+    if matches!(mode, Mode::Spine(_)) {
+        base = base.sort([ROW], SortMultipleOptions::default());
+    }
+    Ok(base.select(out))
+}
+
+fn masked_is_set(set: &FeatureSet, among: &Option<expr::Expr>) -> Result<Expr, CompileError> {
+    Ok(match among {
+        Some(a) => compile_rows(set, a, &Features)?.fill_null(lit(false)),
+        None => lit(true),
+    })
+}
+
+fn as_of_date(mode: &Mode) -> Expr {
+    mode.as_of().cast(DataType::Int32).cast(DataType::Date)
+}
+
+/// Quantile features and everything they read.
+pub fn quantile_closure(set: &FeatureSet) -> BTreeSet<String> {
+    let q: BTreeSet<String> = set
+        .features
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Quantile { .. }))
+        .map(|f| f.name.clone())
+        .collect();
+    q
+}

@@ -1,0 +1,392 @@
+//! Features: the definition language (`def`, `expr`), its compilation to polars plans
+//! (`compile`), and the two ways to compute them: a point-in-time snapshot of every
+//! customer, and a training set over a spine of `(customer_id, as_of)` rows with labels.
+
+pub mod compile;
+pub mod def;
+pub mod expr;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+pub use def::{DefError, DefErrors, FeatureSet};
+
+use crate::source::{self, Source, SourceError, Table};
+
+/// Errors of computing features.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Compile(#[from] compile::CompileError),
+    #[error("feature set {set}: computing failed: {message}")]
+    Polars { set: String, message: String },
+    #[error("spine {path}: {message}")]
+    Spine { path: String, message: String },
+    #[error("label {label}: {message}")]
+    Label { label: String, message: String },
+    #[error("feature set {0} not found in {1} (see `c360 features list`)")]
+    UnknownSet(String, String),
+    #[error(transparent)]
+    Definitions(#[from] DefErrors),
+}
+
+pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
+
+/// Loads every `*.toml` under `dir`, reporting all definition errors together.
+pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            return Err(DefErrors(vec![DefError {
+                file: dir.display().to_string(),
+                key: "(folder)".into(),
+                reason: format!("cannot read the feature folder: {e}"),
+            }]))
+        }
+    };
+    files.sort();
+    let mut sets = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match def::load(&f) {
+            Ok(s) => sets.push(s),
+            Err(DefErrors(e)) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(DefErrors(errors));
+    }
+    Ok(sets)
+}
+
+/// Finds one set by name.
+pub fn find_set(dir: &Path, name: &str) -> Result<FeatureSet> {
+    let sets = load_sets(dir)?;
+    sets.into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| FeatureError::UnknownSet(name.into(), dir.display().to_string()))
+}
+
+/// The loaded, contract-checked tables a set reads.
+pub struct Loaded {
+    pub tables: HashMap<&'static str, Table>,
+}
+
+impl Loaded {
+    pub fn inputs(&self) -> compile::Inputs {
+        self.tables
+            .iter()
+            .map(|(k, t)| (*k, t.frame.clone()))
+            .collect()
+    }
+    /// `table -> fingerprint` for lineage.
+    pub fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+        self.tables
+            .iter()
+            .map(|(k, t)| (k.to_string(), t.fingerprint.clone()))
+            .collect()
+    }
+}
+
+/// Reads and checks every table `set` needs (plus `also`), customers first.
+pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Result<Loaded> {
+    let mut names: BTreeSet<&'static str> = set.tables();
+    names.extend(also.iter().copied());
+    let mut tables = HashMap::new();
+    let cust_spec = source::table_spec("customers").ok_or_else(|| FeatureError::Polars {
+        set: set.name.clone(),
+        message: "contract lacks customers".into(),
+    })?;
+    let empty = Vec::new();
+    let customers = src.scan(
+        cust_spec,
+        set.extra_columns.get("customers").unwrap_or(&empty),
+    )?;
+    customers.check(None)?;
+    for n in &names {
+        if *n == "customers" {
+            continue;
+        }
+        let spec = source::table_spec(n).ok_or_else(|| FeatureError::Polars {
+            set: set.name.clone(),
+            message: format!("unknown table {n}"),
+        })?;
+        let t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
+        t.check(Some(&customers))?;
+        tables.insert(*n, t);
+    }
+    tables.insert("customers", customers);
+    Ok(Loaded { tables })
+}
+
+fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
+    move |e| FeatureError::Polars {
+        set: set.name.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// A point-in-time snapshot: one row per customer signed up on or before `as_of`.
+pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<DataFrame> {
+    let day = source::day_number(as_of);
+    let lf = compile::plan(
+        set,
+        &loaded.inputs(),
+        &compile::Mode::Snapshot(day),
+        None,
+        None,
+        None,
+    )?;
+    lf.collect().map_err(perr(set))
+}
+
+/// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
+pub fn read_spine(path: &Path) -> Result<DataFrame> {
+    let p = path.display().to_string();
+    let serr = |m: String| FeatureError::Spine {
+        path: p.clone(),
+        message: m,
+    };
+    let pl_path = PlRefPath::new(p.clone());
+    let lf = if path.extension().is_some_and(|e| e == "csv") {
+        LazyCsvReader::new(pl_path)
+            .with_has_header(true)
+            .with_try_parse_dates(true)
+            .finish()
+    } else {
+        LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
+    }
+    .map_err(|e| serr(format!("cannot read: {e}")))?;
+    let df = lf
+        .collect()
+        .map_err(|e| serr(format!("cannot read: {e}")))?;
+    for c in ["customer_id", "as_of"] {
+        if df.column(c).is_err() {
+            return Err(serr(format!(
+                "missing column {c} (a spine has customer_id and as_of columns; found {})",
+                df.get_column_names()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let id = df.column("customer_id").map_err(|e| serr(e.to_string()))?;
+    let id = match id.dtype() {
+        DataType::String => id.clone(),
+        d if d.is_integer() => id
+            .cast(&DataType::String)
+            .map_err(|e| serr(e.to_string()))?,
+        d => {
+            return Err(serr(format!(
+                "customer_id has type {d}; expected text or integers"
+            )))
+        }
+    };
+    let as_of = df.column("as_of").map_err(|e| serr(e.to_string()))?;
+    let day = match as_of.dtype() {
+        DataType::Date => as_of.cast(&DataType::Int32),
+        DataType::Datetime(_, _) => as_of
+            .cast(&DataType::Date)
+            .and_then(|c| c.cast(&DataType::Int32)),
+        DataType::String => as_of
+            .as_materialized_series()
+            .str()
+            .map_err(|e| serr(e.to_string()))?
+            .as_date(Some("%Y-%m-%d"), false)
+            .map(|c| c.into_series().into_column())
+            .and_then(|c| c.cast(&DataType::Int32)),
+        d => {
+            return Err(serr(format!(
+                "as_of has type {d}; expected dates (YYYY-MM-DD)"
+            )))
+        }
+    }
+    .map_err(|e| serr(format!("as_of: {e}")))?;
+    let out = DataFrame::new_infer_height(vec![
+        id.with_name("customer_id".into()),
+        day.with_name(compile::AS_OF.into()),
+    ])
+    .map_err(|e| serr(e.to_string()))?;
+    let nulls = out
+        .column("customer_id")
+        .map(|c| c.null_count())
+        .unwrap_or(0)
+        + out
+            .column(compile::AS_OF)
+            .map(|c| c.null_count())
+            .unwrap_or(0);
+    if nulls > 0 {
+        return Err(serr(format!(
+            "{nulls} row(s) have a null or unparsable customer_id or as_of (dates are YYYY-MM-DD)"
+        )));
+    }
+    Ok(out)
+}
+
+/// A training set: each spine row's features as of its own date, plus the label.
+pub fn training_set(
+    set: &FeatureSet,
+    loaded: &Loaded,
+    spine: &DataFrame,
+    spine_name: &str,
+    label: Option<&str>,
+) -> Result<DataFrame> {
+    let perr = perr(set);
+    let label = match label {
+        Some(l) => Some(set.label(l).ok_or_else(|| FeatureError::Label {
+            label: l.into(),
+            message: format!(
+                "not defined in feature set {} (labels: {})",
+                set.name,
+                set.labels.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })?),
+        None => None,
+    };
+    let customers = loaded
+        .tables
+        .get("customers")
+        .ok_or_else(|| FeatureError::Polars {
+            set: set.name.clone(),
+            message: "customers not loaded".into(),
+        })?;
+    // Every spine row must name a customer signed up by its date.
+    let bad = spine
+        .clone()
+        .lazy()
+        .join(
+            customers
+                .frame
+                .clone()
+                .select([col("customer_id"), col("signup_ts")]),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(
+            col("signup_ts")
+                .is_null()
+                .or(col("signup_ts").gt(col(compile::AS_OF))),
+        )
+        .collect()
+        .map_err(&perr)?;
+    if bad.height() > 0 {
+        let id = bad
+            .column("customer_id")
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let day = bad
+            .column(compile::AS_OF)
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| v.extract::<i32>())
+            .map(source::date_of_day)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        return Err(FeatureError::Spine {
+            path: spine_name.into(),
+            message: format!(
+                "{} row(s) name a customer that is unknown or not yet signed up on the row's as_of; example: customer_id={id}, as_of={day}",
+                bad.height()
+            ),
+        });
+    }
+    // Labels need the data to reach as_of + horizon.
+    if let Some(l) = label {
+        let t = loaded
+            .tables
+            .get(l.table.name)
+            .ok_or_else(|| FeatureError::Label {
+                label: l.name.clone(),
+                message: format!("table {} not loaded", l.table.name),
+            })?;
+        let max_day = t
+            .frame
+            .clone()
+            .select([col(l.table.ts).max()])
+            .collect()
+            .map_err(&perr)?
+            .column(l.table.ts)
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| v.extract::<i32>());
+        let latest = spine
+            .column(compile::AS_OF)
+            .ok()
+            .and_then(|c| c.as_materialized_series().max::<i32>().ok().flatten());
+        if let (Some(latest), Some(max_day)) = (latest, max_day) {
+            if latest + l.horizon_days as i32 > max_day {
+                return Err(FeatureError::Label {
+                    label: l.name.clone(),
+                    message: format!(
+                        "needs data up to {} (as_of {} + {} days), but {} ends on {}; use an earlier as_of or wait for the data",
+                        source::date_of_day(latest + l.horizon_days as i32),
+                        source::date_of_day(latest),
+                        l.horizon_days,
+                        l.table.name,
+                        source::date_of_day(max_day)
+                    ),
+                });
+            }
+        } else if latest.is_some() {
+            return Err(FeatureError::Label {
+                label: l.name.clone(),
+                message: format!(
+                    "table {} has no rows, so the label cannot be known",
+                    l.table.name
+                ),
+            });
+        }
+    }
+    let inputs = loaded.inputs();
+    // Population scores per distinct date, for quantile features only.
+    let quant = compile::quantile_closure(set);
+    let population = if quant.is_empty() {
+        None
+    } else {
+        let dates = spine
+            .column(compile::AS_OF)
+            .map_err(&perr)?
+            .as_materialized_series()
+            .unique()
+            .map_err(&perr)?;
+        let dates: Vec<i32> = dates.i32().map_err(&perr)?.into_no_null_iter().collect();
+        let mut parts = Vec::new();
+        for d in dates {
+            let mut cols = vec![col("customer_id"), lit(d).alias(compile::AS_OF)];
+            cols.extend(quant.iter().map(|q| col(q.as_str())));
+            let lf = compile::plan(
+                set,
+                &inputs,
+                &compile::Mode::Snapshot(d),
+                Some(&quant),
+                None,
+                None,
+            )?
+            .select(cols);
+            parts.push(lf);
+        }
+        Some(concat(parts, UnionArgs::default()).map_err(&perr)?)
+    };
+    let lf = compile::plan(
+        set,
+        &inputs,
+        &compile::Mode::Spine(spine.clone().lazy()),
+        None,
+        label,
+        population,
+    )?;
+    lf.collect().map_err(perr)
+}

@@ -1,0 +1,18 @@
+//! c360: a Customer 360 feature store and batch-inference orchestrator.
+//!
+//! Flow: Customer 360 tables (`source`) → point-in-time features (`features`) → offline
+//! store (`offline` over `store`) → batch transform (`transform`, scoring with `model`
+//! behind the `serving` contract) → data product (`product`), run step by step by
+//! `pipeline`. `cli` is the thin edge.
+
+pub mod cli;
+pub mod features;
+pub mod generate;
+pub mod model;
+pub mod offline;
+pub mod project;
+pub mod serving;
+pub mod source;
+pub mod store;
+pub mod telemetry;
+pub mod transform;

@@ -1,0 +1,231 @@
+//! `text/csv` payloads as the SageMaker XGBoost container takes them: no header, no label, one
+//! record per line, numeric fields; an empty field is a missing value (NaN). Large payloads
+//! are parsed in parallel, split at line boundaries.
+
+use rayon::prelude::*;
+
+use super::xgb::DenseMatrix;
+
+/// Payloads above this size are parsed in parallel pieces.
+const PARALLEL_BYTES: usize = 1 << 20;
+
+/// Why a CSV payload could not be read, naming the line (1-based) and field (1-based).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CsvError {
+    #[error("line {line}, field {field}: {value:?} is not a number")]
+    NotANumber {
+        line: usize,
+        field: usize,
+        value: String,
+    },
+    #[error("line {line} has {found} fields, expected {expected}")]
+    FieldCount {
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
+}
+
+/// Parses a CSV payload into a dense matrix. Lines that are empty (or only `\r`) are skipped;
+/// every other line is a record and must have `cols` fields (`None`: as many as the first
+/// record).
+pub fn parse_csv(payload: &[u8], cols: Option<usize>) -> Result<DenseMatrix, CsvError> {
+    if payload.len() < PARALLEL_BYTES {
+        let mut data = Vec::new();
+        let (rows, cols) = parse_piece(payload, 0, cols, &mut data)?;
+        return Ok(DenseMatrix {
+            data,
+            rows,
+            cols: cols.unwrap_or(0),
+        });
+    }
+    // The first record fixes the width for the pieces when the caller did not.
+    let cols = match cols {
+        Some(c) => Some(c),
+        None => {
+            let first = payload
+                .split(|&b| b == b'\n')
+                .map(trim_cr)
+                .find(|l| !l.is_empty())
+                .unwrap_or(&[]);
+            Some(first.split(|&b| b == b',').count())
+        }
+    };
+    let pieces = split_at_lines(payload, rayon::current_num_threads().max(1) * 4);
+    // Line numbers in errors must be absolute: count the lines before each piece.
+    let mut first_line = Vec::with_capacity(pieces.len());
+    let mut line = 0usize;
+    for p in &pieces {
+        first_line.push(line);
+        line += memchr_count(p);
+    }
+    let parsed: Vec<Result<(Vec<f32>, usize), CsvError>> = pieces
+        .par_iter()
+        .zip(first_line.par_iter())
+        .map(|(p, &l0)| {
+            let mut data = Vec::new();
+            let (rows, _) = parse_piece(p, l0, cols, &mut data)?;
+            Ok((data, rows))
+        })
+        .collect();
+    let mut data = Vec::with_capacity(
+        parsed
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |d| d.0.len()))
+            .sum(),
+    );
+    let mut rows = 0;
+    for r in parsed {
+        let (d, n) = r?;
+        data.extend_from_slice(&d);
+        rows += n;
+    }
+    Ok(DenseMatrix {
+        data,
+        rows,
+        cols: cols.unwrap_or(0),
+    })
+}
+
+fn memchr_count(p: &[u8]) -> usize {
+    p.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Splits `payload` into about `n` pieces, each ending just after a newline (or at the end).
+pub(crate) fn split_at_lines(payload: &[u8], n: usize) -> Vec<&[u8]> {
+    let target = payload.len().div_ceil(n.max(1)).max(1);
+    let mut out = Vec::with_capacity(n + 1);
+    let mut start = 0;
+    while start < payload.len() {
+        let mut end = (start + target).min(payload.len());
+        while end < payload.len() && payload[end - 1] != b'\n' {
+            end += 1;
+        }
+        out.push(&payload[start..end]);
+        start = end;
+    }
+    out
+}
+
+fn trim_cr(l: &[u8]) -> &[u8] {
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// Parses whole lines of `piece` (whose first line is line `line0 + 1` of the payload) into
+/// `data`; returns the number of rows and the width.
+fn parse_piece(
+    piece: &[u8],
+    line0: usize,
+    mut cols: Option<usize>,
+    data: &mut Vec<f32>,
+) -> Result<(usize, Option<usize>), CsvError> {
+    let mut rows = 0;
+    let mut line_no = line0;
+    for line in piece.split(|&b| b == b'\n') {
+        line_no += 1;
+        let line = trim_cr(line);
+        if line.is_empty() {
+            continue;
+        }
+        let before = data.len();
+        for (fi, field) in line.split(|&b| b == b',').enumerate() {
+            data.push(parse_field(field).ok_or_else(|| CsvError::NotANumber {
+                line: line_no,
+                field: fi + 1,
+                value: String::from_utf8_lossy(field).chars().take(40).collect(),
+            })?);
+        }
+        let found = data.len() - before;
+        match cols {
+            Some(c) if c != found => {
+                return Err(CsvError::FieldCount {
+                    line: line_no,
+                    found,
+                    expected: c,
+                })
+            }
+            Some(_) => {}
+            None => cols = Some(found),
+        }
+        rows += 1;
+    }
+    Ok((rows, cols))
+}
+
+/// One numeric field; empty (or blank) is missing. Accepts what Rust's float parser accepts
+/// (`1`, `-2.5e-3`, `nan`, `inf`), surrounded by optional spaces.
+#[inline]
+fn parse_field(f: &[u8]) -> Option<f32> {
+    let f = f.trim_ascii();
+    if f.is_empty() {
+        return Some(f32::NAN);
+    }
+    std::str::from_utf8(f).ok()?.parse::<f32>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_missing_values_crlf_and_blank_lines() {
+        let m = parse_csv(b"1,2.5,-3e-2\r\n,4,\n\n 5 ,nan,7\n", None).unwrap();
+        assert_eq!((m.rows, m.cols), (3, 3));
+        assert_eq!(&m.data[..3], &[1.0, 2.5, -0.03]);
+        assert!(m.data[3].is_nan() && m.data[5].is_nan() && m.data[7].is_nan());
+        assert_eq!((m.data[4], m.data[6], m.data[8]), (4.0, 5.0, 7.0));
+        let empty = parse_csv(b"", Some(3)).unwrap();
+        assert_eq!((empty.rows, empty.data.len()), (0, 0));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        assert_eq!(
+            parse_csv(b"1,2\n3,x\n", None).unwrap_err(),
+            CsvError::NotANumber {
+                line: 2,
+                field: 2,
+                value: "x".into()
+            }
+        );
+        assert_eq!(
+            parse_csv(b"1,2\n\n3\n", None).unwrap_err(),
+            CsvError::FieldCount {
+                line: 3,
+                found: 1,
+                expected: 2
+            }
+        );
+        assert!(matches!(
+            parse_csv(b"1,2\n", Some(3)),
+            Err(CsvError::FieldCount { expected: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn parallel_parse_equals_serial_and_keeps_absolute_line_numbers() {
+        let mut s = String::new();
+        for i in 0..60_000 {
+            s.push_str(&format!("{i},{}.25,,{}\n", i % 7, i as f32 / 3.0));
+        }
+        let big = parse_csv(s.as_bytes(), None).unwrap();
+        assert_eq!((big.rows, big.cols), (60_000, 4));
+        let mut serial = Vec::new();
+        parse_piece(s.as_bytes(), 0, None, &mut serial).unwrap();
+        assert_eq!(big.data.len(), serial.len());
+        assert!(big
+            .data
+            .iter()
+            .zip(&serial)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        s.push_str("1,2,3,oops\n");
+        assert_eq!(
+            parse_csv(s.as_bytes(), None).unwrap_err(),
+            CsvError::NotANumber {
+                line: 60_001,
+                field: 4,
+                value: "oops".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,608 @@
+//! Models: the `models/<name>/model.toml` spec (parsed, then validated, then built into a
+//! loaded model) and the native XGBoost evaluator that scores with it.
+//!
+//! A model directory holds `model.toml` and the artifact it names. A directory without
+//! `model.toml` (what SageMaker unpacks into `/opt/ml/model`) holds the artifact alone:
+//! `xgboost-model`, or any single file. A bare file is an artifact too.
+//!
+//! Example `model.toml`:
+//!
+//! ```text
+//! description = "Churn in the next 90 days"
+//! feature_set = "churn_signals"
+//! feature_set_version = 1
+//! features = ["days_since_last_order", "orders_90d", "spend_365d"]
+//! content_type = "text/csv"
+//! objective = "binary:logistic"
+//!
+//! [artifact]
+//! path = "xgboost-model.json"        # relative to the model directory
+//!
+//! [sagemaker]                         # optional: how to run it in the cloud
+//! image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+//! model_data = "s3://bucket/models/churn/model.tar.gz"
+//! # or: model_name = "existing-model"
+//!
+//! [[risk_bands]]
+//! name = "low"
+//! below = 0.3
+//! [[risk_bands]]
+//! name = "medium"
+//! below = 0.7
+//! [[risk_bands]]
+//! name = "high"                       # the last band may omit `below`: everything else
+//! ```
+
+pub mod csv;
+pub mod ubjson;
+pub mod xgb;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use csv::{parse_csv, CsvError};
+pub use xgb::{Booster, DenseMatrix, ModelFormat, Objective, XgbError};
+
+/// The spec file's name inside a model directory.
+pub const SPEC_FILE: &str = "model.toml";
+/// The artifact name SageMaker's built-in XGBoost uses.
+pub const SAGEMAKER_ARTIFACT: &str = "xgboost-model";
+
+/// Why a model could not be read, validated or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {reason}")]
+    Parse { file: String, reason: String },
+    #[error("{file}: {key}: {reason}")]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Xgb(#[from] XgbError),
+    #[error("{dir}: no model found: {reason}")]
+    NoArtifact { dir: String, reason: String },
+}
+
+/// `model.toml` as written (parse step; see [`ModelSpec::validate`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpecFile {
+    /// Free text shown in listings.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The feature set whose columns the model reads (`features/<name>.toml`).
+    pub feature_set: String,
+    /// The feature set's version the model was trained on.
+    pub feature_set_version: u32,
+    /// The feature columns in the order the model expects them (the CSV column order).
+    pub features: Vec<String>,
+    /// The request content type; only `text/csv` for XGBoost models.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// The xgboost objective (checked against the artifact), e.g. `binary:logistic`.
+    pub objective: String,
+    /// Where the model file is.
+    pub artifact: ArtifactFile,
+    /// How SageMaker runs the model (optional).
+    #[serde(default)]
+    pub sagemaker: Option<SageMakerFile>,
+    /// Named score bands, in increasing order of `below`.
+    #[serde(default)]
+    pub risk_bands: Vec<RiskBandFile>,
+}
+
+fn default_content_type() -> String {
+    "text/csv".into()
+}
+
+/// `[artifact]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactFile {
+    /// The model file, relative to the model directory (JSON or UBJSON from `save_model`).
+    pub path: String,
+}
+
+/// `[sagemaker]`: either an image with a `model.tar.gz`, or an existing SageMaker model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SageMakerFile {
+    /// The inference image URI (ECR).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `s3://.../model.tar.gz` holding the artifact.
+    #[serde(default)]
+    pub model_data: Option<String>,
+    /// The name of a SageMaker model that already exists.
+    #[serde(default)]
+    pub model_name: Option<String>,
+}
+
+/// `[[risk_bands]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskBandFile {
+    /// The band's name, e.g. `high`.
+    pub name: String,
+    /// Scores strictly below this fall in the band (if not in an earlier one); omitted on the
+    /// last band only.
+    #[serde(default)]
+    pub below: Option<f64>,
+}
+
+/// Where the model runs in SageMaker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SageMakerModel {
+    /// Create a model from an image and a `model.tar.gz`.
+    Create { image: String, model_data: String },
+    /// Use an existing SageMaker model.
+    Existing { model_name: String },
+}
+
+/// A named score band.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskBand {
+    pub name: String,
+    /// `None` on the last band: no upper bound.
+    pub below: Option<f64>,
+}
+
+/// A validated `model.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// The spec file, for messages.
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub feature_set: String,
+    pub feature_set_version: u32,
+    pub features: Vec<String>,
+    pub content_type: String,
+    pub objective: Objective,
+    /// The artifact's path, resolved against the spec's directory.
+    pub artifact: PathBuf,
+    pub sagemaker: Option<SageMakerModel>,
+    pub risk_bands: Vec<RiskBand>,
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+impl ModelSpec {
+    /// Reads and validates `file` (no artifact I/O).
+    pub fn read(file: &Path) -> Result<ModelSpec, ModelError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ModelError::Io {
+            file: file.display().to_string(),
+            source,
+        })?;
+        ModelSpec::parse(&text, file)
+    }
+
+    /// Parses and validates spec text; `file` names it in errors and anchors the artifact path.
+    pub fn parse(text: &str, file: &Path) -> Result<ModelSpec, ModelError> {
+        let raw: ModelSpecFile = toml::from_str(text).map_err(|e| ModelError::Parse {
+            file: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        ModelSpec::validate(raw, file)
+    }
+
+    /// Checks a parsed spec: pure, no I/O.
+    pub fn validate(raw: ModelSpecFile, file: &Path) -> Result<ModelSpec, ModelError> {
+        let invalid = |key: &str, reason: String| ModelError::Invalid {
+            file: file.display().to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        if !is_identifier(&raw.feature_set) {
+            return Err(invalid(
+                "feature_set",
+                format!("{:?} is not a feature set name", raw.feature_set),
+            ));
+        }
+        if raw.feature_set_version == 0 {
+            return Err(invalid("feature_set_version", "versions start at 1".into()));
+        }
+        if raw.features.is_empty() {
+            return Err(invalid(
+                "features",
+                "list at least one feature column".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, f) in raw.features.iter().enumerate() {
+            if !is_identifier(f) {
+                return Err(invalid(
+                    &format!("features[{i}]"),
+                    format!("{f:?} is not a column name"),
+                ));
+            }
+            if !seen.insert(f.as_str()) {
+                return Err(invalid(
+                    &format!("features[{i}]"),
+                    format!("{f:?} is listed twice"),
+                ));
+            }
+        }
+        let ct = raw.content_type.split(';').next().unwrap_or("").trim();
+        if !ct.eq_ignore_ascii_case("text/csv") {
+            return Err(invalid(
+                "content_type",
+                format!(
+                    "{:?} is not supported; XGBoost models take \"text/csv\"",
+                    raw.content_type
+                ),
+            ));
+        }
+        let objective = Objective::parse(&raw.objective).ok_or_else(|| {
+            invalid(
+                "objective",
+                format!(
+                    "{:?} is not supported (one of: {})",
+                    raw.objective,
+                    Objective::NAMES.join(", ")
+                ),
+            )
+        })?;
+        let ap = Path::new(&raw.artifact.path);
+        if raw.artifact.path.is_empty()
+            || ap.is_absolute()
+            || ap
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(invalid(
+                "artifact.path",
+                format!(
+                    "{:?} must be a relative path inside the model directory",
+                    raw.artifact.path
+                ),
+            ));
+        }
+        let sagemaker = match raw.sagemaker {
+            None => None,
+            Some(s) => Some(match (s.image, s.model_data, s.model_name) {
+                (Some(image), Some(model_data), None) => {
+                    if !model_data.starts_with("s3://") {
+                        return Err(invalid(
+                            "sagemaker.model_data",
+                            format!("{model_data:?} must be an s3:// URI of a model.tar.gz"),
+                        ));
+                    }
+                    if image.trim().is_empty() {
+                        return Err(invalid("sagemaker.image", "empty image URI".into()));
+                    }
+                    SageMakerModel::Create { image, model_data }
+                }
+                (None, None, Some(model_name)) => {
+                    let ok = !model_name.is_empty()
+                        && model_name.len() <= 63
+                        && model_name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !model_name.starts_with('-')
+                        && !model_name.ends_with('-');
+                    if !ok {
+                        return Err(invalid(
+                            "sagemaker.model_name",
+                            format!(
+                                "{model_name:?} is not a SageMaker model name (1-63 letters, digits, hyphens)"
+                            ),
+                        ));
+                    }
+                    SageMakerModel::Existing { model_name }
+                }
+                _ => {
+                    return Err(invalid(
+                        "sagemaker",
+                        "give either `image` and `model_data`, or `model_name` alone".into(),
+                    ))
+                }
+            }),
+        };
+        let mut risk_bands = Vec::with_capacity(raw.risk_bands.len());
+        let mut names = HashSet::new();
+        let mut last: Option<f64> = None;
+        let n = raw.risk_bands.len();
+        for (i, b) in raw.risk_bands.into_iter().enumerate() {
+            let key = format!("risk_bands[{i}]");
+            if !is_identifier(&b.name) {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!("{:?} is not a band name", b.name),
+                ));
+            }
+            if !names.insert(b.name.clone()) {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!("{:?} is used twice", b.name),
+                ));
+            }
+            match b.below {
+                None if i + 1 != n => {
+                    return Err(invalid(
+                        &format!("{key}.below"),
+                        "only the last band may omit `below`".into(),
+                    ))
+                }
+                Some(v) if !v.is_finite() => {
+                    return Err(invalid(
+                        &format!("{key}.below"),
+                        format!("{v} is not finite"),
+                    ))
+                }
+                Some(v) if last.is_some_and(|l| v <= l) => {
+                    return Err(invalid(
+                        &format!("{key}.below"),
+                        format!(
+                            "{v} must be greater than the previous band's {}",
+                            last.unwrap_or_default()
+                        ),
+                    ))
+                }
+                Some(v) => last = Some(v),
+                None => {}
+            }
+            risk_bands.push(RiskBand {
+                name: b.name,
+                below: b.below,
+            });
+        }
+        let dir = file.parent().unwrap_or(Path::new("."));
+        Ok(ModelSpec {
+            file: file.to_path_buf(),
+            description: raw.description,
+            feature_set: raw.feature_set,
+            feature_set_version: raw.feature_set_version,
+            features: raw.features,
+            content_type: "text/csv".into(),
+            objective,
+            artifact: dir.join(ap),
+            sagemaker,
+            risk_bands,
+        })
+    }
+
+    /// The band a score falls in: the first whose `below` exceeds it; `None` past the last
+    /// bounded band when every band is bounded (or for NaN).
+    pub fn risk_band(&self, score: f64) -> Option<&str> {
+        if score.is_nan() {
+            return None;
+        }
+        self.risk_bands
+            .iter()
+            .find(|b| b.below.is_none_or(|v| score < v))
+            .map(|b| b.name.as_str())
+    }
+}
+
+/// A model ready to score: the evaluator and, when there was one, its spec.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub spec: Option<ModelSpec>,
+    pub booster: Booster,
+    /// The artifact file that was loaded.
+    pub artifact: PathBuf,
+}
+
+/// Loads a model from a directory (with `model.toml`, or holding the artifact alone) or from a
+/// bare artifact file, and checks the spec against the artifact.
+pub fn load(path: &Path) -> Result<LoadedModel, ModelError> {
+    if path.is_file() {
+        let booster = Booster::load(path)?;
+        return Ok(LoadedModel {
+            spec: None,
+            booster,
+            artifact: path.to_path_buf(),
+        });
+    }
+    if !path.is_dir() {
+        return Err(ModelError::NoArtifact {
+            dir: path.display().to_string(),
+            reason: "no such file or directory".into(),
+        });
+    }
+    let spec_file = path.join(SPEC_FILE);
+    if spec_file.is_file() {
+        let spec = ModelSpec::read(&spec_file)?;
+        let booster = Booster::load(&spec.artifact)?;
+        check_against(&spec, &booster)?;
+        let artifact = spec.artifact.clone();
+        return Ok(LoadedModel {
+            spec: Some(spec),
+            booster,
+            artifact,
+        });
+    }
+    let artifact = find_artifact(path)?;
+    let booster = Booster::load(&artifact)?;
+    Ok(LoadedModel {
+        spec: None,
+        booster,
+        artifact,
+    })
+}
+
+/// The spec must describe the artifact: same objective, one column per model feature.
+fn check_against(spec: &ModelSpec, b: &Booster) -> Result<(), ModelError> {
+    let invalid = |key: &str, reason: String| ModelError::Invalid {
+        file: spec.file.display().to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    if spec.objective != b.objective() {
+        return Err(invalid(
+            "objective",
+            format!(
+                "says {} but {} was trained with {}",
+                spec.objective.name(),
+                spec.artifact.display(),
+                b.objective().name()
+            ),
+        ));
+    }
+    if spec.features.len() != b.num_feature() {
+        return Err(invalid(
+            "features",
+            format!(
+                "lists {} columns but {} expects {}",
+                spec.features.len(),
+                spec.artifact.display(),
+                b.num_feature()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `xgboost-model`, else the directory's only visible regular file.
+fn find_artifact(dir: &Path) -> Result<PathBuf, ModelError> {
+    let p = dir.join(SAGEMAKER_ARTIFACT);
+    if p.is_file() {
+        return Ok(p);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && e.path().is_file() {
+            files.push(e.path());
+        }
+    }
+    files.sort();
+    match files.len() {
+        1 => Ok(files.remove(0)),
+        0 => Err(ModelError::NoArtifact {
+            dir: dir.display().to_string(),
+            reason: format!("expected {SPEC_FILE}, {SAGEMAKER_ARTIFACT} or a single model file"),
+        }),
+        _ => Err(ModelError::NoArtifact {
+            dir: dir.display().to_string(),
+            reason: format!(
+                "{} files and no {SPEC_FILE} or {SAGEMAKER_ARTIFACT}: add a {SPEC_FILE} naming the artifact",
+                files.len()
+            ),
+        }),
+    }
+}
+
+/// Formats predictions as `text/csv`: one line per row, `width` comma-separated values per
+/// line, each the shortest decimal that reads back as the same f32.
+pub fn format_predictions(preds: &[f32], width: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let width = width.max(1);
+    out.reserve(preds.len() * 12);
+    for row in preds.chunks(width) {
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{v}");
+        }
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+feature_set = "churn_signals"
+feature_set_version = 2
+features = ["a", "b"]
+objective = "binary:logistic"
+[artifact]
+path = "m.json"
+[sagemaker]
+model_name = "churn-v2"
+[[risk_bands]]
+name = "low"
+below = 0.3
+[[risk_bands]]
+name = "high"
+"#;
+
+    fn parse(s: &str) -> Result<ModelSpec, ModelError> {
+        ModelSpec::parse(s, Path::new("models/churn/model.toml"))
+    }
+
+    #[test]
+    fn parses_a_full_spec_and_bands_scores() {
+        let s = parse(SPEC).unwrap();
+        assert_eq!(s.feature_set_version, 2);
+        assert_eq!(s.artifact, Path::new("models/churn/m.json"));
+        assert_eq!(s.objective, Objective::BinaryLogistic);
+        assert_eq!(
+            s.sagemaker,
+            Some(SageMakerModel::Existing {
+                model_name: "churn-v2".into()
+            })
+        );
+        assert_eq!(s.risk_band(0.29), Some("low"));
+        assert_eq!(s.risk_band(0.3), Some("high"));
+        assert_eq!(s.risk_band(f64::NAN), None);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let cases = [
+            (SPEC.replace("objective", "objectiv"), "objectiv"),
+            (
+                SPEC.replace("[\"a\", \"b\"]", "[\"a\", \"a\"]"),
+                "features[1]",
+            ),
+            (SPEC.replace("m.json", "../m.json"), "artifact.path"),
+            (SPEC.replace("below = 0.3", ""), "risk_bands[0].below"),
+            (SPEC.replace("binary:logistic", "binary:hinge"), "objective"),
+            (
+                SPEC.replace("model_name = \"churn-v2\"", "image = \"x\""),
+                "sagemaker",
+            ),
+            (
+                SPEC.replace("feature_set_version = 2", "feature_set_version = 0"),
+                "feature_set_version",
+            ),
+        ];
+        for (text, key) in cases {
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(
+                msg.contains("models/churn/model.toml") && msg.contains(key),
+                "{key}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn formats_shortest_round_trip_decimals() {
+        let mut out = Vec::new();
+        format_predictions(&[0.1, 0.25, 1.0 / 3.0, 2.0], 2, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "0.1,0.25\n0.33333334,2\n");
+    }
+
+    #[test]
+    fn finds_a_lone_artifact_or_says_what_is_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("xgboost-model"), "{e}");
+        std::fs::write(d.path().join("a.json"), "{}").unwrap();
+        std::fs::write(d.path().join("b.json"), "{}").unwrap();
+        assert!(load(d.path()).unwrap_err().to_string().contains("2 files"));
+    }
+}

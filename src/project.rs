@@ -1,0 +1,284 @@
+//! The project: `c360.toml` plus the `features/`, `models/` and `jobs/` folders.
+//!
+//! Loading is parse → validate (pure, errors name file and key) → use. Settings can be
+//! overridden by environment variables (`C360_STORE`, `C360_SOURCE`, ...) and then by
+//! command-line flags, in that order of precedence (flags win).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::{self, DefError, DefErrors, FeatureSet};
+
+/// `c360.toml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub source: SourceSection,
+    #[serde(default)]
+    pub paths: PathsSection,
+}
+
+/// `[project]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    /// A name for logs and the catalog.
+    #[serde(default = "default_name")]
+    pub name: String,
+}
+
+impl Default for ProjectSection {
+    fn default() -> Self {
+        ProjectSection {
+            name: default_name(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "customer360".into()
+}
+
+/// `[store]`: where snapshots, runs and products live.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `file://path`, a bare path (relative to c360.toml), or `s3://bucket/prefix`.
+    /// Env: `C360_STORE`.
+    #[serde(default = "default_store")]
+    pub uri: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            uri: default_store(),
+        }
+    }
+}
+
+fn default_store() -> String {
+    ".c360/store".into()
+}
+
+/// `[source]`: where the Customer 360 tables are.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// A folder (or `file://`/`s3://` URI) holding customers, orders, interactions and
+    /// support_tickets. Env: `C360_SOURCE`.
+    #[serde(default = "default_source")]
+    pub uri: String,
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        SourceSection {
+            uri: default_source(),
+        }
+    }
+}
+
+fn default_source() -> String {
+    ".c360/data".into()
+}
+
+/// `[paths]`: the definition folders, relative to c360.toml.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsSection {
+    #[serde(default = "default_features")]
+    pub features: String,
+    #[serde(default = "default_models")]
+    pub models: String,
+    #[serde(default = "default_jobs")]
+    pub jobs: String,
+}
+
+impl Default for PathsSection {
+    fn default() -> Self {
+        PathsSection {
+            features: default_features(),
+            models: default_models(),
+            jobs: default_jobs(),
+        }
+    }
+}
+
+fn default_features() -> String {
+    "features".into()
+}
+fn default_models() -> String {
+    "models".into()
+}
+fn default_jobs() -> String {
+    "jobs".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("{file}: {key}: {reason}")]
+    Config {
+        file: String,
+        key: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Definitions(#[from] DefErrors),
+}
+
+/// A loaded project: config with overrides applied, paths resolved.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The folder of c360.toml (or the working folder when there is none).
+    pub root: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub config: Config,
+}
+
+impl Project {
+    /// Loads `c360.toml` from `explicit`, `$C360_CONFIG`, or the working folder; without
+    /// one, the embedded defaults apply (store and source under `.c360/`).
+    pub fn load(explicit: Option<&Path>) -> Result<Project, ProjectError> {
+        let env = std::env::var_os("C360_CONFIG").map(PathBuf::from);
+        let candidate = explicit.map(Path::to_path_buf).or(env);
+        let (file, must_exist) = match candidate {
+            Some(p) => (p, true),
+            None => (PathBuf::from("c360.toml"), false),
+        };
+        let (config, config_file) = if file.is_file() {
+            let text = std::fs::read_to_string(&file).map_err(|e| ProjectError::Config {
+                file: file.display().to_string(),
+                key: "(file)".into(),
+                reason: e.to_string(),
+            })?;
+            let cfg: Config = toml::from_str(&text).map_err(|e| ProjectError::Config {
+                file: file.display().to_string(),
+                key: e
+                    .span()
+                    .map(|s| {
+                        format!(
+                            "line {}",
+                            text[..s.start.min(text.len())].matches('\n').count() + 1
+                        )
+                    })
+                    .unwrap_or_else(|| "(document)".into()),
+                reason: e.message().to_string(),
+            })?;
+            (cfg, Some(file.clone()))
+        } else if must_exist {
+            return Err(ProjectError::Config {
+                file: file.display().to_string(),
+                key: "(file)".into(),
+                reason: "not found".into(),
+            });
+        } else {
+            (Config::default(), None)
+        };
+        let root = config_file
+            .as_ref()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut p = Project {
+            root,
+            config_file,
+            config,
+        };
+        if let Ok(v) = std::env::var("C360_STORE") {
+            p.config.store.uri = v;
+        }
+        if let Ok(v) = std::env::var("C360_SOURCE") {
+            p.config.source.uri = v;
+        }
+        p.validate()?;
+        Ok(p)
+    }
+
+    fn file_name(&self) -> String {
+        self.config_file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "c360.toml (defaults)".into())
+    }
+
+    fn validate(&self) -> Result<(), ProjectError> {
+        for (key, uri) in [
+            ("store.uri", &self.config.store.uri),
+            ("source.uri", &self.config.source.uri),
+        ] {
+            if uri.trim().is_empty() {
+                return Err(ProjectError::Config {
+                    file: self.file_name(),
+                    key: key.into(),
+                    reason: "may not be empty".into(),
+                });
+            }
+            if let Some((scheme, _)) = uri.split_once("://") {
+                if scheme != "file" && scheme != "s3" {
+                    return Err(ProjectError::Config {
+                        file: self.file_name(),
+                        key: key.into(),
+                        reason: format!(
+                            "unknown scheme {scheme}:// (use a path, file:// or s3://)"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path or URI from the config relative to the project root.
+    pub fn resolve_uri(&self, uri: &str) -> String {
+        if uri.starts_with("s3://") {
+            return uri.to_string();
+        }
+        let path = uri.strip_prefix("file://").unwrap_or(uri);
+        let p = Path::new(path);
+        if p.is_absolute() {
+            path.to_string()
+        } else {
+            self.root.join(p).display().to_string()
+        }
+    }
+
+    pub fn store_uri(&self) -> String {
+        self.resolve_uri(&self.config.store.uri)
+    }
+
+    pub fn source_uri(&self) -> String {
+        self.resolve_uri(&self.config.source.uri)
+    }
+
+    pub fn features_dir(&self) -> PathBuf {
+        self.root.join(&self.config.paths.features)
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join(&self.config.paths.models)
+    }
+
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join(&self.config.paths.jobs)
+    }
+
+    pub fn feature_sets(&self) -> Result<Vec<FeatureSet>, DefErrors> {
+        features::load_sets(&self.features_dir())
+    }
+
+    /// Checks everything that can be checked without reading data; returns every problem.
+    pub fn validate_all(&self) -> Vec<DefError> {
+        let mut errs = Vec::new();
+        if let Err(DefErrors(e)) = self.feature_sets() {
+            errs.extend(e);
+        }
+        errs
+    }
+}

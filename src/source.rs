@@ -1,0 +1,890 @@
+//! Customer 360 sources: finding the tables, checking them against the input contract
+//! (`customer360-tables.md`), and scanning them as polars LazyFrames.
+//!
+//! A table `T` is `<source>/T.parquet`, `<source>/T.csv` or a folder `<source>/T/` of
+//! Parquet files (Hive partitions allowed). Tables are normalised on the way in: ids
+//! become strings and every timestamp becomes its UTC calendar day as an `Int32` day
+//! number (days since 1970-01-01), which is all that point-in-time features need.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+/// The logical types of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Str,
+    Timestamp,
+    Float,
+    Int,
+    Bool,
+}
+
+impl ColType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColType::Str => "Utf8",
+            ColType::Timestamp => "Datetime",
+            ColType::Float => "Float64",
+            ColType::Int => "Int64",
+            ColType::Bool => "Boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnSpec {
+    pub name: &'static str,
+    pub ty: ColType,
+    pub nullable: bool,
+    pub pii: bool,
+    pub description: &'static str,
+}
+
+/// A value rule beyond the column type.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    OneOf(&'static str, &'static [&'static str]),
+    NonNegativeFinite(&'static str),
+    Range(&'static str, i64, i64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    pub name: &'static str,
+    /// The unique id column, if the table has one.
+    pub key: Option<&'static str>,
+    /// The event-time column that point-in-time filtering uses by default.
+    pub ts: &'static str,
+    pub columns: &'static [ColumnSpec],
+    pub rules: &'static [Rule],
+    /// Whether rows must reference an existing customer.
+    pub references_customers: bool,
+}
+
+impl TableSpec {
+    pub fn column(&self, name: &str) -> Option<&ColumnSpec> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+const fn col(name: &'static str, ty: ColType, nullable: bool) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        ty,
+        nullable,
+        pii: false,
+        description: "",
+    }
+}
+
+pub const ORDER_STATUSES: &[&str] = &["completed", "returned", "cancelled"];
+pub const EVENT_TYPES: &[&str] = &[
+    "web_visit",
+    "app_login",
+    "email_sent",
+    "email_open",
+    "email_click",
+    "unsubscribe",
+];
+
+/// The input contract: the four Customer 360 tables.
+pub const CONTRACT: &[TableSpec] = &[
+    TableSpec {
+        name: "customers",
+        key: Some("customer_id"),
+        ts: "signup_ts",
+        columns: &[
+            col("customer_id", ColType::Str, false),
+            col("signup_ts", ColType::Timestamp, false),
+            col("country", ColType::Str, true),
+            col("segment", ColType::Str, true),
+            ColumnSpec {
+                name: "email",
+                ty: ColType::Str,
+                nullable: true,
+                pii: true,
+                description: "PII: never copied into a data product",
+            },
+            col("email_opt_in", ColType::Bool, true),
+        ],
+        rules: &[],
+        references_customers: false,
+    },
+    TableSpec {
+        name: "orders",
+        key: Some("order_id"),
+        ts: "order_ts",
+        columns: &[
+            col("order_id", ColType::Str, false),
+            col("customer_id", ColType::Str, false),
+            col("order_ts", ColType::Timestamp, false),
+            col("amount", ColType::Float, false),
+            col("status", ColType::Str, false),
+            col("channel", ColType::Str, true),
+        ],
+        rules: &[
+            Rule::NonNegativeFinite("amount"),
+            Rule::OneOf("status", ORDER_STATUSES),
+        ],
+        references_customers: true,
+    },
+    TableSpec {
+        name: "interactions",
+        key: None,
+        ts: "event_ts",
+        columns: &[
+            col("customer_id", ColType::Str, false),
+            col("event_ts", ColType::Timestamp, false),
+            col("event_type", ColType::Str, false),
+        ],
+        rules: &[Rule::OneOf("event_type", EVENT_TYPES)],
+        references_customers: true,
+    },
+    TableSpec {
+        name: "support_tickets",
+        key: Some("ticket_id"),
+        ts: "opened_ts",
+        columns: &[
+            col("ticket_id", ColType::Str, false),
+            col("customer_id", ColType::Str, false),
+            col("opened_ts", ColType::Timestamp, false),
+            col("resolved_ts", ColType::Timestamp, true),
+            col("category", ColType::Str, true),
+            col("csat", ColType::Int, true),
+        ],
+        rules: &[Rule::Range("csat", 1, 5)],
+        references_customers: true,
+    },
+];
+
+pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
+    CONTRACT.iter().find(|t| t.name == name)
+}
+
+/// A contract violation or a read failure, naming table, column and an example.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {source_uri}: table {table} not found (looked for {table}.parquet, {table}.csv and a folder {table}/)")]
+    MissingTable { source_uri: String, table: String },
+    #[error("table {table} ({path}): folder has no Parquet or CSV files")]
+    EmptyFolder { table: String, path: String },
+    #[error("table {table}: cannot read {path}: {message}")]
+    Unreadable {
+        table: String,
+        path: String,
+        message: String,
+    },
+    #[error("table {table}: missing column {column} (the table has: {found})")]
+    MissingColumn {
+        table: String,
+        column: String,
+        found: String,
+    },
+    #[error("table {table}: column {column} has type {found}, which cannot be read as {expected}")]
+    WrongType {
+        table: String,
+        column: String,
+        found: String,
+        expected: String,
+    },
+    #[error("table {table}: files disagree on the type of column {column}: {file_a} has {type_a}, {file_b} has {type_b}")]
+    TypeDisagreement {
+        table: String,
+        column: String,
+        file_a: String,
+        type_a: String,
+        file_b: String,
+        type_b: String,
+    },
+    #[error("table {table}, column {column}: {count} row(s) {problem}; example: {example}")]
+    Violation {
+        table: String,
+        column: String,
+        problem: String,
+        count: u64,
+        example: String,
+    },
+    #[error("source {source_uri}: {message}")]
+    BadSource { source_uri: String, message: String },
+    #[error("table {table}: {message}")]
+    Polars { table: String, message: String },
+}
+
+pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// Where a table's data is.
+#[derive(Debug, Clone)]
+pub struct TableLocation {
+    pub table: &'static TableSpec,
+    /// The file, or the folder for partitioned tables.
+    pub path: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub csv: bool,
+    pub folder: bool,
+}
+
+/// A Customer 360 source on local disk.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub uri: String,
+    pub root: PathBuf,
+}
+
+impl Source {
+    pub fn open(uri: &str) -> Result<Source> {
+        if uri.starts_with("s3://") {
+            return Err(SourceError::BadSource {
+                source_uri: uri.into(),
+                message: "S3 sources need the S3 backend, not built into this c360 yet".into(),
+            });
+        }
+        let path = uri.strip_prefix("file://").unwrap_or(uri);
+        let root = PathBuf::from(path);
+        if !root.is_dir() {
+            return Err(SourceError::BadSource {
+                source_uri: uri.into(),
+                message: format!(
+                    "{} is not a folder; point --source (or [source] uri in c360.toml) at the folder holding customers, orders, interactions and support_tickets (`c360 generate --out DIR` makes one)",
+                    root.display()
+                ),
+            });
+        }
+        Ok(Source {
+            uri: uri.to_string(),
+            root,
+        })
+    }
+
+    /// Finds a table's files.
+    pub fn locate(&self, table: &'static TableSpec) -> Result<TableLocation> {
+        let name = table.name;
+        for (ext, csv) in [("parquet", false), ("csv", true)] {
+            let p = self.root.join(format!("{name}.{ext}"));
+            if p.is_file() {
+                return Ok(TableLocation {
+                    table,
+                    path: p.clone(),
+                    files: vec![p],
+                    csv,
+                    folder: false,
+                });
+            }
+        }
+        let dir = self.root.join(name);
+        if dir.is_dir() {
+            let mut files = Vec::new();
+            walk(&dir, &mut files).map_err(|e| SourceError::Unreadable {
+                table: name.into(),
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            files.sort();
+            let parquet: Vec<_> = files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+                .cloned()
+                .collect();
+            let csvs: Vec<_> = files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "csv"))
+                .cloned()
+                .collect();
+            let (files, csv) = if !parquet.is_empty() {
+                (parquet, false)
+            } else {
+                (csvs, true)
+            };
+            if files.is_empty() {
+                return Err(SourceError::EmptyFolder {
+                    table: name.into(),
+                    path: dir.display().to_string(),
+                });
+            }
+            return Ok(TableLocation {
+                table,
+                path: dir,
+                files,
+                csv,
+                folder: true,
+            });
+        }
+        Err(SourceError::MissingTable {
+            source_uri: self.uri.clone(),
+            table: name.into(),
+        })
+    }
+
+    /// A fingerprint of a table's files (names, sizes, modification times), for lineage.
+    pub fn fingerprint(&self, loc: &TableLocation) -> String {
+        let mut h = Sha256::new();
+        for f in &loc.files {
+            h.update(
+                f.strip_prefix(&self.root)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
+            if let Ok(md) = std::fs::metadata(f) {
+                h.update(md.len().to_le_bytes());
+                if let Ok(t) = md.modified() {
+                    if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
+                        h.update(d.as_nanos().to_le_bytes());
+                    }
+                }
+            }
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+
+    /// Scans a table, checks its schema against the contract, and returns the normalised
+    /// LazyFrame (contract columns plus `extra` columns, timestamps as day numbers).
+    pub fn scan(&self, table: &'static TableSpec, extra: &[String]) -> Result<Table> {
+        let loc = self.locate(table)?;
+        let name = table.name;
+        let pe = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: PolarsError| SourceError::Unreadable {
+                table: name.into(),
+                path,
+                message: e.to_string(),
+            }
+        };
+        // Per-file schemas: catches unreadable files and files that disagree on a type.
+        let mut first: Option<(PathBuf, Schema)> = None;
+        for f in &loc.files {
+            let mut lf = scan_file(f, loc.csv).map_err(pe(f))?;
+            let schema = lf.collect_schema().map_err(pe(f))?;
+            let schema = (*schema).clone();
+            if let Some((f0, s0)) = &first {
+                for (cname, t) in schema.iter() {
+                    if let Some(t0) = s0.get(cname) {
+                        if t0 != t && !(t0.is_null() || t.is_null()) {
+                            return Err(SourceError::TypeDisagreement {
+                                table: name.into(),
+                                column: cname.to_string(),
+                                file_a: f0.display().to_string(),
+                                type_a: t0.to_string(),
+                                file_b: f.display().to_string(),
+                                type_b: t.to_string(),
+                            });
+                        }
+                    }
+                }
+            } else {
+                first = Some((f.clone(), schema));
+            }
+        }
+        let mut lf = if loc.folder && !loc.csv {
+            let paths: Vec<PlRefPath> = loc
+                .files
+                .iter()
+                .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
+                .collect();
+            let args = ScanArgsParquet {
+                hive_options: HiveOptions {
+                    enabled: Some(true),
+                    hive_start_idx: 0,
+                    schema: None,
+                    try_parse_dates: true,
+                },
+                ..Default::default()
+            };
+            LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
+                .map_err(pe(&loc.path))?
+        } else if loc.folder {
+            let paths: Vec<PlRefPath> = loc
+                .files
+                .iter()
+                .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
+                .collect();
+            LazyCsvReader::new_paths(paths.into_iter().collect())
+                .with_has_header(true)
+                .with_try_parse_dates(true)
+                .with_infer_schema_length(Some(10_000))
+                .finish()
+                .map_err(pe(&loc.path))?
+        } else {
+            scan_file(&loc.path, loc.csv).map_err(pe(&loc.path))?
+        };
+        let schema = lf.collect_schema().map_err(pe(&loc.path))?;
+        let mut exprs = Vec::new();
+        let mut checks = Vec::new();
+        for c in table.columns.iter() {
+            let Some(dt) = schema.get(c.name) else {
+                let found: Vec<_> = schema.iter_names().map(|s| s.to_string()).collect();
+                return Err(SourceError::MissingColumn {
+                    table: name.into(),
+                    column: c.name.into(),
+                    found: found.join(", "),
+                });
+            };
+            let (e, check) = normalise(name, c.name, c.ty, dt)?;
+            exprs.push(e.alias(c.name));
+            if let Some(check) = check {
+                checks.push(check);
+            }
+        }
+        for x in extra {
+            if table.column(x).is_some() {
+                continue;
+            }
+            if schema.get(x.as_str()).is_none() {
+                let found: Vec<_> = schema.iter_names().map(|s| s.to_string()).collect();
+                return Err(SourceError::MissingColumn {
+                    table: name.into(),
+                    column: x.clone(),
+                    found: found.join(", "),
+                });
+            }
+            exprs.push(polars::prelude::col(x.as_str()));
+        }
+        Ok(Table {
+            spec: table,
+            fingerprint: self.fingerprint(&loc),
+            location: loc,
+            frame: lf.select(exprs),
+            raw_checks: checks,
+        })
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with('.') || n.starts_with('_') {
+            continue; // hidden files, _SUCCESS markers
+        }
+        if e.file_type()?.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn scan_file(path: &Path, csv: bool) -> PolarsResult<LazyFrame> {
+    let p = PlRefPath::new(path.to_string_lossy().to_string());
+    if csv {
+        LazyCsvReader::new(p)
+            .with_has_header(true)
+            .with_try_parse_dates(true)
+            .with_infer_schema_length(Some(10_000))
+            .finish()
+    } else {
+        LazyFrame::scan_parquet(p, ScanArgsParquet::default())
+    }
+}
+
+/// A check that must run on the raw values before normalisation hides the problem
+/// (e.g. a csat of 4.5 that a cast to integer would truncate).
+#[derive(Debug, Clone)]
+pub struct RawCheck {
+    pub column: &'static str,
+    pub problem: String,
+    /// True on offending rows (evaluated on the normalised frame's raw input column).
+    pub bad: Expr,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The normalising expression of one contract column, and a raw check if the cast can hide
+/// bad values.
+fn normalise(
+    table: &str,
+    name: &'static str,
+    ty: ColType,
+    dt: &DataType,
+) -> Result<(Expr, Option<RawCheck>)> {
+    let c = polars::prelude::col(name);
+    let wrong = || SourceError::WrongType {
+        table: table.into(),
+        column: name.into(),
+        found: dt.to_string(),
+        expected: ty.name().into(),
+    };
+    Ok(match ty {
+        ColType::Str => match dt {
+            DataType::String => (c, None),
+            DataType::Null => (c.cast(DataType::String), None),
+            d if d.is_integer() => (c.cast(DataType::String), None),
+            _ => return Err(wrong()),
+        },
+        ColType::Timestamp => match dt {
+            // Physical values of a Datetime are UTC instants whatever the time zone, so
+            // the UTC day is a floor division of the physical value.
+            DataType::Datetime(unit, _) => {
+                let per_day = match unit {
+                    TimeUnit::Nanoseconds => MICROS_PER_DAY * 1000,
+                    TimeUnit::Microseconds => MICROS_PER_DAY,
+                    TimeUnit::Milliseconds => MICROS_PER_DAY / 1000,
+                };
+                (
+                    c.cast(DataType::Int64)
+                        .floor_div(lit(per_day))
+                        .cast(DataType::Int32),
+                    None,
+                )
+            }
+            DataType::Date => (c.cast(DataType::Int32), None),
+            DataType::Null => (c.cast(DataType::Int32), None),
+            _ => return Err(wrong()),
+        },
+        ColType::Float => match dt {
+            DataType::Float64 => (c, None),
+            DataType::Null => (c.cast(DataType::Float64), None),
+            d if d.is_primitive_numeric() => (c.cast(DataType::Float64), None),
+            _ => return Err(wrong()),
+        },
+        ColType::Int => match dt {
+            d if d.is_integer() => (c.cast(DataType::Int64), None),
+            DataType::Null => (c.cast(DataType::Int64), None),
+            DataType::Float32 | DataType::Float64 => (
+                c.clone().cast(DataType::Int64),
+                Some(RawCheck {
+                    column: name,
+                    problem: "are not whole numbers".into(),
+                    bad: c.clone().is_not_null().and(
+                        c.clone()
+                            .neq(c.clone().floor())
+                            .or(c.is_nan())
+                            .fill_null(lit(false)),
+                    ),
+                }),
+            ),
+            _ => return Err(wrong()),
+        },
+        ColType::Bool => match dt {
+            DataType::Boolean => (c, None),
+            DataType::Null => (c.cast(DataType::Boolean), None),
+            _ => return Err(wrong()),
+        },
+    })
+}
+
+/// A scanned, schema-checked table.
+#[derive(Clone)]
+pub struct Table {
+    pub spec: &'static TableSpec,
+    pub location: TableLocation,
+    pub fingerprint: String,
+    /// The normalised frame (lazy).
+    pub frame: LazyFrame,
+    raw_checks: Vec<RawCheck>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("table", &self.spec.name)
+            .field("path", &self.location.path)
+            .finish()
+    }
+}
+
+/// One value check: a boolean expression true on bad rows.
+struct Check {
+    column: String,
+    problem: String,
+    bad: Expr,
+    /// Evaluate on the raw (un-normalised) frame.
+    raw: bool,
+}
+
+impl Table {
+    /// Checks every value rule of the contract. `customers` must be given for tables that
+    /// reference customers. Stops at the first table with a violation, reporting the
+    /// first violated rule with its count and an example row.
+    pub fn check(&self, customers: Option<&Table>) -> Result<()> {
+        let spec = self.spec;
+        let name = spec.name;
+        let mut checks: Vec<Check> = Vec::new();
+        for rc in &self.raw_checks {
+            checks.push(Check {
+                column: rc.column.into(),
+                problem: rc.problem.clone(),
+                bad: rc.bad.clone(),
+                raw: true,
+            });
+        }
+        for c in spec.columns {
+            if !c.nullable {
+                checks.push(Check {
+                    column: c.name.into(),
+                    problem: "are null (the column may not be null)".into(),
+                    bad: polars::prelude::col(c.name).is_null(),
+                    raw: false,
+                });
+            }
+        }
+        for r in spec.rules {
+            match r {
+                Rule::OneOf(column, allowed) => {
+                    let c = polars::prelude::col(*column);
+                    let mut ok = lit(false);
+                    for a in *allowed {
+                        ok = ok.or(c.clone().eq(lit(*a)));
+                    }
+                    checks.push(Check {
+                        column: (*column).into(),
+                        problem: format!("have a value outside {}", allowed.join(", ")),
+                        bad: c.is_not_null().and(ok.not()),
+                        raw: false,
+                    });
+                }
+                Rule::NonNegativeFinite(column) => {
+                    let c = polars::prelude::col(*column);
+                    checks.push(Check {
+                        column: (*column).into(),
+                        problem: "are negative, NaN or infinite".into(),
+                        bad: c.clone().is_not_null().and(
+                            c.clone()
+                                .lt(lit(0.0))
+                                .or(c.clone().is_nan())
+                                .or(c.is_infinite()),
+                        ),
+                        raw: false,
+                    });
+                }
+                Rule::Range(column, lo, hi) => {
+                    let c = polars::prelude::col(*column);
+                    checks.push(Check {
+                        column: (*column).into(),
+                        problem: format!("are outside {lo}..{hi}"),
+                        bad: c
+                            .clone()
+                            .is_not_null()
+                            .and(c.clone().lt(lit(*lo)).or(c.gt(lit(*hi)))),
+                        raw: false,
+                    });
+                }
+            }
+        }
+        // One pass computes every count (raw and normalised checks on separate frames).
+        let (raw_checks, norm_checks): (Vec<&Check>, Vec<&Check>) =
+            checks.iter().partition(|c| c.raw);
+        let perr = |e: PolarsError| SourceError::Polars {
+            table: name.into(),
+            message: e.to_string(),
+        };
+        let mut aggs: Vec<Expr> = norm_checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.bad
+                    .clone()
+                    .fill_null(lit(false))
+                    .sum()
+                    .cast(DataType::UInt64)
+                    .alias(format!("c{i}"))
+            })
+            .collect();
+        if let Some(key) = spec.key {
+            aggs.push(
+                (polars::prelude::col(key).count() - polars::prelude::col(key).n_unique())
+                    .cast(DataType::Int64)
+                    .alias("dup"),
+            );
+        }
+        let counts = self.frame.clone().select(aggs).collect().map_err(perr)?;
+        for (i, c) in norm_checks.iter().enumerate() {
+            let n = scalar_u64(&counts, &format!("c{i}"));
+            if n > 0 {
+                return Err(self.violation(&c.column, &c.problem, n, c.bad.clone(), false));
+            }
+        }
+        for c in raw_checks {
+            let raw = self.raw_frame();
+            let n = raw
+                .select([c
+                    .bad
+                    .clone()
+                    .fill_null(lit(false))
+                    .sum()
+                    .cast(DataType::UInt64)
+                    .alias("n")])
+                .collect()
+                .map_err(perr)?;
+            let n = scalar_u64(&n, "n");
+            if n > 0 {
+                return Err(self.violation(&c.column, &c.problem, n, c.bad.clone(), true));
+            }
+        }
+        if let Some(key) = spec.key {
+            let dups = scalar_i64(&counts, "dup");
+            if dups > 0 {
+                let k = polars::prelude::col(key);
+                let example = self
+                    .frame
+                    .clone()
+                    .filter(k.clone().is_not_null())
+                    .group_by([k.clone()])
+                    .agg([len().alias("rows")])
+                    .filter(polars::prelude::col("rows").gt(lit(1)))
+                    .limit(1)
+                    .collect()
+                    .map(|df| describe_row(&df))
+                    .unwrap_or_default();
+                return Err(SourceError::Violation {
+                    table: name.into(),
+                    column: key.into(),
+                    problem: "repeat an id that must be unique".into(),
+                    count: dups as u64,
+                    example,
+                });
+            }
+        }
+        if spec.references_customers {
+            if let Some(customers) = customers {
+                let ids = customers
+                    .frame
+                    .clone()
+                    .select([polars::prelude::col("customer_id")]);
+                let orphans = self
+                    .frame
+                    .clone()
+                    .select([polars::prelude::col("customer_id")])
+                    .unique(None, UniqueKeepStrategy::Any)
+                    .join(
+                        ids,
+                        [polars::prelude::col("customer_id")],
+                        [polars::prelude::col("customer_id")],
+                        JoinArgs::new(JoinType::Anti),
+                    );
+                let orphans = orphans.collect().map_err(perr)?;
+                if orphans.height() > 0 {
+                    let id = orphans
+                        .column("customer_id")
+                        .ok()
+                        .and_then(|s| s.get(0).ok().map(|v| v.to_string()))
+                        .unwrap_or_default();
+                    let rows = self
+                        .frame
+                        .clone()
+                        .join(
+                            orphans.clone().lazy(),
+                            [polars::prelude::col("customer_id")],
+                            [polars::prelude::col("customer_id")],
+                            JoinArgs::new(JoinType::Semi),
+                        )
+                        .select([len().alias("n")])
+                        .collect()
+                        .map(|df| scalar_u64(&df, "n"))
+                        .unwrap_or(0);
+                    return Err(SourceError::Violation {
+                        table: name.into(),
+                        column: "customer_id".into(),
+                        problem: format!(
+                            "reference {} customer id(s) missing from customers (a contract violation of the producing domain)",
+                            orphans.height()
+                        ),
+                        count: rows,
+                        example: format!("customer_id={id}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn raw_frame(&self) -> LazyFrame {
+        let loc = &self.location;
+        match scan_file(&loc.files[0], loc.csv) {
+            Ok(_) if loc.files.len() == 1 => scan_file(&loc.files[0], loc.csv).unwrap_or_default(),
+            _ => {
+                let paths: Vec<PlRefPath> = loc
+                    .files
+                    .iter()
+                    .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
+                    .collect();
+                if loc.csv {
+                    LazyCsvReader::new_paths(paths.into_iter().collect())
+                        .with_has_header(true)
+                        .with_try_parse_dates(true)
+                        .finish()
+                        .unwrap_or_default()
+                } else {
+                    LazyFrame::scan_parquet_files(
+                        paths.into_iter().collect(),
+                        ScanArgsParquet::default(),
+                    )
+                    .unwrap_or_default()
+                }
+            }
+        }
+    }
+
+    fn violation(
+        &self,
+        column: &str,
+        problem: &str,
+        count: u64,
+        bad: Expr,
+        raw: bool,
+    ) -> SourceError {
+        let frame = if raw {
+            self.raw_frame()
+        } else {
+            self.frame.clone()
+        };
+        let example = frame
+            .filter(bad.fill_null(lit(false)))
+            .limit(1)
+            .collect()
+            .map(|df| describe_row(&df))
+            .unwrap_or_else(|e| format!("(could not fetch an example: {e})"));
+        SourceError::Violation {
+            table: self.spec.name.into(),
+            column: column.into(),
+            problem: problem.into(),
+            count,
+            example,
+        }
+    }
+}
+
+fn scalar_u64(df: &DataFrame, name: &str) -> u64 {
+    df.column(name)
+        .ok()
+        .and_then(|c| c.get(0).ok())
+        .and_then(|v| v.extract::<u64>())
+        .unwrap_or(0)
+}
+
+fn scalar_i64(df: &DataFrame, name: &str) -> i64 {
+    df.column(name)
+        .ok()
+        .and_then(|c| c.get(0).ok())
+        .and_then(|v| v.extract::<i64>())
+        .unwrap_or(0)
+}
+
+/// `col=value, ...` for the first row of a frame (timestamps shown as their day).
+pub fn describe_row(df: &DataFrame) -> String {
+    if df.height() == 0 {
+        return "(none)".into();
+    }
+    let mut parts = Vec::new();
+    for c in df.columns() {
+        let v = c.get(0).map(|v| v.to_string()).unwrap_or_default();
+        parts.push(format!("{}={}", c.name(), v));
+    }
+    parts.join(", ")
+}
+
+/// Day number (days since 1970-01-01) of a date.
+pub fn day_number(d: chrono::NaiveDate) -> i32 {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (d - epoch).num_days() as i32
+}
+
+/// The date of a day number.
+pub fn date_of_day(n: i32) -> chrono::NaiveDate {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    epoch + chrono::Duration::days(n as i64)
+}

@@ -1,0 +1,327 @@
+//! The object store: one interface over local disk (the embedded default) and S3.
+//!
+//! Keys are `/`-separated paths relative to the store root (`features/rfm/v1/...`).
+//! Every write is all-or-nothing: a reader never sees half an object.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// An error from the object store, naming the store and key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {key} not found in store {store}")]
+    NotFound { store: String, key: String },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid store URI {uri:?}: {reason}")]
+    BadUri { uri: String, reason: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    BadKey { key: String, reason: String },
+    #[error("store {store}: {message}")]
+    Backend { store: String, message: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the store root.
+    pub key: String,
+    pub size: u64,
+    /// Modification time (seconds since the epoch) or an ETag-like version marker.
+    pub version: String,
+}
+
+/// The object-store interface every module writes through.
+///
+/// Synchronous on purpose: the pipeline runs on plain threads (polars owns its own pool);
+/// async callers (the service) wrap calls in `spawn_blocking`.
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// The store's URI (`file:///abs/path` or `s3://bucket/prefix`), for logs and manifests.
+    fn uri(&self) -> String;
+    /// Reads a whole object.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// Writes a whole object, replacing any previous one atomically.
+    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// Writes only if no object exists at `key`; `Ok(false)` when one did (nothing written).
+    fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool>;
+    /// Whether an object exists.
+    fn exists(&self, key: &str) -> Result<bool>;
+    /// Every object under `prefix` (recursively), sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Deletes an object; deleting a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes every object under `prefix`.
+    fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        for o in self.list(prefix)? {
+            self.delete(&o.key)?;
+        }
+        Ok(())
+    }
+    /// A local filesystem path for `key` when the store is on local disk (lets polars scan it
+    /// in place); `None` for remote stores.
+    fn local_path(&self, key: &str) -> Option<PathBuf>;
+}
+
+pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Opens a store from a URI: `file://path`, a bare path, or (with the AWS backend) `s3://`.
+pub fn open(uri: &str) -> Result<DynStore> {
+    if let Some(rest) = uri.strip_prefix("s3://") {
+        return Err(StoreError::BadUri {
+            uri: uri.to_string(),
+            reason: format!(
+                "the S3 backend is not built into this c360 yet (bucket/prefix {rest:?}); use a local path or file:// URI"
+            ),
+        });
+    }
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    if path.is_empty() {
+        return Err(StoreError::BadUri {
+            uri: uri.to_string(),
+            reason: "empty path".into(),
+        });
+    }
+    Ok(Arc::new(LocalStore::new(path)))
+}
+
+/// A store on local disk: keys are files below `root`.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        let root = root.as_ref();
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        LocalStore { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(StoreError::BadKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.is_empty() {
+        return bad("empty key");
+    }
+    if key.starts_with('/') || key.contains('\\') {
+        return bad("keys are relative and use '/'");
+    }
+    if key
+        .split('/')
+        .any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        return bad("'.', '..' and empty components are not allowed");
+    }
+    Ok(())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `data` to a unique temporary file beside `path`, fsyncs it, and returns its path.
+fn write_temp(path: &Path, data: &[u8]) -> Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        unique_suffix()
+    ));
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(data).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (N.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}
+
+impl ObjectStore for LocalStore {
+    fn uri(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let p = self.path(key)?;
+        std::fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound {
+                    store: self.uri(),
+                    key: key.to_string(),
+                }
+            } else {
+                StoreError::Io {
+                    path: p.display().to_string(),
+                    source: e,
+                }
+            }
+        })
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(key)?;
+        let tmp = write_temp(&p, data)?;
+        std::fs::rename(&tmp, &p).map_err(io_err(&p))
+    }
+
+    fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let p = self.path(key)?;
+        let tmp = write_temp(&p, data)?;
+        // hard_link fails if the target exists: an atomic create-if-absent on POSIX.
+        let r = std::fs::hard_link(&tmp, &p);
+        let _ = std::fs::remove_file(&tmp);
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(StoreError::Io {
+                path: p.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.path(key)?.is_file())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = prefix.trim_end_matches('/');
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(prefix)?
+        };
+        let mut out = Vec::new();
+        if start.is_file() {
+            out.push(meta(&self.root, &start)?);
+            return Ok(out);
+        }
+        if !start.is_dir() {
+            return Ok(out);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let entry = entry.map_err(io_err(&dir))?;
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    continue; // an unfinished write of ours
+                }
+                let ft = entry.file_type().map_err(io_err(&path))?;
+                if ft.is_dir() {
+                    stack.push(path);
+                } else if ft.is_file() {
+                    out.push(meta(&self.root, &path)?);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let p = self.path(key)?;
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io {
+                path: p.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        let p = self.path(prefix.trim_end_matches('/'))?;
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(io_err(&p))
+        } else {
+            self.delete(prefix)
+        }
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+}
+
+fn meta(root: &Path, path: &Path) -> Result<ObjectMeta> {
+    let md = std::fs::metadata(path).map_err(io_err(path))?;
+    let key = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(ObjectMeta {
+        key,
+        size: md.len(),
+        version: mtime.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_and_conditional_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        s.put("a/b/c.txt", b"one").unwrap();
+        assert_eq!(s.get("a/b/c.txt").unwrap(), b"one");
+        assert!(s.put_if_absent("a/x.json", b"1").unwrap());
+        assert!(!s.put_if_absent("a/x.json", b"2").unwrap());
+        assert_eq!(s.get("a/x.json").unwrap(), b"1");
+        let keys: Vec<_> = s.list("a").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, vec!["a/b/c.txt", "a/x.json"]);
+        assert!(matches!(s.get("nope"), Err(StoreError::NotFound { .. })));
+        assert!(s.put("../escape", b"x").is_err());
+        s.delete_prefix("a/b").unwrap();
+        assert!(!s.exists("a/b/c.txt").unwrap());
+    }
+}

@@ -1,0 +1,56 @@
+//! Logs (tracing, to stderr) and progress bars for long steps.
+//!
+//! `C360_LOG` (or `RUST_LOG`) sets the filter, e.g. `C360_LOG=c360=debug`. Progress bars
+//! draw only on a terminal, so scripts and CI logs stay clean.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Starts logging at `default_level` unless the environment says otherwise.
+pub fn init(default_level: &str) {
+    let filter = std::env::var("C360_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| format!("c360={default_level},warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn visible() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("C360_NO_PROGRESS").is_none()
+}
+
+/// A bar over `len` units (hidden when stderr is not a terminal).
+pub fn bar(len: u64, message: &str, unit: &str) -> ProgressBar {
+    if !visible() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {{msg:<28}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(message.to_string());
+    pb
+}
+
+/// A spinner for a step of unknown length.
+pub fn spinner(message: &str) -> ProgressBar {
+    if !visible() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(message.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}

@@ -1,0 +1,4 @@
+//! The one integration-test binary (one link against polars); each area is a module.
+
+mod common;
+mod scoring;

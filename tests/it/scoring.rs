@@ -1,0 +1,1 @@
+//! Integration tests of scoring: XGBoost parity, the container contract, the local runner.
