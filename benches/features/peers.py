@@ -41,7 +41,9 @@ def _utc_date(pl, lf, col: str):
     if dtype == pl.Date:
         return pl.col(col)
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        return pl.col(col).dt.convert_time_zone("UTC").dt.date()
+        # to UTC, then drop the zone (both metadata-only for UTC data) so that .dt.date() is
+        # plain arithmetic instead of a per-row zone lookup
+        return pl.col(col).dt.convert_time_zone("UTC").dt.replace_time_zone(None).dt.date()
     return pl.col(col).dt.date()
 
 
@@ -67,19 +69,32 @@ def polars_rfm(pl, data: Path, d: dt.date):
     purchases = (orders
                  .filter(pl.col("status") == "completed")
                  .join(snapshot.select("customer_id"), on="customer_id", how="semi"))
-    # BTYD: a purchase is a day; its value is the day's total; the first day is not a repeat
-    days = purchases.group_by("customer_id", "dt").agg(pl.col("amount").sum().alias("day_amount"))
-    btyd = days.group_by("customer_id").agg(
-        (pl.len() - 1).cast(pl.Float64).alias("frequency"),
-        (pl.col("dt").max() - pl.col("dt").min()).dt.total_days().cast(pl.Float64).alias("recency"),
-        (pl.lit(d) - pl.col("dt").min()).dt.total_days().cast(pl.Float64).alias("T"),
-        pl.col("day_amount").filter(pl.col("dt") != pl.col("dt").min()).mean()
-          .fill_null(0.0).alias("monetary_value"),
+    # BTYD: a purchase is a day whose value is the day's total; the first day is not a
+    # repeat. Classic RFM comes from the same days (as in rfm.sql: one grouping of orders).
+    days = purchases.group_by("customer_id", "dt").agg(
+        pl.col("amount").sum().alias("day_amount"), pl.len().alias("day_orders"))
+    per_customer = days.group_by("customer_id").agg(
+        (pl.len() - 1).alias("repeat_days"),
+        pl.col("dt").min().alias("first_dt"),
+        pl.col("dt").max().alias("last_dt"),
+        pl.col("day_amount").get(pl.col("dt").arg_min()).alias("first_day_amount"),
+        pl.col("day_amount").sum().alias("all_days_amount"),
+        pl.col("day_orders").sum().cast(pl.Int64).alias("frequency_orders"),
     )
-    classic = purchases.group_by("customer_id").agg(
-        (pl.lit(d) - pl.col("dt").max()).dt.total_days().alias("recency_days"),
-        pl.len().cast(pl.Int64).alias("frequency_orders"),
-        pl.col("amount").sum().alias("monetary_total"),
+    btyd = per_customer.select(
+        "customer_id",
+        pl.col("repeat_days").cast(pl.Float64).alias("frequency"),
+        (pl.col("last_dt") - pl.col("first_dt")).dt.total_days().cast(pl.Float64).alias("recency"),
+        (pl.lit(d) - pl.col("first_dt")).dt.total_days().cast(pl.Float64).alias("T"),
+        pl.when(pl.col("repeat_days") == 0).then(0.0)
+          .otherwise((pl.col("all_days_amount") - pl.col("first_day_amount")) / pl.col("repeat_days"))
+          .alias("monetary_value"),
+    )
+    classic = per_customer.select(
+        "customer_id",
+        (pl.lit(d) - pl.col("last_dt")).dt.total_days().alias("recency_days"),
+        "frequency_orders",
+        pl.col("all_days_amount").alias("monetary_total"),
     )
     # score = 1 + floor(5 * (min-rank from worst - 1) / n), n = customers with a purchase
     n = pl.len()

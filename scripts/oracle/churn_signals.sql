@@ -6,9 +6,10 @@
 -- substituted as a DATE literal by oracle_lib.render_sql.
 --
 -- Conventions, written once here so every CTE below can stay literal:
---  * The session runs with TimeZone = 'UTC', so CAST(ts AS DATE) is the UTC calendar date
---    for TIMESTAMPTZ columns; naive TIMESTAMP/TIMESTAMP_NS columns are taken as UTC already
---    and DATE columns are used as they are.
+--  * CAST(ts AS DATE) is the UTC calendar date: oracle_lib's views hand every timestamp
+--    over as a naive UTC TIMESTAMP (zoned columns converted, nanosecond columns floored, see
+--    oracle_lib.connect), naive source timestamps are UTC by contract, DATE columns are used
+--    as they are, and the session's TimeZone is UTC besides.
 --  * A window of N days at D is the dates (D - N, D], i.e. `dt > D - N AND dt <= D`.
 --    DATE - INTEGER is a DATE in DuckDB and DATE - DATE is an integer number of days.
 --  * Anything dated after D is dropped in the first CTE that touches a table, so nothing

@@ -56,6 +56,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole flow on sample data on this machine: generate, build features, score, publish.
+    Demo(DemoArgs),
     /// Generate deterministic synthetic Customer 360 tables (Parquet) with real churn behaviour.
     Generate(GenerateArgs),
     /// Check c360.toml and every definition under features/ (and later models/, jobs/).
@@ -67,6 +69,25 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Serve a model over the SageMaker inference-container contract (port 8080).
     ServeModel(serve_model::ServeModelArgs),
+}
+
+/// `c360 demo`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  c360 demo --customers 100000\n\n\
+Writes the sample Customer 360 tables under <dir>/data and the store under <dir>/store.")]
+pub struct DemoArgs {
+    /// How many sample customers.
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: usize,
+    /// Working folder for the demo's data and store.
+    #[arg(long, default_value = ".c360/demo")]
+    pub dir: PathBuf,
+    /// Random seed of the sample data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The as-of date of the features.
+    #[arg(long, default_value = "2024-09-30")]
+    pub as_of: chrono::NaiveDate,
 }
 
 /// `c360 generate`
@@ -145,13 +166,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         "warn"
     } else {
         match cli.verbose {
-            0 => "info",
-            1 => "debug",
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
             _ => "trace",
         }
     };
     crate::telemetry::init(level);
     match cli.command {
+        Command::Demo(a) => demo(cli.config.as_deref(), a),
         Command::Generate(a) => generate(a),
         Command::Validate => validate(cli.config.as_deref()),
         Command::Features(cmd) => features::run(cli.config.as_deref(), cmd),
@@ -181,6 +204,48 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
         t.elapsed().as_secs_f64(),
         s.churners,
         a.end
+    );
+    Ok(())
+}
+
+fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
+    let project = Project::load(config)?;
+    let data = a.dir.join("data");
+    let store_dir = a.dir.join("store");
+    let t0 = std::time::Instant::now();
+    println!(
+        "1/2 generating {} sample customers into {}",
+        a.customers,
+        data.display()
+    );
+    generate(GenerateArgs {
+        customers: a.customers,
+        out: data.clone(),
+        seed: a.seed,
+        start: chrono::NaiveDate::from_ymd_opt(2022, 1, 1).unwrap_or_default(),
+        end: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap_or_default(),
+    })?;
+    println!("2/2 building feature snapshots as of {}", a.as_of);
+    let st = crate::store::open(&store_dir.display().to_string())?;
+    let mut summary = Vec::new();
+    for s in project.feature_sets()? {
+        let built =
+            features::build_snapshot(&s, &data.display().to_string(), st.as_ref(), a.as_of, true)?;
+        println!(
+            "    {:<14} {:>8} rows -> {}/{}",
+            s.name,
+            built.manifest.rows,
+            st.uri(),
+            built.prefix
+        );
+        summary.push(built);
+    }
+    println!("done in {:.1}s; explore with:", t0.elapsed().as_secs_f64());
+    println!("    c360 features show churn_signals");
+    println!(
+        "    c360 features build rfm --as-of 2024-06-30 --source {} --store {}",
+        data.display(),
+        store_dir.display()
     );
     Ok(())
 }

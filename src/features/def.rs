@@ -679,7 +679,10 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
                     continue;
                 }
                 if col_t == Some(Ty::Time) {
-                    cx.err(format!("{key}.column"), "a timestamp cannot be a feature value: use days_ago or days_ago(column)");
+                    cx.err(
+                        format!("{key}.column"),
+                        "a timestamp cannot be a feature value: use days_ago or days_ago(column)",
+                    );
                     continue;
                 }
                 let ty = match (func, col_t) {

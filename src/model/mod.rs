@@ -502,7 +502,9 @@ fn find_artifact(dir: &Path) -> Result<PathBuf, ModelError> {
 }
 
 /// Formats predictions as `text/csv`: one line per row, `width` comma-separated values per
-/// line, each the shortest decimal that reads back as the same f32.
+/// line. Each value is the f32 prediction widened to f64 and written as the shortest decimal
+/// of that f64 (what the SageMaker XGBoost container writes: Python's `repr` of
+/// `preds.tolist()`), so a reader parsing in f64 gets xgboost's value exactly, at any scale.
 pub fn format_predictions(preds: &[f32], width: usize, out: &mut Vec<u8>) {
     use std::io::Write;
     let width = width.max(1);
@@ -513,7 +515,7 @@ pub fn format_predictions(preds: &[f32], width: usize, out: &mut Vec<u8>) {
                 out.push(b',');
             }
             // Writing to a Vec cannot fail.
-            let _ = write!(out, "{v}");
+            let _ = write!(out, "{}", *v as f64);
         }
         out.push(b'\n');
     }
@@ -593,7 +595,10 @@ name = "high"
     fn formats_shortest_round_trip_decimals() {
         let mut out = Vec::new();
         format_predictions(&[0.1, 0.25, 1.0 / 3.0, 2.0], 2, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "0.1,0.25\n0.33333334,2\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0.10000000149011612,0.25\n0.3333333432674408,2\n"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! The one integration-test binary (one link against polars); each area is a module.
 
 mod common;
+mod features;
 mod scoring;
