@@ -10,6 +10,8 @@ pub mod features;
 pub mod generate;
 pub mod model;
 pub mod offline;
+pub mod pipeline;
+pub mod product;
 pub mod project;
 pub mod serving;
 pub mod source;

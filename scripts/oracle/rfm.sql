@@ -57,7 +57,7 @@ per_customer AS (
            -- the first day's total; arg_min is unambiguous as days are distinct
            arg_min(day_amount, dt)                       AS first_day_amount,
            sum(day_amount)                               AS all_days_amount,
-           sum(day_orders)                               AS frequency_orders
+           CAST(sum(day_orders) AS BIGINT)               AS frequency_orders
     FROM purchase_days
     GROUP BY customer_id
 ),

@@ -108,7 +108,8 @@ def main():
         else:
             fmt_name = "json"
         cfg = json.loads(b.save_config())
-        trees = len(json.loads(b.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"])
+        gb = json.loads(b.save_raw("json"))["learner"]["gradient_booster"]
+        trees = len((gb["gbtree"] if gb["name"] == "dart" else gb)["model"]["trees"])
         specs.append({
             "name": name,
             "model": model_file,
@@ -165,6 +166,11 @@ def main():
             label=lambda s, r: np.digitize(s, [-1.0, 0.0, 1.0]).astype(np.float32))
     fixture("multi_softmax", "json", {"objective": "multi:softmax", "num_class": 3, "max_depth": 3}, 6,
             label=multi)
+
+    # dart: each tree's leaves are scaled by its weight_drop at prediction time.
+    fixture("binary_dart", "json", {"booster": "dart", "objective": "binary:logistic", "max_depth": 4,
+                                    "rate_drop": 0.3, "skip_drop": 0.0, "normalize_type": "forest"},
+            20, nan_frac=0.1, label=binary)
 
     with open(os.path.join(args.out, "fixtures.json"), "w") as f:
         json.dump({"xgboost_version": xgb.__version__, "fixtures": specs}, f, indent=1)

@@ -9,7 +9,6 @@ use polars::prelude::*;
 
 use super::Failure;
 use crate::features::{self, def::Kind};
-use crate::offline::{self, Manifest};
 use crate::project::Project;
 use crate::source::Source;
 use crate::store;
@@ -163,7 +162,9 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             let store_uri = store.unwrap_or_else(|| project.store_uri());
             let st = store::open(&store_uri)?;
             let t0 = Instant::now();
-            let out = build_snapshot(&s, &source_uri, st.as_ref(), as_of, force)?;
+            let pb = crate::telemetry::spinner(&format!("building {} as of {as_of}", s.name));
+            let out = features::build_snapshot(&s, &source_uri, st.as_ref(), as_of, force)?;
+            pb.finish_and_clear();
             let verb = if out.reused {
                 "already committed (same definition and source)"
             } else {
@@ -254,70 +255,6 @@ fn describe(k: &Kind) -> String {
         }
         Kind::Case { cases, .. } => format!("mapping table ({} cases)", cases.len()),
     }
-}
-
-/// What `build_snapshot` did.
-pub struct Built {
-    pub manifest: Manifest,
-    pub prefix: String,
-    pub reused: bool,
-}
-
-/// Builds (or reuses) and commits a snapshot.
-pub fn build_snapshot(
-    s: &features::FeatureSet,
-    source_uri: &str,
-    st: &dyn store::ObjectStore,
-    as_of: NaiveDate,
-    force: bool,
-) -> Result<Built, Failure> {
-    let src = Source::open(source_uri)?;
-    let prefix = offline::partition_prefix(&s.name, s.version, as_of);
-    let pb = crate::telemetry::spinner("checking source tables");
-    let loaded = features::load_tables(s, &src, &[])?;
-    let fingerprints = loaded.fingerprints();
-    if !force {
-        if let Some(m) = offline::read_manifest(st, &prefix)? {
-            if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
-                pb.finish_and_clear();
-                tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
-                return Ok(Built {
-                    manifest: m,
-                    prefix,
-                    reused: true,
-                });
-            }
-        }
-    }
-    pb.set_message(format!("computing {} as of {as_of}", s.name));
-    let t = Instant::now();
-    let df = features::snapshot(s, &loaded, as_of)?;
-    tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
-    pb.set_message("writing the snapshot");
-    let manifest = Manifest {
-        kind: "feature_snapshot".into(),
-        name: s.name.clone(),
-        version: s.version,
-        as_of,
-        files: vec![],
-        rows: 0,
-        schema: vec![],
-        definition_hash: s.hash.clone(),
-        source: source_uri.to_string(),
-        source_fingerprints: fingerprints,
-        model: None,
-        run_id: offline::new_run_id(),
-        created_by: offline::c360_version(),
-        created_at: chrono::Utc::now(),
-        extra: Default::default(),
-    };
-    let m = offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {})?;
-    pb.finish_and_clear();
-    Ok(Built {
-        manifest: m,
-        prefix,
-        reused: false,
-    })
 }
 
 /// Writes a frame as Parquet or CSV by extension, atomically.

@@ -2,6 +2,7 @@
 //! own: every command calls into the library.
 
 pub mod features;
+pub mod run;
 pub mod score;
 pub mod serve_model;
 
@@ -23,6 +24,8 @@ pub mod exit {
     pub const INVALID_DEFINITION: i32 = 3;
     /// Input data violates the Customer 360 contract (or a spine/model input is bad).
     pub const BAD_INPUT: i32 = 4;
+    /// A quality gate refused to publish (the previous product version stays latest).
+    pub const GATE_FAILED: i32 = 5;
 }
 
 const AFTER_HELP: &str = "\
@@ -35,7 +38,8 @@ Getting started:
 Configuration: c360.toml in the working folder (or --config / C360_CONFIG); C360_STORE and
 C360_SOURCE override its store and source. Logs: C360_LOG=debug.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid definition or config, 4 bad input data.";
+Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid definition or config, 4 bad input data,
+5 quality gate failed (nothing published).";
 
 /// c360: Customer 360 features, batch scoring and data products.
 #[derive(Debug, Parser)]
@@ -65,6 +69,11 @@ pub enum Command {
     /// Feature sets: list, show, build snapshots, make training sets.
     #[command(subcommand)]
     Features(features::FeaturesCmd),
+    /// Run a scoring job: features, batch transform, quality gates, data product.
+    Run(run::RunArgs),
+    /// Published data products: list, show, get one customer.
+    #[command(subcommand)]
+    Products(run::ProductsCmd),
     /// Batch-transform records with a model locally, with SageMaker's semantics.
     Score(score::ScoreArgs),
     /// Serve a model over the SageMaker inference-container contract (port 8080).
@@ -132,6 +141,17 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+fn feature_code(fe: &crate::features::FeatureError) -> i32 {
+    use crate::features::FeatureError;
+    match fe {
+        FeatureError::Definitions(_) | FeatureError::UnknownSet(..) => exit::INVALID_DEFINITION,
+        FeatureError::Source(_) | FeatureError::Spine { .. } | FeatureError::Label { .. } => {
+            exit::BAD_INPUT
+        }
+        _ => exit::FAILURE,
+    }
+}
+
 fn classify(e: &anyhow::Error) -> i32 {
     use crate::features::FeatureError;
     for cause in e.chain() {
@@ -145,16 +165,17 @@ fn classify(e: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<crate::source::SourceError>().is_some() {
             return exit::BAD_INPUT;
         }
+        if let Some(pe) = cause.downcast_ref::<crate::pipeline::PipelineError>() {
+            use crate::pipeline::PipelineError as P;
+            match pe {
+                P::Definition(_) => return exit::INVALID_DEFINITION,
+                P::Gate(_) => return exit::GATE_FAILED,
+                P::Features(fe) => return feature_code(fe),
+                _ => return exit::FAILURE,
+            }
+        }
         if let Some(fe) = cause.downcast_ref::<FeatureError>() {
-            return match fe {
-                FeatureError::Definitions(_) | FeatureError::UnknownSet(..) => {
-                    exit::INVALID_DEFINITION
-                }
-                FeatureError::Source(_)
-                | FeatureError::Spine { .. }
-                | FeatureError::Label { .. } => exit::BAD_INPUT,
-                _ => exit::FAILURE,
-            };
+            return feature_code(fe);
         }
     }
     exit::FAILURE
@@ -178,6 +199,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Generate(a) => generate(a),
         Command::Validate => validate(cli.config.as_deref()),
         Command::Features(cmd) => features::run(cli.config.as_deref(), cmd),
+        Command::Run(a) => run::run(cli.config.as_deref(), a),
+        Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
         Command::Score(a) => score::run(a).map_err(Failure::from),
         Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),
     }
@@ -225,25 +248,93 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
         start: chrono::NaiveDate::from_ymd_opt(2022, 1, 1).unwrap_or_default(),
         end: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap_or_default(),
     })?;
-    println!("2/2 building feature snapshots as of {}", a.as_of);
-    let st = crate::store::open(&store_dir.display().to_string())?;
-    let mut summary = Vec::new();
-    for s in project.feature_sets()? {
-        let built =
-            features::build_snapshot(&s, &data.display().to_string(), st.as_ref(), a.as_of, true)?;
-        println!(
-            "    {:<14} {:>8} rows -> {}/{}",
-            s.name,
-            built.manifest.rows,
-            st.uri(),
-            built.prefix
-        );
-        summary.push(built);
-    }
-    println!("done in {:.1}s; explore with:", t0.elapsed().as_secs_f64());
-    println!("    c360 features show churn_signals");
+    let (jobs, _) = crate::pipeline::job::load_all(&project.jobs_dir());
+    let Some(job) = jobs.first() else {
+        return Err(Failure {
+            code: exit::INVALID_DEFINITION,
+            error: anyhow::anyhow!(
+                "no job under {}: the demo runs the first job (ship jobs/churn_weekly.toml)",
+                project.jobs_dir().display()
+            ),
+        });
+    };
     println!(
-        "    c360 features build rfm --as-of 2024-06-30 --source {} --store {}",
+        "2/2 running job {} as of {} (features, batch transform, gates, publish)",
+        job.def.name, a.as_of
+    );
+    let opts = crate::pipeline::RunOptions {
+        as_of: Some(a.as_of),
+        source: Some(data.display().to_string()),
+        store: Some(store_dir.display().to_string()),
+        ..Default::default()
+    };
+    let report = run::run_job(&project, &job.def.name, &opts)?;
+    let st = crate::store::open(&report.store_uri)?;
+    let product = job.def.product.name.clone();
+    let (latest, df) = crate::product::read_latest(st.as_ref(), &product)?;
+    println!();
+    println!(
+        "published {} ({} customers as of {}) in {:.1}s:",
+        product,
+        df.height(),
+        latest.as_of,
+        t0.elapsed().as_secs_f64()
+    );
+    println!("    {}/{}", st.uri(), latest.path);
+    let counts = |c: &str| -> Vec<(String, u32)> {
+        use polars::prelude::*;
+        let Ok(vc) = df
+            .clone()
+            .lazy()
+            .group_by([col(c)])
+            .agg([len().alias("n")])
+            .sort(
+                ["n"],
+                SortMultipleOptions::default().with_order_descending(true),
+            )
+            .collect()
+        else {
+            return vec![];
+        };
+        let (Ok(names), Ok(ns)) = (vc.column(c), vc.column("n")) else {
+            return vec![];
+        };
+        (0..vc.height())
+            .map(|i| {
+                let name = names
+                    .get(i)
+                    .ok()
+                    .and_then(|v| v.get_str().map(String::from))
+                    .unwrap_or_else(|| "(no purchase)".into());
+                let n = ns.get(i).ok().and_then(|v| v.extract::<u32>()).unwrap_or(0);
+                (name, n)
+            })
+            .collect()
+    };
+    let fmt = |v: Vec<(String, u32)>, k: usize| {
+        v.into_iter()
+            .take(k)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("    risk bands:   {}", fmt(counts("risk_band"), 10));
+    if df.column("rfm_segment").is_ok() {
+        println!("    top segments: {}", fmt(counts("rfm_segment"), 5));
+    }
+    println!();
+    println!("next:");
+    println!(
+        "    c360 products show {product} --store {}",
+        store_dir.display()
+    );
+    println!(
+        "    c360 products get {product} C0000001 --store {}",
+        store_dir.display()
+    );
+    println!(
+        "    c360 run {} --as-of 2024-09-29 --source {} --store {}",
+        job.def.name,
         data.display(),
         store_dir.display()
     );
@@ -252,11 +343,78 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
 
 fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     let project = Project::load(config)?;
-    let errs = project.validate_all();
+    let mut errs = project.validate_all();
+    let sets = project.feature_sets().unwrap_or_default();
+    // Models: each spec parses, its artifact loads, and its features exist.
+    let mut models = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(project.models_dir()) {
+        let mut dirs: Vec<_> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let spec_file = d.join(crate::model::SPEC_FILE);
+            let err = |key: &str, reason: String| crate::features::DefError {
+                file: spec_file.display().to_string(),
+                key: key.into(),
+                reason,
+            };
+            match crate::model::load(&d) {
+                Err(e) => errs.push(err("(model)", e.to_string())),
+                Ok(m) => {
+                    if let Some(spec) = &m.spec {
+                        for (name, version) in &spec.feature_sets {
+                            match sets.iter().find(|s| &s.name == name) {
+                                None => errs.push(err("feature_sets", format!("no feature set {name} under features/"))),
+                                Some(s) if s.version != *version => errs.push(err(
+                                    "feature_sets",
+                                    format!("trained on {name} v{version}, but features/{name}.toml is v{}", s.version),
+                                )),
+                                Some(_) => {}
+                            }
+                        }
+                        for (i, f) in spec.features.iter().enumerate() {
+                            let found = sets
+                                .iter()
+                                .filter(|s| spec.feature_sets.iter().any(|(n, _)| n == &s.name))
+                                .any(|s| s.outputs().iter().any(|o| &o.name == f));
+                            if !found {
+                                errs.push(err(
+                                    &format!("features[{i}]"),
+                                    format!("{f} is not an output of the model's feature sets"),
+                                ));
+                            }
+                        }
+                    }
+                    models.push(
+                        d.file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+    }
+    // Jobs: each parses and names an existing model.
+    let (jobs, job_errs) = crate::pipeline::job::load_all(&project.jobs_dir());
+    errs.extend(job_errs);
+    for j in &jobs {
+        if !models.contains(&j.def.model) {
+            errs.push(crate::features::DefError {
+                file: j.file.display().to_string(),
+                key: "model".into(),
+                reason: format!(
+                    "no model {} under models/ (models: {})",
+                    j.def.model,
+                    models.join(", ")
+                ),
+            });
+        }
+    }
     if errs.is_empty() {
-        let sets = project.feature_sets().map_err(Failure::from)?;
         println!(
-            "ok: {} ({} feature set(s): {})",
+            "ok: {} ({} feature set(s): {}; {} model(s): {}; {} job(s): {})",
             project
                 .config_file
                 .as_ref()
@@ -265,6 +423,13 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
             sets.len(),
             sets.iter()
                 .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            models.len(),
+            models.join(", "),
+            jobs.len(),
+            jobs.iter()
+                .map(|j| j.def.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -14,6 +14,7 @@ use polars::prelude::*;
 
 pub use def::{DefError, DefErrors, FeatureSet};
 
+use crate::offline::{self, Manifest};
 use crate::source::{self, Source, SourceError, Table};
 
 /// Errors of computing features.
@@ -33,6 +34,8 @@ pub enum FeatureError {
     UnknownSet(String, String),
     #[error(transparent)]
     Definitions(#[from] DefErrors),
+    #[error(transparent)]
+    Offline(#[from] offline::OfflineError),
 }
 
 pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
@@ -389,4 +392,71 @@ pub fn training_set(
         population,
     )?;
     lf.collect().map_err(perr)
+}
+
+/// What `build_snapshot` did.
+pub struct Built {
+    pub manifest: Manifest,
+    pub prefix: String,
+    pub reused: bool,
+}
+
+/// Builds (or reuses) and commits a snapshot.
+pub fn build_snapshot(
+    s: &FeatureSet,
+    source_uri: &str,
+    st: &dyn crate::store::ObjectStore,
+    as_of: NaiveDate,
+    force: bool,
+) -> Result<Built> {
+    let src = Source::open(source_uri)?;
+    let prefix = offline::partition_prefix(&s.name, s.version, as_of);
+    // Fingerprints are file metadata: a committed snapshot of the same definition and
+    // source is reused without reading the data again.
+    let mut fingerprints = std::collections::BTreeMap::new();
+    for t in s.tables() {
+        if let Some(spec) = source::table_spec(t) {
+            let loc = src.locate(spec)?;
+            fingerprints.insert(t.to_string(), src.fingerprint(&loc));
+        }
+    }
+    if !force {
+        if let Some(m) = offline::read_manifest(st, &prefix)? {
+            if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
+                tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
+                return Ok(Built {
+                    manifest: m,
+                    prefix,
+                    reused: true,
+                });
+            }
+        }
+    }
+    let loaded = load_tables(s, &src, &[])?;
+    let t = std::time::Instant::now();
+    let df = snapshot(s, &loaded, as_of)?;
+    tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
+    let manifest = Manifest {
+        kind: "feature_snapshot".into(),
+        name: s.name.clone(),
+        version: s.version,
+        as_of,
+        files: vec![],
+        rows: 0,
+        schema: vec![],
+        definition_hash: s.hash.clone(),
+        source: source_uri.to_string(),
+        source_fingerprints: fingerprints,
+        model: None,
+        run_id: offline::new_run_id(),
+        created_by: offline::c360_version(),
+        created_at: chrono::Utc::now(),
+        extra: Default::default(),
+    };
+    let m = offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {})?;
+    Ok(Built {
+        manifest: m,
+        prefix,
+        reused: false,
+    })
 }

@@ -120,9 +120,7 @@ fn parse_piece(
     data: &mut Vec<f32>,
 ) -> Result<(usize, Option<usize>), CsvError> {
     let mut rows = 0;
-    let mut line_no = line0;
-    for line in piece.split(|&b| b == b'\n') {
-        line_no += 1;
+    for (line_no, line) in (line0 + 1..).zip(piece.split(|&b| b == b'\n')) {
         let line = trim_cr(line);
         if line.is_empty() {
             continue;
@@ -160,7 +158,49 @@ fn parse_field(f: &[u8]) -> Option<f32> {
     if f.is_empty() {
         return Some(f32::NAN);
     }
+    if let Some(v) = fast_decimal(f) {
+        return Some(v);
+    }
     std::str::from_utf8(f).ok()?.parse::<f32>().ok()
+}
+
+/// Exact powers of ten in f32 (all up to 1e10 are representable).
+const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+
+/// Clinger's fast path for plain decimals (`-12.345`, no exponent): when the digits form an
+/// integer m <= 2^24 and there are at most 10 decimals, m and 10^k are exact f32s and one
+/// IEEE division rounds the exact quotient correctly, so the result is bit-identical to a
+/// full parser's. Anything else returns `None` (the caller uses the full parser).
+#[inline]
+fn fast_decimal(b: &[u8]) -> Option<f32> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let mut m: u32 = 0;
+    let mut frac = 0usize;
+    let mut dot = false;
+    let mut any = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u32::from(c - b'0');
+                if m > 1 << 24 {
+                    return None;
+                }
+                frac += usize::from(dot);
+                any = true;
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if !any || frac >= POW10.len() {
+        return None;
+    }
+    let v = m as f32 / POW10[frac];
+    Some(if neg { -v } else { v })
 }
 
 #[cfg(test)]
@@ -176,6 +216,59 @@ mod tests {
         assert_eq!((m.data[4], m.data[6], m.data[8]), (4.0, 5.0, 7.0));
         let empty = parse_csv(b"", Some(3)).unwrap();
         assert_eq!((empty.rows, empty.data.len()), (0, 0));
+    }
+
+    #[test]
+    fn fast_path_is_bit_identical_to_the_full_parser() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            let r = next();
+            // 1 to 9 digits: around the fast path's 2^24 limit on both sides.
+            let digits = r % 10u64.pow(1 + ((r >> 50) % 9) as u32);
+            let scale = (r >> 40) % 12;
+            let mut s = digits.to_string();
+            if scale > 0 && (scale as usize) < s.len() {
+                s.insert(s.len() - scale as usize, '.');
+            } else if scale > 0 {
+                s = format!("0.{}{}", "0".repeat(scale as usize - s.len()), s);
+            }
+            if r & 1 == 1 {
+                s.insert(0, '-');
+            }
+            let full: f32 = s.parse().unwrap();
+            if let Some(fast) = fast_decimal(s.as_bytes()) {
+                assert_eq!(fast.to_bits(), full.to_bits(), "{s}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "the fast path ran {checked} times");
+        for s in ["1.", ".5", "-0", "007.25", "16777216", "0.0000000001"] {
+            assert_eq!(
+                fast_decimal(s.as_bytes()).map(f32::to_bits),
+                Some(s.parse::<f32>().unwrap().to_bits()),
+                "{s}"
+            );
+        }
+        for s in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "16777217",
+            "1.2.3",
+            "nan",
+            "1,2",
+            "0.00000000001",
+        ] {
+            assert_eq!(fast_decimal(s.as_bytes()), None, "{s}");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!
 //! ```text
 //! description = "Churn in the next 90 days"
-//! feature_set = "churn_signals"
-//! feature_set_version = 1
+//! feature_set = "churn_signals"          # or, for several sets:
+//! feature_set_version = 1                 # feature_sets = { rfm = 1, churn_signals = 1 }
 //! features = ["days_since_last_order", "orders_90d", "spend_365d"]
 //! content_type = "text/csv"
 //! objective = "binary:logistic"
@@ -81,9 +81,14 @@ pub struct ModelSpecFile {
     #[serde(default)]
     pub description: Option<String>,
     /// The feature set whose columns the model reads (`features/<name>.toml`).
-    pub feature_set: String,
+    #[serde(default)]
+    pub feature_set: Option<String>,
     /// The feature set's version the model was trained on.
-    pub feature_set_version: u32,
+    #[serde(default)]
+    pub feature_set_version: Option<u32>,
+    /// Several feature sets: name -> version (instead of feature_set/feature_set_version).
+    #[serde(default)]
+    pub feature_sets: std::collections::BTreeMap<String, u32>,
     /// The feature columns in the order the model expects them (the CSV column order).
     pub features: Vec<String>,
     /// The request content type; only `text/csv` for XGBoost models.
@@ -163,8 +168,11 @@ pub struct ModelSpec {
     /// The spec file, for messages.
     pub file: PathBuf,
     pub description: Option<String>,
+    /// The first (or only) feature set.
     pub feature_set: String,
     pub feature_set_version: u32,
+    /// Every feature set the model reads, with its version.
+    pub feature_sets: Vec<(String, u32)>,
     pub features: Vec<String>,
     pub content_type: String,
     pub objective: Objective,
@@ -206,14 +214,27 @@ impl ModelSpec {
             key: key.to_string(),
             reason,
         };
-        if !is_identifier(&raw.feature_set) {
-            return Err(invalid(
-                "feature_set",
-                format!("{:?} is not a feature set name", raw.feature_set),
-            ));
+        let mut sets: Vec<(String, u32)> = Vec::new();
+        match (&raw.feature_set, raw.feature_set_version, raw.feature_sets.is_empty()) {
+            (Some(s), Some(v), true) => sets.push((s.clone(), v)),
+            (None, None, false) => sets.extend(raw.feature_sets.iter().map(|(k, v)| (k.clone(), *v))),
+            (Some(_), None, true) => {
+                return Err(invalid("feature_set_version", "say which version of the feature set the model was trained on".into()))
+            }
+            _ => {
+                return Err(invalid(
+                    "feature_set",
+                    "name the model's feature set: feature_set = \"NAME\" with feature_set_version = N, or feature_sets = { NAME = N, ... }".into(),
+                ))
+            }
         }
-        if raw.feature_set_version == 0 {
-            return Err(invalid("feature_set_version", "versions start at 1".into()));
+        for (name, version) in &sets {
+            if !is_identifier(name) {
+                return Err(invalid("feature_set", format!("{name:?} is not a feature set name")));
+            }
+            if *version == 0 {
+                return Err(invalid("feature_set_version", "versions start at 1".into()));
+            }
         }
         if raw.features.is_empty() {
             return Err(invalid(
@@ -364,8 +385,9 @@ impl ModelSpec {
         Ok(ModelSpec {
             file: file.to_path_buf(),
             description: raw.description,
-            feature_set: raw.feature_set,
-            feature_set_version: raw.feature_set_version,
+            feature_set: sets[0].0.clone(),
+            feature_set_version: sets[0].1,
+            feature_sets: sets,
             features: raw.features,
             content_type: "text/csv".into(),
             objective,

@@ -278,7 +278,7 @@ mod tests {
         assert!(e.reason.contains("unknown type marker"));
         let e = parse(&[b'[', b'#', b'L', 0x7f, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
         assert!(e.reason.contains("exceeds"), "{e}");
-        let e = parse(&[b'T', b'T']).unwrap_err();
+        let e = parse(b"TT").unwrap_err();
         assert!(e.reason.contains("trailing"));
     }
 }

@@ -175,7 +175,24 @@ struct TreeMeta {
     root: u32,
     depth: u32,
     group: u32,
+    /// Offsets into the dense arrays when the tree is stored complete (see [`DNode`]).
+    dense: Option<(u32, u32)>,
 }
+
+/// A node of a tree stored complete, level by level: the children of position `i` are
+/// `2i+1` and `2i+2`, so a step needs no child pointers. A leaf above the bottom level is
+/// copied into both subtrees (its own split is a dummy), which keeps every path `depth` long.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+struct DNode {
+    cond: f32,
+    /// Feature index; the top bit is `default_left`.
+    feat: u32,
+}
+
+/// Trees at most this deep are stored complete (2^depth leaves); deeper ones (lossguide)
+/// keep the pointer layout.
+const MAX_DENSE_DEPTH: u32 = 10;
 
 /// A loaded tree ensemble, ready to score.
 #[derive(Debug, Clone)]
@@ -187,6 +204,8 @@ pub struct Booster {
     base_margin: Vec<f32>,
     nodes: Vec<Node>,
     leaf: Vec<f32>,
+    dense: Vec<DNode>,
+    dense_leaf: Vec<f32>,
     trees: Vec<TreeMeta>,
 }
 
@@ -224,6 +243,11 @@ struct JBooster {
     name: String,
     #[serde(default)]
     model: Option<JGbtree>,
+    /// `dart` wraps a gbtree and weighs each tree.
+    #[serde(default)]
+    gbtree: Option<Box<JBooster>>,
+    #[serde(default)]
+    weight_drop: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +345,14 @@ impl Booster {
                 reason: e.to_string(),
             })?;
             (m, ModelFormat::Json)
+        } else if first == 0x80 {
+            // Old SageMaker XGBoost containers (0.90) pickled the Booster.
+            return Err(XgbError::Json {
+                file: file.to_string(),
+                reason: "this is a Python pickle, not a saved model; in Python: \
+                         `b = pickle.load(open(path, \"rb\")); b.save_model(\"model.json\")`"
+                    .into(),
+            });
         } else {
             return Err(XgbError::Json {
                 file: file.to_string(),
@@ -430,12 +462,33 @@ impl Booster {
         let base_margin = base.iter().map(|&b| objective.base_to_margin(b)).collect();
 
         let gb = l.gradient_booster;
-        if gb.name != "gbtree" {
-            return Err(unsupported(
-                format!("booster {:?}", gb.name),
-                " (only gbtree; retrain with booster=\"gbtree\")",
-            ));
-        }
+        // dart: the trees of an inner gbtree, each leaf scaled by its tree's weight (xgboost
+        // multiplies weight and leaf in f32 when it predicts; scaling once here gives the
+        // same bits).
+        let (gb, weights) = match gb.name.as_str() {
+            "gbtree" => (gb, None),
+            "dart" => {
+                let w = gb.weight_drop.ok_or_else(|| {
+                    invalid(
+                        "learner.gradient_booster.weight_drop",
+                        "missing in a dart model".into(),
+                    )
+                })?;
+                let inner = gb.gbtree.ok_or_else(|| {
+                    invalid(
+                        "learner.gradient_booster.gbtree",
+                        "missing in a dart model".into(),
+                    )
+                })?;
+                (*inner, Some(w))
+            }
+            other => {
+                return Err(unsupported(
+                    format!("booster {other:?}"),
+                    " (only gbtree and dart; gblinear models have no trees)",
+                ))
+            }
+        };
         let model = gb.model.ok_or_else(|| {
             invalid(
                 "learner.gradient_booster.model",
@@ -453,6 +506,14 @@ impl Booster {
             ));
         }
 
+        if let Some(w) = &weights {
+            if w.len() != model.trees.len() {
+                return Err(invalid(
+                    "learner.gradient_booster.weight_drop",
+                    format!("{} weights for {} trees", w.len(), model.trees.len()),
+                ));
+            }
+        }
         let total: usize = model.trees.iter().map(|t| t.left_children.len()).sum();
         if total >= FEATURE_MASK as usize {
             return Err(invalid(
@@ -509,6 +570,10 @@ impl Booster {
                 let (l, r) = (t.left_children[i], t.right_children[i]);
                 let value = t.split_conditions[i] as f32;
                 if l == -1 {
+                    let value = match &weights {
+                        Some(w) => w[ti] as f32 * value,
+                        None => value,
+                    };
                     let me = offset + i as u32;
                     nodes.push(Node {
                         cond: 0.0,
@@ -557,7 +622,26 @@ impl Booster {
                 root: offset,
                 depth,
                 group: group as u32,
+                dense: None,
             });
+        }
+        let mut dense = Vec::new();
+        let mut dense_leaf = Vec::new();
+        for t in trees.iter_mut().filter(|t| t.depth <= MAX_DENSE_DEPTH) {
+            let (n0, l0) = (dense.len(), dense_leaf.len());
+            dense.resize(n0 + (1usize << t.depth) - 1, DNode::default());
+            dense_leaf.resize(l0 + (1usize << t.depth), 0.0);
+            fill_dense(
+                &nodes,
+                &leaf,
+                t.root,
+                0,
+                0,
+                t.depth,
+                &mut dense[n0..],
+                &mut dense_leaf[l0..],
+            );
+            t.dense = Some((n0 as u32, l0 as u32));
         }
         Ok(Booster {
             objective,
@@ -567,6 +651,8 @@ impl Booster {
             base_margin,
             nodes,
             leaf,
+            dense,
+            dense_leaf,
             trees,
         })
     }
@@ -668,15 +754,28 @@ impl Booster {
         for r in 0..rows {
             out[r * ng..(r + 1) * ng].copy_from_slice(&self.base_margin);
         }
+        // The hot loop indexes without bounds checks; what makes that sound is checked
+        // here once per block and by `build` once per model.
+        assert!(x.len() >= rows * nf && out.len() >= rows * ng && rows <= BLOCK_ROWS);
+        assert!(self.leaf.len() == self.nodes.len());
         let nodes = &self.nodes[..];
         let mut idx = [0u32; BLOCK_ROWS];
         let idx = &mut idx[..rows];
         for t in &self.trees {
+            if let Some((n0, l0)) = t.dense {
+                self.score_dense(t, n0 as usize, l0 as usize, x, out, idx);
+                continue;
+            }
             idx.fill(t.root);
             for _ in 0..t.depth {
                 for (r, i) in idx.iter_mut().enumerate() {
-                    let n = nodes[*i as usize];
-                    let v = x[r * nf + (n.feat & FEATURE_MASK) as usize];
+                    // SAFETY: `build` makes every child index (and every leaf's self index)
+                    // a valid index of `nodes`, and roots are valid; so `*i` always is.
+                    let n = unsafe { *nodes.get_unchecked(*i as usize) };
+                    // SAFETY: `build` checks feature < num_feature (= nf) for every split;
+                    // leaves use feature 0, and a tree with depth > 0 implies nf >= 1. With
+                    // r < rows and x.len() >= rows * nf (asserted above) the index is in range.
+                    let v = unsafe { *x.get_unchecked(r * nf + (n.feat & FEATURE_MASK) as usize) };
                     // NaN compares false, so it goes left only through default_left.
                     let go_left = (v < n.cond) | (v.is_nan() & (n.feat & DEFAULT_LEFT != 0));
                     *i = if go_left { n.left } else { n.right };
@@ -684,10 +783,97 @@ impl Booster {
             }
             let g = t.group as usize;
             for (r, i) in idx.iter().enumerate() {
-                out[r * ng + g] += self.leaf[*i as usize];
+                // SAFETY: `*i` is a valid node index (above) and leaf.len() == nodes.len().
+                out[r * ng + g] += unsafe { *self.leaf.get_unchecked(*i as usize) };
             }
         }
     }
+}
+
+impl Booster {
+    /// One complete-layout tree over a block of rows (see [`DNode`]).
+    #[inline]
+    fn score_dense(
+        &self,
+        t: &TreeMeta,
+        n0: usize,
+        l0: usize,
+        x: &[f32],
+        out: &mut [f32],
+        idx: &mut [u32],
+    ) {
+        let nf = self.num_feature;
+        let ng = self.num_group;
+        let nodes = &self.dense[n0..n0 + (1usize << t.depth) - 1];
+        let leaves = &self.dense_leaf[l0..l0 + (1usize << t.depth)];
+        idx.fill(0);
+        for _ in 0..t.depth {
+            for (r, i) in idx.iter_mut().enumerate() {
+                // SAFETY: after k < depth steps, i < 2^k - 1 + 2^k <= 2^depth - 1 = nodes.len().
+                let n = unsafe { *nodes.get_unchecked(*i as usize) };
+                // SAFETY: as in `score_block`: feature < nf, r < rows, x.len() >= rows * nf.
+                let v = unsafe { *x.get_unchecked(r * nf + (n.feat & FEATURE_MASK) as usize) };
+                let go_left = (v < n.cond) | (v.is_nan() & (n.feat & DEFAULT_LEFT != 0));
+                *i = 2 * *i + 2 - go_left as u32;
+            }
+        }
+        let first_leaf = (1u32 << t.depth) - 1;
+        let g = t.group as usize;
+        for (r, i) in idx.iter().enumerate() {
+            out[r * ng + g] += leaves[(*i - first_leaf) as usize];
+        }
+    }
+}
+
+/// Copies the subtree at `src` into complete layout at position `pos` (level `level`).
+#[allow(clippy::too_many_arguments)]
+fn fill_dense(
+    nodes: &[Node],
+    leaf: &[f32],
+    src: u32,
+    pos: usize,
+    level: u32,
+    depth: u32,
+    dense: &mut [DNode],
+    dense_leaf: &mut [f32],
+) {
+    let n = nodes[src as usize];
+    let is_leaf = n.left == src;
+    if level == depth {
+        // `depth` is the longest path, so whatever reaches the bottom level is a leaf.
+        dense_leaf[pos - ((1usize << depth) - 1)] = leaf[src as usize];
+        return;
+    }
+    let (l, r) = if is_leaf {
+        dense[pos] = DNode::default();
+        (src, src)
+    } else {
+        dense[pos] = DNode {
+            cond: n.cond,
+            feat: n.feat,
+        };
+        (n.left, n.right)
+    };
+    fill_dense(
+        nodes,
+        leaf,
+        l,
+        2 * pos + 1,
+        level + 1,
+        depth,
+        dense,
+        dense_leaf,
+    );
+    fill_dense(
+        nodes,
+        leaf,
+        r,
+        2 * pos + 2,
+        level + 1,
+        depth,
+        dense,
+        dense_leaf,
+    );
 }
 
 /// The depth (number of splits on the longest path) of the tree whose nodes are `nodes`
@@ -845,6 +1031,35 @@ mod tests {
         let v = tiny(json!("5E-1"), "rank:ndcg");
         assert!(load(&v).unwrap_err().to_string().contains("rank:ndcg"));
         assert!(Booster::from_bytes(b"hello", "x").is_err());
+        let e = Booster::from_bytes(b"\x80\x04\x95", "x").unwrap_err();
+        assert!(e.to_string().contains("pickle"));
+    }
+
+    #[test]
+    fn complete_and_pointer_layouts_agree_bit_for_bit() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgb");
+        for name in [
+            "binary_deep_nan.ubj",
+            "multi_softprob_nan.json",
+            "binary_lossguide_nan.json",
+        ] {
+            let b = Booster::load(&dir.join(name)).unwrap();
+            let stem = name.split('.').next().unwrap();
+            let csv = std::fs::read(dir.join(format!("{stem}.csv"))).unwrap();
+            let m = crate::model::parse_csv(&csv, Some(b.num_feature())).unwrap();
+            let mut sparse = b.clone();
+            sparse.trees.iter_mut().for_each(|t| t.dense = None);
+            let (a, c) = (b.predict(&m).unwrap(), sparse.predict(&m).unwrap());
+            assert!(
+                a.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{name}"
+            );
+        }
+        // Depth-8 trees use the complete layout; the lossguide trees (depth 12-17) do not.
+        let b = Booster::load(&dir.join("binary_deep_nan.ubj")).unwrap();
+        assert!(b.trees.iter().all(|t| t.dense.is_some()));
+        let b = Booster::load(&dir.join("binary_lossguide_nan.json")).unwrap();
+        assert!(b.trees.iter().all(|t| t.dense.is_none()));
     }
 
     #[test]

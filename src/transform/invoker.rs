@@ -95,7 +95,8 @@ impl Invoker for InProcessInvoker {
 
 /// Posts to a container's `/invocations` (e.g. `http://127.0.0.1:8080`), like SageMaker's
 /// agent does. Owns a small tokio runtime so the (synchronous) runner can call it from any
-/// plain thread; do not call it from inside another tokio runtime.
+/// plain thread; do not call or drop it from inside another tokio runtime (use
+/// `spawn_blocking` there).
 pub struct HttpInvoker {
     base: String,
     client: reqwest::Client,

@@ -271,7 +271,7 @@ impl LocalTransform {
                         "the object is one record (SplitType=None) of {size} bytes, more than MaxPayloadInMB allows ({limit} bytes)"
                     ));
                 }
-                vec![0..sent.len()]
+                std::iter::once(0..sent.len()).collect()
             }
         };
 

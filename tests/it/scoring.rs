@@ -484,6 +484,37 @@ fn nested_paths_are_mirrored_and_empty_objects_give_empty_outputs() {
 }
 
 #[test]
+fn split_none_sends_each_object_whole_in_one_request() {
+    let d = tempfile::tempdir().unwrap();
+    write(&d.path().join("in/a.csv"), b"1,x\n2,y");
+    let mut big = b"3,".to_vec();
+    big.extend(std::iter::repeat_n(b'z', 1_048_575));
+    write(&d.path().join("in/big.csv"), &big);
+    let mut j = job(&d.path().join("in"), &d.path().join("out"));
+    j.split_type = SplitType::None;
+    j.assemble_with = AssembleWith::None;
+    j.max_payload_mb = Some(1);
+    let inv = Arc::new(EchoInvoker::default());
+    let r = run_job(inv.clone(), &j);
+    assert_eq!(
+        *inv.sizes.lock().unwrap(),
+        vec![7],
+        "a.csv as is, one request"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("out/a.csv.out")).unwrap(),
+        "1\n2\n"
+    );
+    assert_eq!(r.status, JobStatus::Failed);
+    let reason = r.failure_reason.unwrap();
+    assert!(
+        reason.contains("big.csv") && reason.contains("SplitType=None"),
+        "{reason}"
+    );
+    assert!(!d.path().join("out/big.csv.out").exists());
+}
+
+#[test]
 fn failed_requests_are_retried_then_fail_the_object_without_output() {
     let d = tempfile::tempdir().unwrap();
     write(&d.path().join("in/good.csv"), b"1\n2\n");
@@ -787,4 +818,31 @@ fn cli_score_writes_id_score_lines_and_fails_naming_the_object() {
         "{stderr}"
     );
     assert!(!out.join("part-9.csv.out").exists());
+
+    // The benchmark's hidden in-process mode: one JSON line with the evaluator's timing.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_c360"))
+        .args([
+            "score",
+            "--bench-in-process",
+            "--bench-repeat",
+            "1",
+            "--model",
+        ])
+        .arg(xgb_dir().join(&f.model))
+        .arg("--input")
+        .arg(xgb_dir().join(&f.input))
+        .arg("--output")
+        .arg(d.path().join("unused"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rows"], 300);
+    assert!(v["predict_s"].as_f64().unwrap() > 0.0);
+    let sum: f64 = expected(&f).iter().map(|r| r[0]).sum();
+    assert!((v["checksum"].as_f64().unwrap() - sum).abs() < 1e-3);
+    assert!(
+        !d.path().join("unused").exists(),
+        "benchmark mode writes nothing"
+    );
 }

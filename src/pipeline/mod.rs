@@ -1,0 +1,1134 @@
+//! A job run, step by step, with a ledger (`runs/<job>/<run_id>/run.json`) that makes
+//! re-runs idempotent and killed runs resumable.
+//!
+//! Steps: `features` (build or reuse each snapshot) → `transform_input` (id-first CSV
+//! parts) → `transform` (batch transform) → `gates` (read the `.out` results back and
+//! check them) → `publish` (the data product; `latest.json` last).
+//!
+//! The run id is the as-of date plus a hash of everything the output depends on (job,
+//! model artifact, feature definitions, source fingerprints): the same inputs give the
+//! same run id, so a second invocation resumes (or, when finished, reuses) the first
+//! one's work instead of duplicating it; changed inputs give a new run.
+
+pub mod job;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::features::{self, FeatureSet};
+use crate::model::{self, LoadedModel};
+use crate::offline;
+use crate::product::{self, ColumnDoc, Lineage, ProductSpec};
+use crate::project::Project;
+use crate::source::Source;
+use crate::store::{self, DynStore, ObjectStore};
+use crate::transform::{self, BatchTransform, JobStatus, TransformJobSpec};
+
+pub use job::Job;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Definition(String),
+    #[error(transparent)]
+    Features(#[from] features::FeatureError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Offline(#[from] offline::OfflineError),
+    #[error(transparent)]
+    Product(#[from] product::ProductError),
+    #[error("transform failed: {0}")]
+    Transform(String),
+    #[error("quality gate failed, nothing published (the previous version stays latest): {0}")]
+    Gate(String),
+    #[error("run {run}: {message}")]
+    Run { run: String, message: String },
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub as_of: Option<NaiveDate>,
+    pub backend: Option<String>,
+    pub dry_run: bool,
+    pub source: Option<String>,
+    pub store: Option<String>,
+    /// "Today" for the as-of rule (default: the UTC date now).
+    pub today: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Done,
+    Failed,
+    Succeeded,
+}
+
+/// One step in the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub status: Status,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub seconds: Option<f64>,
+    pub rows: Option<u64>,
+    #[serde(default)]
+    pub detail: Value,
+    pub error: Option<String>,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ledger {
+    pub job: String,
+    pub run_id: String,
+    pub as_of: NaiveDate,
+    pub status: Status,
+    pub backend: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How many invocations worked on this run (more than 1 = resumed).
+    pub attempts: u32,
+    pub steps: Vec<StepRecord>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub product: Option<Value>,
+    pub created_by: String,
+}
+
+impl Ledger {
+    fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().rev().find(|s| s.name == name)
+    }
+    fn done(&self, name: &str) -> bool {
+        self.step(name).is_some_and(|s| s.status == Status::Done)
+    }
+}
+
+pub fn ledger_key(job: &str, run_id: &str) -> String {
+    format!("runs/{job}/{run_id}/run.json")
+}
+
+/// Every ledger of a job, newest first.
+pub fn ledgers(store: &dyn ObjectStore, job: &str) -> Result<Vec<Ledger>> {
+    let mut out = Vec::new();
+    for o in store.list(&format!("runs/{job}"))? {
+        if o.key.ends_with("/run.json") {
+            if let Ok(l) = serde_json::from_slice::<Ledger>(&store.get(&o.key)?) {
+                out.push(l);
+            }
+        }
+    }
+    out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    Ok(out)
+}
+
+/// Things the CLI shows while a run goes.
+pub trait Observer {
+    fn step_started(&self, _name: &str, _what: &str) {}
+    fn step_finished(&self, _record: &StepRecord) {}
+    fn transform_progress(&self) -> Option<&dyn transform::Progress> {
+        None
+    }
+}
+
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub ledger: Ledger,
+    pub store_uri: String,
+    /// True when the run had already succeeded and nothing was redone.
+    pub reused: bool,
+    pub plan: Value,
+    pub summary: Option<Value>,
+}
+
+/// Everything a run needs, resolved.
+pub struct Prepared {
+    pub job: Job,
+    pub model: LoadedModel,
+    pub model_name: String,
+    pub sets: Vec<FeatureSet>,
+    pub as_of: NaiveDate,
+    pub run_id: String,
+    pub backend: String,
+    pub source_uri: String,
+    pub store: DynStore,
+    pub plan: Value,
+}
+
+fn hash8(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..4])
+}
+
+fn file_sha256(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| format!("sha256:{}", hex::encode(Sha256::digest(&b))))
+        .unwrap_or_default()
+}
+
+/// Loads the job, its model and feature sets, and resolves dates, paths and the run id.
+pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<Prepared> {
+    let path = project.jobs_dir().join(format!("{job_name}.toml"));
+    if !path.is_file() {
+        let (jobs, _) = job::load_all(&project.jobs_dir());
+        return Err(PipelineError::Definition(format!(
+            "no job {job_name} ({} not found; jobs: {})",
+            path.display(),
+            jobs.iter()
+                .map(|j| j.def.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let job = job::load(&path).map_err(|e| {
+        PipelineError::Definition(
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let model_dir = project.models_dir().join(&job.def.model);
+    let model = model::load(&model_dir)
+        .map_err(|e| PipelineError::Definition(format!("model {}: {e}", job.def.model)))?;
+    let spec = model.spec.clone().ok_or_else(|| {
+        PipelineError::Definition(format!(
+            "model {}: a job's model needs a model.toml",
+            job.def.model
+        ))
+    })?;
+    let mut sets = Vec::new();
+    for (name, version) in &spec.feature_sets {
+        let s = features::find_set(&project.features_dir(), name)?;
+        if s.version != *version {
+            return Err(PipelineError::Definition(format!(
+                "model {} was trained on {name} v{version}, but features/{name}.toml is v{}",
+                job.def.model, s.version
+            )));
+        }
+        sets.push(s);
+    }
+    check_columns(&job, &spec.features, &sets)?;
+    let backend = opts
+        .backend
+        .clone()
+        .unwrap_or_else(|| job.def.backend.clone());
+    if backend != "local" {
+        return Err(PipelineError::Definition(format!(
+            "backend {backend}: only the local backend is built into this c360 (SageMaker comes with the AWS backend)"
+        )));
+    }
+    let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
+    let as_of = opts.as_of.unwrap_or_else(|| job.as_of.resolve(today));
+    let source_uri = opts.source.clone().unwrap_or_else(|| project.source_uri());
+    let store_uri = opts.store.clone().unwrap_or_else(|| project.store_uri());
+    let st = store::open(&store_uri)?;
+    // Source fingerprints are file metadata: cheap, and part of the run's identity.
+    let src = Source::open(&source_uri).map_err(features::FeatureError::from)?;
+    let mut fps = Vec::new();
+    let mut tables: Vec<&str> = sets.iter().flat_map(|s| s.tables()).collect();
+    tables.sort();
+    tables.dedup();
+    for t in &tables {
+        if let Some(spec) = crate::source::table_spec(t) {
+            let loc = src.locate(spec).map_err(features::FeatureError::from)?;
+            fps.push(src.fingerprint(&loc));
+        }
+    }
+    let artifact_hash = file_sha256(&model.artifact);
+    let mut parts: Vec<&str> = vec![&job.hash, &artifact_hash];
+    let set_hashes: Vec<String> = sets.iter().map(|s| s.hash.clone()).collect();
+    parts.extend(set_hashes.iter().map(|s| s.as_str()));
+    parts.extend(fps.iter().map(|s| s.as_str()));
+    let model_toml = std::fs::read_to_string(model_dir.join(model::SPEC_FILE)).unwrap_or_default();
+    parts.push(&model_toml);
+    let run_id = format!("{as_of}-{}", hash8(&parts));
+    let n_parts = job.def.transform.parts.unwrap_or(4);
+    let plan = json!({
+        "job": job.def.name,
+        "run_id": run_id,
+        "as_of": as_of,
+        "backend": backend,
+        "source": source_uri,
+        "store": st.uri(),
+        "model": {"name": job.def.model, "artifact": model.artifact.display().to_string(), "artifact_sha256": artifact_hash, "objective": format!("{:?}", spec.objective), "features": spec.features.len()},
+        "feature_sets": sets.iter().map(|s| json!({
+            "name": s.name, "version": s.version, "definition_hash": s.hash,
+            "snapshot": offline::partition_prefix(&s.name, s.version, as_of),
+        })).collect::<Vec<_>>(),
+        "transform_input": {"prefix": format!("runs/{}/{run_id}/transform-input", job.def.name), "parts": n_parts, "format": "text/csv, no header, customer_id first"},
+        "transform": transform_settings(&job),
+        "transform_output": format!("runs/{}/{run_id}/transform-output", job.def.name),
+        "product": {
+            "name": job.def.product.name,
+            "partition": product::partition_prefix(&job.def.product.name, job.def.product.major, as_of),
+            "contract": format!("products/{}/contract.yaml", job.def.product.name),
+            "latest": format!("products/{}/latest.json", job.def.product.name),
+        },
+        "gates": job.def.gates,
+    });
+    Ok(Prepared {
+        model_name: job.def.model.clone(),
+        job,
+        model,
+        sets,
+        as_of,
+        run_id,
+        backend,
+        source_uri,
+        store: st,
+        plan,
+    })
+}
+
+fn transform_settings(job: &Job) -> Value {
+    let t = &job.def.transform;
+    json!({
+        "split_type": "Line",
+        "batch_strategy": "MultiRecord",
+        "max_payload_mb": t.max_payload_mb.unwrap_or(6),
+        "max_concurrent_transforms": t.max_concurrent_transforms.unwrap_or(0),
+        "instance_count": t.instance_count.unwrap_or(1),
+        "input_filter": "$[1:]",
+        "join_source": "Input",
+        "output_filter": "$[0,-1]",
+        "assemble_with": "Line",
+    })
+}
+
+/// Checks that every model input and included column exists in the model's sets.
+fn check_columns(job: &Job, model_features: &[String], sets: &[FeatureSet]) -> Result<()> {
+    let have = |c: &str| sets.iter().any(|s| s.outputs().iter().any(|f| f.name == c));
+    for c in model_features {
+        if !have(c) {
+            return Err(PipelineError::Definition(format!(
+                "model {}: feature {c} is not an output of its feature sets ({})",
+                job.def.model,
+                sets.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    for c in &job.def.product.include {
+        if !have(c) {
+            return Err(PipelineError::Definition(format!(
+                "{}: product.include names {c}, which no feature set of the model outputs",
+                job.file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Run<'a> {
+    p: &'a Prepared,
+    ledger: Ledger,
+    key: String,
+    obs: &'a dyn Observer,
+}
+
+impl Run<'_> {
+    fn save(&mut self) -> Result<()> {
+        self.ledger.updated_at = Utc::now();
+        let json = serde_json::to_vec_pretty(&self.ledger).map_err(|e| PipelineError::Run {
+            run: self.ledger.run_id.clone(),
+            message: e.to_string(),
+        })?;
+        self.p.store.put(&self.key, &json)?;
+        Ok(())
+    }
+
+    /// Runs `f` as step `name` unless the ledger already has it done.
+    fn step<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        f: impl FnOnce(&mut Self) -> Result<(T, Option<u64>, Value)>,
+    ) -> Result<Option<T>> {
+        if self.ledger.done(name) {
+            tracing::info!(run_id = %self.ledger.run_id, step = name, "already done; skipping");
+            return Ok(None);
+        }
+        self.obs.step_started(name, what);
+        let started = Utc::now();
+        let t = Instant::now();
+        self.ledger.steps.push(StepRecord {
+            name: name.into(),
+            status: Status::Running,
+            started_at: started,
+            finished_at: None,
+            seconds: None,
+            rows: None,
+            detail: Value::Null,
+            error: None,
+        });
+        self.save()?;
+        let span = tracing::info_span!("step", run_id = %self.ledger.run_id, job = %self.ledger.job, step = name);
+        let _g = span.enter();
+        let out = f(self);
+        let idx = self.ledger.steps.len() - 1;
+        let rec = &mut self.ledger.steps[idx];
+        rec.finished_at = Some(Utc::now());
+        rec.seconds = Some(t.elapsed().as_secs_f64());
+        match out {
+            Ok((v, rows, detail)) => {
+                rec.status = Status::Done;
+                rec.rows = rows;
+                rec.detail = detail;
+                tracing::info!(rows, secs = rec.seconds, "step done");
+                let rec = rec.clone();
+                self.save()?;
+                self.obs.step_finished(&rec);
+                Ok(Some(v))
+            }
+            Err(e) => {
+                rec.status = Status::Failed;
+                rec.error = Some(e.to_string());
+                let rec = rec.clone();
+                self.ledger.status = Status::Failed;
+                self.ledger.error = Some(format!("{name}: {e}"));
+                self.ledger.finished_at = Some(Utc::now());
+                self.save()?;
+                self.obs.step_finished(&rec);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs (or resumes, or reuses) a job.
+pub fn run(
+    project: &Project,
+    job_name: &str,
+    opts: &RunOptions,
+    obs: &dyn Observer,
+) -> Result<RunReport> {
+    let p = prepare(project, job_name, opts)?;
+    let store_uri = p.store.uri();
+    if opts.dry_run {
+        let existing = p.store.get(&ledger_key(&p.job.def.name, &p.run_id)).ok();
+        let mut plan = p.plan.clone();
+        plan["existing_run"] = existing
+            .and_then(|b| serde_json::from_slice::<Ledger>(&b).ok())
+            .map(|l| json!({"status": l.status, "steps_done": l.steps.iter().filter(|s| s.status == Status::Done).map(|s| s.name.clone()).collect::<Vec<_>>()}))
+            .unwrap_or(Value::Null);
+        for (i, s) in p.sets.iter().enumerate() {
+            let prefix = offline::partition_prefix(&s.name, s.version, p.as_of);
+            let committed = offline::read_manifest(p.store.as_ref(), &prefix)?;
+            plan["feature_sets"][i]["committed"] = json!(committed.map(|m| json!({"rows": m.rows, "run_id": m.run_id, "definition_matches": m.definition_hash == s.hash})));
+        }
+        let ledger = Ledger {
+            job: p.job.def.name.clone(),
+            run_id: p.run_id.clone(),
+            as_of: p.as_of,
+            status: Status::Running,
+            backend: p.backend.clone(),
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+            finished_at: None,
+            attempts: 0,
+            steps: vec![],
+            error: None,
+            product: None,
+            created_by: offline::c360_version(),
+        };
+        return Ok(RunReport {
+            ledger,
+            store_uri,
+            reused: false,
+            plan,
+            summary: None,
+        });
+    }
+    let key = ledger_key(&p.job.def.name, &p.run_id);
+    let previous: Option<Ledger> = match p.store.get(&key) {
+        Ok(b) => serde_json::from_slice(&b).ok(),
+        Err(_) => None,
+    };
+    if let Some(l) = &previous {
+        if l.status == Status::Succeeded {
+            return Ok(RunReport {
+                summary: l.product.clone(),
+                ledger: l.clone(),
+                store_uri,
+                reused: true,
+                plan: p.plan.clone(),
+            });
+        }
+    }
+    let ledger = match previous {
+        Some(mut l) => {
+            l.attempts += 1;
+            l.status = Status::Running;
+            l.error = None;
+            l.finished_at = None;
+            // Failed or interrupted steps are redone.
+            l.steps.retain(|s| s.status == Status::Done);
+            l
+        }
+        None => Ledger {
+            job: p.job.def.name.clone(),
+            run_id: p.run_id.clone(),
+            as_of: p.as_of,
+            status: Status::Running,
+            backend: p.backend.clone(),
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+            finished_at: None,
+            attempts: 1,
+            steps: vec![],
+            error: None,
+            product: None,
+            created_by: offline::c360_version(),
+        },
+    };
+    let mut run = Run {
+        p: &p,
+        ledger,
+        key,
+        obs,
+    };
+    run.save()?;
+    tracing::info!(run_id = %p.run_id, job = %p.job.def.name, as_of = %p.as_of, "run started");
+    let job_name = p.job.def.name.clone();
+    let run_prefix = format!("runs/{job_name}/{}", p.run_id);
+    let input_prefix = format!("{run_prefix}/transform-input");
+    let output_prefix = format!("{run_prefix}/transform-output");
+
+    // 1. Feature snapshots (each reused when committed with the same definition and source).
+    run.step("features", "building feature snapshots", |r| {
+        let mut detail = serde_json::Map::new();
+        let mut rows = 0;
+        for s in &r.p.sets {
+            let b = features::build_snapshot(s, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
+            rows = b.manifest.rows;
+            detail.insert(
+                s.name.clone(),
+                json!({"snapshot": b.prefix, "rows": b.manifest.rows, "reused": b.reused, "run_id": b.manifest.run_id, "definition_hash": s.hash, "source_fingerprints": b.manifest.source_fingerprints}),
+            );
+        }
+        Ok(((), Some(rows), Value::Object(detail)))
+    })?;
+
+    // 2. Transform input: id first, the model's features in order, no header.
+    run.step("transform_input", "writing the transform input", |r| {
+        let frame = model_input(r.p)?;
+        let n = frame.height();
+        r.p.store.delete_prefix(&input_prefix)?;
+        let parts = (r.p.job.def.transform.parts.unwrap_or(4) as usize).clamp(1, n.max(1));
+        let mut files = Vec::new();
+        for i in 0..parts {
+            let lo = n * i / parts;
+            let hi = n * (i + 1) / parts;
+            let mut part = frame.slice(lo as i64, hi - lo);
+            let mut buf = Vec::new();
+            CsvWriter::new(&mut buf)
+                .include_header(false)
+                .with_null_value(PlSmallStr::from_static(""))
+                .finish(&mut part)
+                .map_err(|e| PipelineError::Run {
+                    run: r.p.run_id.clone(),
+                    message: format!("encoding the transform input: {e}"),
+                })?;
+            let key = format!("{input_prefix}/part-{i}.csv");
+            r.p.store.put(&key, &buf)?;
+            files.push(json!({"key": key, "rows": hi - lo, "bytes": buf.len()}));
+        }
+        Ok((
+            (),
+            Some(n as u64),
+            json!({"prefix": input_prefix, "files": files}),
+        ))
+    })?;
+
+    // 3. Batch transform.
+    run.step("transform", "scoring (batch transform)", |r| {
+        r.p.store.delete_prefix(&output_prefix)?;
+        let spec = transform_spec(r.p, &input_prefix, &output_prefix);
+        let invoker = Arc::new(transform::invoker::InProcessInvoker::new(Arc::new(r.p.model.booster.clone())));
+        let runner = transform::local::LocalTransform::new(invoker);
+        let progress: &dyn transform::Progress = r.obs.transform_progress().unwrap_or(&transform::NoProgress);
+        let res = runner
+            .run(&spec, progress)
+            .map_err(|e| PipelineError::Transform(e.to_string()))?;
+        if res.status != JobStatus::Completed {
+            return Err(PipelineError::Transform(
+                res.failure_reason.unwrap_or_else(|| "the job did not complete".into()),
+            ));
+        }
+        Ok((
+            (),
+            Some(res.records),
+            json!({"backend": "local", "job_name": spec.job_name, "objects": res.objects.len(), "records": res.records, "requests": res.requests, "seconds": res.elapsed.as_secs_f64(), "max_payload_mb": res.effective.max_payload_mb, "max_concurrent_transforms": res.effective.max_concurrent_transforms}),
+        ))
+    })?;
+
+    // 4. Read the results back and check them.
+    let mut checked: Option<(DataFrame, Value)> = None;
+    run.step("gates", "checking the scores", |r| {
+        let (df, stats) = collect_and_gate(r.p, &input_prefix, &output_prefix)?;
+        let n = df.height() as u64;
+        checked = Some((df, stats.clone()));
+        Ok(((), Some(n), stats))
+    })?;
+    let (scores, stats) = match checked {
+        Some(c) => c,
+        // Gates were done by an earlier attempt: read the results again (cheap, deterministic).
+        None => collect_and_gate(&p, &input_prefix, &output_prefix)?,
+    };
+
+    // 5. Publish.
+    let published = run.step("publish", "publishing the data product", |r| {
+        let (spec, df) = product_frame(r.p, &scores)?;
+        let lineage = lineage(r);
+        let pubd = product::publish(
+            r.p.store.as_ref(),
+            &spec,
+            &df,
+            r.p.as_of,
+            &lineage,
+            stats.clone(),
+        )?;
+        let summary = json!({
+            "product": spec.name,
+            "partition": pubd.prefix,
+            "rows": pubd.manifest.rows,
+            "latest_moved": pubd.latest_moved,
+            "score_statistics": stats,
+        });
+        Ok((summary.clone(), Some(pubd.manifest.rows), summary))
+    })?;
+    let summary = published.or_else(|| run.ledger.step("publish").map(|s| s.detail.clone()));
+    run.ledger.status = Status::Succeeded;
+    run.ledger.finished_at = Some(Utc::now());
+    run.ledger.product = summary.clone();
+    run.save()?;
+    tracing::info!(run_id = %p.run_id, "run succeeded");
+    Ok(RunReport {
+        ledger: run.ledger,
+        store_uri,
+        reused: false,
+        plan: p.plan.clone(),
+        summary,
+    })
+}
+
+fn transform_spec(p: &Prepared, input_prefix: &str, output_prefix: &str) -> TransformJobSpec {
+    let base = p.store.uri();
+    let t = &p.job.def.transform;
+    let name = job_name_for(&p.job.def.name, &p.run_id);
+    let mut spec = TransformJobSpec::new(
+        &name,
+        &format!("{base}/{input_prefix}"),
+        &format!("{base}/{output_prefix}"),
+    );
+    spec.content_type = "text/csv".into();
+    spec.split_type = transform::SplitType::Line;
+    spec.batch_strategy = Some(transform::BatchStrategy::MultiRecord);
+    spec.max_payload_mb = Some(t.max_payload_mb.unwrap_or(6));
+    spec.max_concurrent_transforms = t.max_concurrent_transforms.unwrap_or(0);
+    spec.instance_count = t.instance_count.unwrap_or(1);
+    spec.data_processing.input_filter = "$[1:]".into();
+    spec.data_processing.join_source = transform::JoinSource::Input;
+    spec.data_processing.output_filter = "$[0,-1]".into();
+    spec.assemble_with = transform::AssembleWith::Line;
+    if let Some(s) = t.invocation_timeout_secs {
+        spec.invocation_timeout_secs = s;
+    }
+    if let Some(r) = t.invocation_max_retries {
+        spec.invocation_max_retries = r;
+    }
+    spec
+}
+
+/// A SageMaker-valid job name (63 characters, alphanumerics and '-'), deterministic.
+pub fn job_name_for(job: &str, run_id: &str) -> String {
+    let raw = format!("c360-{job}-{run_id}");
+    let mut s: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    if s.len() > 63 {
+        let h = hash8(&[&raw]);
+        s = format!("{}-{h}", &s[..54].trim_end_matches('-'));
+    }
+    s.trim_end_matches('-').to_string()
+}
+
+/// The committed snapshots joined and cut to the model's inputs (id first).
+fn model_input(p: &Prepared) -> Result<DataFrame> {
+    let spec = p
+        .model
+        .spec
+        .as_ref()
+        .ok_or_else(|| PipelineError::Definition("model has no spec".into()))?;
+    let joined = joined_snapshots(p)?;
+    let mut cols = vec![col("customer_id")];
+    for f in &spec.features {
+        let c = col(f.as_str());
+        let dt = joined
+            .column(f)
+            .map(|c| c.dtype().clone())
+            .unwrap_or(DataType::Float64);
+        cols.push(if dt == DataType::Boolean {
+            c.cast(DataType::Int32)
+        } else {
+            c
+        });
+    }
+    joined
+        .lazy()
+        .select(cols)
+        .collect()
+        .map_err(|e| PipelineError::Run {
+            run: p.run_id.clone(),
+            message: e.to_string(),
+        })
+}
+
+fn joined_snapshots(p: &Prepared) -> Result<DataFrame> {
+    let mut joined: Option<LazyFrame> = None;
+    for s in &p.sets {
+        let prefix = offline::partition_prefix(&s.name, s.version, p.as_of);
+        let m = offline::read_manifest(p.store.as_ref(), &prefix)?.ok_or_else(|| {
+            PipelineError::Run {
+                run: p.run_id.clone(),
+                message: format!("snapshot {prefix} is not committed"),
+            }
+        })?;
+        let df = offline::read_partition(p.store.as_ref(), &prefix, &m)?.lazy();
+        joined = Some(match joined {
+            None => df,
+            Some(j) => j.join(
+                df.drop(cols(["as_of"])),
+                [col("customer_id")],
+                [col("customer_id")],
+                JoinArgs::new(JoinType::Inner),
+            ),
+        });
+    }
+    joined
+        .ok_or_else(|| PipelineError::Definition("the model names no feature set".into()))?
+        .sort(["customer_id"], Default::default())
+        .collect()
+        .map_err(|e| PipelineError::Run {
+            run: p.run_id.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// Reads the `.out` files (`id,score` lines) and applies the quality gates.
+fn collect_and_gate(
+    p: &Prepared,
+    input_prefix: &str,
+    output_prefix: &str,
+) -> Result<(DataFrame, Value)> {
+    let st = p.store.as_ref();
+    let gate = |m: String| PipelineError::Gate(m);
+    let inputs: Vec<_> = st
+        .list(input_prefix)?
+        .into_iter()
+        .filter(|o| o.key.ends_with(".csv"))
+        .collect();
+    let mut frames = Vec::new();
+    let mut expected = 0usize;
+    for i in &inputs {
+        let rel = i
+            .key
+            .strip_prefix(input_prefix)
+            .unwrap_or(&i.key)
+            .trim_start_matches('/');
+        let out_key = format!("{output_prefix}/{rel}.out");
+        let in_rows = st.get(&i.key)?.iter().filter(|b| **b == b'\n').count();
+        expected += in_rows;
+        let bytes = match st.get(&out_key) {
+            Ok(b) => b,
+            Err(store::StoreError::NotFound { .. }) => {
+                return Err(gate(format!("no result {out_key} for input {}", i.key)))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        let df = CsvReadOptions::default()
+            .with_has_header(false)
+            .with_schema(Some(Arc::new(Schema::from_iter([
+                Field::new("customer_id".into(), DataType::String),
+                Field::new("score".into(), DataType::Float64),
+            ]))))
+            .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+            .finish()
+            .map_err(|e| gate(format!("{out_key} is not id,score lines: {e}")))?;
+        frames.push(df);
+    }
+    let mut df = frames
+        .into_iter()
+        .reduce(|mut a, b| {
+            let _ = a.vstack_mut(&b);
+            a
+        })
+        .unwrap_or_default();
+    df.rechunk_mut();
+    let n = df.height();
+    if n != expected {
+        return Err(gate(format!("{n} scores for {expected} input rows")));
+    }
+    let snapshot_rows = joined_snapshots(p)?.height();
+    if n != snapshot_rows {
+        return Err(gate(format!(
+            "{n} scores for {snapshot_rows} customers in the feature snapshot"
+        )));
+    }
+    let score = df
+        .column("score")
+        .map_err(|e| gate(e.to_string()))?
+        .f64()
+        .map_err(|e| gate(e.to_string()))?
+        .clone();
+    let nulls = score.null_count();
+    if nulls > 0 {
+        return Err(gate(format!("{nulls} null or unparsable scores")));
+    }
+    let g = &p.job.def.gates;
+    let bad = score
+        .into_no_null_iter()
+        .filter(|v| !v.is_finite() || *v < g.min_score || *v > g.max_score)
+        .count();
+    if bad > 0 {
+        return Err(gate(format!(
+            "{bad} scores outside [{}, {}] or not finite",
+            g.min_score, g.max_score
+        )));
+    }
+    let dups = n - df
+        .column("customer_id")
+        .map_err(|e| gate(e.to_string()))?
+        .n_unique()
+        .unwrap_or(n);
+    if dups > 0 {
+        return Err(gate(format!("{dups} customers scored more than once")));
+    }
+    let distinct = score.n_unique().unwrap_or(0) as u64;
+    if distinct < g.min_distinct_scores {
+        return Err(gate(format!(
+            "only {distinct} distinct score(s); the model output looks constant"
+        )));
+    }
+    let mean = score.mean().unwrap_or(f64::NAN);
+    let std = score.std(1).unwrap_or(f64::NAN);
+    let q = |x: f64| {
+        score
+            .quantile(x, QuantileMethod::Linear)
+            .ok()
+            .flatten()
+            .unwrap_or(f64::NAN)
+    };
+    let previous_mean = product::latest(p.store.as_ref(), &p.job.def.product.name)?
+        .and_then(|l| {
+            offline::read_manifest(p.store.as_ref(), &l.path)
+                .ok()
+                .flatten()
+        })
+        .filter(|m| m.run_id != p.run_id)
+        .and_then(|m| {
+            m.extra
+                .get("score_statistics")
+                .and_then(|s| s.get("mean"))
+                .and_then(|v| v.as_f64())
+        });
+    if let (Some(max), Some(prev)) = (g.max_mean_shift, previous_mean) {
+        if (mean - prev).abs() > max {
+            return Err(gate(format!(
+                "mean score moved from {prev:.4} to {mean:.4} (more than max_mean_shift {max})"
+            )));
+        }
+    }
+    let spec = p.model.spec.as_ref();
+    let mut bands: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(spec) = spec {
+        for v in score.into_no_null_iter() {
+            if let Some(b) = spec.risk_band(v) {
+                *bands.entry(b.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let stats = json!({
+        "rows": n, "mean": mean, "std": std, "min": q(0.0), "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": q(1.0),
+        "distinct": distinct, "previous_mean": previous_mean, "risk_bands": bands,
+    });
+    Ok((df, stats))
+}
+
+fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataFrame)> {
+    let def = &p.job.def.product;
+    let mspec = p
+        .model
+        .spec
+        .as_ref()
+        .ok_or_else(|| PipelineError::Definition("model has no spec".into()))?;
+    let snap = joined_snapshots(p)?;
+    let mut keep = vec![col("customer_id")];
+    keep.extend(def.include.iter().map(|c| col(c.as_str())));
+    let extra = snap.lazy().select(keep);
+    let bands: Vec<(String, Option<f64>)> = mspec
+        .risk_bands
+        .iter()
+        .map(|b| (b.name.clone(), b.below))
+        .collect();
+    let mut band = lit(NULL).cast(DataType::String);
+    for (name, below) in bands.iter().rev() {
+        band = match below {
+            Some(b) => when(col("score").lt(lit(*b)))
+                .then(lit(name.clone()))
+                .otherwise(band),
+            None => lit(name.clone()),
+        };
+    }
+    let set_versions = p
+        .sets
+        .iter()
+        .map(|s| format!("{} v{}", s.name, s.version))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let scored_at = Utc::now().timestamp_micros();
+    let mut select = vec![
+        col("customer_id"),
+        col("score").alias(def.score_column.as_str()),
+        band.alias("risk_band"),
+    ];
+    select.extend(def.include.iter().map(|c| col(c.as_str())));
+    select.extend([
+        lit(crate::source::day_number(p.as_of))
+            .cast(DataType::Date)
+            .alias("as_of"),
+        lit(scored_at)
+            .cast(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(polars::prelude::TimeZone::UTC),
+            ))
+            .alias("scored_at"),
+        lit(p.model_name.clone()).alias("model"),
+        lit(file_sha256(&p.model.artifact)
+            .chars()
+            .skip(7)
+            .take(12)
+            .collect::<String>())
+        .alias("model_version"),
+        lit(set_versions).alias("feature_sets"),
+    ]);
+    let df = scores
+        .clone()
+        .lazy()
+        .join(
+            extra,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select(select)
+        .sort(["customer_id"], Default::default())
+        .collect()
+        .map_err(|e| PipelineError::Run {
+            run: p.run_id.clone(),
+            message: e.to_string(),
+        })?;
+    let desc = |c: &str| -> String {
+        p.sets
+            .iter()
+            .find_map(|s| s.feature(c).map(|f| f.description.clone()))
+            .unwrap_or_default()
+    };
+    let mut columns = vec![
+        ColumnDoc {
+            name: "customer_id".into(),
+            description: "The customer (Customer 360 id)".into(),
+            logical_type: "string".into(),
+            required: true,
+            allowed: vec![],
+            range: None,
+        },
+        ColumnDoc {
+            name: def.score_column.clone(),
+            description: mspec
+                .description
+                .clone()
+                .unwrap_or_else(|| "Model score".into()),
+            logical_type: "number".into(),
+            required: true,
+            allowed: vec![],
+            range: Some((p.job.def.gates.min_score, p.job.def.gates.max_score)),
+        },
+        ColumnDoc {
+            name: "risk_band".into(),
+            description: format!(
+                "Band of the score: {}",
+                bands
+                    .iter()
+                    .map(|(n, b)| match b {
+                        Some(b) => format!("{n} below {b}"),
+                        None => format!("{n} otherwise"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            logical_type: "string".into(),
+            required: !bands.is_empty(),
+            allowed: bands.iter().map(|b| b.0.clone()).collect(),
+            range: None,
+        },
+    ];
+    for c in &def.include {
+        let ty = snap_type(p, c);
+        columns.push(ColumnDoc {
+            name: c.clone(),
+            description: desc(c),
+            logical_type: ty,
+            required: false,
+            allowed: vec![],
+            range: None,
+        });
+    }
+    columns.extend([
+        ColumnDoc {
+            name: "as_of".into(),
+            description: "Features are as of this date (UTC); no later event influenced the score"
+                .into(),
+            logical_type: "date".into(),
+            required: true,
+            allowed: vec![],
+            range: None,
+        },
+        ColumnDoc {
+            name: "scored_at".into(),
+            description: "When the score was computed (UTC)".into(),
+            logical_type: "timestamp".into(),
+            required: true,
+            allowed: vec![],
+            range: None,
+        },
+        ColumnDoc {
+            name: "model".into(),
+            description: "The model's name".into(),
+            logical_type: "string".into(),
+            required: true,
+            allowed: vec![],
+            range: None,
+        },
+        ColumnDoc {
+            name: "model_version".into(),
+            description: "First 12 hex digits of the model artifact's SHA-256".into(),
+            logical_type: "string".into(),
+            required: true,
+            allowed: vec![],
+            range: None,
+        },
+        ColumnDoc {
+            name: "feature_sets".into(),
+            description: "Feature sets and versions the score was computed from".into(),
+            logical_type: "string".into(),
+            required: true,
+            allowed: vec![],
+            range: None,
+        },
+    ]);
+    let cadence = if p.job.def.schedule.split_whitespace().count() >= 5
+        && p.job.def.schedule.split_whitespace().last() != Some("*")
+    {
+        7
+    } else {
+        1
+    };
+    let spec = ProductSpec {
+        name: def.name.clone(),
+        major: def.major,
+        domain: def.domain.clone(),
+        owner: def.owner.clone(),
+        description: def.description.clone(),
+        consumers: def.consumers.clone(),
+        retention_days: def.retention_days,
+        freshness_days: cadence,
+        schedule: p.job.def.schedule.clone(),
+        columns,
+    };
+    Ok((spec, df))
+}
+
+fn snap_type(p: &Prepared, c: &str) -> String {
+    use crate::features::expr::Ty;
+    let ty = p
+        .sets
+        .iter()
+        .find_map(|s| s.feature(c).map(|f| f.ty))
+        .unwrap_or(Ty::Str);
+    match ty {
+        Ty::Int => "integer",
+        Ty::Float | Ty::Null => "number",
+        Ty::Bool => "boolean",
+        Ty::Str | Ty::Time => "string",
+    }
+    .into()
+}
+
+fn lineage(r: &Run) -> Lineage {
+    let f = r
+        .ledger
+        .step("features")
+        .map(|s| s.detail.clone())
+        .unwrap_or_default();
+    let t = r
+        .ledger
+        .step("transform")
+        .map(|s| s.detail.clone())
+        .unwrap_or_default();
+    let mut fps = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    if let Value::Object(m) = &f {
+        for (k, v) in m {
+            if let Some(Value::Object(fp)) = v.get("source_fingerprints") {
+                for (t, h) in fp {
+                    fps.insert(t.clone(), h.as_str().unwrap_or_default().to_string());
+                }
+            }
+            sets.insert(k.clone(), v.clone());
+        }
+    }
+    Lineage {
+        job: r.p.job.def.name.clone(),
+        run_id: r.p.run_id.clone(),
+        source: r.p.source_uri.clone(),
+        source_fingerprints: fps,
+        feature_sets: sets,
+        model: r.p.plan["model"].clone(),
+        transform: t,
+    }
+}

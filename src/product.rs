@@ -1,0 +1,647 @@
+//! Data products: publishing scored customers as a governed product that marketing reads.
+//!
+//! ```text
+//! products/<p>/v<major>/as_of=<D>/part-<n>.parquet (+ _manifest.json, written last)
+//! products/<p>/contract.yaml     Open Data Contract Standard v3
+//! products/<p>/latest.json       moved only after everything else is committed
+//! catalog/<p>.json
+//! ```
+//!
+//! A committed partition is never left without its files: re-publishing an as-of date
+//! writes the new parts under `r-<run>/` inside the partition, swaps the manifest (one
+//! atomic put), and only then deletes the old parts, so `latest.json` always names a
+//! partition whose manifest lists files that exist. `latest.json` never moves backwards
+//! (an older as-of date re-published does not displace a newer one).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::offline::{self, ColumnInfo};
+use crate::store::{ObjectStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Offline(#[from] offline::OfflineError),
+    #[error("product {product}: column {column} is PII and may never enter a data product")]
+    Pii { product: String, column: String },
+    #[error("product {product}: {message}")]
+    Invalid { product: String, message: String },
+    #[error("product {0} not found (see `c360 products list`)")]
+    NotFound(String),
+    #[error("product {product}: customer {customer_id} not in the latest version ({as_of})")]
+    NoCustomer {
+        product: String,
+        customer_id: String,
+        as_of: NaiveDate,
+    },
+    #[error("product {product}: {message}")]
+    Read { product: String, message: String },
+}
+
+pub type Result<T, E = ProductError> = std::result::Result<T, E>;
+
+/// Column names that are PII wherever they come from (plus the contract's PII columns).
+pub const PII_COLUMNS: &[&str] = &[
+    "email",
+    "phone",
+    "name",
+    "first_name",
+    "last_name",
+    "address",
+];
+
+/// A column's documentation in the contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColumnDoc {
+    pub name: String,
+    pub description: String,
+    /// ODCS logical type: string, number, integer, boolean, date, timestamp.
+    pub logical_type: String,
+    pub required: bool,
+    /// Allowed values, when the column is categorical.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+    /// Inclusive numeric range, when bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(f64, f64)>,
+}
+
+/// What a product is: from the job's `[product]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProductSpec {
+    pub name: String,
+    /// The schema's major version (part of the path); bump on breaking changes.
+    pub major: u32,
+    pub domain: String,
+    pub owner: String,
+    pub description: String,
+    pub consumers: Vec<String>,
+    pub retention_days: u32,
+    /// A new version is due every this many days (the job's cadence).
+    pub freshness_days: u32,
+    /// The cron schedule that produces it.
+    pub schedule: String,
+    pub columns: Vec<ColumnDoc>,
+}
+
+/// Where the data came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Lineage {
+    pub job: String,
+    pub run_id: String,
+    pub source: String,
+    pub source_fingerprints: BTreeMap<String, String>,
+    /// Feature set name -> {version, definition_hash, snapshot}.
+    pub feature_sets: BTreeMap<String, Value>,
+    pub model: Value,
+    pub transform: Value,
+}
+
+/// `latest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latest {
+    /// The committed partition, relative to the store root.
+    pub path: String,
+    pub as_of: NaiveDate,
+    pub run_id: String,
+    pub committed_at: DateTime<Utc>,
+    pub rows: u64,
+}
+
+/// `catalog/<p>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub domain: String,
+    pub owner: String,
+    pub description: String,
+    pub consumers: Vec<String>,
+    pub contract: String,
+    pub latest: String,
+    pub versions: Vec<NaiveDate>,
+    pub columns: Vec<ColumnInfo>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub fn product_prefix(name: &str) -> String {
+    format!("products/{name}")
+}
+
+pub fn partition_prefix(name: &str, major: u32, as_of: NaiveDate) -> String {
+    format!("products/{name}/v{major}/as_of={as_of}")
+}
+
+fn latest_key(name: &str) -> String {
+    format!("products/{name}/latest.json")
+}
+
+/// Refuses PII columns.
+pub fn check_no_pii(product: &str, df: &DataFrame) -> Result<()> {
+    let contract_pii: Vec<&str> = crate::source::CONTRACT
+        .iter()
+        .flat_map(|t| t.columns.iter().filter(|c| c.pii).map(|c| c.name))
+        .collect();
+    for c in df.get_column_names() {
+        let lc = c.to_ascii_lowercase();
+        if PII_COLUMNS.contains(&lc.as_str()) || contract_pii.contains(&lc.as_str()) {
+            return Err(ProductError::Pii {
+                product: product.into(),
+                column: c.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What was published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub prefix: String,
+    pub manifest: offline::Manifest,
+    pub latest_moved: bool,
+}
+
+/// Publishes `df` as the product's partition for `as_of`, then the contract, the catalog
+/// entry, and (last) `latest.json`. Idempotent: a partition already committed by the same
+/// run is left as it is.
+pub fn publish(
+    store: &dyn ObjectStore,
+    spec: &ProductSpec,
+    df: &DataFrame,
+    as_of: NaiveDate,
+    lineage: &Lineage,
+    stats: Value,
+) -> Result<Published> {
+    check_no_pii(&spec.name, df)?;
+    for c in &spec.columns {
+        if df.column(&c.name).is_err() {
+            return Err(ProductError::Invalid {
+                product: spec.name.clone(),
+                message: format!(
+                    "the contract documents column {} but the data lacks it",
+                    c.name
+                ),
+            });
+        }
+    }
+    let prefix = partition_prefix(&spec.name, spec.major, as_of);
+    let existing = offline::read_manifest(store, &prefix)?;
+    let manifest = match existing {
+        Some(m) if m.run_id == lineage.run_id => m,
+        existing => {
+            // Fresh partition: part-<n>.parquet; replacing one: r-<run>/part-<n>.parquet.
+            let sub = if existing.is_some() {
+                format!("r-{}/", lineage.run_id)
+            } else {
+                String::new()
+            };
+            let n = df.height();
+            let parts = n.div_ceil(offline::PART_ROWS).max(1);
+            let mut files = Vec::new();
+            for p in 0..parts {
+                let off = p * offline::PART_ROWS;
+                let mut part = df.slice(off as i64, offline::PART_ROWS.min(n - off.min(n)));
+                let name = format!("{sub}part-{p}.parquet");
+                let bytes = offline::parquet_bytes(&mut part, &name)?;
+                store.put(&format!("{prefix}/{name}"), &bytes)?;
+                files.push(name);
+            }
+            let mut extra = BTreeMap::new();
+            extra.insert(
+                "lineage".to_string(),
+                serde_json::to_value(lineage).unwrap_or(Value::Null),
+            );
+            extra.insert("score_statistics".to_string(), stats);
+            extra.insert(
+                "product".to_string(),
+                json!({"name": spec.name, "major": spec.major}),
+            );
+            let m = offline::Manifest {
+                kind: "data_product".into(),
+                name: spec.name.clone(),
+                version: spec.major,
+                as_of,
+                files: files.clone(),
+                rows: n as u64,
+                schema: offline::schema_of(df),
+                definition_hash: lineage
+                    .feature_sets
+                    .values()
+                    .filter_map(|v| v.get("definition_hash").and_then(|h| h.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                source: lineage.source.clone(),
+                source_fingerprints: lineage.source_fingerprints.clone(),
+                model: lineage
+                    .model
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .map(String::from),
+                run_id: lineage.run_id.clone(),
+                created_by: offline::c360_version(),
+                created_at: Utc::now(),
+                extra,
+            };
+            let json = serde_json::to_vec_pretty(&m).map_err(|e| ProductError::Invalid {
+                product: spec.name.clone(),
+                message: e.to_string(),
+            })?;
+            store.put(&offline::manifest_key(&prefix), &json)?;
+            // The old parts are unreferenced now.
+            if let Some(old) = existing {
+                for f in old.files.iter().filter(|f| !files.contains(f)) {
+                    store.delete(&format!("{prefix}/{f}"))?;
+                }
+            }
+            m
+        }
+    };
+    write_contract(store, spec)?;
+    let latest_moved = move_latest(store, spec, &prefix, &manifest)?;
+    write_catalog(store, spec, &manifest)?;
+    Ok(Published {
+        prefix,
+        manifest,
+        latest_moved,
+    })
+}
+
+fn move_latest(
+    store: &dyn ObjectStore,
+    spec: &ProductSpec,
+    prefix: &str,
+    m: &offline::Manifest,
+) -> Result<bool> {
+    if let Some(cur) = latest(store, &spec.name)? {
+        if cur.as_of > m.as_of || (cur.as_of == m.as_of && cur.run_id == m.run_id) {
+            return Ok(false);
+        }
+    }
+    let l = Latest {
+        path: prefix.to_string(),
+        as_of: m.as_of,
+        run_id: m.run_id.clone(),
+        committed_at: Utc::now(),
+        rows: m.rows,
+    };
+    let json = serde_json::to_vec_pretty(&l).map_err(|e| ProductError::Invalid {
+        product: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    store.put(&latest_key(&spec.name), &json)?;
+    Ok(true)
+}
+
+/// The product's `latest.json`, if any.
+pub fn latest(store: &dyn ObjectStore, product: &str) -> Result<Option<Latest>> {
+    match store.get(&latest_key(product)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| ProductError::Read {
+                product: product.into(),
+                message: format!("latest.json unreadable: {e}"),
+            }),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Committed as-of dates of a product, oldest first.
+pub fn versions(store: &dyn ObjectStore, product: &str) -> Result<Vec<(u32, NaiveDate)>> {
+    let mut out = Vec::new();
+    for o in store.list(&product_prefix(product))? {
+        let Some(rest) = o.key.strip_suffix("/_manifest.json") else {
+            continue;
+        };
+        let mut it = rest.rsplit('/');
+        let (Some(part), Some(major)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let (Some(d), Some(v)) = (part.strip_prefix("as_of="), major.strip_prefix('v')) else {
+            continue;
+        };
+        if let (Ok(d), Ok(v)) = (d.parse(), v.parse()) {
+            out.push((v, d));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads the rows of the latest version.
+pub fn read_latest(store: &dyn ObjectStore, product: &str) -> Result<(Latest, DataFrame)> {
+    let l = latest(store, product)?.ok_or_else(|| ProductError::NotFound(product.into()))?;
+    let m = offline::read_manifest(store, &l.path)?.ok_or_else(|| ProductError::Read {
+        product: product.into(),
+        message: format!("latest.json names {} but it has no manifest", l.path),
+    })?;
+    let df = offline::read_partition(store, &l.path, &m)?;
+    Ok((l, df))
+}
+
+/// One customer's row of the latest version, as JSON.
+pub fn get_customer(store: &dyn ObjectStore, product: &str, customer_id: &str) -> Result<Value> {
+    let (l, df) = read_latest(store, product)?;
+    let rows = df
+        .lazy()
+        .filter(col("customer_id").eq(lit(customer_id)))
+        .collect()
+        .map_err(|e| ProductError::Read {
+            product: product.into(),
+            message: e.to_string(),
+        })?;
+    if rows.height() == 0 {
+        return Err(ProductError::NoCustomer {
+            product: product.into(),
+            customer_id: customer_id.into(),
+            as_of: l.as_of,
+        });
+    }
+    Ok(row_json(&rows, 0))
+}
+
+/// A frame row as a JSON object.
+pub fn row_json(df: &DataFrame, i: usize) -> Value {
+    let mut o = serde_json::Map::new();
+    for c in df.columns() {
+        let v = match c.get(i) {
+            Ok(AnyValue::Null) | Err(_) => Value::Null,
+            Ok(AnyValue::Boolean(b)) => json!(b),
+            Ok(AnyValue::String(s)) => json!(s),
+            Ok(AnyValue::StringOwned(s)) => json!(s.as_str()),
+            Ok(AnyValue::Date(d)) => json!(crate::source::date_of_day(d).to_string()),
+            Ok(AnyValue::Datetime(v, unit, _)) => {
+                let micros = match unit {
+                    TimeUnit::Nanoseconds => v / 1000,
+                    TimeUnit::Microseconds => v,
+                    TimeUnit::Milliseconds => v * 1000,
+                };
+                json!(DateTime::<Utc>::from_timestamp_micros(micros).map(|t| t.to_rfc3339()))
+            }
+            Ok(v) => match v.extract::<f64>() {
+                Some(f) if v.dtype().is_integer() => json!(f as i64),
+                Some(f) => json!(f),
+                None => json!(v.to_string()),
+            },
+        };
+        o.insert(c.name().to_string(), v);
+    }
+    Value::Object(o)
+}
+
+fn write_catalog(store: &dyn ObjectStore, spec: &ProductSpec, m: &offline::Manifest) -> Result<()> {
+    let versions = versions(store, &spec.name)?
+        .into_iter()
+        .filter(|(v, _)| *v == spec.major)
+        .map(|(_, d)| d)
+        .collect();
+    let entry = CatalogEntry {
+        name: spec.name.clone(),
+        domain: spec.domain.clone(),
+        owner: spec.owner.clone(),
+        description: spec.description.clone(),
+        consumers: spec.consumers.clone(),
+        contract: format!("products/{}/contract.yaml", spec.name),
+        latest: latest_key(&spec.name),
+        versions,
+        columns: m.schema.clone(),
+        updated_at: Utc::now(),
+    };
+    let json = serde_json::to_vec_pretty(&entry).map_err(|e| ProductError::Invalid {
+        product: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    store.put(&format!("catalog/{}.json", spec.name), &json)?;
+    Ok(())
+}
+
+/// Every catalog entry.
+pub fn list(store: &dyn ObjectStore) -> Result<Vec<CatalogEntry>> {
+    let mut out = Vec::new();
+    for o in store.list("catalog")? {
+        if !o.key.ends_with(".json") {
+            continue;
+        }
+        let b = store.get(&o.key)?;
+        if let Ok(e) = serde_json::from_slice::<CatalogEntry>(&b) {
+            out.push(e);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The contract as an ODCS v3 document (JSON value; written as YAML).
+pub fn contract(spec: &ProductSpec) -> Value {
+    let props: Vec<Value> = spec
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut p = json!({
+                "name": c.name,
+                "logicalType": c.logical_type,
+                "physicalType": physical_type(&c.logical_type),
+                "description": c.description,
+                "required": c.required,
+                "classification": "internal",
+            });
+            if i == 0 {
+                p["primaryKey"] = json!(true);
+                p["primaryKeyPosition"] = json!(1);
+                p["unique"] = json!(true);
+            }
+            let mut quality = vec![];
+            if c.required {
+                quality.push(json!({
+                    "type": "library",
+                    "metric": "nullValues",
+                    "mustBe": 0,
+                    "description": format!("{} is never null", c.name),
+                    "dimension": "completeness",
+                }));
+            }
+            if !c.allowed.is_empty() {
+                p["logicalTypeOptions"] = json!({});
+                quality.push(json!({
+                    "type": "library",
+                    "metric": "invalidValues",
+                    "arguments": {"validValues": c.allowed},
+                    "mustBe": 0,
+                    "description": format!("{} is one of {}", c.name, c.allowed.join(", ")),
+                    "dimension": "conformity",
+                }));
+                p.as_object_mut().map(|o| o.remove("logicalTypeOptions"));
+            }
+            if let Some((lo, hi)) = c.range {
+                p["logicalTypeOptions"] = json!({"minimum": lo, "maximum": hi});
+            }
+            if !quality.is_empty() {
+                p["quality"] = json!(quality);
+            }
+            p
+        })
+        .collect();
+    let key = spec
+        .columns
+        .first()
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "v3.0.2",
+        "kind": "DataContract",
+        "id": format!("urn:c360:product:{}", spec.name),
+        "name": spec.name,
+        "version": format!("{}.0.0", spec.major),
+        "status": "active",
+        "domain": spec.domain,
+        "dataProduct": spec.name,
+        "tenant": "customer360",
+        "description": {
+            "purpose": spec.description,
+            "usage": format!("Read the latest version via products/{}/latest.json, or `c360 products get {} CUSTOMER_ID`. Consumers: {}.", spec.name, spec.name, spec.consumers.join(", ")),
+            "limitations": "Scores are model estimates as of the as_of date, not facts. No personal data (e.g. email) is included: join on customer_id inside an authorised system to contact customers.",
+        },
+        "schema": [{
+            "name": spec.name,
+            "physicalName": format!("products/{}/v{}", spec.name, spec.major),
+            "logicalType": "object",
+            "physicalType": "table",
+            "description": spec.description,
+            "dataGranularityDescription": "One row per customer per as_of date",
+            "properties": props,
+            "quality": [
+                {
+                    "type": "library",
+                    "metric": "duplicateValues",
+                    "arguments": {"properties": [key]},
+                    "mustBe": 0,
+                    "description": "One row per customer",
+                    "dimension": "uniqueness",
+                },
+                {
+                    "type": "library",
+                    "metric": "rowCount",
+                    "mustBeGreaterThan": 0,
+                    "description": "Row count equals the customers of the feature snapshot (checked before publishing)",
+                    "dimension": "completeness",
+                },
+            ],
+        }],
+        "team": [{"username": spec.owner, "role": "owner"}],
+        "support": [{"channel": format!("{}-data-products", spec.domain), "tool": "other"}],
+        "slaProperties": [
+            {"property": "frequency", "value": spec.freshness_days, "unit": "d", "description": format!("A new version every {} day(s) (cron {})", spec.freshness_days, spec.schedule)},
+            {"property": "latency", "value": spec.freshness_days + 1, "unit": "d", "element": format!("{}.as_of", spec.name), "description": "The latest as_of is never older than this"},
+            {"property": "retention", "value": spec.retention_days, "unit": "d"},
+        ],
+        "tags": ["customer360", "c360", "scores"],
+        "customProperties": [
+            {"property": "piiColumns", "value": "none"},
+            {"property": "consumers", "value": spec.consumers.join(", ")},
+        ],
+    })
+}
+
+fn physical_type(logical: &str) -> &'static str {
+    match logical {
+        "string" => "STRING",
+        "number" => "DOUBLE",
+        "integer" => "BIGINT",
+        "boolean" => "BOOLEAN",
+        "date" => "DATE",
+        "timestamp" => "TIMESTAMP",
+        _ => "STRING",
+    }
+}
+
+fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
+    let yaml = format!(
+        "# Open Data Contract Standard v3 contract of the {} data product; written by c360.\n{}",
+        spec.name,
+        to_yaml(&contract(spec), 0)
+    );
+    let key = format!("products/{}/contract.yaml", spec.name);
+    if store.get(&key).ok().as_deref() != Some(yaml.as_bytes()) {
+        store.put(&key, yaml.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A minimal YAML emitter for JSON values (strings are JSON-quoted, which YAML accepts).
+pub fn to_yaml(v: &Value, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(o) if !o.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(val, indent + 2)));
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(val, indent + 2)));
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(val))),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for item in a {
+                match item {
+                    Value::Object(o) if !o.is_empty() => {
+                        let inner = to_yaml(item, indent + 2);
+                        let inner = inner.trim_start();
+                        out.push_str(&format!("{pad}- {inner}"));
+                    }
+                    Value::Array(x) if !x.is_empty() => {
+                        out.push_str(&format!("{pad}-\n{}", to_yaml(item, indent + 2)));
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_emitter_nests_maps_and_lists() {
+        let v = json!({"a": 1, "b": {"c": "x: y", "d": [1, {"e": true, "f": []}]}, "g": []});
+        assert_eq!(
+            to_yaml(&v, 0),
+            "a: 1\nb:\n  c: \"x: y\"\n  d:\n    - 1\n    - e: true\n      f: []\ng: []\n"
+        );
+    }
+
+    #[test]
+    fn pii_columns_are_refused() {
+        let df = df!("customer_id" => ["a"], "Email" => ["x@y"]).unwrap();
+        assert!(
+            matches!(check_no_pii("p", &df), Err(ProductError::Pii { column, .. }) if column == "Email")
+        );
+        let df = df!("customer_id" => ["a"], "score" => [0.5]).unwrap();
+        assert!(check_no_pii("p", &df).is_ok());
+    }
+}
