@@ -385,6 +385,17 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                                     format!("{f} is not an output of the model's feature sets"),
                                 ));
                             }
+                            let text = sets.iter().any(|s| {
+                                s.outputs()
+                                    .iter()
+                                    .any(|o| &o.name == f && o.ty == crate::features::expr::Ty::Str)
+                            });
+                            if text {
+                                errs.push(err(
+                                    &format!("features[{i}]"),
+                                    format!("{f} is text; a text/csv XGBoost model takes numbers (encode it as a numeric feature)"),
+                                ));
+                            }
                         }
                     }
                     models.push(

@@ -230,7 +230,10 @@ impl ModelSpec {
         }
         for (name, version) in &sets {
             if !is_identifier(name) {
-                return Err(invalid("feature_set", format!("{name:?} is not a feature set name")));
+                return Err(invalid(
+                    "feature_set",
+                    format!("{name:?} is not a feature set name"),
+                ));
             }
             if *version == 0 {
                 return Err(invalid("feature_set_version", "versions start at 1".into()));

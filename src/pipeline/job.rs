@@ -300,6 +300,33 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             errs.push(err("transform.parts", "between 1 and 10000".into()));
         }
     }
+    let t = &def.transform;
+    if let Some(mb) = t.max_payload_mb {
+        if mb == 0 || mb > 100 {
+            errs.push(err(
+                "transform.max_payload_mb",
+                "between 1 and 100 (SageMaker's MaxPayloadInMB)".into(),
+            ));
+        }
+        if let Some(c) = t.max_concurrent_transforms {
+            if c * mb > 100 {
+                errs.push(err(
+                    "transform.max_concurrent_transforms",
+                    format!("{c} x max_payload_mb {mb} is over SageMaker's limit of 100 (MaxConcurrentTransforms x MaxPayloadInMB)"),
+                ));
+            }
+        }
+    }
+    if let Some(r) = t.invocation_max_retries {
+        if r > 3 {
+            errs.push(err("transform.invocation_max_retries", "0 to 3".into()));
+        }
+    }
+    if let Some(s) = t.invocation_timeout_secs {
+        if !(1..=3600).contains(&s) {
+            errs.push(err("transform.invocation_timeout_secs", "1 to 3600".into()));
+        }
+    }
     if !errs.is_empty() {
         return Err(errs);
     }

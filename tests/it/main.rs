@@ -2,4 +2,5 @@
 
 mod common;
 mod features;
+mod pipeline;
 mod scoring;
