@@ -808,7 +808,7 @@ mod tests {
         let e = parse("(a - b) / max(b, 1) > 2 and not c is null or d in ('x', 'y')").unwrap();
         assert_eq!(
             e.to_string(),
-            "((((a - b) / max(b, 1)) > 2) and not ((c) is null)) or (d) in ('x', 'y'))"
+            "(((((a - b) / max(b, 1)) > 2) and not ((c) is null)) or (d) in ('x', 'y'))"
         );
         assert_eq!(e.names(), vec!["a", "b", "c", "d"]);
         assert_eq!(parse("-3").unwrap(), Expr::Int(-3));
