@@ -13,6 +13,7 @@ pub mod offline;
 pub mod pipeline;
 pub mod product;
 pub mod project;
+pub mod service;
 pub mod serving;
 pub mod source;
 pub mod store;

@@ -469,7 +469,6 @@ pub fn contract(spec: &ProductSpec) -> Value {
                 }));
             }
             if !c.allowed.is_empty() {
-                p["logicalTypeOptions"] = json!({});
                 quality.push(json!({
                     "type": "library",
                     "metric": "invalidValues",
@@ -478,7 +477,6 @@ pub fn contract(spec: &ProductSpec) -> Value {
                     "description": format!("{} is one of {}", c.name, c.allowed.join(", ")),
                     "dimension": "conformity",
                 }));
-                p.as_object_mut().map(|o| o.remove("logicalTypeOptions"));
             }
             if let Some((lo, hi)) = c.range {
                 p["logicalTypeOptions"] = json!({"minimum": lo, "maximum": hi});

@@ -22,6 +22,10 @@ pub struct Config {
     pub source: SourceSection,
     #[serde(default)]
     pub paths: PathsSection,
+    /// `[service]`: `c360 serve` (absent = defaults; inside a SageMaker container an absent
+    /// section makes `c360 serve` the inference server instead).
+    #[serde(default)]
+    pub service: Option<ServiceSection>,
 }
 
 /// `[project]`
@@ -119,6 +123,65 @@ fn default_models() -> String {
 }
 fn default_jobs() -> String {
     "jobs".into()
+}
+
+/// `[service]`: the long-running `c360 serve` (scheduler + HTTP API).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Address to listen on (default `127.0.0.1:8360`); `--bind` overrides.
+    #[serde(default)]
+    pub bind: Option<String>,
+    /// Whether the cron scheduler runs (default true); off = API only.
+    #[serde(default)]
+    pub scheduler: Option<bool>,
+    /// Seconds a run's lease (`runs/<job>/lease.json`) lasts without renewal (default 60);
+    /// another replica may take over an expired lease.
+    #[serde(default)]
+    pub lease_seconds: Option<u64>,
+    /// Seconds between checks of each product's `latest.json` for the lookup index
+    /// (default 2).
+    #[serde(default)]
+    pub reload_seconds: Option<f64>,
+    /// Seconds a shutdown waits for running runs before leaving them to be resumed
+    /// (default 30).
+    #[serde(default)]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Environment variable with more tokens, `name:role:token` separated by commas
+    /// (default `C360_SERVICE_TOKENS`); the tokens are hashed on load.
+    #[serde(default)]
+    pub tokens_env: Option<String>,
+    /// Bearer tokens, stored as SHA-256 hashes: `echo -n TOKEN | sha256sum`.
+    #[serde(default)]
+    pub tokens: Vec<TokenSection>,
+    /// Roles beyond (or replacing) the built-in `admin`, `operator` and `marketing`.
+    #[serde(default)]
+    pub roles: Vec<RoleSection>,
+}
+
+/// `[[service.tokens]]`: one bearer token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    /// Who holds it (logged on denials; the token itself never is).
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    /// A role name (built in or from `[[service.roles]]`).
+    pub role: String,
+}
+
+/// `[[service.roles]]`: what a role may do.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSection {
+    pub name: String,
+    /// Actions: `trigger_runs`, `read_runs`, `read_products`.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Column tags the role may receive: `pii`.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -597,6 +597,18 @@ struct Check {
 }
 
 impl Table {
+    /// Reads the normalised table into memory once, so that the contract checks and the
+    /// feature plans that follow share one decode of the files.
+    pub fn materialize(&mut self) -> Result<()> {
+        let df = self.frame.clone().collect().map_err(|e| SourceError::Unreadable {
+            table: self.spec.name.into(),
+            path: self.location.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.frame = df.lazy();
+        Ok(())
+    }
+
     /// Checks every value rule of the contract. `customers` must be given for tables that
     /// reference customers. Stops at the first table with a violation, reporting the
     /// first violated rule with its count and an example row.
@@ -699,7 +711,7 @@ impl Table {
             }
         }
         for c in raw_checks {
-            let raw = self.raw_frame();
+            let raw = self.raw_frame().map_err(perr)?;
             let n = raw
                 .select([c
                     .bad
@@ -792,30 +804,25 @@ impl Table {
         Ok(())
     }
 
-    fn raw_frame(&self) -> LazyFrame {
+    /// The table as stored, before normalisation (for checks a cast would hide).
+    fn raw_frame(&self) -> PolarsResult<LazyFrame> {
         let loc = &self.location;
-        match scan_file(&loc.files[0], loc.csv) {
-            Ok(_) if loc.files.len() == 1 => scan_file(&loc.files[0], loc.csv).unwrap_or_default(),
-            _ => {
-                let paths: Vec<PlRefPath> = loc
-                    .files
-                    .iter()
-                    .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
-                    .collect();
-                if loc.csv {
-                    LazyCsvReader::new_paths(paths.into_iter().collect())
-                        .with_has_header(true)
-                        .with_try_parse_dates(true)
-                        .finish()
-                        .unwrap_or_default()
-                } else {
-                    LazyFrame::scan_parquet_files(
-                        paths.into_iter().collect(),
-                        ScanArgsParquet::default(),
-                    )
-                    .unwrap_or_default()
-                }
-            }
+        if loc.files.len() == 1 {
+            return scan_file(&loc.files[0], loc.csv);
+        }
+        let paths: Vec<PlRefPath> = loc
+            .files
+            .iter()
+            .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
+            .collect();
+        if loc.csv {
+            LazyCsvReader::new_paths(paths.into_iter().collect())
+                .with_has_header(true)
+                .with_try_parse_dates(true)
+                .with_infer_schema_length(Some(10_000))
+                .finish()
+        } else {
+            LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
         }
     }
 
@@ -830,12 +837,10 @@ impl Table {
         let frame = if raw {
             self.raw_frame()
         } else {
-            self.frame.clone()
+            Ok(self.frame.clone())
         };
         let example = frame
-            .filter(bad.fill_null(lit(false)))
-            .limit(1)
-            .collect()
+            .and_then(|f| f.filter(bad.fill_null(lit(false))).limit(1).collect())
             .map(|df| describe_row(&df))
             .unwrap_or_else(|e| format!("(could not fetch an example: {e})"));
         SourceError::Violation {

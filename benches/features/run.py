@@ -227,6 +227,7 @@ def run_bench(args, have_c360: bool) -> int:
     failures = {}
 
     warm_cache(args.data)
+    load_before = os.getloadavg()[0]
     for rep in range(1, args.reps + 1):
         for tool, feature_set in tasks:
             if (tool, feature_set) in failures:
@@ -245,6 +246,7 @@ def run_bench(args, have_c360: bool) -> int:
             print(f"rep {rep}: {tool:7s} {feature_set:14s} {r['wall']:7.2f} s {r['peak_mb']:8.0f} MB",
                   file=sys.stderr)
     shutil.rmtree(work)
+    load_after = os.getloadavg()[0]
 
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall", "peak_mb")} |
               {"engine": statistics.median(x["engine"] for x in v) if v and v[0]["engine"] is not None else None}
@@ -257,6 +259,9 @@ def run_bench(args, have_c360: bool) -> int:
         f"{os.cpu_count()} CPUs, {platform.machine()}",
         f"- data: `{args.data}`: {describe_data(args.data)}",
         f"- versions: {versions(args, have_c360)}",
+        f"- 1-minute load average before / after the runs: {load_before:.2f} / {load_after:.2f}"
+        + (" (**the machine was busy: these numbers are not clean**)"
+           if max(load_before, load_after) > 0.5 * (os.cpu_count() or 1) else ""),
         "- wall s: the whole process (start-up and imports included); engine s: time inside the "
         "engine as the Python worker measured it; peak MB: max RSS of the process",
         "",

@@ -4,6 +4,7 @@
 pub mod features;
 pub mod run;
 pub mod score;
+pub mod serve;
 pub mod serve_model;
 
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Serve a model over the SageMaker inference-container contract (port 8080).
     ServeModel(serve_model::ServeModelArgs),
+    /// The long-running service: job scheduler and HTTP API (with access control and metrics).
+    Serve(serve::ServeArgs),
 }
 
 /// `c360 demo`
@@ -203,6 +206,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
         Command::Score(a) => score::run(a).map_err(Failure::from),
         Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),
+        Command::Serve(a) => serve::run(cli.config.as_deref(), a),
     }
 }
 

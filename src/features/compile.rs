@@ -313,7 +313,11 @@ fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
         AggFn::Mean => v.mean(),
         AggFn::Min => v.min(),
         AggFn::Max => v.max(),
-        AggFn::DistinctCount => v.drop_nulls().n_unique(),
+        // n_unique counts null as a value; masked-out rows are null.
+        AggFn::DistinctCount => {
+            v.clone().n_unique().cast(DataType::Int64)
+                - v.null_count().gt(lit(0)).cast(DataType::Int64)
+        }
         // Earliest / latest by date: rows further back have larger days_ago.
         AggFn::First => v.get(order.arg_max(), true),
         AggFn::Last => v.get(order.arg_min(), true),
@@ -540,13 +544,11 @@ fn as_of_date(mode: &Mode) -> Expr {
     mode.as_of().cast(DataType::Int32).cast(DataType::Date)
 }
 
-/// Quantile features and everything they read.
-pub fn quantile_closure(set: &FeatureSet) -> BTreeSet<String> {
-    let q: BTreeSet<String> = set
-        .features
+/// The set's quantile-score features (their values depend on the whole population).
+pub fn quantile_features(set: &FeatureSet) -> BTreeSet<String> {
+    set.features
         .iter()
         .filter(|f| matches!(f.kind, Kind::Quantile { .. }))
         .map(|f| f.name.clone())
-        .collect();
-    q
+        .collect()
 }

@@ -344,13 +344,12 @@ fn toml_key(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-struct Ctx<'a> {
+struct Ctx {
     file: String,
     errors: Vec<DefError>,
-    set: &'a SetFile,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn err(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(DefError {
             file: self.file.clone(),
@@ -480,7 +479,6 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
     let mut cx = Ctx {
         file: path.display().to_string(),
         errors: Vec::new(),
-        set: &set,
     };
     if !valid_name(&set.name) {
         cx.err(
@@ -569,7 +567,7 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
             pending.push((i, None));
             continue;
         }
-        let p = pending_kind(&mut cx, &key, f, &extra, &empty);
+        let p = pending_kind(&mut cx, &key, f);
         pending.push((i, p));
     }
 
@@ -963,14 +961,7 @@ fn parse_expr(cx: &mut Ctx, key: &str, src: &str) -> Option<Expr> {
     }
 }
 
-fn pending_kind(
-    cx: &mut Ctx,
-    key: &str,
-    f: &FeatureDef,
-    extra: &BTreeMap<String, BTreeMap<String, Ty>>,
-    empty: &BTreeMap<String, Ty>,
-) -> Option<Pending> {
-    let _ = (extra, empty);
+fn pending_kind(cx: &mut Ctx, key: &str, f: &FeatureDef) -> Option<Pending> {
     let agg_only = [
         ("table", f.table.is_some()),
         ("column", f.column.is_some()),
@@ -1264,9 +1255,4 @@ fn topo_order(cx: &mut Ctx, set: &SetFile, deps: &HashMap<String, Vec<String>>) 
         }
     }
     order
-}
-
-#[allow(dead_code)]
-fn _assert_ctx(cx: &Ctx) -> usize {
-    cx.set.features.len()
 }

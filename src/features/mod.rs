@@ -109,10 +109,11 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
         message: "contract lacks customers".into(),
     })?;
     let empty = Vec::new();
-    let customers = src.scan(
+    let mut customers = src.scan(
         cust_spec,
         set.extra_columns.get("customers").unwrap_or(&empty),
     )?;
+    customers.materialize()?;
     customers.check(None)?;
     for n in &names {
         if *n == "customers" {
@@ -122,7 +123,8 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
             set: set.name.clone(),
             message: format!("unknown table {n}"),
         })?;
-        let t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
+        let mut t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
+        t.materialize()?;
         t.check(Some(&customers))?;
         tables.insert(*n, t);
     }
@@ -355,7 +357,7 @@ pub fn training_set(
     }
     let inputs = loaded.inputs();
     // Population scores per distinct date, for quantile features only.
-    let quant = compile::quantile_closure(set);
+    let quant = compile::quantile_features(set);
     let population = if quant.is_empty() {
         None
     } else {

@@ -24,6 +24,11 @@ pub struct JobFile {
     /// "last_sunday", or a fixed date YYYY-MM-DD.
     #[serde(default = "yesterday")]
     pub as_of: String,
+    /// What the service's scheduler does with fires missed while it was down: "skip"
+    /// (default), "latest" (run the most recent missed fire once) or "all" (each, in order).
+    /// Left out of the definition hash when "skip", so run ids stay as they were.
+    #[serde(default, skip_serializing_if = "CatchUp::is_skip")]
+    pub catch_up: CatchUp,
     /// The model folder under models/.
     pub model: String,
     /// "local" (embedded default) or "sagemaker".
@@ -34,6 +39,22 @@ pub struct JobFile {
     pub transform: TransformFile,
     #[serde(default)]
     pub gates: GatesFile,
+}
+
+/// The scheduler's catch-up policy after downtime (`catch_up` in a job file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    #[default]
+    Skip,
+    Latest,
+    All,
+}
+
+impl CatchUp {
+    pub fn is_skip(&self) -> bool {
+        *self == CatchUp::Skip
+    }
 }
 
 fn utc() -> String {

@@ -4,3 +4,4 @@ mod common;
 mod features;
 mod pipeline;
 mod scoring;
+mod service;

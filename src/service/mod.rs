@@ -1,0 +1,320 @@
+//! The long-running service (`c360 serve`): the cron scheduler, the HTTP API with bearer
+//! token access control, the in-memory customer lookup index and Prometheus metrics, in
+//! one tokio process with one shutdown signal (SIGTERM/SIGINT: stop accepting, drain
+//! in-flight requests, give runs a grace period, leave the rest resumable).
+//!
+//! Errors map to HTTP statuses in one place: [`ServiceError`]'s `IntoResponse`.
+
+pub mod api;
+pub mod auth;
+pub mod index;
+pub mod metrics;
+pub mod openapi;
+pub mod runner;
+pub mod scheduler;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use crate::pipeline::PipelineError;
+use crate::product::ProductError;
+use crate::project::Project;
+use crate::store::{self, DynStore, StoreError};
+
+/// Everything a request or a scheduled fire can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    #[error("role {role} may not {action}")]
+    Forbidden { role: String, action: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("invalid service configuration: {0}")]
+    Config(String),
+}
+
+impl ServiceError {
+    /// The one place errors become HTTP statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServiceError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal(_) | ServiceError::Config(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Unauthorized => "unauthorized",
+            ServiceError::Forbidden { .. } => "forbidden",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::Conflict(_) => "conflict",
+            ServiceError::BadRequest(_) => "bad_request",
+            ServiceError::Unprocessable(_) => "unprocessable",
+            ServiceError::Unavailable(_) => "unavailable",
+            ServiceError::Internal(_) | ServiceError::Config(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = axum::Json(serde_json::json!({"error": self.code(), "message": self.to_string()}));
+        if status == StatusCode::UNAUTHORIZED {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { key, .. } => ServiceError::NotFound(format!("{key} not found")),
+            e => ServiceError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ProductError> for ServiceError {
+    fn from(e: ProductError) -> Self {
+        match e {
+            ProductError::NotFound(_) | ProductError::NoCustomer { .. } => {
+                ServiceError::NotFound(e.to_string())
+            }
+            e => ServiceError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<PipelineError> for ServiceError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Definition(m) => ServiceError::Unprocessable(m),
+            e => ServiceError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ServiceError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ServiceError::Internal(format!("a background task failed: {e}"))
+    }
+}
+
+/// The default listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8360";
+
+/// `[service]` validated (no I/O beyond reading the tokens variable).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub bind: SocketAddr,
+    pub scheduler: bool,
+    pub lease: Duration,
+    pub reload: Duration,
+    pub grace: Duration,
+    pub auth: auth::Auth,
+}
+
+impl ServiceConfig {
+    pub fn from_project(project: &Project, bind: Option<&str>) -> Result<Self, ServiceError> {
+        let s = project.config.service.clone().unwrap_or_default();
+        let bind = bind
+            .map(str::to_string)
+            .or_else(|| s.bind.clone())
+            .unwrap_or_else(|| DEFAULT_BIND.into());
+        let bind: SocketAddr = bind
+            .parse()
+            .map_err(|_| ServiceError::Config(format!("bind {bind:?} is not ADDRESS:PORT")))?;
+        let env_name = s
+            .tokens_env
+            .clone()
+            .unwrap_or_else(|| auth::DEFAULT_TOKENS_ENV.into());
+        let env_tokens = std::env::var(&env_name).ok();
+        let auth = auth::Auth::from_config(Some(&s), env_tokens.as_deref())
+            .map_err(|e| ServiceError::Config(e.to_string()))?;
+        let reload = s.reload_seconds.unwrap_or(2.0);
+        if !(0.05..=3600.0).contains(&reload) {
+            return Err(ServiceError::Config(
+                "reload_seconds: 0.05 to 3600".into(),
+            ));
+        }
+        Ok(ServiceConfig {
+            bind,
+            scheduler: s.scheduler.unwrap_or(true),
+            lease: Duration::from_secs(s.lease_seconds.unwrap_or(60).max(1)),
+            reload: Duration::from_secs_f64(reload),
+            grace: Duration::from_secs(s.shutdown_grace_seconds.unwrap_or(30)),
+            auth,
+        })
+    }
+}
+
+/// What every handler and task shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub project: Project,
+    pub store: DynStore,
+    pub config: ServiceConfig,
+    pub auth: auth::Auth,
+    pub metrics: metrics::Metrics,
+    pub index: Arc<index::ProductIndex>,
+    pub runner: runner::Runner,
+}
+
+impl AppState {
+    pub fn new(project: Project, config: ServiceConfig) -> Result<Arc<AppState>, ServiceError> {
+        let store = store::open(&project.store_uri())?;
+        Ok(Arc::new(AppState {
+            store,
+            auth: config.auth.clone(),
+            runner: runner::Runner::new(config.lease),
+            config,
+            project,
+            metrics: metrics::Metrics::default(),
+            index: Arc::new(index::ProductIndex::default()),
+        }))
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Polls each loaded product's `latest.json` and reloads indexes that moved; also loads
+/// products that appear in the catalog.
+async fn reloader(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let st = state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut names: Vec<String> = crate::product::list(st.store.as_ref())
+                .map(|l| l.into_iter().map(|e| e.name).collect())
+                .unwrap_or_default();
+            for p in st.index.products() {
+                if !names.contains(&p) {
+                    names.push(p);
+                }
+            }
+            for p in names {
+                match st.index.refresh(&st.store, &p) {
+                    Ok((l, reloaded)) => {
+                        if reloaded {
+                            st.metrics
+                                .inc("c360_lookup_index_reloads_total", &[("product", &p)], 1.0);
+                        }
+                        st.metrics
+                            .set("c360_lookup_index_rows", &[("product", &p)], l.rows.len() as f64);
+                    }
+                    Err(ServiceError::NotFound(_)) => {}
+                    Err(e) => tracing::warn!(product = %p, error = %e, "lookup index not reloaded"),
+                }
+            }
+        })
+        .await;
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.reload) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Runs the service until SIGTERM/SIGINT. Prints `listening on http://ADDR` on stdout
+/// once the socket is bound (with `--bind 127.0.0.1:0` the port the OS chose).
+pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), ServiceError> {
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| ServiceError::Config(format!("cannot bind {}: {e}", config.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let scheduler_on = config.scheduler;
+    let grace = config.grace;
+    let state = AppState::new(project, config)?;
+    if state.auth.token_count() == 0 {
+        tracing::warn!("no tokens configured ([[service.tokens]] or C360_SERVICE_TOKENS): every protected route answers 401");
+    }
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = vec![tokio::spawn(reloader(state.clone(), rx.clone()))];
+    tasks.extend(scheduler::resume_interrupted(&state, &rx));
+    if scheduler_on {
+        tasks.extend(scheduler::start(&state, &rx));
+    }
+    let (app, _) = api::router(state.clone());
+    let mut srx = rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = srx.wait_for(|v| *v).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, store = %state.store.uri(), scheduler = scheduler_on, "c360 serve started");
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests and runs");
+    let _ = tx.send(true);
+    match server.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "server error"),
+        Err(e) => tracing::error!(error = %e, "server task failed"),
+        Ok(Ok(())) => {}
+    }
+    for t in tasks {
+        t.abort();
+    }
+    if state.runner.drain(grace).await {
+        tracing::info!("stopped; no run in progress");
+    } else {
+        let st = state.clone();
+        let _ = tokio::task::spawn_blocking(move || runner::release_all(&st)).await;
+        tracing::warn!(running = ?state.runner.running(), "stopped with runs in progress; the next start resumes them from their last finished step");
+    }
+    Ok(())
+}
