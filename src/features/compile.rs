@@ -233,6 +233,26 @@ fn table_aggregates(
             None => None,
         };
         let masked = |v: Expr| when(cond.clone()).then(v).otherwise(lit(NULL));
+        if a.per_day && a.func == AggFn::Mean {
+            // The mean of daily sums needs no per-day group-by: it is the total over the
+            // number of days (without the first day: minus that day's total, over one day
+            // fewer). One pass instead of two group-bys.
+            let v = value.clone().ok_or_else(|| cerr(set, "per_day needs a column"))?;
+            let mv = masked(v.cast(DataType::Float64));
+            let md = masked(days_ago(as_of.clone(), &a.ts));
+            let days = md.clone().n_unique().cast(DataType::Float64)
+                - md.clone().null_count().gt(lit(0)).cast(DataType::Float64);
+            let total = mv.clone().sum();
+            let (num, den) = if a.exclude_first_day {
+                let first_day = mv.filter(md.clone().eq(md.max())).sum();
+                (total - first_day, days - lit(1.0))
+            } else {
+                (total, days)
+            };
+            let e = when(den.clone().gt(lit(0.0))).then(num / den).otherwise(lit(NULL));
+            plain.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
+            continue;
+        }
         if a.per_day {
             // Roll up per (customer, day), then aggregate the days.
             let v = value

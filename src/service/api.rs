@@ -130,7 +130,12 @@ async fn no_route() -> Response {
         .into_response()
 }
 
-fn check(state: &AppState, headers: &HeaderMap, action: Action, route: &str) -> ApiResult<Principal> {
+fn check(
+    state: &AppState,
+    headers: &HeaderMap,
+    action: Action,
+    route: &str,
+) -> ApiResult<Principal> {
     let h = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
@@ -167,14 +172,22 @@ async fn readyz(State(state): State<Shared>) -> Response {
     let st = state.clone();
     let res = blocking(move || Ok(st.store.exists("catalog")?)).await;
     match res {
-        Ok(_) => Json(json!({"status": "ready", "store": state.store.uri(), "sagemaker": "not configured"})).into_response(),
-        Err(e) => ServiceError::Unavailable(format!("the store does not answer: {e}")).into_response(),
+        Ok(_) => Json(
+            json!({"status": "ready", "store": state.store.uri(), "sagemaker": "not configured"}),
+        )
+        .into_response(),
+        Err(e) => {
+            ServiceError::Unavailable(format!("the store does not answer: {e}")).into_response()
+        }
     }
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -284,7 +297,12 @@ async fn get_run(
     headers: HeaderMap,
     Path((name, run_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs/{job}/runs/{run_id}")?;
+    check(
+        &state,
+        &headers,
+        Action::ReadRuns,
+        "/jobs/{job}/runs/{run_id}",
+    )?;
     valid_name("job", &name)?;
     valid_name("run id", &run_id)?;
     blocking(move || {
@@ -322,7 +340,9 @@ async fn trigger_run(
         TriggerBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            ServiceError::BadRequest(format!("body: {e} (expected {{\"as_of\": \"YYYY-MM-DD\"}})"))
+            ServiceError::BadRequest(format!(
+                "body: {e} (expected {{\"as_of\": \"YYYY-MM-DD\"}})"
+            ))
         })?
     };
     let st = state.clone();
@@ -359,7 +379,11 @@ fn catalog_json(e: &product::CatalogEntry, p: &Principal) -> Value {
     let mut v = json!(e);
     if !p.role.may_see_pii() {
         if let Some(cols) = v.get_mut("columns").and_then(|c| c.as_array_mut()) {
-            cols.retain(|c| !c.get("name").and_then(|n| n.as_str()).is_some_and(is_pii_column));
+            cols.retain(|c| {
+                !c.get("name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(is_pii_column)
+            });
         }
     }
     v
@@ -379,7 +403,9 @@ async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> ApiRe
     let p = check(&state, &headers, Action::ReadProducts, "/products")?;
     blocking(move || {
         let list = product::list(state.store.as_ref())?;
-        Ok(Json(json!({"products": list.iter().map(|e| catalog_json(e, &p)).collect::<Vec<_>>()})))
+        Ok(Json(
+            json!({"products": list.iter().map(|e| catalog_json(e, &p)).collect::<Vec<_>>()}),
+        ))
     })
     .await
 }
@@ -389,7 +415,12 @@ async fn get_product(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let p = check(&state, &headers, Action::ReadProducts, "/products/{product}")?;
+    let p = check(
+        &state,
+        &headers,
+        Action::ReadProducts,
+        "/products/{product}",
+    )?;
     valid_name("product", &name)?;
     blocking(move || {
         let b = state
@@ -404,7 +435,10 @@ async fn get_product(
         let versions = product::versions(state.store.as_ref(), &name)?;
         let latest = product::latest(state.store.as_ref(), &name)?;
         let mut v = catalog_json(&entry, &p);
-        v["all_versions"] = json!(versions.iter().map(|(m, d)| json!({"major": m, "as_of": d})).collect::<Vec<_>>());
+        v["all_versions"] = json!(versions
+            .iter()
+            .map(|(m, d)| json!({"major": m, "as_of": d}))
+            .collect::<Vec<_>>());
         v["latest_version"] = json!(latest);
         Ok(Json(v))
     })
@@ -416,7 +450,12 @@ async fn get_contract(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    check(&state, &headers, Action::ReadProducts, "/products/{product}/contract")?;
+    check(
+        &state,
+        &headers,
+        Action::ReadProducts,
+        "/products/{product}/contract",
+    )?;
     valid_name("product", &name)?;
     let yaml = blocking(move || {
         state
@@ -480,15 +519,18 @@ async fn get_rows(
     Path(name): Path<String>,
     q: Result<Query<RowsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let p = check(&state, &headers, Action::ReadProducts, "/products/{product}/rows")?;
+    let p = check(
+        &state,
+        &headers,
+        Action::ReadProducts,
+        "/products/{product}/rows",
+    )?;
     valid_name("product", &name)?;
     let Query(q) = q.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ServiceError::BadRequest(format!(
-            "limit: 1 to {MAX_LIMIT}"
-        )));
+        return Err(ServiceError::BadRequest(format!("limit: 1 to {MAX_LIMIT}")));
     }
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -528,7 +570,9 @@ async fn get_rows(
             )
                 .into_response());
         }
-        let rows: Vec<Value> = (0..page.height()).map(|i| product::row_json(&page, i)).collect();
+        let rows: Vec<Value> = (0..page.height())
+            .map(|i| product::row_json(&page, i))
+            .collect();
         Ok((
             [(header::HeaderName::from_static("x-total-count"), total_h)],
             Json(json!({

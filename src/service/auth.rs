@@ -91,8 +91,16 @@ fn builtin_roles() -> BTreeMap<String, Role> {
     use Action::*;
     let mut m = BTreeMap::new();
     for (name, actions, tags) in [
-        ("admin", vec![TriggerRuns, ReadRuns, ReadProducts], vec![PII_TAG]),
-        ("operator", vec![TriggerRuns, ReadRuns, ReadProducts], vec![]),
+        (
+            "admin",
+            vec![TriggerRuns, ReadRuns, ReadProducts],
+            vec![PII_TAG],
+        ),
+        (
+            "operator",
+            vec![TriggerRuns, ReadRuns, ReadProducts],
+            vec![],
+        ),
         ("marketing", vec![ReadProducts], vec![]),
     ] {
         m.insert(
@@ -294,7 +302,10 @@ mod tests {
     fn tokens_map_to_roles_and_actions() {
         let a = Auth::from_config(Some(&section()), Some("ops:operator:op-token")).unwrap();
         let p = a.authenticate(Some("Bearer s3cret")).unwrap();
-        assert_eq!((p.name.as_str(), p.role.name.as_str()), ("mkt", "marketing"));
+        assert_eq!(
+            (p.name.as_str(), p.role.name.as_str()),
+            ("mkt", "marketing")
+        );
         assert!(!p.role.may_see_pii());
         assert!(a.authenticate(Some("Bearer s3cre")).is_none());
         assert!(a.authenticate(Some("s3cret")).is_none());
@@ -302,7 +313,9 @@ mod tests {
             a.authorize(Some("Bearer s3cret"), Action::TriggerRuns, "/x"),
             Err(ServiceError::Forbidden { .. })
         ));
-        assert!(a.authorize(Some("Bearer op-token"), Action::TriggerRuns, "/x").is_ok());
+        assert!(a
+            .authorize(Some("Bearer op-token"), Action::TriggerRuns, "/x")
+            .is_ok());
         assert!(matches!(
             a.authorize(None, Action::ReadProducts, "/x"),
             Err(ServiceError::Unauthorized)

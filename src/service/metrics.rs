@@ -191,7 +191,12 @@ impl Metrics {
         let status = status.to_string();
         let l = [("route", route), ("method", method), ("status", &status)];
         self.inc("c360_http_requests_total", &l, 1.0);
-        self.observe("c360_http_request_duration_seconds", HTTP_BUCKETS, &l, seconds);
+        self.observe(
+            "c360_http_request_duration_seconds",
+            HTTP_BUCKETS,
+            &l,
+            seconds,
+        );
     }
 
     /// One pipeline step finished.
@@ -246,16 +251,47 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_histograms() {
         let m = Metrics::default();
-        m.inc("c360_runs_total", &[("job", "j"), ("status", "failed")], 1.0);
-        m.inc("c360_runs_total", &[("job", "j"), ("status", "failed")], 1.0);
+        m.inc(
+            "c360_runs_total",
+            &[("job", "j"), ("status", "failed")],
+            1.0,
+        );
+        m.inc(
+            "c360_runs_total",
+            &[("job", "j"), ("status", "failed")],
+            1.0,
+        );
         m.http("/healthz", "GET", 200, 0.0015);
         m.http("/healthz", "GET", 200, 0.3);
         let t = m.render();
-        assert!(t.contains("c360_runs_total{job=\"j\",status=\"failed\"} 2\n"), "{t}");
+        assert!(
+            t.contains("c360_runs_total{job=\"j\",status=\"failed\"} 2\n"),
+            "{t}"
+        );
         let r = "route=\"/healthz\",method=\"GET\",status=\"200\"";
-        assert!(t.contains(&format!("c360_http_request_duration_seconds_bucket{{{r},le=\"0.001\"}} 0\n")), "{t}");
-        assert!(t.contains(&format!("c360_http_request_duration_seconds_bucket{{{r},le=\"0.002\"}} 1\n")), "{t}");
-        assert!(t.contains(&format!("c360_http_request_duration_seconds_bucket{{{r},le=\"0.5\"}} 2\n")), "{t}");
-        assert!(t.contains(&format!("c360_http_request_duration_seconds_count{{{r}}} 2\n")), "{t}");
+        assert!(
+            t.contains(&format!(
+                "c360_http_request_duration_seconds_bucket{{{r},le=\"0.001\"}} 0\n"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "c360_http_request_duration_seconds_bucket{{{r},le=\"0.002\"}} 1\n"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "c360_http_request_duration_seconds_bucket{{{r},le=\"0.5\"}} 2\n"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "c360_http_request_duration_seconds_count{{{r}}} 2\n"
+            )),
+            "{t}"
+        );
     }
 }

@@ -87,7 +87,8 @@ impl IntoResponse for ServiceError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let body = axum::Json(serde_json::json!({"error": self.code(), "message": self.to_string()}));
+        let body =
+            axum::Json(serde_json::json!({"error": self.code(), "message": self.to_string()}));
         if status == StatusCode::UNAUTHORIZED {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else {
@@ -164,9 +165,7 @@ impl ServiceConfig {
             .map_err(|e| ServiceError::Config(e.to_string()))?;
         let reload = s.reload_seconds.unwrap_or(2.0);
         if !(0.05..=3600.0).contains(&reload) {
-            return Err(ServiceError::Config(
-                "reload_seconds: 0.05 to 3600".into(),
-            ));
+            return Err(ServiceError::Config("reload_seconds: 0.05 to 3600".into()));
         }
         Ok(ServiceConfig {
             bind,
@@ -246,11 +245,17 @@ async fn reloader(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                 match st.index.refresh(&st.store, &p) {
                     Ok((l, reloaded)) => {
                         if reloaded {
-                            st.metrics
-                                .inc("c360_lookup_index_reloads_total", &[("product", &p)], 1.0);
+                            st.metrics.inc(
+                                "c360_lookup_index_reloads_total",
+                                &[("product", &p)],
+                                1.0,
+                            );
                         }
-                        st.metrics
-                            .set("c360_lookup_index_rows", &[("product", &p)], l.rows.len() as f64);
+                        st.metrics.set(
+                            "c360_lookup_index_rows",
+                            &[("product", &p)],
+                            l.rows.len() as f64,
+                        );
                     }
                     Err(ServiceError::NotFound(_)) => {}
                     Err(e) => tracing::warn!(product = %p, error = %e, "lookup index not reloaded"),

@@ -26,7 +26,10 @@ fn secured(op: Value, action: &str) -> Value {
     op["x-c360-action"] = json!(action);
     let r = op["responses"].as_object_mut().map(|r| {
         r.insert("401".into(), err("No bearer token, or an unknown one"));
-        r.insert("403".into(), err("The token's role does not grant the action"));
+        r.insert(
+            "403".into(),
+            err("The token's role does not grant the action"),
+        );
     });
     let _ = r;
     op
@@ -148,10 +151,18 @@ mod tests {
         let doc = document();
         for (m, p) in documented_routes(&doc) {
             let op = &doc["paths"][&p][&m];
-            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{m} {p}");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{m} {p}"
+            );
             let declared: Vec<&str> = op["parameters"]
                 .as_array()
-                .map(|a| a.iter().filter(|x| x["in"] == "path").filter_map(|x| x["name"].as_str()).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter(|x| x["in"] == "path")
+                        .filter_map(|x| x["name"].as_str())
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut in_path: Vec<&str> = p
                 .split('/')

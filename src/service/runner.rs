@@ -305,9 +305,7 @@ pub async fn start(
             return Err(e.into());
         }
     };
-    runner
-        .lock()
-        .insert(job.to_string(), Some(run_id.clone()));
+    runner.lock().insert(job.to_string(), Some(run_id.clone()));
     let started = Started {
         job: job.into(),
         run_id: run_id.clone(),
@@ -342,7 +340,8 @@ pub async fn start(
         let j = job.clone();
         let rid = run_id.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let span = tracing::info_span!("run", job = %j, run_id = %rid, trigger = trigger.as_str());
+            let span =
+                tracing::info_span!("run", job = %j, run_id = %rid, trigger = trigger.as_str());
             let _g = span.enter();
             let obs = ServiceObserver {
                 state: st2.clone(),
@@ -351,18 +350,18 @@ pub async fn start(
             };
             let r = pipeline::run(&st2.project, &j, &opts, &obs);
             release_lease(&st2.store, &j, &st2.runner.owner);
-            r
+            r.map(|rep| rep.reused).map_err(|e| e.to_string())
         })
         .await;
         renew.abort();
         let fin = match res {
-            Ok(Ok(rep)) => Finished {
-                status: if rep.reused { "reused" } else { "succeeded" }.into(),
+            Ok(Ok(reused)) => Finished {
+                status: if reused { "reused" } else { "succeeded" }.into(),
                 error: None,
             },
             Ok(Err(e)) => Finished {
                 status: "failed".into(),
-                error: Some(e.to_string()),
+                error: Some(e),
             },
             Err(e) => Finished {
                 status: "failed".into(),

@@ -192,7 +192,13 @@ async fn record(state: &Arc<AppState>, fire: &Fire) {
 }
 
 /// Fires one tick; with `wait`, also waits for the run to end (catch-up runs go in order).
-async fn fire(state: &Arc<AppState>, s: &Schedule, tick: DateTime<Utc>, catch_up: bool, wait: bool) {
+async fn fire(
+    state: &Arc<AppState>,
+    s: &Schedule,
+    tick: DateTime<Utc>,
+    catch_up: bool,
+    wait: bool,
+) {
     let mut f = Fire {
         job: s.job.clone(),
         tick,
@@ -362,11 +368,13 @@ pub fn resume_interrupted(
             loop {
                 let st = state.store.clone();
                 let jn = job.clone();
-                let newest = tokio::task::spawn_blocking(move || pipeline::ledgers(st.as_ref(), &jn))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok())
-                    .and_then(|l| l.into_iter().next());
+                let newest = tokio::task::spawn_blocking(move || {
+                    pipeline::ledgers(st.as_ref(), &jn).map_err(|e| e.to_string())
+                })
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .and_then(|l| l.into_iter().next());
                 let Some(l) = newest.filter(|l| l.status == Status::Running) else {
                     return;
                 };
@@ -422,14 +430,32 @@ mod tests {
     fn crontab_as_people_write_it_in_a_time_zone() {
         // Mondays 06:00 in Berlin (UTC+1 in winter, UTC+2 in summer).
         let s = sched("0 6 * * MON", "Europe/Berlin");
-        assert_eq!(s.next_after(t("2024-01-03T00:00:00Z")), Some(t("2024-01-08T05:00:00Z")));
-        assert_eq!(s.next_after(t("2024-07-03T00:00:00Z")), Some(t("2024-07-08T04:00:00Z")));
+        assert_eq!(
+            s.next_after(t("2024-01-03T00:00:00Z")),
+            Some(t("2024-01-08T05:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2024-07-03T00:00:00Z")),
+            Some(t("2024-07-08T04:00:00Z"))
+        );
         // Seconds first, six fields.
         let s = sched("*/2 * * * * *", "UTC");
-        assert_eq!(s.next_after(t("2024-01-01T00:00:01Z")), Some(t("2024-01-01T00:00:02Z")));
-        assert_eq!(s.next_after(t("2024-01-01T00:00:02Z")), Some(t("2024-01-01T00:00:04Z")));
-        assert_eq!(s.next_after(t("2024-01-01T00:00:02.97Z")), Some(t("2024-01-01T00:00:04Z")));
-        assert_eq!(s.next_after(t("2024-01-01T00:00:01.5Z")), Some(t("2024-01-01T00:00:02Z")));
+        assert_eq!(
+            s.next_after(t("2024-01-01T00:00:01Z")),
+            Some(t("2024-01-01T00:00:02Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2024-01-01T00:00:02Z")),
+            Some(t("2024-01-01T00:00:04Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2024-01-01T00:00:02.97Z")),
+            Some(t("2024-01-01T00:00:04Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2024-01-01T00:00:01.5Z")),
+            Some(t("2024-01-01T00:00:02Z"))
+        );
     }
 
     #[test]
@@ -438,12 +464,22 @@ mod tests {
         let m = s.between(t("2024-01-01T00:00:00Z"), t("2024-01-04T12:00:00Z"), 100);
         assert_eq!(
             m,
-            vec![t("2024-01-02T00:00:00Z"), t("2024-01-03T00:00:00Z"), t("2024-01-04T00:00:00Z")]
+            vec![
+                t("2024-01-02T00:00:00Z"),
+                t("2024-01-03T00:00:00Z"),
+                t("2024-01-04T00:00:00Z")
+            ]
         );
         let m = s.between(t("2024-01-01T00:00:00Z"), t("2024-01-04T12:00:00Z"), 2);
-        assert_eq!(m, vec![t("2024-01-03T00:00:00Z"), t("2024-01-04T00:00:00Z")]);
+        assert_eq!(
+            m,
+            vec![t("2024-01-03T00:00:00Z"), t("2024-01-04T00:00:00Z")]
+        );
         // The as-of rule sees the local date: 23:30 UTC is the next day in Tokyo.
         let s = sched("30 23 * * *", "Asia/Tokyo");
-        assert_eq!(s.local_date(t("2024-01-01T23:30:00Z")).to_string(), "2024-01-02");
+        assert_eq!(
+            s.local_date(t("2024-01-01T23:30:00Z")).to_string(),
+            "2024-01-02"
+        );
     }
 }

@@ -54,6 +54,7 @@ impl Service {
         let mut cmd = p.cmd();
         cmd.args(["serve", "--bind", "127.0.0.1:0"])
             .env("C360_LOG", "c360=debug,warn")
+            .env("NO_COLOR", "1")
             .env("C360_SERVICE_TOKENS", format!("root:admin:{ADMIN}"))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -65,12 +66,15 @@ impl Service {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
-            panic!(
-                "no address on stdout ({line:?}); log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address on stdout ({line:?}); log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
         Service {
             child,
             base: addr.to_string(),
@@ -108,8 +112,23 @@ impl Service {
         let _ = self.child.wait();
     }
 
+    /// The service's stderr, without terminal colour codes.
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut it = raw.chars();
+        while let Some(c) = it.next() {
+            if c == '\u{1b}' {
+                for d in it.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 }
 
@@ -134,8 +153,7 @@ struct Resp {
 
 impl Resp {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -237,7 +255,10 @@ fn serve_access_control_pii_lookup_and_openapi() {
     // Liveness and readiness need no token.
     assert_eq!(h.get(&s.url("/healthz"), None).status, 200);
     let r = h.get(&s.url("/readyz"), None);
-    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ready")));
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("ready"))
+    );
 
     // 401 without a token or with an unknown one, 403 beyond the role.
     let r = h.get(&s.url("/products"), None);
@@ -245,11 +266,20 @@ fn serve_access_control_pii_lookup_and_openapi() {
     assert_eq!(r.headers["www-authenticate"], "Bearer");
     assert_eq!(r.json()["error"], "unauthorized");
     assert_eq!(h.get(&s.url("/products"), Some("not-a-token")).status, 401);
-    assert_eq!(h.get(&s.url("/products"), Some(&format!("{MKT}x"))).status, 401);
+    assert_eq!(
+        h.get(&s.url("/products"), Some(&format!("{MKT}x"))).status,
+        401
+    );
     let r = h.send("POST", &s.url("/jobs/churn_weekly/runs"), Some(MKT), None);
-    assert_eq!((r.status, r.json()["error"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (403, Some("forbidden"))
+    );
     assert_eq!(h.get(&s.url("/jobs"), Some(MKT)).status, 403);
-    assert_eq!(h.get(&s.url("/jobs/churn_weekly/runs"), Some(MKT)).status, 403);
+    assert_eq!(
+        h.get(&s.url("/jobs/churn_weekly/runs"), Some(MKT)).status,
+        403
+    );
 
     // The operator reads jobs and runs.
     let jobs = h.get(&s.url("/jobs"), Some(OPS)).json();
@@ -259,12 +289,18 @@ fn serve_access_control_pii_lookup_and_openapi() {
     let run_id = runs["runs"][0]["run_id"].as_str().unwrap().to_string();
     assert!(run_id.starts_with("2024-09-29-"), "{run_id}");
     let ledger = h
-        .get(&s.url(&format!("/jobs/churn_weekly/runs/{run_id}")), Some(OPS))
+        .get(
+            &s.url(&format!("/jobs/churn_weekly/runs/{run_id}")),
+            Some(OPS),
+        )
         .json();
     assert_eq!(ledger["status"], "succeeded");
     assert_eq!(
-        h.get(&s.url("/jobs/churn_weekly/runs/2024-01-01-00000000"), Some(OPS))
-            .status,
+        h.get(
+            &s.url("/jobs/churn_weekly/runs/2024-01-01-00000000"),
+            Some(OPS)
+        )
+        .status,
         404
     );
     assert_eq!(h.get(&s.url("/jobs/nope/runs"), Some(OPS)).status, 404);
@@ -276,12 +312,17 @@ fn serve_access_control_pii_lookup_and_openapi() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert!(names.contains(&"rfm") && names.contains(&"churn_signals"), "{names:?}");
+    assert!(
+        names.contains(&"rfm") && names.contains(&"churn_signals"),
+        "{names:?}"
+    );
 
     // Products: marketing never sees the PII column; the admin role (pii tag) does.
     let list = h.get(&s.url("/products"), Some(MKT)).json();
     assert_eq!(list["products"][0]["name"], PRODUCT);
-    let prod = h.get(&s.url(&format!("/products/{PRODUCT}")), Some(MKT)).json();
+    let prod = h
+        .get(&s.url(&format!("/products/{PRODUCT}")), Some(MKT))
+        .json();
     assert_eq!(prod["latest_version"]["as_of"], "2024-09-29");
     assert_eq!(prod["all_versions"][0]["as_of"], "2024-09-29");
     let contract = h.get(&s.url(&format!("/products/{PRODUCT}/contract")), Some(MKT));
@@ -289,16 +330,27 @@ fn serve_access_control_pii_lookup_and_openapi() {
     assert!(contract.body.contains(PRODUCT), "{}", contract.body);
 
     let page = h
-        .get(&s.url(&format!("/products/{PRODUCT}/rows?offset=10&limit=5")), Some(MKT))
+        .get(
+            &s.url(&format!("/products/{PRODUCT}/rows?offset=10&limit=5")),
+            Some(MKT),
+        )
         .json();
     let rows = page["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 5);
     assert_eq!(page["total"], n_rows);
-    assert!(rows.iter().all(|r| r.get("email").is_none() && r.get("churn_score").is_some()));
+    assert!(rows
+        .iter()
+        .all(|r| r.get("email").is_none() && r.get("churn_score").is_some()));
     let admin_page = h
-        .get(&s.url(&format!("/products/{PRODUCT}/rows?offset=10&limit=5")), Some(ADMIN))
+        .get(
+            &s.url(&format!("/products/{PRODUCT}/rows?offset=10&limit=5")),
+            Some(ADMIN),
+        )
         .json();
-    let id = admin_page["rows"][0]["customer_id"].as_str().unwrap().to_string();
+    let id = admin_page["rows"][0]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(rows[0]["customer_id"], id.as_str());
     assert_eq!(admin_page["rows"][0]["email"], format!("{id}@example.com"));
 
@@ -309,32 +361,60 @@ fn serve_access_control_pii_lookup_and_openapi() {
     assert_eq!(csv.status, 200);
     assert_eq!(csv.headers["x-total-count"], n_rows.to_string().as_str());
     let header = csv.body.lines().next().unwrap();
-    assert!(header.starts_with("customer_id,") && !header.contains("email"), "{header}");
+    assert!(
+        header.starts_with("customer_id,") && !header.contains("email"),
+        "{header}"
+    );
     assert_eq!(csv.body.lines().count(), 4);
     let csv_admin = h.get(
         &s.url(&format!("/products/{PRODUCT}/rows?limit=3&format=csv")),
         Some(ADMIN),
     );
     assert!(csv_admin.body.lines().next().unwrap().contains("email"));
-    for bad in ["format=xml", "limit=0", "limit=100000", "offset=-1", "colour=red"] {
-        let r = h.get(&s.url(&format!("/products/{PRODUCT}/rows?{bad}")), Some(MKT));
+    for bad in [
+        "format=xml",
+        "limit=0",
+        "limit=100000",
+        "offset=-1",
+        "colour=red",
+    ] {
+        let r = h.get(
+            &s.url(&format!("/products/{PRODUCT}/rows?{bad}")),
+            Some(MKT),
+        );
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }
 
     // One customer from the in-memory index, equal to the row in the page.
     let c = h
-        .get(&s.url(&format!("/products/{PRODUCT}/customers/{id}")), Some(MKT))
+        .get(
+            &s.url(&format!("/products/{PRODUCT}/customers/{id}")),
+            Some(MKT),
+        )
         .json();
     assert_eq!(c["customer_id"], id.as_str());
     assert_eq!(c["churn_score"], rows[0]["churn_score"]);
     assert!(c.get("email").is_none(), "{c}");
     let c = h
-        .get(&s.url(&format!("/products/{PRODUCT}/customers/{id}")), Some(ADMIN))
+        .get(
+            &s.url(&format!("/products/{PRODUCT}/customers/{id}")),
+            Some(ADMIN),
+        )
         .json();
     assert_eq!(c["email"], format!("{id}@example.com"));
-    let r = h.get(&s.url(&format!("/products/{PRODUCT}/customers/C9999999")), Some(MKT));
-    assert_eq!((r.status, r.json()["error"].as_str()), (404, Some("not_found")));
-    assert_eq!(h.get(&s.url("/products/nope/customers/C1"), Some(MKT)).status, 404);
+    let r = h.get(
+        &s.url(&format!("/products/{PRODUCT}/customers/C9999999")),
+        Some(MKT),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert_eq!(
+        h.get(&s.url("/products/nope/customers/C1"), Some(MKT))
+            .status,
+        404
+    );
 
     // The OpenAPI document: every documented operation is served (not the fallback), and
     // a path outside it is not.
@@ -364,7 +444,10 @@ fn serve_access_control_pii_lookup_and_openapi() {
     }
     assert_eq!(n, 15, "operations documented");
     let r = h.get(&s.url("/not-a-route"), Some(ADMIN));
-    assert_eq!((r.status, r.json()["error"].as_str()), (404, Some("no_route")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("no_route"))
+    );
 
     // Metrics: request latency by route and status, denials.
     let m = h.get(&s.url("/metrics"), None).body;
@@ -376,21 +459,35 @@ fn serve_access_control_pii_lookup_and_openapi() {
         .unwrap_or_else(|| panic!("{m}"));
     assert!(lookups.ends_with(" 3"), "{lookups}");
     assert!(m.contains("c360_http_request_duration_seconds_bucket{route=\"/products/{product}/rows\",method=\"GET\",status=\"200\",le=\"+Inf\"}"), "{m}");
-    assert!(m.contains("c360_http_denials_total{route=\"/products\",status=\"401\"} 3"), "{m}");
-    assert!(m.contains(&format!("c360_lookup_index_rows{{product=\"customer_churn_scores\"}} {n_rows}\n")), "{m}");
+    assert!(
+        m.contains("c360_http_denials_total{route=\"/products\",status=\"401\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "c360_lookup_index_rows{{product=\"customer_churn_scores\"}} {n_rows}\n"
+        )),
+        "{m}"
+    );
 
     // Shut down cleanly; the logs show the denials but never a token.
     let log = s.stop();
     assert!(log.contains("denied: 401"), "{log}");
-    assert!(log.contains("denied: 403") && log.contains("token_name=mkt"), "{log}");
+    assert!(
+        log.contains("denied: 403") && log.contains("token_name=mkt"),
+        "{log}"
+    );
     for t in [OPS, MKT, ADMIN, "not-a-token"] {
         assert!(!log.contains(t), "a token leaked into the log");
     }
 }
 
 fn ledger(h: &Http, s: &Service, run_id: &str) -> Value {
-    h.get(&s.url(&format!("/jobs/churn_weekly/runs/{run_id}")), Some(OPS))
-        .json()
+    h.get(
+        &s.url(&format!("/jobs/churn_weekly/runs/{run_id}")),
+        Some(OPS),
+    )
+    .json()
 }
 
 fn done_steps(l: &Value) -> Vec<String> {
@@ -415,25 +512,51 @@ fn serve_trigger_conflict_and_resume_after_kill() {
     let s = Service::start(&p, &[("C360_SERVICE_STEP_DELAY_MS", "1500")]);
     let h = Http::new();
     let body = "{\"as_of\": \"2024-09-29\"}";
-    let r = h.send("POST", &s.url("/jobs/churn_weekly/runs"), Some(OPS), Some(body));
+    let r = h.send(
+        "POST",
+        &s.url("/jobs/churn_weekly/runs"),
+        Some(OPS),
+        Some(body),
+    );
     assert_eq!(r.status, 202, "{}", r.body);
     let started = r.json();
     let run_id = started["run_id"].as_str().unwrap().to_string();
     assert_eq!(started["as_of"], "2024-09-29");
     assert!(run_id.starts_with("2024-09-29-"));
-    assert_eq!(r.headers["location"], format!("/jobs/churn_weekly/runs/{run_id}"));
+    assert_eq!(
+        r.headers["location"],
+        format!("/jobs/churn_weekly/runs/{run_id}")
+    );
 
     // A second trigger (same or another date) while it runs: 409, nothing started.
     for b in [body, "{\"as_of\": \"2024-09-22\"}", ""] {
-        let r = h.send("POST", &s.url("/jobs/churn_weekly/runs"), Some(OPS), Some(b));
-        assert_eq!((r.status, r.json()["error"].as_str()), (409, Some("conflict")), "{b}");
+        let r = h.send(
+            "POST",
+            &s.url("/jobs/churn_weekly/runs"),
+            Some(OPS),
+            Some(b),
+        );
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (409, Some("conflict")),
+            "{b}"
+        );
     }
     assert_eq!(
-        h.send("POST", &s.url("/jobs/churn_weekly/runs"), Some(OPS), Some("{\"as_of\": 5}"))
-            .status,
+        h.send(
+            "POST",
+            &s.url("/jobs/churn_weekly/runs"),
+            Some(OPS),
+            Some("{\"as_of\": 5}")
+        )
+        .status,
         400
     );
-    assert_eq!(h.send("POST", &s.url("/jobs/nope/runs"), Some(OPS), None).status, 404);
+    assert_eq!(
+        h.send("POST", &s.url("/jobs/nope/runs"), Some(OPS), None)
+            .status,
+        404
+    );
 
     // Kill the service in the middle of the run (after two steps).
     let before = wait_for("two finished steps", 300, || {
@@ -442,8 +565,13 @@ fn serve_trigger_conflict_and_resume_after_kill() {
     });
     s.kill();
     let lease = p.store().join("runs/churn_weekly/lease.json");
-    assert!(lease.exists(), "the killed process's lease stays until it expires");
-    let ledger_file = p.store().join(format!("runs/churn_weekly/{run_id}/run.json"));
+    assert!(
+        lease.exists(),
+        "the killed process's lease stays until it expires"
+    );
+    let ledger_file = p
+        .store()
+        .join(format!("runs/churn_weekly/{run_id}/run.json"));
     let killed: Value = serde_json::from_slice(&std::fs::read(&ledger_file).unwrap()).unwrap();
     assert_eq!(killed["status"], "running");
     assert_eq!(killed["attempts"], 1);
@@ -464,24 +592,46 @@ fn serve_trigger_conflict_and_resume_after_kill() {
             .find(|s| s["name"] == "features" && s["status"] == "done")
             .map(|s| s["started_at"].clone())
     };
-    assert_eq!(features(&after), features(&before), "the features step was redone");
+    assert_eq!(
+        features(&after),
+        features(&before),
+        "the features step was redone"
+    );
     assert_eq!(
         done_steps(&after),
-        ["features", "transform_input", "transform", "gates", "publish"]
+        [
+            "features",
+            "transform_input",
+            "transform",
+            "gates",
+            "publish"
+        ]
     );
     let latest = p.latest().unwrap();
     assert_eq!(latest["run_id"], run_id.as_str());
-    wait_for("the lease to be released", 60, || (!lease.exists()).then_some(()));
+    wait_for("the lease to be released", 60, || {
+        (!lease.exists()).then_some(())
+    });
     let m = h.get(&s.url("/metrics"), None).body;
     assert!(
-        m.contains("c360_runs_total{job=\"churn_weekly\",status=\"succeeded\",trigger=\"resume\"} 1"),
+        m.contains(
+            "c360_runs_total{job=\"churn_weekly\",status=\"succeeded\",trigger=\"resume\"} 1"
+        ),
         "{m}"
     );
     if !done_steps(&killed).contains(&"transform".to_string()) {
         let rows = latest["rows"].as_u64().unwrap();
-        assert!(m.contains(&format!("c360_rows_scored_total{{job=\"churn_weekly\"}} {rows}\n")), "{m}");
+        assert!(
+            m.contains(&format!(
+                "c360_rows_scored_total{{job=\"churn_weekly\"}} {rows}\n"
+            )),
+            "{m}"
+        );
     }
-    assert!(m.contains("c360_step_duration_seconds_count{job=\"churn_weekly\",step=\"publish\"} 1"), "{m}");
+    assert!(
+        m.contains("c360_step_duration_seconds_count{job=\"churn_weekly\",step=\"publish\"} 1"),
+        "{m}"
+    );
     s.stop();
 }
 
@@ -542,30 +692,40 @@ fn serve_seconds_cron_fires_on_time_once_per_tick_across_two_replicas() {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for log in [&la, &lb] {
         for l in log.lines().filter(|l| l.contains("scheduler fire")) {
-            if let Some(t) = l.split("tick=").nth(1).and_then(|r| r.split_whitespace().next()) {
+            if let Some(t) = l
+                .split("tick=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+            {
                 *count.entry(t.to_string()).or_default() += 1;
             }
         }
     }
     for f in &all {
         let t = ts(&f["tick"]).to_rfc3339();
-        assert_eq!(count.get(&t), Some(&1), "tick {t} fired {:?} times", count.get(&t));
+        assert_eq!(
+            count.get(&t),
+            Some(&1),
+            "tick {t} fired {:?} times",
+            count.get(&t)
+        );
     }
     assert_eq!(count.len(), all.len());
     // Without data the runs fail, but each fire that found no run in progress started one.
     // (The last fire may have been cut short by the shutdown, between claim and record.)
     let settled = &all[..all.len() - 1];
-    assert!(settled.iter().all(|f| f["outcome"] == "failed" || f["outcome"] == "busy" || f["outcome"] == "started"), "{settled:?}");
+    assert!(
+        settled.iter().all(|f| f["outcome"] == "failed"
+            || f["outcome"] == "busy"
+            || f["outcome"] == "started"),
+        "{settled:?}"
+    );
 }
 
 #[test]
 fn serve_catch_up_policies_after_downtime() {
     let now = Utc::now();
-    let midnight = now
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc();
+    let midnight = now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     if now - midnight < chrono::Duration::seconds(30) {
         // Too close to a fire for the expectations below; the next minute is safe.
         std::thread::sleep(Duration::from_secs(35));
@@ -583,7 +743,10 @@ fn serve_catch_up_policies_after_downtime() {
     for policy in ["skip", "latest", "all"] {
         let p = TestProject::new(|j| {
             j.replace("schedule = \"0 6 * * MON\"", "schedule = \"0 0 * * *\"")
-                .replace("as_of = \"last_sunday\"", &format!("as_of = \"yesterday\"\ncatch_up = \"{policy}\""))
+                .replace(
+                    "as_of = \"last_sunday\"",
+                    &format!("as_of = \"yesterday\"\ncatch_up = \"{policy}\""),
+                )
         });
         configure(&p, "");
         let dir = p.store().join("runs/churn_weekly");
@@ -602,7 +765,9 @@ fn serve_catch_up_policies_after_downtime() {
         Some(ts(&v["last_fire"]))
     };
     for (policy, p, s) in running {
-        wait_for("the catch-up", 120, || (state(&p) == Some(missed[2])).then_some(()));
+        wait_for("the catch-up", 120, || {
+            (state(&p) == Some(missed[2])).then_some(())
+        });
         s.stop();
         let f = fires(&p.store());
         let ticks: Vec<DateTime<Utc>> = f.iter().map(|f| ts(&f["tick"])).collect();
@@ -615,7 +780,10 @@ fn serve_catch_up_policies_after_downtime() {
         for f in &f {
             assert_eq!(f["catch_up"], true);
             let tick = ts(&f["tick"]);
-            assert_eq!(f["as_of"], (tick.date_naive().pred_opt().unwrap()).to_string());
+            assert_eq!(
+                f["as_of"],
+                (tick.date_naive().pred_opt().unwrap()).to_string()
+            );
             assert_ne!(f["outcome"], "claimed");
         }
     }
