@@ -684,7 +684,7 @@ impl Table {
             table: name.into(),
             message: e.to_string(),
         };
-        let mut aggs: Vec<Expr> = norm_checks
+        let aggs: Vec<Expr> = norm_checks
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -696,13 +696,6 @@ impl Table {
                     .alias(format!("c{i}"))
             })
             .collect();
-        if let Some(key) = spec.key {
-            aggs.push(
-                (polars::prelude::col(key).count() - polars::prelude::col(key).n_unique())
-                    .cast(DataType::Int64)
-                    .alias("dup"),
-            );
-        }
         let counts = self.frame.clone().select(aggs).collect().map_err(perr)?;
         for (i, c) in norm_checks.iter().enumerate() {
             let n = scalar_u64(&counts, &format!("c{i}"));
@@ -728,26 +721,21 @@ impl Table {
             }
         }
         if let Some(key) = spec.key {
-            let dups = scalar_i64(&counts, "dup");
-            if dups > 0 {
-                let k = polars::prelude::col(key);
-                let example = self
-                    .frame
-                    .clone()
-                    .filter(k.clone().is_not_null())
-                    .group_by([k.clone()])
-                    .agg([len().alias("rows")])
-                    .filter(polars::prelude::col("rows").gt(lit(1)))
-                    .limit(1)
-                    .collect()
-                    .map(|df| describe_row(&df))
-                    .unwrap_or_default();
+            let ids = self
+                .frame
+                .clone()
+                .select([polars::prelude::col(key)])
+                .collect()
+                .map_err(perr)?;
+            let ids = ids.column(key).map_err(perr)?;
+            let ids = ids.str().map_err(perr)?;
+            if let Some((dup, count)) = first_duplicate(ids) {
                 return Err(SourceError::Violation {
                     table: name.into(),
                     column: key.into(),
                     problem: "repeat an id that must be unique".into(),
-                    count: dups as u64,
-                    example,
+                    count,
+                    example: format!("{key}={dup:?}"),
                 });
             }
         }
@@ -861,12 +849,47 @@ fn scalar_u64(df: &DataFrame, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn scalar_i64(df: &DataFrame, name: &str) -> i64 {
-    df.column(name)
-        .ok()
-        .and_then(|c| c.get(0).ok())
-        .and_then(|v| v.extract::<i64>())
-        .unwrap_or(0)
+/// The first repeated value of a string column and how many rows repeat an id, if any.
+///
+/// Hashes each value to 64 bits in one pass (polars' n_unique on millions of distinct long
+/// strings is far slower); equal strings have equal hashes, so no duplicate is missed, and a
+/// hash collision is told apart from a true duplicate by comparing the strings.
+fn first_duplicate(ids: &StringChunked) -> Option<(String, u64)> {
+    use std::collections::hash_map::{Entry, HashMap};
+    use std::hash::{BuildHasher, RandomState};
+    let state = RandomState::new();
+    let mut seen: HashMap<u64, &str> = HashMap::with_capacity(ids.len());
+    let mut first: Option<String> = None;
+    let mut repeats = 0u64;
+    let mut collisions = 0usize;
+    for v in ids.iter().flatten() {
+        match seen.entry(state.hash_one(v)) {
+            Entry::Vacant(e) => {
+                e.insert(v);
+            }
+            Entry::Occupied(e) => {
+                if *e.get() == v {
+                    repeats += 1;
+                    first.get_or_insert_with(|| v.to_string());
+                } else {
+                    collisions += 1;
+                }
+            }
+        }
+    }
+    if collisions > 0 {
+        // Exact check for the (astronomically rare) values whose hash collided.
+        let mut exact: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        first = None;
+        repeats = 0;
+        for v in ids.iter().flatten() {
+            if !exact.insert(v) {
+                repeats += 1;
+                first.get_or_insert_with(|| v.to_string());
+            }
+        }
+    }
+    first.map(|f| (f, repeats))
 }
 
 /// `col=value, ...` for the first row of a frame (timestamps shown as their day).
@@ -892,4 +915,17 @@ pub fn day_number(d: chrono::NaiveDate) -> i32 {
 pub fn date_of_day(n: i32) -> chrono::NaiveDate {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     epoch + chrono::Duration::days(n as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_duplicate_finds_repeats_and_nothing_else() {
+        let ids = StringChunked::from_iter_options("id".into(), [Some("a"), Some("b"), None, Some("c"), None].into_iter());
+        assert_eq!(first_duplicate(&ids), None, "nulls are not duplicates (they are reported as nulls)");
+        let ids = StringChunked::from_iter_values("id".into(), ["x", "y", "x", "z", "y", "x"].into_iter());
+        assert_eq!(first_duplicate(&ids), Some(("x".to_string(), 3)));
+    }
 }

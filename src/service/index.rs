@@ -76,6 +76,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct ProductIndex {
     entries: RwLock<HashMap<String, Entry>>,
+    /// One load or check at a time: a burst of first requests (or of misses) loads once.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl ProductIndex {
@@ -136,11 +138,20 @@ impl ProductIndex {
         product: &str,
         miss_after: Option<Duration>,
     ) -> Result<Arc<Loaded>, ServiceError> {
-        if let Some((l, checked)) = self.cached(product) {
-            match miss_after {
-                Some(stale) if checked.elapsed() >= stale => {}
-                _ => return Ok(l),
-            }
+        let fresh = |me: &Self| match me.cached(product) {
+            Some((l, checked)) => match miss_after {
+                Some(stale) if checked.elapsed() >= stale => None,
+                _ => Some(l),
+            },
+            None => None,
+        };
+        if let Some(l) = fresh(self) {
+            return Ok(l);
+        }
+        let _one = self.loading.lock().await;
+        // Another request may have loaded or checked it while this one waited.
+        if let Some(l) = fresh(self) {
+            return Ok(l);
         }
         let me = self.clone();
         let store = store.clone();

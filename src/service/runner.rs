@@ -319,6 +319,7 @@ pub async fn start(
         st.metrics
             .add_gauge("c360_runs_in_progress", &[("job", &job)], 1.0);
         // Renew the lease while the run goes.
+        let (stop_renewing, mut stop) = tokio::sync::oneshot::channel::<()>();
         let renew = {
             let st = st.clone();
             let job = job.clone();
@@ -326,7 +327,10 @@ pub async fn start(
             tokio::spawn(async move {
                 let every = (st.runner.lease_ttl / 3).max(Duration::from_millis(200));
                 loop {
-                    tokio::time::sleep(every).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = &mut stop => return,
+                    }
                     let st2 = st.clone();
                     let (j, r) = (job.clone(), run_id.clone());
                     let _ = tokio::task::spawn_blocking(move || {
@@ -348,12 +352,20 @@ pub async fn start(
                 job: j.clone(),
                 delay: st2.runner.step_delay,
             };
-            let r = pipeline::run(&st2.project, &j, &opts, &obs);
-            release_lease(&st2.store, &j, &st2.runner.owner);
-            r.map(|rep| rep.reused).map_err(|e| e.to_string())
+            pipeline::run(&st2.project, &j, &opts, &obs)
+                .map(|rep| rep.reused)
+                .map_err(|e| e.to_string())
         })
         .await;
-        renew.abort();
+        // Stop renewing (and wait for a renewal in flight) before releasing, so that a late
+        // renewal cannot bring the lease back.
+        let _ = stop_renewing.send(());
+        let _ = renew.await;
+        let st2 = st.clone();
+        let j = job.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || release_lease(&st2.store, &j, &st2.runner.owner))
+                .await;
         let fin = match res {
             Ok(Ok(reused)) => Finished {
                 status: if reused { "reused" } else { "succeeded" }.into(),
