@@ -384,6 +384,8 @@ pub async fn start(
             None => tracing::info!(job, run_id, status = %fin.status, "run finished"),
             Some(e) => tracing::error!(job, run_id, error = %e, "run failed"),
         }
+        // Free the job before counting, so that whoever sees the count may start the next.
+        st.runner.unclaim(&job);
         st.metrics.inc(
             "c360_runs_total",
             &[
@@ -395,7 +397,6 @@ pub async fn start(
         );
         st.metrics
             .add_gauge("c360_runs_in_progress", &[("job", &job)], -1.0);
-        st.runner.unclaim(&job);
         fin
     });
     Ok((started, handle))

@@ -463,12 +463,13 @@ fn serve_access_control_pii_lookup_and_openapi() {
         m.contains("c360_http_denials_total{route=\"/products\",status=\"401\"} 3"),
         "{m}"
     );
-    assert!(
+    wait_for("the index size in the metrics", 60, || {
+        let m = h.get(&s.url("/metrics"), None).body;
         m.contains(&format!(
             "c360_lookup_index_rows{{product=\"customer_churn_scores\"}} {n_rows}\n"
-        )),
-        "{m}"
-    );
+        ))
+        .then_some(())
+    });
 
     // Shut down cleanly; the logs show the denials but never a token.
     let log = s.stop();
@@ -503,8 +504,8 @@ fn done_steps(l: &Value) -> Vec<String> {
 }
 
 #[test]
-fn serve_trigger_conflict_and_resume_after_kill() {
-    let p = TestProject::new(|j| j);
+fn serve_trigger_conflict_and_resume_after_kill_and_index_reload() {
+    let p = TestProject::new(|j| j.replace("max_mean_shift = 0.15", "max_mean_shift = 0.5"));
     p.generate(500);
     configure(&p, "scheduler = false");
     // Every step of a service run sleeps 1.5 s first: the run lasts long enough to be
@@ -557,6 +558,13 @@ fn serve_trigger_conflict_and_resume_after_kill() {
             .status,
         404
     );
+
+    // Nothing published yet: no product to look up.
+    let r = h.get(
+        &s.url(&format!("/products/{PRODUCT}/customers/C0000001")),
+        Some(OPS),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // Kill the service in the middle of the run (after two steps).
     let before = wait_for("two finished steps", 300, || {
@@ -612,13 +620,14 @@ fn serve_trigger_conflict_and_resume_after_kill() {
     wait_for("the lease to be released", 60, || {
         (!lease.exists()).then_some(())
     });
-    let m = h.get(&s.url("/metrics"), None).body;
-    assert!(
+    // The run's task counts it just after the ledger and the lease.
+    let m = wait_for("the resumed run in the metrics", 60, || {
+        let m = h.get(&s.url("/metrics"), None).body;
         m.contains(
-            "c360_runs_total{job=\"churn_weekly\",status=\"succeeded\",trigger=\"resume\"} 1"
-        ),
-        "{m}"
-    );
+            "c360_runs_total{job=\"churn_weekly\",status=\"succeeded\",trigger=\"resume\"} 1",
+        )
+        .then_some(m)
+    });
     if !done_steps(&killed).contains(&"transform".to_string()) {
         let rows = latest["rows"].as_u64().unwrap();
         assert!(
@@ -632,6 +641,35 @@ fn serve_trigger_conflict_and_resume_after_kill() {
         m.contains("c360_step_duration_seconds_count{job=\"churn_weekly\",step=\"publish\"} 1"),
         "{m}"
     );
+
+    // The lookup index follows latest.json: a newer version replaces the loaded one.
+    let page = |h: &Http, s: &Service| {
+        h.get(
+            &s.url(&format!("/products/{PRODUCT}/rows?limit=1")),
+            Some(OPS),
+        )
+    };
+    let first = wait_for("the product in the index", 60, || {
+        let r = page(&h, &s);
+        (r.status == 200).then(|| r.json())
+    });
+    assert_eq!(first["as_of"], "2024-09-29");
+    assert_eq!(first["run_id"], run_id.as_str());
+    let r = h.send(
+        "POST",
+        &s.url("/jobs/churn_weekly/runs"),
+        Some(OPS),
+        Some("{\"as_of\": \"2024-09-30\"}"),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let second = r.json()["run_id"].as_str().unwrap().to_string();
+    assert_ne!(second, run_id);
+    let moved = wait_for("the index to reload the new version", 300, || {
+        let v = page(&h, &s).json();
+        (v["as_of"] == "2024-09-30").then_some(v)
+    });
+    assert_eq!(moved["run_id"], second.as_str());
+    assert_eq!(ledger(&h, &s, &second)["status"], "succeeded");
     s.stop();
 }
 
