@@ -600,11 +600,15 @@ impl Table {
     /// Reads the normalised table into memory once, so that the contract checks and the
     /// feature plans that follow share one decode of the files.
     pub fn materialize(&mut self) -> Result<()> {
-        let df = self.frame.clone().collect().map_err(|e| SourceError::Unreadable {
-            table: self.spec.name.into(),
-            path: self.location.path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let df = self
+            .frame
+            .clone()
+            .collect()
+            .map_err(|e| SourceError::Unreadable {
+                table: self.spec.name.into(),
+                path: self.location.path.display().to_string(),
+                message: e.to_string(),
+            })?;
         self.frame = df.lazy();
         Ok(())
     }
@@ -923,9 +927,19 @@ mod tests {
 
     #[test]
     fn first_duplicate_finds_repeats_and_nothing_else() {
-        let ids = StringChunked::from_iter_options("id".into(), [Some("a"), Some("b"), None, Some("c"), None].into_iter());
-        assert_eq!(first_duplicate(&ids), None, "nulls are not duplicates (they are reported as nulls)");
-        let ids = StringChunked::from_iter_values("id".into(), ["x", "y", "x", "z", "y", "x"].into_iter());
+        let ids = StringChunked::from_iter_options(
+            "id".into(),
+            [Some("a"), Some("b"), None, Some("c"), None].into_iter(),
+        );
+        assert_eq!(
+            first_duplicate(&ids),
+            None,
+            "nulls are not duplicates (they are reported as nulls)"
+        );
+        let ids = StringChunked::from_iter_values(
+            "id".into(),
+            ["x", "y", "x", "z", "y", "x"].into_iter(),
+        );
         assert_eq!(first_duplicate(&ids), Some(("x".to_string(), 3)));
     }
 }

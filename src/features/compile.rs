@@ -30,7 +30,7 @@ pub enum Mode {
     /// One date (day number) for every customer signed up on or before it.
     Snapshot(i32),
     /// `customer_id` (String), `_as_of` (Int32 day number) rows.
-    Spine(LazyFrame),
+    Spine(Box<LazyFrame>),
 }
 
 impl Mode {
@@ -237,7 +237,9 @@ fn table_aggregates(
             // The mean of daily sums needs no per-day group-by: it is the total over the
             // number of days (without the first day: minus that day's total, over one day
             // fewer). One pass instead of two group-bys.
-            let v = value.clone().ok_or_else(|| cerr(set, "per_day needs a column"))?;
+            let v = value
+                .clone()
+                .ok_or_else(|| cerr(set, "per_day needs a column"))?;
             let mv = masked(v.cast(DataType::Float64));
             let md = masked(days_ago(as_of.clone(), &a.ts));
             let days = md.clone().n_unique().cast(DataType::Float64)
@@ -249,7 +251,9 @@ fn table_aggregates(
             } else {
                 (total, days)
             };
-            let e = when(den.clone().gt(lit(0.0))).then(num / den).otherwise(lit(NULL));
+            let e = when(den.clone().gt(lit(0.0)))
+                .then(num / den)
+                .otherwise(lit(NULL));
             plain.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
             continue;
         }

@@ -388,7 +388,7 @@ pub fn training_set(
     let lf = compile::plan(
         set,
         &inputs,
-        &compile::Mode::Spine(spine.clone().lazy()),
+        &compile::Mode::Spine(Box::new(spine.clone().lazy())),
         None,
         label,
         population,

@@ -210,26 +210,23 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Checks the shape of a cron expression: 5 fields (or 6 with seconds).
+/// Parses a cron expression as people write it: 5 fields (minute hour day-of-month month
+/// day-of-week), or 6 with seconds first; the same parser the scheduler uses.
 pub fn check_cron(s: &str) -> Result<(), String> {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() != 5 && fields.len() != 6 {
+    use croner::parser::{CronParser, Seconds, Year};
+    let fields = s.split_whitespace().count();
+    if fields != 5 && fields != 6 {
         return Err(format!(
-            "{s:?} has {} fields; write minute hour day-of-month month day-of-week (optionally seconds first)",
-            fields.len()
+            "{s:?} has {fields} fields; write minute hour day-of-month month day-of-week (optionally seconds first)"
         ));
     }
-    for f in &fields {
-        if !f
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ",-*/?".contains(c))
-        {
-            return Err(format!(
-                "{s:?}: field {f:?} has characters cron does not know"
-            ));
-        }
-    }
-    Ok(())
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(s)
+        .map(|_| ())
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Loads and validates one job file.
@@ -275,6 +272,15 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
     }
     if let Err(e) = check_cron(&def.schedule) {
         errs.push(err("schedule", e));
+    }
+    if <chrono_tz::Tz as std::str::FromStr>::from_str(&def.timezone).is_err() {
+        errs.push(err(
+            "timezone",
+            format!(
+                "{:?} is not an IANA time zone (e.g. UTC, Europe/Berlin)",
+                def.timezone
+            ),
+        ));
     }
     let as_of = AsOfRule::parse(&def.as_of);
     if as_of.is_none() {
@@ -413,5 +419,6 @@ mod tests {
         assert!(check_cron("*/5 0 6 * * 1-5").is_ok());
         assert!(check_cron("0 6 * *").is_err());
         assert!(check_cron("0 6 * * $").is_err());
+        assert!(check_cron("61 6 * * MON").is_err(), "minute out of range");
     }
 }

@@ -134,7 +134,7 @@ pub fn ledgers(store: &dyn ObjectStore, job: &str) -> Result<Vec<Ledger>> {
             }
         }
     }
-    out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    out.sort_by_key(|l| std::cmp::Reverse(l.started_at));
     Ok(out)
 }
 

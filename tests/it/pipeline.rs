@@ -471,7 +471,8 @@ fn a_failed_gate_publishes_nothing_and_keeps_the_previous_latest() {
 
 #[test]
 fn bad_job_and_model_definitions_fail_validate() {
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|j: String| j.replace("model = \"churn_xgb\"", "model = \"nope\"")),
             "no model nope",
