@@ -700,7 +700,13 @@ impl Table {
                     .alias(format!("c{i}"))
             })
             .collect();
+        let t = std::time::Instant::now();
         let counts = self.frame.clone().select(aggs).collect().map_err(perr)?;
+        tracing::debug!(
+            table = name,
+            secs = t.elapsed().as_secs_f64(),
+            "value rules counted"
+        );
         for (i, c) in norm_checks.iter().enumerate() {
             let n = scalar_u64(&counts, &format!("c{i}"));
             if n > 0 {
@@ -725,20 +731,40 @@ impl Table {
             }
         }
         if let Some(key) = spec.key {
-            let ids = self
+            // Sorting (parallel) and comparing neighbours beats hashing millions of
+            // distinct long strings.
+            let t = std::time::Instant::now();
+            let k = polars::prelude::col("k");
+            let repeats = self
                 .frame
                 .clone()
-                .select([polars::prelude::col(key)])
+                .select([polars::prelude::col(key)
+                    .drop_nulls()
+                    .sort(SortOptions::default().with_multithreaded(true))
+                    .alias("k")])
+                .filter(k.clone().eq(k.shift(lit(1))).fill_null(lit(false)))
                 .collect()
                 .map_err(perr)?;
-            let ids = ids.column(key).map_err(perr)?;
-            let ids = ids.str().map_err(perr)?;
-            if let Some((dup, count)) = first_duplicate(ids) {
+            tracing::debug!(
+                table = name,
+                secs = t.elapsed().as_secs_f64(),
+                "key uniqueness checked"
+            );
+            if repeats.height() > 0 {
+                let dup = repeats
+                    .column("k")
+                    .ok()
+                    .and_then(|c| {
+                        c.get(0)
+                            .ok()
+                            .map(|v| v.get_str().unwrap_or_default().to_string())
+                    })
+                    .unwrap_or_default();
                 return Err(SourceError::Violation {
                     table: name.into(),
                     column: key.into(),
                     problem: "repeat an id that must be unique".into(),
-                    count,
+                    count: repeats.height() as u64,
                     example: format!("{key}={dup:?}"),
                 });
             }
@@ -853,49 +879,6 @@ fn scalar_u64(df: &DataFrame, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The first repeated value of a string column and how many rows repeat an id, if any.
-///
-/// Hashes each value to 64 bits in one pass (polars' n_unique on millions of distinct long
-/// strings is far slower); equal strings have equal hashes, so no duplicate is missed, and a
-/// hash collision is told apart from a true duplicate by comparing the strings.
-fn first_duplicate(ids: &StringChunked) -> Option<(String, u64)> {
-    use std::collections::hash_map::{Entry, HashMap};
-    use std::hash::{BuildHasher, RandomState};
-    let state = RandomState::new();
-    let mut seen: HashMap<u64, &str> = HashMap::with_capacity(ids.len());
-    let mut first: Option<String> = None;
-    let mut repeats = 0u64;
-    let mut collisions = 0usize;
-    for v in ids.iter().flatten() {
-        match seen.entry(state.hash_one(v)) {
-            Entry::Vacant(e) => {
-                e.insert(v);
-            }
-            Entry::Occupied(e) => {
-                if *e.get() == v {
-                    repeats += 1;
-                    first.get_or_insert_with(|| v.to_string());
-                } else {
-                    collisions += 1;
-                }
-            }
-        }
-    }
-    if collisions > 0 {
-        // Exact check for the (astronomically rare) values whose hash collided.
-        let mut exact: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        first = None;
-        repeats = 0;
-        for v in ids.iter().flatten() {
-            if !exact.insert(v) {
-                repeats += 1;
-                first.get_or_insert_with(|| v.to_string());
-            }
-        }
-    }
-    first.map(|f| (f, repeats))
-}
-
 /// `col=value, ...` for the first row of a frame (timestamps shown as their day).
 pub fn describe_row(df: &DataFrame) -> String {
     if df.height() == 0 {
@@ -919,27 +902,4 @@ pub fn day_number(d: chrono::NaiveDate) -> i32 {
 pub fn date_of_day(n: i32) -> chrono::NaiveDate {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     epoch + chrono::Duration::days(n as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_duplicate_finds_repeats_and_nothing_else() {
-        let ids = StringChunked::from_iter_options(
-            "id".into(),
-            [Some("a"), Some("b"), None, Some("c"), None].into_iter(),
-        );
-        assert_eq!(
-            first_duplicate(&ids),
-            None,
-            "nulls are not duplicates (they are reported as nulls)"
-        );
-        let ids = StringChunked::from_iter_values(
-            "id".into(),
-            ["x", "y", "x", "z", "y", "x"].into_iter(),
-        );
-        assert_eq!(first_duplicate(&ids), Some(("x".to_string(), 3)));
-    }
 }

@@ -113,8 +113,16 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
         cust_spec,
         set.extra_columns.get("customers").unwrap_or(&empty),
     )?;
+    let t = std::time::Instant::now();
     customers.materialize()?;
+    let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
+    tracing::debug!(
+        table = "customers",
+        read_secs = read,
+        check_secs = t.elapsed().as_secs_f64() - read,
+        "table loaded and checked"
+    );
     for n in &names {
         if *n == "customers" {
             continue;
@@ -124,8 +132,16 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
             message: format!("unknown table {n}"),
         })?;
         let mut t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
+        let t0 = std::time::Instant::now();
         t.materialize()?;
+        let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
+        tracing::debug!(
+            table = *n,
+            read_secs = read,
+            check_secs = t0.elapsed().as_secs_f64() - read,
+            "table loaded and checked"
+        );
         tables.insert(*n, t);
     }
     tables.insert("customers", customers);
