@@ -95,34 +95,13 @@ pub fn run(args: ServeModelArgs) -> anyhow::Result<()> {
         let mut handle = serving::start(listener, b, cfg)?;
         let stop = handle.take_shutdown();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            crate::service::shutdown_signal().await;
             if let Some(tx) = stop {
                 let _ = tx.send(());
             }
         });
         handle.wait().await.context("serving")
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 /// `c360 serve` as SageMaker starts the image: the model under `/opt/ml/model`, port 8080

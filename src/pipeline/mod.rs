@@ -112,6 +112,25 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// A fresh ledger for a prepared run.
+    fn new(p: &Prepared, attempts: u32) -> Ledger {
+        Ledger {
+            job: p.job.def.name.clone(),
+            run_id: p.run_id.clone(),
+            as_of: p.as_of,
+            status: Status::Running,
+            backend: p.backend.clone(),
+            started_at: Utc::now(),
+            updated_at: Utc::now(),
+            finished_at: None,
+            attempts,
+            steps: vec![],
+            error: None,
+            product: None,
+            created_by: offline::c360_version(),
+        }
+    }
+
     fn step(&self, name: &str) -> Option<&StepRecord> {
         self.steps.iter().rev().find(|s| s.name == name)
     }
@@ -443,23 +462,8 @@ pub fn run(
             let committed = offline::read_manifest(p.store.as_ref(), &prefix)?;
             plan["feature_sets"][i]["committed"] = json!(committed.map(|m| json!({"rows": m.rows, "run_id": m.run_id, "definition_matches": m.definition_hash == s.hash})));
         }
-        let ledger = Ledger {
-            job: p.job.def.name.clone(),
-            run_id: p.run_id.clone(),
-            as_of: p.as_of,
-            status: Status::Running,
-            backend: p.backend.clone(),
-            started_at: Utc::now(),
-            updated_at: Utc::now(),
-            finished_at: None,
-            attempts: 0,
-            steps: vec![],
-            error: None,
-            product: None,
-            created_by: offline::c360_version(),
-        };
         return Ok(RunReport {
-            ledger,
+            ledger: Ledger::new(&p, 0),
             store_uri,
             reused: false,
             plan,
@@ -492,21 +496,7 @@ pub fn run(
             l.steps.retain(|s| s.status == Status::Done);
             l
         }
-        None => Ledger {
-            job: p.job.def.name.clone(),
-            run_id: p.run_id.clone(),
-            as_of: p.as_of,
-            status: Status::Running,
-            backend: p.backend.clone(),
-            started_at: Utc::now(),
-            updated_at: Utc::now(),
-            finished_at: None,
-            attempts: 1,
-            steps: vec![],
-            error: None,
-            product: None,
-            created_by: offline::c360_version(),
-        },
+        None => Ledger::new(&p, 1),
     };
     let mut run = Run {
         p: &p,
