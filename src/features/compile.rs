@@ -150,6 +150,24 @@ fn agg_condition(set: &FeatureSet, a: &Agg, as_of: &Expr) -> Result<Expr, Compil
     Ok(cond.fill_null(lit(false)))
 }
 
+/// The rows a label counts: dated in (D, D + horizon] and matching its filter.
+fn label_condition(set: &FeatureSet, l: &Label, as_of: &Expr) -> Result<Expr, CompileError> {
+    let d = days_ago(as_of.clone(), l.table.ts);
+    let mut cond = d
+        .clone()
+        .lt(lit(0i64))
+        .and(d.gt_eq(lit(-(l.horizon_days as i64))));
+    if let Some(w) = &l.filter {
+        let scope = Rows {
+            table: l.table,
+            ts: l.table.ts,
+            as_of: as_of.clone(),
+        };
+        cond = cond.and(compile_rows(set, w, &scope)?.fill_null(lit(false)));
+    }
+    Ok(cond.fill_null(lit(false)))
+}
+
 fn fill_value(f: &Feature) -> Option<Expr> {
     match &f.kind {
         Kind::Agg(a) => match a.func {
@@ -184,38 +202,28 @@ fn table_aggregates(
             JoinArgs::new(JoinType::Inner),
         ),
     };
-    // Drop rows no feature can see: after the as-of date (unless a label looks ahead),
-    // and before the earliest window start when every feature is windowed.
-    let mut ts_cols: BTreeSet<&str> = BTreeSet::new();
-    let mut max_back: Option<u32> = Some(0);
+    // Keep only the rows some feature (or the label) counts: the union of their conditions
+    // (point in time, window, filter). On event tables most rows are older than the
+    // windows or of another kind, so the group-by sees a fraction of the table.
+    let mut keep: Option<Expr> = None;
     for f in feats {
         if let Kind::Agg(a) = &f.kind {
-            ts_cols.insert(a.ts.as_str());
-            max_back = match (max_back, a.window) {
-                (Some(m), Some((w, o))) => Some(m.max(w + o)),
-                _ => None,
-            };
-        }
-    }
-    if let Some(l) = label {
-        ts_cols.insert(l.table.ts);
-    }
-    if label.is_none() {
-        let mut keep: Option<Expr> = None;
-        for ts in &ts_cols {
-            let d = days_ago(as_of.clone(), ts);
-            let mut c = d.clone().gt_eq(lit(0i64));
-            if let Some(m) = max_back {
-                c = c.and(d.lt(lit(m as i64)));
-            }
+            let c = agg_condition(set, a, &as_of)?;
             keep = Some(match keep {
                 None => c,
                 Some(k) => k.or(c),
             });
         }
-        if let Some(k) = keep {
-            frame = frame.filter(k.fill_null(lit(false)));
-        }
+    }
+    if let Some(l) = label {
+        let c = label_condition(set, l, &as_of)?;
+        keep = Some(match keep {
+            None => c,
+            Some(k) => k.or(c),
+        });
+    }
+    if let Some(k) = keep {
+        frame = frame.filter(k);
     }
 
     let mut plain = Vec::new();
@@ -304,19 +312,7 @@ fn table_aggregates(
         plain.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
     }
     if let Some(l) = label {
-        let d = days_ago(as_of.clone(), l.table.ts);
-        let mut cond = d
-            .clone()
-            .lt(lit(0i64))
-            .and(d.gt_eq(lit(-(l.horizon_days as i64))));
-        if let Some(w) = &l.filter {
-            let scope = Rows {
-                table: l.table,
-                ts: l.table.ts,
-                as_of: as_of.clone(),
-            };
-            cond = cond.and(compile_rows(set, w, &scope)?.fill_null(lit(false)));
-        }
+        let cond = label_condition(set, l, &as_of)?;
         plain.push(
             cond.fill_null(lit(false))
                 .sum()
