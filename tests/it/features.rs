@@ -27,6 +27,15 @@ pub fn c360() -> Command {
     c
 }
 
+/// Asserts a command succeeded, showing its stderr when it did not.
+pub fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn date(s: &str) -> NaiveDate {
     s.parse().expect("date")
 }
@@ -470,7 +479,21 @@ fn each_contract_violation_is_named_and_publishes_nothing() {
         Box<dyn FnOnce(LazyFrame) -> LazyFrame>,
         Vec<&'static str>,
     );
-    let first = |c: &str| col(c).eq(col(c).first());
+    // Sets `column` of the table's first row (found by its `key` value) to `value`.
+    fn set_first(
+        key: &'static str,
+        column: &'static str,
+        value: Expr,
+    ) -> Box<dyn FnOnce(LazyFrame) -> LazyFrame> {
+        Box::new(move |lf| {
+            lf.with_column(
+                when(col(key).eq(col(key).first()))
+                    .then(value)
+                    .otherwise(col(column))
+                    .alias(column),
+            )
+        })
+    }
     let cases: Vec<Case> = vec![
         (
             "orders",
@@ -487,40 +510,23 @@ fn each_contract_violation_is_named_and_publishes_nothing() {
         (
             "support_tickets",
             "churn_signals",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("ticket_id"))
-                        .then(lit(4.5))
-                        .otherwise(col("csat").cast(DataType::Float64))
-                        .alias("csat"),
-                )
-            }),
+            set_first("ticket_id", "csat", lit(4.5)),
             vec!["support_tickets", "csat", "not whole numbers", "4.5"],
         ),
         (
             "support_tickets",
             "churn_signals",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("ticket_id"))
-                        .then(lit(7i64))
-                        .otherwise(col("csat"))
-                        .alias("csat"),
-                )
-            }),
+            set_first("ticket_id", "csat", lit(7i64)),
             vec!["support_tickets", "csat", "outside 1..5"],
         ),
         (
             "customers",
             "rfm",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("customer_id"))
-                        .then(lit(NULL).cast(DataType::String))
-                        .otherwise(col("customer_id"))
-                        .alias("customer_id"),
-                )
-            }),
+            set_first(
+                "customer_id",
+                "customer_id",
+                lit(NULL).cast(DataType::String),
+            ),
             vec!["customers", "customer_id", "null"],
         ),
         (
@@ -535,53 +541,25 @@ fn each_contract_violation_is_named_and_publishes_nothing() {
         (
             "orders",
             "rfm",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("order_id"))
-                        .then(lit(-5.0))
-                        .otherwise(col("amount"))
-                        .alias("amount"),
-                )
-            }),
+            set_first("order_id", "amount", lit(-5.0)),
             vec!["orders", "amount", "negative, NaN or infinite", "-5"],
         ),
         (
             "orders",
             "rfm",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("order_id"))
-                        .then(lit(f64::NAN))
-                        .otherwise(col("amount"))
-                        .alias("amount"),
-                )
-            }),
+            set_first("order_id", "amount", lit(f64::NAN)),
             vec!["orders", "amount", "negative, NaN or infinite"],
         ),
         (
             "orders",
             "rfm",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("order_id"))
-                        .then(lit(f64::INFINITY))
-                        .otherwise(col("amount"))
-                        .alias("amount"),
-                )
-            }),
+            set_first("order_id", "amount", lit(f64::INFINITY)),
             vec!["orders", "amount", "negative, NaN or infinite"],
         ),
         (
             "orders",
             "rfm",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("order_id"))
-                        .then(lit("shipped"))
-                        .otherwise(col("status"))
-                        .alias("status"),
-                )
-            }),
+            set_first("order_id", "status", lit("shipped")),
             vec![
                 "orders",
                 "status",
@@ -605,14 +583,7 @@ fn each_contract_violation_is_named_and_publishes_nothing() {
         (
             "orders",
             "rfm",
-            Box::new(move |lf| {
-                lf.with_column(
-                    when(first("order_id"))
-                        .then(lit("C9999"))
-                        .otherwise(col("customer_id"))
-                        .alias("customer_id"),
-                )
-            }),
+            set_first("order_id", "customer_id", lit("C9999")),
             vec!["orders", "customer_id", "missing from customers", "C9999"],
         ),
         (
@@ -795,11 +766,7 @@ fn malformed_definitions_name_file_key_and_reason() {
     // The shipped definitions validate.
     let out = c360().arg("validate").current_dir(repo()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         text.contains("churn_signals") && text.contains("rfm"),
         "{text}"
@@ -898,11 +865,7 @@ fn a_build_killed_at_any_moment_leaves_no_committed_partial_partition() {
         .arg(data.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let store = tempfile::tempdir().unwrap();
     let prefix = store
         .path()
@@ -970,11 +933,7 @@ fn a_build_killed_at_any_moment_leaves_no_committed_partial_partition() {
         .arg(store.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(prefix.join("_manifest.json").exists());
     eprintln!(
         "kill test: {} runs committed before the kill, {} killed uncommitted",

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use polars::prelude::*;
 
-use crate::features::{c360, repo};
+use crate::features::{assert_ok, c360, repo};
 
 /// The tests' Python (with DuckDB and the ODCS validator), or None with a loud note.
 /// Under CI (or C360_REQUIRE_PYTHON=1) a missing one is a failure.
@@ -85,11 +85,7 @@ impl TestProject {
             .arg(self.path().join("data"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
     }
 
     pub fn cmd(&self) -> Command {
@@ -254,11 +250,7 @@ print(json.dumps({{"duckdb_rows": n, "duckdb_sum": s, "bands": bands, "as_of_typ
         part = part.display().to_string()
     );
     let out = Command::new(&py).args(["-c", &script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["duckdb_rows"].as_u64().unwrap() as usize, n);
     assert_eq!(v["polars_rows"].as_u64().unwrap() as usize, n);
@@ -401,11 +393,7 @@ fn reruns_are_idempotent_and_latest_only_moves_forward() {
         .args(["products", "get", "customer_churn_scores", "C0000002"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["as_of"], "2024-09-30");
     assert_eq!(v["customer_id"], "C0000002");
@@ -548,11 +536,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     for needle in [
         "\"run_id\"",
         "transform-input",
