@@ -9,6 +9,7 @@
 // row); they are built on cold paths, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod aws;
 pub mod cli;
 pub mod features;
 pub mod generate;

@@ -26,6 +26,9 @@ pub struct Config {
     /// section makes `c360 serve` the inference server instead).
     #[serde(default)]
     pub service: Option<ServiceSection>,
+    /// `[aws]`: S3 (VPC endpoint, SSE-KMS) and SageMaker settings; see [`crate::aws`].
+    #[serde(default)]
+    pub aws: crate::aws::AwsSettings,
 }
 
 /// `[project]`
@@ -261,6 +264,7 @@ impl Project {
             p.config.source.uri = v;
         }
         p.validate()?;
+        crate::aws::configure(p.config.aws.clone());
         Ok(p)
     }
 
@@ -295,7 +299,38 @@ impl Project {
                 }
             }
         }
-        Ok(())
+        let s3 = self.config.store.uri.starts_with("s3://");
+        let errs = self.config.aws.validate(s3);
+        match errs.as_slice() {
+            [] => Ok(()),
+            [e] => Err(ProjectError::Config {
+                file: self.file_name(),
+                key: e.key.clone(),
+                reason: e.reason.clone(),
+            }),
+            many => Err(ProjectError::Config {
+                file: self.file_name(),
+                key: "[aws]".into(),
+                reason: format!(
+                    "{} problems:\n{}",
+                    many.len(),
+                    many.iter()
+                        .map(|e| format!("  - {}: {}", e.key, e.reason))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }),
+        }
+    }
+
+    /// The price table file for the planner, when `[aws.sagemaker] prices` names one.
+    pub fn prices_file(&self) -> Option<PathBuf> {
+        self.config
+            .aws
+            .sagemaker
+            .prices
+            .as_ref()
+            .map(|p| self.root.join(p))
     }
 
     /// Resolves a path or URI from the config relative to the project root.

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::store::ObjectStore as _;
+
 /// The logical types of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
@@ -225,20 +227,28 @@ pub struct TableLocation {
     pub folder: bool,
 }
 
-/// A Customer 360 source on local disk.
+/// A Customer 360 source: a folder on local disk, or an S3 prefix copied to a local cache.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub uri: String,
     pub root: PathBuf,
+    /// For S3 sources: each cached file's (size, ETag) as listed, so fingerprints are the
+    /// objects' and identical on every machine.
+    pub remote: Option<std::sync::Arc<Remote>>,
+}
+
+/// The listing of an S3 source and the store to fetch its objects from.
+#[derive(Debug)]
+pub struct Remote {
+    store: crate::store::S3Store,
+    /// Local cache path -> (object key, size, ETag).
+    objects: std::collections::BTreeMap<PathBuf, (String, u64, String)>,
 }
 
 impl Source {
     pub fn open(uri: &str) -> Result<Source> {
         if uri.starts_with("s3://") {
-            return Err(SourceError::BadSource {
-                source_uri: uri.into(),
-                message: "S3 sources need the S3 backend, not built into this c360 yet".into(),
-            });
+            return Source::open_s3(uri);
         }
         let path = uri.strip_prefix("file://").unwrap_or(uri);
         let root = PathBuf::from(path);
@@ -254,7 +264,142 @@ impl Source {
         Ok(Source {
             uri: uri.to_string(),
             root,
+            remote: None,
         })
+    }
+
+    /// An S3 source: the contract's tables are listed through the S3 store (same endpoint,
+    /// region, credentials and retries as every other S3 call) and copied, in parallel and
+    /// only when their ETag changed, to a local cache that polars then scans with
+    /// projection and predicate pushdown.
+    fn open_s3(uri: &str) -> Result<Source> {
+        let bad = |message: String| SourceError::BadSource {
+            source_uri: uri.into(),
+            message,
+        };
+        let settings = crate::aws::settings();
+        // Reading never writes, so the KMS rule of the store does not apply here.
+        let mut read_settings = (*settings).clone();
+        read_settings.require_kms = false;
+        let store =
+            crate::store::S3Store::open(uri, &read_settings).map_err(|e| bad(e.to_string()))?;
+        let cache_base = match &settings.cache_dir {
+            Some(d) => PathBuf::from(d),
+            None => std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("c360")
+                .join("sources"),
+        };
+        let rest = uri.trim_start_matches("s3://").trim_end_matches('/');
+        let root = cache_base.join(rest.replace('/', std::path::MAIN_SEPARATOR_STR));
+        let mut objects = std::collections::BTreeMap::new();
+        for o in store.list("").map_err(|e| bad(e.to_string()))? {
+            let top = o.key.split('/').next().unwrap_or("");
+            let wanted = CONTRACT.iter().any(|t| {
+                top == t.name
+                    || top == format!("{}.parquet", t.name)
+                    || top == format!("{}.csv", t.name)
+            });
+            let hidden = o
+                .key
+                .split('/')
+                .any(|c| c.starts_with('.') || c.starts_with('_'));
+            if wanted && !hidden {
+                objects.insert(
+                    root.join(&o.key),
+                    (o.key.clone(), o.size, o.version.clone()),
+                );
+            }
+        }
+        Ok(Source {
+            uri: uri.to_string(),
+            root,
+            remote: Some(std::sync::Arc::new(Remote { store, objects })),
+        })
+    }
+
+    /// Copies the given files of an S3 source to the local cache (in parallel; skipped when
+    /// the cached copy has the listed ETag and size).
+    fn fetch(&self, table: &str, files: &[PathBuf]) -> Result<()> {
+        let Some(r) = &self.remote else { return Ok(()) };
+        let mut todo = Vec::new();
+        for f in files {
+            let Some((key, size, etag)) = r.objects.get(f) else {
+                continue;
+            };
+            let stamp = f.with_file_name(format!(
+                ".{}.etag",
+                f.file_name().and_then(|n| n.to_str()).unwrap_or("object")
+            ));
+            let fresh = std::fs::read_to_string(&stamp).ok().as_deref() == Some(etag.as_str())
+                && std::fs::metadata(f).map(|m| m.len()).ok() == Some(*size);
+            if !fresh {
+                todo.push((key.clone(), f.clone(), stamp, etag.clone(), *size));
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let bytes: u64 = todo.iter().map(|t| t.4).sum();
+        tracing::info!(source = %self.uri, table, objects = todo.len(), bytes, cache = %self.root.display(), "copying S3 source objects to the local cache");
+        let err = |path: &Path, message: String| SourceError::Unreadable {
+            table: table.to_string(),
+            path: path.display().to_string(),
+            message,
+        };
+        use rayon::prelude::*;
+        todo.par_iter()
+            .try_for_each(|(key, local, stamp, etag, _)| -> Result<()> {
+                let data = r.store.get(key).map_err(|e| err(local, e.to_string()))?;
+                let dir = local.parent().unwrap_or(&self.root);
+                std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
+                let tmp = local.with_file_name(format!(
+                    ".{}.part.tmp",
+                    local
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("object")
+                ));
+                std::fs::write(&tmp, &data)
+                    .and_then(|_| std::fs::rename(&tmp, local))
+                    .and_then(|_| std::fs::write(stamp, etag))
+                    .map_err(|e| err(local, e.to_string()))
+            })
+    }
+
+    /// Whether `p` is a file of the source (S3: listed; else on disk).
+    fn is_file(&self, p: &Path) -> bool {
+        match &self.remote {
+            Some(r) => r.objects.contains_key(p),
+            None => p.is_file(),
+        }
+    }
+
+    /// Whether `p` is a folder of the source.
+    fn is_dir(&self, p: &Path) -> bool {
+        match &self.remote {
+            Some(r) => r.objects.keys().any(|k| k.starts_with(p) && k != p),
+            None => p.is_dir(),
+        }
+    }
+
+    /// Every file under a folder of the source.
+    fn files_under(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        match &self.remote {
+            Some(r) => Ok(r
+                .objects
+                .keys()
+                .filter(|k| k.starts_with(dir))
+                .cloned()
+                .collect()),
+            None => {
+                let mut files = Vec::new();
+                walk(dir, &mut files)?;
+                Ok(files)
+            }
+        }
     }
 
     /// Finds a table's files.
@@ -262,7 +407,7 @@ impl Source {
         let name = table.name;
         for (ext, csv) in [("parquet", false), ("csv", true)] {
             let p = self.root.join(format!("{name}.{ext}"));
-            if p.is_file() {
+            if self.is_file(&p) {
                 return Ok(TableLocation {
                     table,
                     path: p.clone(),
@@ -273,13 +418,14 @@ impl Source {
             }
         }
         let dir = self.root.join(name);
-        if dir.is_dir() {
-            let mut files = Vec::new();
-            walk(&dir, &mut files).map_err(|e| SourceError::Unreadable {
-                table: name.into(),
-                path: dir.display().to_string(),
-                message: e.to_string(),
-            })?;
+        if self.is_dir(&dir) {
+            let mut files = self
+                .files_under(&dir)
+                .map_err(|e| SourceError::Unreadable {
+                    table: name.into(),
+                    path: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
             files.sort();
             let parquet: Vec<_> = files
                 .iter()
@@ -326,7 +472,10 @@ impl Source {
                     .to_string_lossy()
                     .as_bytes(),
             );
-            if let Ok(md) = std::fs::metadata(f) {
+            if let Some((_, size, etag)) = self.remote.as_ref().and_then(|r| r.objects.get(f)) {
+                h.update(size.to_le_bytes());
+                h.update(etag.as_bytes());
+            } else if let Ok(md) = std::fs::metadata(f) {
                 h.update(md.len().to_le_bytes());
                 if let Ok(t) = md.modified() {
                     if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
@@ -338,11 +487,35 @@ impl Source {
         format!("sha256:{}", hex::encode(h.finalize()))
     }
 
+    /// The number of rows of a table as stored (Parquet: from the footers).
+    pub fn row_count(&self, table: &'static TableSpec) -> Result<u64> {
+        let loc = self.locate(table)?;
+        self.fetch(table.name, &loc.files)?;
+        let mut n = 0u64;
+        for f in &loc.files {
+            let df = scan_file(f, loc.csv)
+                .and_then(|lf| lf.select([len()]).collect())
+                .map_err(|e| SourceError::Unreadable {
+                    table: table.name.into(),
+                    path: f.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            n += df
+                .column("len")
+                .ok()
+                .and_then(|c| c.get(0).ok())
+                .and_then(|v| v.extract::<u64>())
+                .unwrap_or(0);
+        }
+        Ok(n)
+    }
+
     /// Scans a table, checks its schema against the contract, and returns the normalised
     /// LazyFrame (contract columns plus `extra` columns, timestamps as day numbers).
     pub fn scan(&self, table: &'static TableSpec, extra: &[String]) -> Result<Table> {
         let loc = self.locate(table)?;
         let name = table.name;
+        self.fetch(name, &loc.files)?;
         let pe = |path: &Path| {
             let path = path.display().to_string();
             move |e: PolarsError| SourceError::Unreadable {

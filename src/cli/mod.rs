@@ -2,6 +2,7 @@
 //! own: every command calls into the library.
 
 pub mod features;
+pub mod plan;
 pub mod run;
 pub mod score;
 pub mod serve;
@@ -77,6 +78,8 @@ pub enum Command {
     Products(run::ProductsCmd),
     /// Batch-transform records with a model locally, with SageMaker's semantics.
     Score(score::ScoreArgs),
+    /// Size a SageMaker batch transform for a row count: type, count, parts, concurrency, cost.
+    Plan(plan::PlanArgs),
     /// Serve a model over the SageMaker inference-container contract (port 8080).
     ServeModel(serve_model::ServeModelArgs),
     /// The long-running service: job scheduler and HTTP API (with access control and metrics).
@@ -205,6 +208,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(a) => run::run(cli.config.as_deref(), a),
         Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
         Command::Score(a) => score::run(a).map_err(Failure::from),
+        Command::Plan(a) => plan::run(a),
         Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),
         Command::Serve(a) => serve::run(cli.config.as_deref(), a),
     }

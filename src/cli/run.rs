@@ -105,6 +105,7 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
         source: a.source,
         store: a.store,
         today: None,
+        data_plane: None,
     };
     let report = run_job(&project, &a.job, &opts)?;
     if a.dry_run {

@@ -66,6 +66,9 @@ pub struct RunOptions {
     pub store: Option<String>,
     /// "Today" for the as-of rule (default: the UTC date now).
     pub today: Option<NaiveDate>,
+    /// SageMaker backend: called once the transform job exists (tests play SageMaker's data
+    /// plane with it; see [`transform::sagemaker::DataPlaneHook`]).
+    pub data_plane: Option<transform::sagemaker::DataPlaneHook>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +167,11 @@ pub trait Observer {
     fn transform_progress(&self) -> Option<&dyn transform::Progress> {
         None
     }
+    /// A flag that, once set, stops the run at the next step boundary (and stops a running
+    /// SageMaker job); the run stays resumable.
+    fn cancel_flag(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        None
+    }
 }
 
 pub struct Quiet;
@@ -192,6 +200,97 @@ pub struct Prepared {
     pub source_uri: String,
     pub store: DynStore,
     pub plan: Value,
+    /// The SageMaker backend's settings (None for the local backend).
+    pub cloud: Option<CloudPrep>,
+    pub data_plane: Option<transform::sagemaker::DataPlaneHook>,
+}
+
+/// What the SageMaker backend needs, resolved from `c360.toml`, the job and the model.
+#[derive(Debug, Clone)]
+pub struct CloudPrep {
+    pub settings: crate::aws::AwsSettings,
+    pub model: transform::sagemaker::ModelTarget,
+    pub prices: transform::planner::PriceTable,
+    pub planner: transform::planner::PlannerSettings,
+    pub pins: transform::planner::Pins,
+    pub model_bytes: u64,
+}
+
+fn prepare_cloud(
+    project: &Project,
+    job: &Job,
+    model_name: &str,
+    spec: &model::ModelSpec,
+    artifact: &Path,
+    artifact_hash: &str,
+    store_uri: &str,
+) -> Result<CloudPrep> {
+    use transform::planner;
+    use transform::sagemaker::ModelTarget;
+    let def = |m: String| PipelineError::Definition(m);
+    if !store_uri.starts_with("s3://") {
+        return Err(def(format!(
+            "backend sagemaker: the store is {store_uri}, but SageMaker reads its input from and writes its output to S3: set [store] uri = \"s3://bucket/prefix\" (or C360_STORE)"
+        )));
+    }
+    let settings = (*crate::aws::settings()).clone();
+    let sm = spec.sagemaker.clone().ok_or_else(|| {
+        def(format!(
+            "backend sagemaker: models/{model_name}/model.toml has no [sagemaker] section (image + model_data, or model_name of an existing model)"
+        ))
+    })?;
+    let target = match sm {
+        model::SageMakerModel::Create { image, model_data } => {
+            let errs = settings.validate_for_sagemaker(true);
+            if let Some(e) = errs.first() {
+                return Err(def(format!("{}: {}", e.key, e.reason)));
+            }
+            let name = job_name_for(model_name, &hash8(&[&image, &model_data, artifact_hash]));
+            ModelTarget::Create {
+                name,
+                image,
+                model_data,
+                role_arn: settings.sagemaker.role_arn.clone().unwrap_or_default(),
+                subnets: settings.sagemaker.subnets.clone(),
+                security_groups: settings.sagemaker.security_groups.clone(),
+                network_isolation: settings.sagemaker.network_isolation,
+            }
+        }
+        model::SageMakerModel::Existing { model_name } => ModelTarget::Existing(model_name),
+    };
+    let prices = planner::load_prices(project.prices_file().as_deref())
+        .map_err(|e| def(format!("price table: {e}")))?;
+    let mut ps = planner::PlannerSettings::default();
+    let s = &settings.sagemaker;
+    if let Some(t) = s.throughput_rows_per_vcpu {
+        ps.rows_per_second_per_vcpu = t;
+    }
+    if let Some(d) = s.deadline_minutes {
+        ps.deadline = std::time::Duration::from_secs_f64(d * 60.0);
+    }
+    if let Some(m) = s.max_instances {
+        ps.max_instances = m;
+    }
+    if let Some(t) = &s.instance_types {
+        ps.allowed_types = Some(t.clone());
+    }
+    let t = &job.def.transform;
+    let pins = planner::Pins {
+        instance_type: t.instance_type.clone(),
+        instance_count: t.instance_count,
+        parts: t.parts,
+        max_concurrent_transforms: t.max_concurrent_transforms,
+        max_payload_mb: t.max_payload_mb,
+    };
+    let model_bytes = std::fs::metadata(artifact).map(|m| m.len()).unwrap_or(0);
+    Ok(CloudPrep {
+        settings,
+        model: target,
+        prices,
+        planner: ps,
+        pins,
+        model_bytes,
+    })
 }
 
 fn hash8(parts: &[&str]) -> String {
@@ -256,9 +355,9 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         .backend
         .clone()
         .unwrap_or_else(|| job.def.backend.clone());
-    if backend != "local" {
+    if backend != "local" && backend != "sagemaker" {
         return Err(PipelineError::Definition(format!(
-            "backend {backend}: only the local backend is built into this c360 (SageMaker comes with the AWS backend)"
+            "backend {backend}: unknown (use local or sagemaker)"
         )));
     }
     let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
@@ -279,6 +378,19 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         }
     }
     let artifact_hash = file_sha256(&model.artifact);
+    let cloud = if backend == "sagemaker" {
+        Some(prepare_cloud(
+            project,
+            &job,
+            &job.def.model,
+            &spec,
+            &model.artifact,
+            &artifact_hash,
+            &st.uri(),
+        )?)
+    } else {
+        None
+    };
     let mut parts: Vec<&str> = vec![&job.hash, &artifact_hash];
     let set_hashes: Vec<String> = sets.iter().map(|s| s.hash.clone()).collect();
     parts.extend(set_hashes.iter().map(|s| s.as_str()));
@@ -300,7 +412,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
             "snapshot": offline::partition_prefix(&s.name, s.version, as_of),
         })).collect::<Vec<_>>(),
         "transform_input": {"prefix": format!("runs/{}/{run_id}/transform-input", job.def.name), "parts": n_parts, "format": "text/csv, no header, customer_id first"},
-        "transform": transform_settings(&job),
+        "transform": transform_settings(&job, cloud.as_ref()),
         "transform_output": format!("runs/{}/{run_id}/transform-output", job.def.name),
         "product": {
             "name": job.def.product.name,
@@ -321,12 +433,14 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         source_uri,
         store: st,
         plan,
+        cloud,
+        data_plane: opts.data_plane.clone(),
     })
 }
 
-fn transform_settings(job: &Job) -> Value {
+fn transform_settings(job: &Job, cloud: Option<&CloudPrep>) -> Value {
     let t = &job.def.transform;
-    json!({
+    let mut v = json!({
         "split_type": "Line",
         "batch_strategy": "MultiRecord",
         "max_payload_mb": t.max_payload_mb.unwrap_or(6),
@@ -336,7 +450,19 @@ fn transform_settings(job: &Job) -> Value {
         "join_source": "Input",
         "output_filter": "$[0,-1]",
         "assemble_with": "Line",
-    })
+    });
+    if let Some(c) = cloud {
+        v["sagemaker"] = json!({
+            "model": c.model.name(),
+            "creates_model": matches!(c.model, transform::sagemaker::ModelTarget::Create { .. }),
+            "output_kms_key_id": c.settings.output_kms_key(),
+            "volume_kms_key_id": c.settings.volume_kms_key(),
+            "vpc": {"subnets": c.settings.sagemaker.subnets, "security_groups": c.settings.sagemaker.security_groups},
+            "network_isolation": c.settings.sagemaker.network_isolation,
+            "pins": {"instance_type": c.pins.instance_type, "instance_count": c.pins.instance_count, "parts": c.pins.parts, "max_concurrent_transforms": c.pins.max_concurrent_transforms, "max_payload_mb": c.pins.max_payload_mb},
+        });
+    }
+    v
 }
 
 /// Checks that every model input and included column exists in the model's sets.
@@ -457,10 +583,48 @@ pub fn run(
             .and_then(|b| serde_json::from_slice::<Ledger>(&b).ok())
             .map(|l| json!({"status": l.status, "steps_done": l.steps.iter().filter(|s| s.status == Status::Done).map(|s| s.name.clone()).collect::<Vec<_>>()}))
             .unwrap_or(Value::Null);
+        let mut known_rows: Option<(u64, &str)> = None;
         for (i, s) in p.sets.iter().enumerate() {
             let prefix = offline::partition_prefix(&s.name, s.version, p.as_of);
             let committed = offline::read_manifest(p.store.as_ref(), &prefix)?;
+            if let (Some(m), None) = (&committed, known_rows) {
+                known_rows = Some((m.rows, "the committed feature snapshot"));
+            }
             plan["feature_sets"][i]["committed"] = json!(committed.map(|m| json!({"rows": m.rows, "run_id": m.run_id, "definition_matches": m.definition_hash == s.hash})));
+        }
+        if let Some(c) = &p.cloud {
+            let (rows, from) = match known_rows {
+                Some(k) => k,
+                None => {
+                    let src = Source::open(&p.source_uri).map_err(features::FeatureError::from)?;
+                    let n = src
+                        .row_count(crate::source::table_spec("customers").ok_or_else(|| {
+                            PipelineError::Definition("the contract has no customers table".into())
+                        })?)
+                        .map_err(features::FeatureError::from)?;
+                    (n, "the customers table (one row per customer)")
+                }
+            };
+            let n_features = p
+                .model
+                .spec
+                .as_ref()
+                .map(|s| s.features.len())
+                .unwrap_or(30) as u64;
+            // CSV width: an id and ~10 characters per numeric feature.
+            let bytes = rows * (12 + 10 * n_features);
+            let chosen = cloud_plan(&p, c, rows, bytes)?;
+            let w = transform::planner::Workload {
+                rows,
+                bytes,
+                model_bytes: c.model_bytes,
+            };
+            let default = transform::planner::baseline(&w, &c.planner, &c.prices);
+            plan["transform"]["plan"] = chosen.to_json();
+            plan["transform"]["plan"]["rows"] = json!(rows);
+            plan["transform"]["plan"]["rows_from"] = json!(from);
+            plan["transform"]["plan"]["estimated_input_bytes"] = json!(bytes);
+            plan["transform"]["default_plan"] = default.to_json();
         }
         return Ok(RunReport {
             ledger: Ledger::new(&p, 0),
@@ -531,21 +695,42 @@ pub fn run(
         let frame = model_input(r.p)?;
         let n = frame.height();
         r.p.store.delete_prefix(&input_prefix)?;
-        let parts = (r.p.job.def.transform.parts.unwrap_or(4) as usize).clamp(1, n.max(1));
-        let mut files = Vec::new();
-        for i in 0..parts {
-            let lo = n * i / parts;
-            let hi = n * (i + 1) / parts;
-            let mut part = frame.slice(lo as i64, hi - lo);
+        let encode = |part: &mut DataFrame| -> Result<Vec<u8>> {
             let mut buf = Vec::new();
             CsvWriter::new(&mut buf)
                 .include_header(false)
                 .with_null_value(PlSmallStr::from_static(""))
-                .finish(&mut part)
+                .finish(part)
                 .map_err(|e| PipelineError::Run {
                     run: r.p.run_id.clone(),
                     message: format!("encoding the transform input: {e}"),
                 })?;
+            Ok(buf)
+        };
+        // SageMaker: the planner sizes the job from the real row count and row width.
+        let plan = match &r.p.cloud {
+            None => None,
+            Some(c) => {
+                let sample = n.min(2000);
+                let sample_bytes = encode(&mut frame.slice(0, sample))?.len() as u64;
+                let bytes = if sample == 0 {
+                    0
+                } else {
+                    sample_bytes * n as u64 / sample as u64
+                };
+                Some(cloud_plan(r.p, c, n as u64, bytes)?)
+            }
+        };
+        let parts = match &plan {
+            Some(p) => p.parts as usize,
+            None => r.p.job.def.transform.parts.unwrap_or(4) as usize,
+        }
+        .clamp(1, n.max(1));
+        let mut files = Vec::new();
+        for i in 0..parts {
+            let lo = n * i / parts;
+            let hi = n * (i + 1) / parts;
+            let buf = encode(&mut frame.slice(lo as i64, hi - lo))?;
             let key = format!("{input_prefix}/part-{i}.csv");
             r.p.store.put(&key, &buf)?;
             files.push(json!({"key": key, "rows": hi - lo, "bytes": buf.len()}));
@@ -553,12 +738,15 @@ pub fn run(
         Ok((
             (),
             Some(n as u64),
-            json!({"prefix": input_prefix, "files": files}),
+            json!({"prefix": input_prefix, "files": files, "plan": plan.map(|p| p.to_json())}),
         ))
     })?;
 
     // 3. Batch transform.
     run.step("transform", "scoring (batch transform)", |r| {
+        if let Some(c) = &r.p.cloud {
+            return run_sagemaker(r, c, &input_prefix, &output_prefix);
+        }
         r.p.store.delete_prefix(&output_prefix)?;
         let spec = transform_spec(r.p, &input_prefix, &output_prefix);
         let invoker = Arc::new(transform::invoker::InProcessInvoker::new(Arc::new(r.p.model.booster.clone())));
@@ -627,6 +815,98 @@ pub fn run(
         plan: p.plan.clone(),
         summary,
     })
+}
+
+/// The planner's choice for `rows` rows of `bytes` CSV.
+fn cloud_plan(
+    p: &Prepared,
+    c: &CloudPrep,
+    rows: u64,
+    bytes: u64,
+) -> Result<transform::planner::Plan> {
+    let w = transform::planner::Workload {
+        rows,
+        bytes,
+        model_bytes: c.model_bytes,
+    };
+    transform::planner::plan(&w, &c.planner, &c.pins, &c.prices).map_err(|e| {
+        PipelineError::Definition(format!("{}: [transform]: {e}", p.job.file.display()))
+    })
+}
+
+/// The SageMaker transform step: the plan recorded by the input step, one job per run
+/// (created or re-attached), outputs read back through the store.
+fn run_sagemaker(
+    r: &mut Run<'_>,
+    c: &CloudPrep,
+    input_prefix: &str,
+    output_prefix: &str,
+) -> Result<((), Option<u64>, Value)> {
+    use transform::sagemaker::{CloudResources, SageMakerTransform};
+    let p = r.p;
+    let plan = r
+        .ledger
+        .step("transform_input")
+        .map(|s| s.detail["plan"].clone())
+        .unwrap_or(Value::Null);
+    let instance_type = plan["instance_type"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| PipelineError::Run {
+            run: p.run_id.clone(),
+            message: "the transform input step recorded no SageMaker plan; delete the run's ledger to start it again".into(),
+        })?;
+    let mut spec = transform_spec(p, input_prefix, output_prefix);
+    spec.instance_count = plan["instance_count"].as_u64().unwrap_or(1) as u32;
+    spec.max_concurrent_transforms = plan["max_concurrent_transforms"].as_u64().unwrap_or(0) as u32;
+    spec.max_payload_mb = Some(plan["max_payload_mb"].as_u64().unwrap_or(6) as u32);
+    let mut tags = vec![
+        ("c360:job".to_string(), p.job.def.name.clone()),
+        ("c360:run-id".to_string(), p.run_id.clone()),
+        ("c360:product".to_string(), p.job.def.product.name.clone()),
+    ];
+    tags.extend(
+        c.settings
+            .sagemaker
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let client = SageMakerTransform::client_from_settings(&c.settings)
+        .map_err(|e| PipelineError::Transform(e.to_string()))?;
+    let mut sm = SageMakerTransform::new(
+        client,
+        c.model.clone(),
+        CloudResources {
+            instance_type: instance_type.clone(),
+            output_kms_key_id: c.settings.output_kms_key().map(str::to_string),
+            volume_kms_key_id: c.settings.volume_kms_key().map(str::to_string),
+            tags,
+        },
+    );
+    sm.poll = (
+        std::time::Duration::from_secs_f64(c.settings.sagemaker.poll_seconds),
+        std::time::Duration::from_secs_f64(c.settings.sagemaker.max_poll_seconds),
+    );
+    sm.store = Some(p.store.clone());
+    sm.cancel = r.obs.cancel_flag();
+    sm.data_plane = p.data_plane.clone();
+    let progress: &dyn transform::Progress =
+        r.obs.transform_progress().unwrap_or(&transform::NoProgress);
+    let res = sm
+        .run(&spec, progress)
+        .map_err(|e| PipelineError::Transform(e.to_string()))?;
+    if res.status != JobStatus::Completed {
+        return Err(PipelineError::Transform(
+            res.failure_reason
+                .unwrap_or_else(|| "the job did not complete".into()),
+        ));
+    }
+    Ok((
+        (),
+        Some(res.records),
+        json!({"backend": "sagemaker", "job_name": spec.job_name, "model": c.model.name(), "instance_type": instance_type, "instance_count": spec.instance_count, "max_concurrent_transforms": spec.max_concurrent_transforms, "max_payload_mb": spec.max_payload_mb, "objects": res.objects.len(), "records": res.records, "seconds": res.elapsed.as_secs_f64(), "estimated_cost_usd": plan["est_cost_usd"], "estimated_seconds": plan["est_seconds"]}),
+    ))
 }
 
 fn transform_spec(p: &Prepared, input_prefix: &str, output_prefix: &str) -> TransformJobSpec {

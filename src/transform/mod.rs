@@ -9,6 +9,8 @@
 pub mod filter;
 pub mod invoker;
 pub mod local;
+pub mod planner;
+pub mod sagemaker;
 
 use std::time::Duration;
 
@@ -291,6 +293,8 @@ pub enum TransformError {
     },
     #[error("no input objects under {uri}")]
     NoInput { uri: String },
+    #[error("SageMaker {operation}: {message}")]
+    Cloud { operation: String, message: String },
 }
 
 /// A batch-transform backend: the local runner, or SageMaker.

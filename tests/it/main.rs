@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link against polars); each area is a module.
 
+mod aws;
 mod common;
 mod features;
 mod pipeline;

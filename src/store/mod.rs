@@ -8,6 +8,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod s3;
+
+pub use s3::S3Store;
+
+pub(crate) const MIB: u64 = 1_048_576;
+
 /// An error from the object store, naming the store and key involved.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +58,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn put(&self, key: &str, data: &[u8]) -> Result<()>;
     /// Writes only if no object exists at `key`; `Ok(false)` when one did (nothing written).
     fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool>;
+    /// Reads an object with a version token (S3: the ETag; local disk: a content hash).
+    fn get_versioned(&self, key: &str) -> Result<(Vec<u8>, String)>;
+    /// Replaces an object only if it is still at `version` (from [`get_versioned`]);
+    /// `Ok(false)` when someone changed or removed it since (nothing written). On S3 this is
+    /// `If-Match`, so two writers can never both win.
+    ///
+    /// [`get_versioned`]: ObjectStore::get_versioned
+    fn put_if_version(&self, key: &str, data: &[u8], version: &str) -> Result<bool>;
     /// Whether an object exists.
     fn exists(&self, key: &str) -> Result<bool>;
     /// Every object under `prefix` (recursively), sorted by key.
@@ -72,15 +86,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
 pub type DynStore = Arc<dyn ObjectStore>;
 
-/// Opens a store from a URI: `file://path`, a bare path, or (with the AWS backend) `s3://`.
+/// Opens a store from a URI: `file://path`, a bare path, or `s3://bucket/prefix` (with the
+/// process's `[aws]` settings, see [`crate::aws::configure`]).
 pub fn open(uri: &str) -> Result<DynStore> {
-    if let Some(rest) = uri.strip_prefix("s3://") {
-        return Err(StoreError::BadUri {
-            uri: uri.to_string(),
-            reason: format!(
-                "the S3 backend is not built into this c360 yet (bucket/prefix {rest:?}); use a local path or file:// URI"
-            ),
-        });
+    if uri.starts_with("s3://") {
+        return Ok(Arc::new(S3Store::open(uri, &crate::aws::settings())?));
     }
     let path = uri.strip_prefix("file://").unwrap_or(uri);
     if path.is_empty() {
@@ -217,6 +227,57 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    fn get_versioned(&self, key: &str) -> Result<(Vec<u8>, String)> {
+        let b = self.get(key)?;
+        let v = content_version(&b);
+        Ok((b, v))
+    }
+
+    fn put_if_version(&self, key: &str, data: &[u8], version: &str) -> Result<bool> {
+        let p = self.path(key)?;
+        // A lock file beside the object serialises conditional writers on this disk.
+        let lock = p.with_file_name(format!(
+            ".{}.lock.tmp",
+            p.file_name().and_then(|n| n.to_str()).unwrap_or("object")
+        ));
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if std::time::Instant::now() > deadline {
+                        // A writer died holding it: take it over.
+                        let _ = std::fs::remove_file(&lock);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(io_err(&lock)(e)),
+            }
+        }
+        let r = (|| {
+            let current = match std::fs::read(&p) {
+                Ok(b) => content_version(&b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_err(&p)(e)),
+            };
+            if current != version {
+                return Ok(false);
+            }
+            let tmp = write_temp(&p, data)?;
+            std::fs::rename(&tmp, &p).map_err(io_err(&p))?;
+            Ok(true)
+        })();
+        let _ = std::fs::remove_file(&lock);
+        r
+    }
+
     fn exists(&self, key: &str) -> Result<bool> {
         Ok(self.path(key)?.is_file())
     }
@@ -284,6 +345,11 @@ impl ObjectStore for LocalStore {
     }
 }
 
+fn content_version(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(b)[..16])
+}
+
 fn meta(root: &Path, path: &Path) -> Result<ObjectMeta> {
     let md = std::fs::metadata(path).map_err(io_err(path))?;
     let key = path
@@ -321,6 +387,12 @@ mod tests {
         assert_eq!(keys, vec!["a/b/c.txt", "a/x.json"]);
         assert!(matches!(s.get("nope"), Err(StoreError::NotFound { .. })));
         assert!(s.put("../escape", b"x").is_err());
+        let (b, v) = s.get_versioned("a/x.json").unwrap();
+        assert_eq!(b, b"1");
+        assert!(s.put_if_version("a/x.json", b"3", &v).unwrap());
+        assert!(!s.put_if_version("a/x.json", b"4", &v).unwrap());
+        assert_eq!(s.get("a/x.json").unwrap(), b"3");
+        assert!(!s.put_if_version("a/none.json", b"4", &v).unwrap());
         s.delete_prefix("a/b").unwrap();
         assert!(!s.exists("a/b/c.txt").unwrap());
     }

@@ -1,0 +1,875 @@
+//! SageMaker batch transform behind the [`BatchTransform`] interface.
+//!
+//! The control plane is a small state machine over `DescribeTransformJob`:
+//!
+//! ```text
+//! DescribeModel ── not found ──> CreateModel (image + model.tar.gz, role, VpcConfig, isolation)
+//! DescribeTransformJob(name)
+//!   ├─ not found ──> CreateTransformJob (ResourceInUse from a racing writer = attach)
+//!   └─ found ──────> re-attach (a restarted run never launches a second job)
+//! poll: InProgress/Stopping ─ wait (doubling, jitter, capped) ─> again
+//!       Completed ──> read the outputs back through the store
+//!       Failed ─────> FailureReason into the result (and the ledger)
+//!       Stopped ────> failed: "stopped"
+//! cancel flag set ──> StopTransformJob once, keep polling until Stopped
+//! ```
+//!
+//! Job names are deterministic per run ([`crate::pipeline::job_name_for`]), which is what
+//! makes the re-attach safe. Throttling and 5xx are retried by the SDK (standard mode); a
+//! poll that still fails is retried by the loop a few times before the run gives up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sagemaker::error::ProvideErrorMetadata;
+use aws_sdk_sagemaker::types::{
+    self as sm, ContainerDefinition, DataProcessing as SmDataProcessing, ModelClientConfig,
+    S3DataType, Tag, TransformDataSource, TransformInput, TransformJobStatus, TransformOutput,
+    TransformResources, TransformS3DataSource, VpcConfig,
+};
+use aws_sdk_sagemaker::Client;
+
+use super::{
+    AssembleWith, BatchStrategy, BatchTransform, EffectiveSettings, JobStatus, JoinSource,
+    ObjectResult, Progress, SplitType, TransformError, TransformJobSpec, TransformResult,
+};
+use crate::aws;
+use crate::store::DynStore;
+
+/// The model the jobs run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelTarget {
+    /// Create it (once) when missing.
+    Create {
+        name: String,
+        image: String,
+        model_data: String,
+        role_arn: String,
+        subnets: Vec<String>,
+        security_groups: Vec<String>,
+        network_isolation: bool,
+    },
+    /// A SageMaker model that already exists.
+    Existing(String),
+}
+
+impl ModelTarget {
+    pub fn name(&self) -> &str {
+        match self {
+            ModelTarget::Create { name, .. } => name,
+            ModelTarget::Existing(n) => n,
+        }
+    }
+}
+
+/// What only the cloud has: instance type, KMS keys, tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudResources {
+    pub instance_type: String,
+    pub output_kms_key_id: Option<String>,
+    pub volume_kms_key_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Called once the job exists (created or re-attached), before polling. Tests use it to
+/// play SageMaker's data plane (moto completes jobs without running them).
+#[derive(Clone)]
+pub struct DataPlaneHook(pub Arc<DataPlaneFn>);
+
+/// The data-plane callback: runs the job's records somewhere, writes its outputs.
+pub type DataPlaneFn = dyn Fn(&TransformJobSpec) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for DataPlaneHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataPlaneHook")
+    }
+}
+
+/// How the control plane ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: TransformJobStatus,
+    pub failure_reason: Option<String>,
+    /// Whether this call created the job (false: re-attached to an existing one).
+    pub created: bool,
+    pub model_created: bool,
+    pub polls: u32,
+}
+
+/// The SageMaker backend.
+#[derive(Debug, Clone)]
+pub struct SageMakerTransform {
+    client: Client,
+    pub model: ModelTarget,
+    pub resources: CloudResources,
+    /// First and longest wait between polls.
+    pub poll: (Duration, Duration),
+    /// Set to stop the job (StopTransformJob) at the next poll.
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub data_plane: Option<DataPlaneHook>,
+    /// The store the input and output prefixes live in (outputs are read back through it).
+    pub store: Option<DynStore>,
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(e: &E) -> bool {
+    let msg = e.message().unwrap_or_default().to_ascii_lowercase();
+    matches!(
+        e.code(),
+        Some("ResourceNotFound") | Some("ResourceNotFoundException")
+    ) || (e.code() == Some("ValidationException")
+        && (msg.contains("could not find")
+            || msg.contains("not found")
+            || msg.contains("does not exist")))
+}
+
+fn sdk_err<E, R>(op: &str, e: &aws_sdk_sagemaker::error::SdkError<E, R>) -> TransformError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    TransformError::Cloud {
+        operation: op.to_string(),
+        message: aws::error_text(e),
+    }
+}
+
+impl SageMakerTransform {
+    pub fn new(
+        client: Client,
+        model: ModelTarget,
+        resources: CloudResources,
+    ) -> SageMakerTransform {
+        SageMakerTransform {
+            client,
+            model,
+            resources,
+            poll: (Duration::from_secs(5), Duration::from_secs(60)),
+            cancel: None,
+            data_plane: None,
+            store: None,
+        }
+    }
+
+    /// A client from the process's `[aws]` settings.
+    pub fn client_from_settings(settings: &aws::AwsSettings) -> Result<Client, TransformError> {
+        let s = settings.clone();
+        aws::block_on(async move { aws::sagemaker_client(&s).await }).map_err(|m| {
+            TransformError::Cloud {
+                operation: "configure".into(),
+                message: m,
+            }
+        })
+    }
+
+    /// DescribeModel, and CreateModel when it is missing. `Ok(true)` when created.
+    pub async fn ensure_model(&self) -> Result<bool, TransformError> {
+        let name = self.model.name().to_string();
+        match self.client.describe_model().model_name(&name).send().await {
+            Ok(_) => return Ok(false),
+            Err(e) if e.as_service_error().is_some_and(is_not_found) => {}
+            Err(e) => return Err(sdk_err("DescribeModel", &e)),
+        }
+        let ModelTarget::Create {
+            image,
+            model_data,
+            role_arn,
+            subnets,
+            security_groups,
+            network_isolation,
+            ..
+        } = &self.model
+        else {
+            return Err(TransformError::Cloud {
+                operation: "DescribeModel".into(),
+                message: format!(
+                    "the SageMaker model {name} does not exist (model.toml names it as existing)"
+                ),
+            });
+        };
+        let mut req = self
+            .client
+            .create_model()
+            .model_name(&name)
+            .execution_role_arn(role_arn)
+            .primary_container(
+                ContainerDefinition::builder()
+                    .image(image)
+                    .model_data_url(model_data)
+                    .build(),
+            )
+            .enable_network_isolation(*network_isolation)
+            .set_tags(Some(self.tags()));
+        if !subnets.is_empty() {
+            req = req.vpc_config(
+                VpcConfig::builder()
+                    .set_subnets(Some(subnets.clone()))
+                    .set_security_group_ids(Some(security_groups.clone()))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => {
+                tracing::info!(model = %name, "created the SageMaker model");
+                Ok(true)
+            }
+            // Another writer created it between our two calls.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.message().unwrap_or_default().contains("already exist")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("CreateModel", &e)),
+        }
+    }
+
+    fn tags(&self) -> Vec<Tag> {
+        self.resources
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect()
+    }
+
+    /// The CreateTransformJob request for a spec (every field the spec and resources set).
+    pub fn create_request(
+        &self,
+        job: &TransformJobSpec,
+    ) -> aws_sdk_sagemaker::operation::create_transform_job::builders::CreateTransformJobFluentBuilder
+    {
+        let input_uri = format!("{}/", job.input_uri.trim_end_matches('/'));
+        let output_uri = format!("{}/", job.output_uri.trim_end_matches('/'));
+        let mut req = self
+            .client
+            .create_transform_job()
+            .transform_job_name(&job.job_name)
+            .model_name(self.model.name())
+            .model_client_config(
+                ModelClientConfig::builder()
+                    .invocations_timeout_in_seconds(job.invocation_timeout_secs as i32)
+                    .invocations_max_retries(job.invocation_max_retries as i32)
+                    .build(),
+            )
+            .transform_input(
+                TransformInput::builder()
+                    .data_source(
+                        TransformDataSource::builder()
+                            .s3_data_source(
+                                TransformS3DataSource::builder()
+                                    .s3_data_type(S3DataType::S3Prefix)
+                                    .s3_uri(input_uri)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .content_type(&job.content_type)
+                    .split_type(match job.split_type {
+                        SplitType::Line => sm::SplitType::Line,
+                        SplitType::None => sm::SplitType::None,
+                    })
+                    .compression_type(sm::CompressionType::None)
+                    .build(),
+            )
+            .transform_output({
+                let mut o = TransformOutput::builder()
+                    .s3_output_path(output_uri)
+                    .accept(&job.content_type)
+                    .assemble_with(match job.assemble_with {
+                        AssembleWith::Line => sm::AssemblyType::Line,
+                        AssembleWith::None => sm::AssemblyType::None,
+                    });
+                if let Some(k) = &self.resources.output_kms_key_id {
+                    o = o.kms_key_id(k);
+                }
+                o.build()
+            })
+            .transform_resources({
+                let mut r = TransformResources::builder()
+                    .instance_type(sm::TransformInstanceType::from(
+                        self.resources.instance_type.as_str(),
+                    ))
+                    .instance_count(job.instance_count as i32);
+                if let Some(k) = &self.resources.volume_kms_key_id {
+                    r = r.volume_kms_key_id(k);
+                }
+                r.build()
+            })
+            .data_processing(
+                SmDataProcessing::builder()
+                    .input_filter(&job.data_processing.input_filter)
+                    .output_filter(&job.data_processing.output_filter)
+                    .join_source(match job.data_processing.join_source {
+                        JoinSource::Input => sm::JoinSource::Input,
+                        JoinSource::None => sm::JoinSource::None,
+                    })
+                    .build(),
+            )
+            .set_tags(Some(self.tags()));
+        if job.max_concurrent_transforms > 0 {
+            req = req.max_concurrent_transforms(job.max_concurrent_transforms as i32);
+        }
+        if let Some(p) = job.max_payload_mb {
+            req = req.max_payload_in_mb(p as i32);
+        }
+        if let Some(b) = job.batch_strategy {
+            req = req.batch_strategy(match b {
+                BatchStrategy::MultiRecord => sm::BatchStrategy::MultiRecord,
+                BatchStrategy::SingleRecord => sm::BatchStrategy::SingleRecord,
+            });
+        }
+        req
+    }
+
+    /// The control plane: model, create or re-attach, data-plane hook, poll to the end.
+    pub async fn submit_and_wait(&self, job: &TransformJobSpec) -> Result<Outcome, TransformError> {
+        let model_created = self.ensure_model().await?;
+        let name = job.job_name.clone();
+        let created = match self
+            .client
+            .describe_transform_job()
+            .transform_job_name(&name)
+            .send()
+            .await
+        {
+            Ok(d) => {
+                tracing::info!(job = %name, status = ?d.transform_job_status(), "re-attaching to the existing transform job");
+                false
+            }
+            Err(e) if e.as_service_error().is_some_and(is_not_found) => {
+                match self.create_request(job).send().await {
+                    Ok(_) => {
+                        tracing::info!(job = %name, instance_type = %self.resources.instance_type, instances = job.instance_count, "created the transform job");
+                        true
+                    }
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.code() == Some("ResourceInUse")) =>
+                    {
+                        tracing::info!(job = %name, "the transform job was created concurrently; attaching");
+                        false
+                    }
+                    Err(e) => return Err(sdk_err("CreateTransformJob", &e)),
+                }
+            }
+            Err(e) => return Err(sdk_err("DescribeTransformJob", &e)),
+        };
+        if let Some(h) = &self.data_plane {
+            let (h, j) = (h.clone(), job.clone());
+            tokio::task::spawn_blocking(move || (h.0)(&j))
+                .await
+                .map_err(|e| TransformError::Cloud {
+                    operation: "data plane".into(),
+                    message: e.to_string(),
+                })?
+                .map_err(|m| TransformError::Cloud {
+                    operation: "data plane".into(),
+                    message: m,
+                })?;
+        }
+        let mut wait = self.poll.0;
+        let mut polls = 0u32;
+        let mut transient = 0u32;
+        let mut stop_sent = false;
+        loop {
+            if !stop_sent
+                && self
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::SeqCst))
+            {
+                match self
+                    .client
+                    .stop_transform_job()
+                    .transform_job_name(&name)
+                    .send()
+                    .await
+                {
+                    Ok(_) => tracing::warn!(job = %name, "stop requested (StopTransformJob)"),
+                    Err(e) => {
+                        tracing::warn!(job = %name, error = %aws::error_text(&e), "StopTransformJob failed; will poll and retry")
+                    }
+                }
+                stop_sent = true;
+            }
+            polls += 1;
+            match self
+                .client
+                .describe_transform_job()
+                .transform_job_name(&name)
+                .send()
+                .await
+            {
+                Ok(d) => {
+                    transient = 0;
+                    let status = d
+                        .transform_job_status()
+                        .cloned()
+                        .unwrap_or(TransformJobStatus::InProgress);
+                    match status {
+                        TransformJobStatus::Completed
+                        | TransformJobStatus::Failed
+                        | TransformJobStatus::Stopped => {
+                            let failure_reason = match &status {
+                                TransformJobStatus::Stopped => Some(
+                                    d.failure_reason()
+                                        .map(str::to_string)
+                                        .unwrap_or_else(|| "the transform job was stopped".into()),
+                                ),
+                                TransformJobStatus::Failed => {
+                                    Some(d.failure_reason().map(str::to_string).unwrap_or_else(
+                                        || "failed (SageMaker gave no FailureReason)".into(),
+                                    ))
+                                }
+                                _ => None,
+                            };
+                            return Ok(Outcome {
+                                status,
+                                failure_reason,
+                                created,
+                                model_created,
+                                polls,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Err(e) => {
+                    transient += 1;
+                    let text = aws::error_text(&e);
+                    if transient > 5 {
+                        return Err(TransformError::Cloud {
+                            operation: "DescribeTransformJob".into(),
+                            message: format!("{text} (after {transient} polls in a row)"),
+                        });
+                    }
+                    tracing::warn!(job = %name, error = %text, "polling failed; retrying");
+                }
+            }
+            tokio::time::sleep(jitter(wait)).await;
+            wait = (wait * 2).min(self.poll.1);
+        }
+    }
+}
+
+/// Full jitter between half and all of `d`.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let f = 0.5 + (nanos % 1000) as f64 / 2000.0;
+    d.mul_f64(f)
+}
+
+impl BatchTransform for SageMakerTransform {
+    fn run(
+        &self,
+        job: &TransformJobSpec,
+        progress: &dyn Progress,
+    ) -> Result<TransformResult, TransformError> {
+        job.validate()?;
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| TransformError::InvalidSpec {
+                field: "store".into(),
+                reason: "the SageMaker backend reads outputs back through an S3 store".into(),
+            })?;
+        let base = store.uri();
+        let rel = |uri: &str, field: &str| -> Result<String, TransformError> {
+            uri.strip_prefix(&base)
+                .map(|r| r.trim_matches('/').to_string())
+                .ok_or_else(|| TransformError::InvalidSpec {
+                    field: field.into(),
+                    reason: format!("{uri} is not inside the store {base}"),
+                })
+        };
+        let in_prefix = rel(&job.input_uri, "TransformInput.S3Uri")?;
+        let out_prefix = rel(&job.output_uri, "TransformOutput.S3OutputPath")?;
+        let started = Instant::now();
+        let me = self.clone();
+        let j = job.clone();
+        let outcome = aws::block_on(async move { me.submit_and_wait(&j).await })?;
+        let inputs = store
+            .list(&in_prefix)
+            .map_err(|source| TransformError::Store {
+                uri: job.input_uri.clone(),
+                source,
+            })?;
+        let mut result = TransformResult {
+            job_name: job.job_name.clone(),
+            status: JobStatus::Completed,
+            failure_reason: None,
+            objects: vec![],
+            records: 0,
+            requests: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            elapsed: Duration::ZERO,
+            effective: EffectiveSettings {
+                batch_strategy: job.batch_strategy.unwrap_or(BatchStrategy::MultiRecord),
+                max_payload_mb: job.max_payload_mb.unwrap_or(6),
+                max_concurrent_transforms: job.max_concurrent_transforms,
+            },
+        };
+        if outcome.status != TransformJobStatus::Completed {
+            result.status = JobStatus::Failed;
+            result.failure_reason = Some(format!(
+                "SageMaker transform job {} {}: {}",
+                job.job_name,
+                outcome.status.as_str(),
+                outcome.failure_reason.unwrap_or_default()
+            ));
+            result.elapsed = started.elapsed();
+            return Ok(result);
+        }
+        let n_instances = job.instance_count.max(1);
+        for (i, o) in inputs.iter().enumerate() {
+            let name = o
+                .key
+                .strip_prefix(&in_prefix)
+                .unwrap_or(&o.key)
+                .trim_start_matches('/');
+            let out_key = format!("{out_prefix}/{name}.out");
+            let mut r = ObjectResult {
+                input: name.to_string(),
+                output: None,
+                instance: (i as u32) % n_instances,
+                records: 0,
+                requests: 0,
+                failed_attempts: 0,
+                bytes_in: o.size,
+                bytes_out: 0,
+                elapsed: Duration::ZERO,
+                error: None,
+            };
+            match store.get(&out_key) {
+                Ok(b) => {
+                    r.records = b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count() as u64;
+                    r.bytes_out = b.len() as u64;
+                    r.output = Some(format!("{name}.out"));
+                }
+                Err(e) => {
+                    r.error = Some(format!(
+                        "the job Completed but {out_key} cannot be read: {e}"
+                    ));
+                    if result.failure_reason.is_none() {
+                        result.status = JobStatus::Failed;
+                        result.failure_reason = r.error.clone();
+                    }
+                }
+            }
+            result.records += r.records;
+            result.bytes_in += r.bytes_in;
+            result.bytes_out += r.bytes_out;
+            progress.records_done(r.records);
+            progress.object_finished(&r);
+            result.objects.push(r);
+        }
+        if inputs.is_empty() {
+            return Err(TransformError::NoInput {
+                uri: job.input_uri.clone(),
+            });
+        }
+        result.elapsed = started.elapsed();
+        tracing::info!(job = %job.job_name, created = outcome.created, polls = outcome.polls, records = result.records, "transform job finished");
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The control plane's state machine against aws-smithy-mocks: real SDK clients (real
+    //! serialisation, retries and error parsing), canned SageMaker answers.
+    use super::*;
+    use aws_sdk_sagemaker::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_sagemaker::operation::create_model::CreateModelOutput;
+    use aws_sdk_sagemaker::operation::create_transform_job::CreateTransformJobOutput;
+    use aws_sdk_sagemaker::operation::describe_model::DescribeModelOutput;
+    use aws_sdk_sagemaker::operation::describe_transform_job::DescribeTransformJobOutput;
+    use aws_sdk_sagemaker::operation::stop_transform_job::StopTransformJobOutput;
+    use aws_smithy_mocks::{
+        create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode,
+    };
+
+    const JOB: &str = "c360-churn-weekly-2024-06-30-0a1b2c3d";
+
+    fn client(rules: &[&Rule]) -> Client {
+        let mut i = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for r in rules {
+            i = i.with_rule(r);
+        }
+        let conf = aws_sdk_sagemaker::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .http_client(create_mock_http_client())
+            .interceptor(i)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(5)),
+            )
+            .build();
+        Client::from_conf(conf)
+    }
+
+    fn backend(c: Client, model: ModelTarget) -> SageMakerTransform {
+        let mut t = SageMakerTransform::new(
+            c,
+            model,
+            CloudResources {
+                instance_type: "ml.c5.2xlarge".into(),
+                output_kms_key_id: Some("alias/c360".into()),
+                volume_kms_key_id: Some("alias/c360".into()),
+                tags: vec![("c360:job".into(), "churn_weekly".into())],
+            },
+        );
+        t.poll = (Duration::from_millis(1), Duration::from_millis(4));
+        t
+    }
+
+    fn spec() -> TransformJobSpec {
+        let mut s = TransformJobSpec::new(JOB, "s3://b/c360/runs/in", "s3://b/c360/runs/out");
+        s.split_type = SplitType::Line;
+        s.batch_strategy = Some(BatchStrategy::MultiRecord);
+        s.max_payload_mb = Some(6);
+        s.max_concurrent_transforms = 8;
+        s.instance_count = 2;
+        s.data_processing.input_filter = "$[1:]".into();
+        s.data_processing.join_source = JoinSource::Input;
+        s.data_processing.output_filter = "$[0,-1]".into();
+        s.assemble_with = AssembleWith::Line;
+        s
+    }
+
+    fn status(s: TransformJobStatus) -> DescribeTransformJobOutput {
+        DescribeTransformJobOutput::builder()
+            .transform_job_name(JOB)
+            .transform_job_status(s)
+            .build()
+    }
+
+    fn not_found(what: &str) -> Option<String> {
+        Some(format!(
+            r#"{{"__type":"ValidationException","message":"Could not find {what}"}}"#
+        ))
+    }
+
+    fn model_exists() -> Rule {
+        mock!(Client::describe_model)
+            .then_output(|| DescribeModelOutput::builder().model_name("m").build())
+    }
+
+    fn run(t: &SageMakerTransform) -> Result<Outcome, TransformError> {
+        let t = t.clone();
+        crate::aws::block_on(async move { t.submit_and_wait(&spec()).await })
+    }
+
+    #[test]
+    fn creates_the_job_once_and_polls_until_completed() {
+        let dm = model_exists();
+        let describe = mock!(Client::describe_transform_job)
+            .sequence()
+            .http_status(400, not_found("requested job"))
+            .output(|| status(TransformJobStatus::InProgress))
+            .times(2)
+            .output(|| status(TransformJobStatus::Completed))
+            .build();
+        let create = mock!(Client::create_transform_job)
+            .match_requests(|r| {
+                // Every field the job needs travels in the request.
+                r.transform_job_name() == Some(JOB)
+                    && r.model_name() == Some("m")
+                    && r.max_concurrent_transforms() == Some(8)
+                    && r.max_payload_in_mb() == Some(6)
+                    && r.batch_strategy() == Some(&sm::BatchStrategy::MultiRecord)
+                    && r.transform_input().and_then(|i| i.split_type())
+                        == Some(&sm::SplitType::Line)
+                    && r.transform_input()
+                        .and_then(|i| i.data_source())
+                        .and_then(|d| d.s3_data_source())
+                        .and_then(|s| s.s3_uri())
+                        == Some("s3://b/c360/runs/in/")
+                    && r.transform_output().and_then(|o| o.kms_key_id()) == Some("alias/c360")
+                    && r.transform_resources().and_then(|o| o.volume_kms_key_id())
+                        == Some("alias/c360")
+                    && r.transform_resources().and_then(|o| o.instance_count()) == Some(2)
+                    && r.data_processing().and_then(|d| d.join_source())
+                        == Some(&sm::JoinSource::Input)
+                    && r.tags().iter().any(|t| t.key() == Some("c360:job"))
+            })
+            .then_output(|| {
+                CreateTransformJobOutput::builder()
+                    .transform_job_arn("arn")
+                    .build()
+            });
+        let t = backend(
+            client(&[&dm, &describe, &create]),
+            ModelTarget::Existing("m".into()),
+        );
+        let o = run(&t).unwrap();
+        assert_eq!(o.status, TransformJobStatus::Completed);
+        assert!(o.created && !o.model_created);
+        assert_eq!(o.polls, 3);
+        assert_eq!(create.num_calls(), 1);
+        assert_eq!(describe.num_calls(), 4);
+    }
+
+    #[test]
+    fn a_restarted_run_reattaches_without_a_second_create() {
+        let dm = model_exists();
+        let describe = mock!(Client::describe_transform_job)
+            .sequence()
+            .output(|| status(TransformJobStatus::InProgress))
+            .times(2)
+            .output(|| status(TransformJobStatus::Completed))
+            .build();
+        let create = mock!(Client::create_transform_job).then_output(|| {
+            CreateTransformJobOutput::builder()
+                .transform_job_arn("arn")
+                .build()
+        });
+        let t = backend(
+            client(&[&dm, &describe, &create]),
+            ModelTarget::Existing("m".into()),
+        );
+        let o = run(&t).unwrap();
+        assert_eq!(o.status, TransformJobStatus::Completed);
+        assert!(!o.created);
+        assert_eq!(
+            create.num_calls(),
+            0,
+            "no second CreateTransformJob for the same run"
+        );
+    }
+
+    #[test]
+    fn a_failed_job_surfaces_its_failure_reason() {
+        let dm = model_exists();
+        let describe = mock!(Client::describe_transform_job)
+            .sequence()
+            .output(|| status(TransformJobStatus::InProgress))
+            .output(|| {
+                DescribeTransformJobOutput::builder()
+                    .transform_job_name(JOB)
+                    .transform_job_status(TransformJobStatus::Failed)
+                    .failure_reason("ClientError: See job logs for more information")
+                    .build()
+            })
+            .build();
+        let t = backend(client(&[&dm, &describe]), ModelTarget::Existing("m".into()));
+        let o = run(&t).unwrap();
+        assert_eq!(o.status, TransformJobStatus::Failed);
+        assert_eq!(
+            o.failure_reason.as_deref(),
+            Some("ClientError: See job logs for more information")
+        );
+    }
+
+    #[test]
+    fn cancel_stops_the_job_once() {
+        let dm = model_exists();
+        let describe = mock!(Client::describe_transform_job)
+            .sequence()
+            .output(|| status(TransformJobStatus::InProgress))
+            .output(|| status(TransformJobStatus::Stopping))
+            .times(2)
+            .output(|| status(TransformJobStatus::Stopped))
+            .build();
+        let stop = mock!(Client::stop_transform_job)
+            .match_requests(|r| r.transform_job_name() == Some(JOB))
+            .then_output(|| StopTransformJobOutput::builder().build());
+        let mut t = backend(
+            client(&[&dm, &describe, &stop]),
+            ModelTarget::Existing("m".into()),
+        );
+        t.cancel = Some(Arc::new(AtomicBool::new(true)));
+        let o = run(&t).unwrap();
+        assert_eq!(o.status, TransformJobStatus::Stopped);
+        assert_eq!(
+            o.failure_reason.as_deref(),
+            Some("the transform job was stopped")
+        );
+        assert_eq!(stop.num_calls(), 1);
+    }
+
+    #[test]
+    fn throttling_is_retried_with_backoff() {
+        let dm = model_exists();
+        let throttled =
+            Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string());
+        // 4 throttles: the SDK's 3 attempts give up once, the poll loop tries again.
+        let describe = mock!(Client::describe_transform_job)
+            .sequence()
+            .output(|| status(TransformJobStatus::InProgress))
+            .http_status(400, throttled.clone())
+            .times(4)
+            .http_status(503, None)
+            .output(|| status(TransformJobStatus::Completed))
+            .build();
+        let t = backend(client(&[&dm, &describe]), ModelTarget::Existing("m".into()));
+        let o = run(&t).unwrap();
+        assert_eq!(o.status, TransformJobStatus::Completed);
+        assert_eq!(describe.num_calls(), 7);
+        // Persistent failure: the loop gives up with the error, naming the operation.
+        let dm = model_exists();
+        let always = mock!(Client::describe_transform_job)
+            .sequence()
+            .output(|| status(TransformJobStatus::InProgress))
+            .http_status(400, throttled)
+            .repeatedly()
+            .build();
+        let t = backend(client(&[&dm, &always]), ModelTarget::Existing("m".into()));
+        let e = run(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("DescribeTransformJob") && e.contains("ThrottlingException"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_model_is_created_in_the_vpc() {
+        let dm = mock!(Client::describe_model)
+            .sequence()
+            .http_status(400, not_found("model c360-churn-xgb-1234abcd"))
+            .build();
+        let cm = mock!(Client::create_model)
+            .match_requests(|r| {
+                r.model_name() == Some("c360-churn-xgb-1234abcd")
+                    && r.execution_role_arn() == Some("arn:aws:iam::123456789012:role/sm")
+                    && r.enable_network_isolation() == Some(true)
+                    && r.vpc_config()
+                        .map(|v| (v.subnets().len(), v.security_group_ids().len()))
+                        == Some((2, 1))
+                    && r.primary_container().and_then(|c| c.model_data_url())
+                        == Some("s3://artifacts/churn/model.tar.gz")
+            })
+            .then_output(|| CreateModelOutput::builder().model_arn("arn").build());
+        let describe = mock!(Client::describe_transform_job)
+            .then_output(|| status(TransformJobStatus::Completed));
+        let model = ModelTarget::Create {
+            name: "c360-churn-xgb-1234abcd".into(),
+            image: "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1".into(),
+            model_data: "s3://artifacts/churn/model.tar.gz".into(),
+            role_arn: "arn:aws:iam::123456789012:role/sm".into(),
+            subnets: vec!["subnet-0a1b2c3d".into(), "subnet-0e1f2a3b".into()],
+            security_groups: vec!["sg-0123abcd".into()],
+            network_isolation: true,
+        };
+        let t = backend(client(&[&dm, &cm, &describe]), model);
+        let o = run(&t).unwrap();
+        assert!(o.model_created);
+        assert_eq!(cm.num_calls(), 1);
+        // An existing model that is missing is an error that names it.
+        let dm = mock!(Client::describe_model)
+            .sequence()
+            .http_status(400, not_found("model gone"))
+            .build();
+        let t = backend(client(&[&dm]), ModelTarget::Existing("gone".into()));
+        let e = run(&t).unwrap_err().to_string();
+        assert!(e.contains("gone") && e.contains("does not exist"), "{e}");
+    }
+}
