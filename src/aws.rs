@@ -506,7 +506,14 @@ where
 /// The SDK configuration: the standard chain, plus region, profile, endpoint, retries and
 /// timeouts from the settings.
 pub async fn sdk_config(s: &AwsSettings) -> Result<SdkConfig, String> {
+    // HTTPS through rustls with ring (the SDK's default TLS stack is aws-lc, a C build).
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(s.max_attempts.max(1))
@@ -589,17 +596,16 @@ where
                 }
             }
         }
-        SdkError::DispatchFailure(d) => {
-            let mut s = "could not reach the endpoint".to_string();
-            if let Some(c) = d.as_connector_error() {
-                s.push_str(&format!(": {c}"));
+        // The whole chain of causes (no request headers, so no signatures or keys).
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+            let chain = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+            if chain.contains("credentials") {
+                format!("no usable AWS credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available): {chain}")
+            } else {
+                format!("could not reach the endpoint: {chain}")
             }
-            s
         }
         SdkError::TimeoutError(_) => "the request timed out".into(),
-        SdkError::ConstructionFailure(_) => {
-            "could not build the request (credentials or region missing?)".into()
-        }
         other => format!("{other}"),
     }
 }

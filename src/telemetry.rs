@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub fn init(default_level: &str) {
     let filter = std::env::var("C360_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| format!("c360={default_level},warn"));
+        .unwrap_or_else(|_| format!("c360={default_level},warn,aws_config=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

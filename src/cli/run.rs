@@ -114,6 +114,33 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
             "{}",
             serde_json::to_string_pretty(&report.plan).unwrap_or_default()
         );
+        let t = &report.plan["transform"];
+        if t["plan"].is_object() {
+            use crate::transform::planner::{format_duration, format_usd};
+            let line = |p: &serde_json::Value| {
+                format!(
+                    "{} x {}, {} input part(s), MaxConcurrentTransforms {}, MaxPayloadInMB {}: about {}, {}",
+                    p["instance_count"],
+                    p["instance_type"].as_str().unwrap_or("?"),
+                    p["parts"],
+                    p["max_concurrent_transforms"],
+                    p["max_payload_mb"],
+                    format_duration(p["est_seconds"].as_f64().unwrap_or(0.0)),
+                    format_usd(p["est_cost_usd"].as_f64().unwrap_or(0.0)),
+                )
+            };
+            println!();
+            println!(
+                "SageMaker plan for {} rows (from {}):",
+                t["plan"]["rows"],
+                t["plan"]["rows_from"].as_str().unwrap_or("?")
+            );
+            println!("  chosen:  {}", line(&t["plan"]));
+            println!("  default: {}", line(&t["default_plan"]));
+            for r in t["plan"]["reasons"].as_array().into_iter().flatten() {
+                println!("  - {}", r.as_str().unwrap_or_default());
+            }
+        }
         return Ok(());
     }
     let l = &report.ledger;

@@ -520,6 +520,24 @@ impl Run<'_> {
             tracing::info!(run_id = %self.ledger.run_id, step = name, "already done; skipping");
             return Ok(None);
         }
+        if self
+            .obs
+            .cancel_flag()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            let msg = format!(
+                "stopped before step {name} (cancelled); the next invocation resumes from here"
+            );
+            tracing::warn!(run_id = %self.ledger.run_id, step = name, "run stopped at a step boundary");
+            self.ledger.status = Status::Failed;
+            self.ledger.error = Some(msg.clone());
+            self.ledger.finished_at = Some(Utc::now());
+            self.save()?;
+            return Err(PipelineError::Run {
+                run: self.ledger.run_id.clone(),
+                message: msg,
+            });
+        }
         self.obs.step_started(name, what);
         let started = Utc::now();
         let t = Instant::now();
@@ -620,6 +638,7 @@ pub fn run(
                 model_bytes: c.model_bytes,
             };
             let default = transform::planner::baseline(&w, &c.planner, &c.prices);
+            plan["transform_input"]["parts"] = json!(chosen.parts);
             plan["transform"]["plan"] = chosen.to_json();
             plan["transform"]["plan"]["rows"] = json!(rows);
             plan["transform"]["plan"]["rows_from"] = json!(from);

@@ -170,16 +170,49 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<Shared>) -> Response {
     let st = state.clone();
-    let res = blocking(move || Ok(st.store.exists("catalog")?)).await;
-    match res {
-        Ok(_) => Json(
-            json!({"status": "ready", "store": state.store.uri(), "sagemaker": "not configured"}),
-        )
-        .into_response(),
-        Err(e) => {
-            ServiceError::Unavailable(format!("the store does not answer: {e}")).into_response()
-        }
+    if let Err(e) = blocking(move || Ok(st.store.exists("catalog")?)).await {
+        return ServiceError::Unavailable(format!("the store does not answer: {e}"))
+            .into_response();
     }
+    // SageMaker, when a job runs there: one cheap authenticated call (ListTransformJobs).
+    let uses_sagemaker = crate::pipeline::job::load_all(&state.project.jobs_dir())
+        .0
+        .iter()
+        .any(|j| j.def.backend == "sagemaker");
+    let sagemaker = if uses_sagemaker {
+        let settings = (*crate::aws::settings()).clone();
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || {
+                crate::aws::block_on(async move {
+                    let c = crate::aws::sagemaker_client(&settings).await?;
+                    c.list_transform_jobs()
+                        .max_results(1)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| crate::aws::error_text(&e))
+                })
+            }),
+        )
+        .await;
+        match r {
+            Ok(Ok(Ok(()))) => json!("ready"),
+            Ok(Ok(Err(e))) => {
+                return ServiceError::Unavailable(format!("SageMaker does not answer: {e}"))
+                    .into_response()
+            }
+            Ok(Err(e)) => return ServiceError::Internal(e.to_string()).into_response(),
+            Err(_) => {
+                return ServiceError::Unavailable("SageMaker did not answer within 10 s".into())
+                    .into_response()
+            }
+        }
+    } else {
+        json!("not configured")
+    };
+    Json(json!({"status": "ready", "store": state.store.uri(), "sagemaker": sagemaker}))
+        .into_response()
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {

@@ -100,6 +100,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Requests refused by access control, by route and status (401/403).",
     ),
     (
+        "c360_transform_cost_estimate_usd",
+        "gauge",
+        "The planner's cost estimate of the job's last SageMaker transform, by job and instance type (USD).",
+    ),
+    (
+        "c360_transform_cost_estimate_usd_total",
+        "counter",
+        "Sum of the planner's SageMaker transform cost estimates, by job (USD).",
+    ),
+    (
         "c360_lookup_index_rows",
         "gauge",
         "Customers in the in-memory lookup index, by product.",

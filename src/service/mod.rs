@@ -317,6 +317,10 @@ pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), Servic
     if state.runner.drain(grace).await {
         tracing::info!("stopped; no run in progress");
     } else {
+        // Ask the runs to stop at their next step boundary (and stop SageMaker jobs), give
+        // them a moment to record it, then leave them to be resumed.
+        state.runner.cancel_all();
+        let _ = state.runner.drain(Duration::from_secs(5)).await;
         let st = state.clone();
         let _ = tokio::task::spawn_blocking(move || runner::release_all(&st)).await;
         tracing::warn!(running = ?state.runner.running(), "stopped with runs in progress; the next start resumes them from their last finished step");

@@ -9,6 +9,7 @@
 //! the next invocation with the same inputs (the run id is the same).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,17 +64,31 @@ pub fn acquire_lease(
     if store.put_if_absent(&key, &body)? {
         return Ok(Ok(lease));
     }
-    match read_lease(store, job)? {
+    // Someone holds it: read it with its version; an expired lease is replaced only if it
+    // is still the version we read (S3 If-Match), so of two replicas taking over at once
+    // exactly one wins, and a renewal that lands first keeps the lease with its owner.
+    let (raw, version) = match store.get_versioned(&key) {
+        Ok(v) => v,
+        // Released between our two calls: create it again, conditionally.
+        Err(StoreError::NotFound { .. }) => {
+            return if store.put_if_absent(&key, &body)? {
+                Ok(Ok(lease))
+            } else {
+                Ok(Err(read_lease(store, job)?.unwrap_or(lease)))
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let cur: Option<Lease> = serde_json::from_slice(&raw).ok();
+    match cur {
         Some(cur) if cur.expires_at > now && cur.owner != owner => Ok(Err(cur)),
         cur => {
-            // Expired (or unreadable, or ours from before): take it over. Deleting and
-            // creating again keeps the create conditional: of two replicas taking over at
-            // once, one create wins.
             if let Some(c) = &cur {
-                tracing::warn!(job, previous_owner = %c.owner, expired_at = %c.expires_at, "taking over an expired lease");
+                if c.owner != owner {
+                    tracing::warn!(job, previous_owner = %c.owner, expired_at = %c.expires_at, "taking over an expired lease");
+                }
             }
-            store.delete(&key)?;
-            if store.put_if_absent(&key, &body)? {
+            if store.put_if_version(&key, &body, &version)? {
                 Ok(Ok(lease))
             } else {
                 Ok(Err(read_lease(store, job)?.unwrap_or(lease)))
@@ -82,16 +97,27 @@ pub fn acquire_lease(
     }
 }
 
-fn renew_lease(store: &DynStore, job: &str, owner: &str, run_id: &str, ttl: Duration) {
-    if let Ok(Some(mut l)) = read_lease(store, job) {
-        if l.owner == owner {
-            l.run_id = Some(run_id.into());
-            l.expires_at = Utc::now()
-                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
-            if let Ok(b) = serde_json::to_vec_pretty(&l) {
-                let _ = store.put(&lease_key(job), &b);
-            }
-        }
+/// Extends our lease; `false` when it is no longer ours (taken over after expiring), in
+/// which case the run must stop at the next step boundary.
+fn renew_lease(store: &DynStore, job: &str, owner: &str, run_id: &str, ttl: Duration) -> bool {
+    let Ok((raw, version)) = store.get_versioned(&lease_key(job)) else {
+        return true; // unreadable now (network): try again at the next renewal
+    };
+    let Ok(mut l) = serde_json::from_slice::<Lease>(&raw) else {
+        return false;
+    };
+    if l.owner != owner {
+        return false;
+    }
+    l.run_id = Some(run_id.into());
+    l.expires_at =
+        Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+    match serde_json::to_vec_pretty(&l) {
+        Ok(b) => !matches!(
+            store.put_if_version(&lease_key(job), &b, &version),
+            Ok(false)
+        ),
+        Err(_) => true,
     }
 }
 
@@ -148,6 +174,8 @@ pub struct Runner {
     pub owner: String,
     pub lease_ttl: Duration,
     running: Mutex<HashMap<String, Option<String>>>,
+    /// Per job: set to stop its run at the next step boundary (lease lost, or shutdown).
+    cancels: Mutex<HashMap<String, Arc<AtomicBool>>>,
     idle: Notify,
     /// Slows every step (testing aid: `C360_SERVICE_STEP_DELAY_MS`).
     step_delay: Duration,
@@ -170,6 +198,7 @@ impl Runner {
             owner: format!("{host}:{}:{nonce}", std::process::id()),
             lease_ttl,
             running: Mutex::new(HashMap::new()),
+            cancels: Mutex::new(HashMap::new()),
             idle: Notify::new(),
             step_delay,
         }
@@ -202,7 +231,34 @@ impl Runner {
 
     fn unclaim(&self, job: &str) {
         self.lock().remove(job);
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(job);
         self.idle.notify_waiters();
+    }
+
+    /// The cancel flag of a job's run (created on first use).
+    fn cancel_flag(&self, job: &str) -> Arc<AtomicBool> {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Asks every run in progress to stop at its next step boundary (SageMaker jobs are
+    /// stopped); their ledgers stay resumable.
+    pub fn cancel_all(&self) {
+        for f in self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            f.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Waits until no run is in progress, at most `grace`; true when idle.
@@ -225,6 +281,7 @@ struct ServiceObserver {
     state: Arc<AppState>,
     job: String,
     delay: Duration,
+    cancel: Arc<AtomicBool>,
 }
 
 impl Observer for ServiceObserver {
@@ -233,8 +290,29 @@ impl Observer for ServiceObserver {
             std::thread::sleep(self.delay);
         }
     }
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        Some(self.cancel.clone())
+    }
     fn step_finished(&self, r: &StepRecord) {
         let m = &self.state.metrics;
+        if r.name == "transform_input" && r.status == pipeline::Status::Done {
+            let plan = &r.detail["plan"];
+            if let (Some(usd), Some(t)) = (
+                plan["est_cost_usd"].as_f64(),
+                plan["instance_type"].as_str(),
+            ) {
+                m.set(
+                    "c360_transform_cost_estimate_usd",
+                    &[("job", &self.job), ("instance_type", t)],
+                    usd,
+                );
+                m.inc(
+                    "c360_transform_cost_estimate_usd_total",
+                    &[("job", &self.job)],
+                    usd,
+                );
+            }
+        }
         if let Some(s) = r.seconds {
             m.step(&self.job, &r.name, s);
         }
@@ -333,10 +411,16 @@ pub async fn start(
                     }
                     let st2 = st.clone();
                     let (j, r) = (job.clone(), run_id.clone());
-                    let _ = tokio::task::spawn_blocking(move || {
+                    let ours = tokio::task::spawn_blocking(move || {
                         renew_lease(&st2.store, &j, &st2.runner.owner, &r, st2.runner.lease_ttl)
                     })
-                    .await;
+                    .await
+                    .unwrap_or(true);
+                    if !ours {
+                        tracing::error!(job = %job, run_id = %run_id, "the job's lease was taken over by another replica; stopping this run at the next step boundary");
+                        st.runner.cancel_flag(&job).store(true, Ordering::SeqCst);
+                        return;
+                    }
                 }
             })
         };
@@ -351,6 +435,7 @@ pub async fn start(
                 state: st2.clone(),
                 job: j.clone(),
                 delay: st2.runner.step_delay,
+                cancel: st2.runner.cancel_flag(&j),
             };
             pipeline::run(&st2.project, &j, &opts, &obs)
                 .map(|rep| rep.reused)
@@ -407,5 +492,57 @@ pub async fn start(
 pub fn release_all(state: &AppState) {
     for job in state.runner.running().keys() {
         release_lease(&state.store, job, &state.runner.owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_lease_is_taken_over_by_exactly_one_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(crate::store::LocalStore::new(dir.path()));
+        let ttl = Duration::from_secs(30);
+        // A live lease is respected; our own is renewed.
+        assert!(acquire_lease(&store, "j", "a", ttl).unwrap().is_ok());
+        assert_eq!(
+            acquire_lease(&store, "j", "b", ttl)
+                .unwrap()
+                .unwrap_err()
+                .owner,
+            "a"
+        );
+        assert!(renew_lease(&store, "j", "a", "r1", ttl));
+        assert!(
+            !renew_lease(&store, "j", "b", "r1", ttl),
+            "b does not hold it"
+        );
+        // Expire it, then let 8 replicas race to take it over.
+        let (raw, _) = store.get_versioned(&lease_key("j")).unwrap();
+        let mut l: Lease = serde_json::from_slice(&raw).unwrap();
+        l.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        store
+            .put(&lease_key("j"), &serde_json::to_vec(&l).unwrap())
+            .unwrap();
+        let winners: Vec<String> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    acquire_lease(&store, "j", &format!("r{i}"), ttl)
+                        .unwrap()
+                        .ok()
+                        .map(|l| l.owner)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        // The previous owner learns it lost the lease at its next renewal.
+        assert!(!renew_lease(&store, "j", "a", "r1", ttl));
+        let now: Lease = serde_json::from_slice(&store.get(&lease_key("j")).unwrap()).unwrap();
+        assert_eq!(now.owner, winners[0]);
     }
 }

@@ -523,3 +523,102 @@ fn validate_names_every_bad_aws_setting() {
         "{err}"
     );
 }
+
+#[test]
+fn service_on_s3_checks_sagemaker_reports_cost_and_records_failure_reasons() {
+    use crate::service::{configure, wait_for, Http, Service, ADMIN, OPS};
+    let Some(m) = moto() else { return };
+    let bucket = unique("c360-svc");
+    m.create_bucket(&bucket);
+    // A schedule that never fires during the test: runs come from the API.
+    let t = TestProject::new(|j| {
+        j.replace("backend = \"local\"", "backend = \"sagemaker\"")
+            .replace("schedule = \"0 6 * * MON\"", "schedule = \"0 6 29 2 *\"")
+    });
+    t.generate(150);
+    let settings = m.settings();
+    let source_uri = format!("s3://{bucket}/src");
+    let store_uri = format!("s3://{bucket}/c360");
+    upload_dir(
+        &S3Store::open(&source_uri, &settings).unwrap(),
+        &t.path().join("data"),
+    );
+    let base = std::fs::read_to_string(t.path().join("c360.toml")).unwrap();
+    let base = base
+        .replace("uri = \"store\"", &format!("uri = \"{store_uri}\""))
+        .replace("uri = \"data\"", &format!("uri = \"{source_uri}\""));
+    let cache = format!("cache_dir = \"{}\"\n", t.path().join("cache").display());
+    std::fs::write(t.path().join("c360.toml"), base.clone() + &m.toml(&cache)).unwrap();
+    configure(&t, "");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let s = Service::start(&t, &env);
+    let h = Http::new();
+    let ready = h.get(&s.url("/readyz"), None);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["sagemaker"], "ready", "{}", ready.body);
+
+    // A run: moto completes the transform job at once but writes no output, so the run
+    // fails at the transform step, and the ledger says which output is missing.
+    let r = h.send(
+        "POST",
+        &s.url("/jobs/churn_weekly/runs"),
+        Some(OPS),
+        Some(r#"{"as_of":"2024-06-30"}"#),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let ledger = wait_for("the run to end", 120, || {
+        let l = h
+            .get(
+                &s.url(&format!("/jobs/churn_weekly/runs/{run_id}")),
+                Some(OPS),
+            )
+            .json();
+        (l["status"] == "failed").then_some(l)
+    });
+    let step = ledger["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "transform")
+        .unwrap()
+        .clone();
+    let err = step["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("Completed but") && err.contains("transform-output/part-0.csv.out"),
+        "{ledger}"
+    );
+    // The planner's cost estimate is a metric.
+    let metrics = h.get(&s.url("/metrics"), Some(ADMIN)).body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("c360_transform_cost_estimate_usd{"))
+        .unwrap_or_else(|| panic!("no cost estimate in\n{metrics}"));
+    assert!(
+        line.contains("job=\"churn_weekly\"") && line.contains("instance_type=\"ml."),
+        "{line}"
+    );
+    let usd: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(usd > 0.0 && usd < 1.0, "{line}");
+    s.stop();
+
+    // SageMaker unreachable: not ready, and the answer says why.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra =
+        format!("{cache}sagemaker_endpoint_url = \"http://127.0.0.1:{dead}\"\nmax_attempts = 1\n");
+    std::fs::write(t.path().join("c360.toml"), base + &m.toml(&extra)).unwrap();
+    configure(&t, "");
+    let s = Service::start(&t, &env);
+    let ready = h.get(&s.url("/readyz"), None);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("SageMaker"), "{}", ready.body);
+    s.stop();
+}

@@ -655,3 +655,65 @@ fn a_failed_transform_publishes_nothing_and_records_the_reason() {
         .join("products/customer_churn_scores/v1/as_of=2024-09-29")
         .exists());
 }
+
+/// Sets its cancel flag once a given step has finished.
+struct CancelAfter {
+    step: &'static str,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl c360::pipeline::Observer for CancelAfter {
+    fn step_finished(&self, r: &c360::pipeline::StepRecord) {
+        if r.name == self.step {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn cancel_flag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+        Some(self.flag.clone())
+    }
+}
+
+#[test]
+fn a_cancelled_run_stops_at_a_step_boundary_and_resumes() {
+    let t = TestProject::new(|j| j);
+    t.generate(200);
+    let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
+    let opts = c360::pipeline::RunOptions {
+        as_of: Some("2024-06-30".parse().unwrap()),
+        ..Default::default()
+    };
+    let obs = CancelAfter {
+        step: "transform_input",
+        flag: Default::default(),
+    };
+    let e = c360::pipeline::run(&project, "churn_weekly", &opts, &obs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stopped before step transform (cancelled)"),
+        "{e}"
+    );
+    assert!(t.latest().is_none(), "nothing published");
+    let report =
+        c360::pipeline::run(&project, "churn_weekly", &opts, &c360::pipeline::Quiet).unwrap();
+    assert_eq!(report.ledger.status, c360::pipeline::Status::Succeeded);
+    assert_eq!(report.ledger.attempts, 2);
+    // The resumed attempt did not redo the two steps finished before the stop.
+    let names: Vec<&str> = report
+        .ledger
+        .steps
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "features",
+            "transform_input",
+            "transform",
+            "gates",
+            "publish"
+        ]
+    );
+    assert!(t.latest().is_some());
+}

@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 
 use crate::pipeline::TestProject;
 
-const OPS: &str = "tok-ops-7c1d0e93aa51";
-const MKT: &str = "tok-mkt-51b2f9e07d33";
-const ADMIN: &str = "tok-admin-e4a8c2d610f9";
+pub(crate) const OPS: &str = "tok-ops-7c1d0e93aa51";
+pub(crate) const MKT: &str = "tok-mkt-51b2f9e07d33";
+pub(crate) const ADMIN: &str = "tok-admin-e4a8c2d610f9";
 const PRODUCT: &str = "customer_churn_scores";
 
 fn sha(s: &str) -> String {
@@ -26,7 +26,7 @@ fn sha(s: &str) -> String {
 
 /// Adds a `[service]` section (ops and marketing tokens as hashes; admin comes from the
 /// environment) to the project's c360.toml.
-fn configure(p: &TestProject, extra: &str) {
+pub(crate) fn configure(p: &TestProject, extra: &str) {
     let path = p.path().join("c360.toml");
     let mut toml = std::fs::read_to_string(&path).unwrap();
     toml.push_str(&format!(
@@ -40,14 +40,14 @@ fn configure(p: &TestProject, extra: &str) {
 }
 
 /// A running `c360 serve`; killed on drop.
-struct Service {
+pub(crate) struct Service {
     child: Child,
     base: String,
     log: PathBuf,
 }
 
 impl Service {
-    fn start(p: &TestProject, env: &[(&str, &str)]) -> Service {
+    pub(crate) fn start(p: &TestProject, env: &[(&str, &str)]) -> Service {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = p.path().join(format!("serve-{n}.log"));
@@ -82,12 +82,12 @@ impl Service {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         let ok = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -113,7 +113,7 @@ impl Service {
     }
 
     /// The service's stderr, without terminal colour codes.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
         let mut out = String::with_capacity(raw.len());
         let mut it = raw.chars();
@@ -140,25 +140,25 @@ impl Drop for Service {
 }
 
 /// A small blocking HTTP client over reqwest.
-struct Http {
+pub(crate) struct Http {
     rt: tokio::runtime::Runtime,
     c: reqwest::Client,
 }
 
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 impl Http {
-    fn new() -> Http {
+    pub(crate) fn new() -> Http {
         Http {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -171,7 +171,13 @@ impl Http {
         }
     }
 
-    fn send(&self, method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Resp {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Resp {
         self.rt.block_on(async {
             let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
             let mut r = self.c.request(m, url);
@@ -195,13 +201,13 @@ impl Http {
         })
     }
 
-    fn get(&self, url: &str, token: Option<&str>) -> Resp {
+    pub(crate) fn get(&self, url: &str, token: Option<&str>) -> Resp {
         self.send("GET", url, token, None)
     }
 }
 
 /// Polls `f` until it returns Some, or fails after `secs`.
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
