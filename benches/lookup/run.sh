@@ -6,7 +6,7 @@
 #   benches/lookup/run.sh                       # 1,000,000 customers, 2,000 req/s, 30 s
 #   CUSTOMERS=20000 DURATION=10 benches/lookup/run.sh   # a quick check
 #
-# Needs: python3 (a venv with aiohttp is made under benches/lookup/.venv), optionally wrk
+# Needs: curl; optionally wrk; PY_DRIVER=1 also runs the Python driver (venv under .venv)
 # (`apt-get install -y wrk`). Work files go to $WORK (default /tmp/c360-lookup-bench).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,7 +23,10 @@ if [ -z "${C360_BIN:-}" ]; then
   (cd "$repo" && cargo build --release --bin c360)
   C360_BIN="$CARGO_TARGET_DIR/release/c360"
 fi
-if [ ! -x "$here/.venv/bin/python" ]; then
+# The open-loop driver (benches/lookup/driver.rs), built with the release profile.
+DRIVER="${DRIVER:-$(cd "$repo" && cargo bench --bench lookup_load --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))/\1/p' | tail -1)}"
+case "$DRIVER" in /*) ;; *) DRIVER="$repo/$DRIVER" ;; esac
+if [ -n "${PY_DRIVER:-}" ] && [ ! -x "$here/.venv/bin/python" ]; then
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install --quiet aiohttp
 fi
@@ -58,19 +61,24 @@ for _ in $(seq 1 600); do
 done
 url="http://127.0.0.1:$PORT"
 rows=$(python3 -c "import json;print(json.load(open('store-$CUSTOMERS/products/customer_churn_scores/latest.json'))['rows'])")
-echo "== $rows customers in the product; open loop at $RATE req/s for $DURATION s"
-"$here/.venv/bin/python" "$here/bench.py" --url "$url" --token "$TOKEN" \
-  --rate "$RATE" --duration "$DURATION"
+echo "== $rows customers in the product"
+: > ids.txt
+off=0
+while :; do
+  n=$(curl -sf -H "Authorization: Bearer $TOKEN" \
+    "$url/products/customer_churn_scores/rows?format=csv&limit=10000&offset=$off" \
+    | tail -n +2 | cut -d, -f1 | tee -a ids.txt | wc -l)
+  [ "$n" -eq 0 ] && break
+  off=$((off + n))
+done
+echo "== open loop (Rust driver, one thread) at $RATE req/s for $DURATION s"
+"$DRIVER" --url "$url" --token "$TOKEN" --ids ids.txt --rate "$RATE" --duration "$DURATION"
+if [ -n "${PY_DRIVER:-}" ]; then
+  echo "== open loop (Python asyncio driver) at $RATE req/s for $DURATION s"
+  "$here/.venv/bin/python" "$here/bench.py" --url "$url" --token "$TOKEN" \
+    --rate "$RATE" --duration "$DURATION"
+fi
 if command -v wrk >/dev/null; then
-  : > ids.txt
-  off=0
-  while :; do
-    n=$(curl -sf -H "Authorization: Bearer $TOKEN" \
-      "$url/products/customer_churn_scores/rows?format=csv&limit=10000&offset=$off" \
-      | tail -n +2 | cut -d, -f1 | tee -a ids.txt | wc -l)
-    [ "$n" -eq 0 ] && break
-    off=$((off + n))
-  done
   echo "== wrk, closed loop (maximum throughput), 2 threads, 64 connections, $DURATION s"
   IDS="$WORK/ids.txt" TOKEN="$TOKEN" wrk -t2 -c64 -d"${DURATION}s" -s "$here/lookup.lua" "$url"
 fi
