@@ -31,6 +31,8 @@ pub enum OfflineError {
     Encode { what: String, message: String },
     #[error("manifest {key} is unreadable: {message}")]
     BadManifest { key: String, message: String },
+    #[error("another writer committed {key} at the same moment; this commit was refused and nothing of it is referenced (run again: the committed one is reused when it matches)")]
+    ConcurrentCommit { key: String },
     #[error("no committed snapshot of {set} v{version} as of {as_of} in {store} (build it with `c360 features build {set} --as-of {as_of}`)")]
     NotCommitted {
         set: String,
@@ -83,18 +85,44 @@ pub fn manifest_key(prefix: &str) -> String {
 
 /// The committed manifest of a partition, if any.
 pub fn read_manifest(store: &dyn ObjectStore, prefix: &str) -> Result<Option<Manifest>> {
+    Ok(read_manifest_versioned(store, prefix)?.map(|(m, _)| m))
+}
+
+/// The committed manifest with its store version (for a conditional replace).
+pub fn read_manifest_versioned(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<Option<(Manifest, String)>> {
     let key = manifest_key(prefix);
-    match store.get(&key) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| OfflineError::BadManifest {
-                    key,
-                    message: e.to_string(),
-                })
-        }
+    match store.get_versioned(&key) {
+        Ok((bytes, version)) => serde_json::from_slice(&bytes)
+            .map(|m| Some((m, version)))
+            .map_err(|e| OfflineError::BadManifest {
+                key,
+                message: e.to_string(),
+            }),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Commits a manifest: created only if absent, or replacing exactly `previous` (a version
+/// from [`read_manifest_versioned`]); two writers can never both commit.
+pub fn commit_manifest(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    json: &[u8],
+    previous: Option<&str>,
+) -> Result<()> {
+    let key = manifest_key(prefix);
+    let ok = match previous {
+        None => store.put_if_absent(&key, json)?,
+        Some(v) => store.put_if_version(&key, json, v)?,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(OfflineError::ConcurrentCommit { key })
     }
 }
 
@@ -154,7 +182,9 @@ pub fn commit_partition(
         what: "manifest".into(),
         message: e.to_string(),
     })?;
-    store.put(&manifest_key(prefix), &json)?;
+    // The commit point: conditional, so a concurrent build of the same partition that
+    // committed first makes this one fail instead of both "winning".
+    commit_manifest(store, prefix, &json, None)?;
     Ok(manifest)
 }
 

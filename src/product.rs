@@ -192,7 +192,9 @@ pub fn publish(
         }
     }
     let prefix = partition_prefix(&spec.name, spec.major, as_of);
-    let existing = offline::read_manifest(store, &prefix)?;
+    let existing_v = offline::read_manifest_versioned(store, &prefix)?;
+    let previous_version = existing_v.as_ref().map(|(_, v)| v.clone());
+    let existing = existing_v.map(|(m, _)| m);
     let manifest = match existing {
         Some(m) if m.run_id == lineage.run_id => m,
         existing => {
@@ -253,7 +255,8 @@ pub fn publish(
                 product: spec.name.clone(),
                 message: e.to_string(),
             })?;
-            store.put(&offline::manifest_key(&prefix), &json)?;
+            // The commit point: created if absent, else replacing exactly the version read.
+            offline::commit_manifest(store, &prefix, &json, previous_version.as_deref())?;
             // The old parts are unreferenced now.
             if let Some(old) = existing {
                 for f in old.files.iter().filter(|f| !files.contains(f)) {
@@ -279,24 +282,50 @@ fn move_latest(
     prefix: &str,
     m: &offline::Manifest,
 ) -> Result<bool> {
-    if let Some(cur) = latest(store, &spec.name)? {
-        if cur.as_of > m.as_of || (cur.as_of == m.as_of && cur.run_id == m.run_id) {
-            return Ok(false);
+    // Read, decide, write conditionally on what was read; a concurrent publisher that moved
+    // it in between makes us read and decide again, so latest never goes backwards.
+    let key = latest_key(&spec.name);
+    for _ in 0..10 {
+        let cur = match store.get_versioned(&key) {
+            Ok((b, v)) => {
+                let l: Latest = serde_json::from_slice(&b).map_err(|e| ProductError::Read {
+                    product: spec.name.clone(),
+                    message: format!("latest.json unreadable: {e}"),
+                })?;
+                Some((l, v))
+            }
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some((cur, _)) = &cur {
+            if cur.as_of > m.as_of || (cur.as_of == m.as_of && cur.run_id == m.run_id) {
+                return Ok(false);
+            }
         }
+        let l = Latest {
+            path: prefix.to_string(),
+            as_of: m.as_of,
+            run_id: m.run_id.clone(),
+            committed_at: Utc::now(),
+            rows: m.rows,
+        };
+        let json = serde_json::to_vec_pretty(&l).map_err(|e| ProductError::Invalid {
+            product: spec.name.clone(),
+            message: e.to_string(),
+        })?;
+        let moved = match &cur {
+            None => store.put_if_absent(&key, &json)?,
+            Some((_, v)) => store.put_if_version(&key, &json, v)?,
+        };
+        if moved {
+            return Ok(true);
+        }
+        tracing::info!(product = %spec.name, "latest.json moved concurrently; deciding again");
     }
-    let l = Latest {
-        path: prefix.to_string(),
-        as_of: m.as_of,
-        run_id: m.run_id.clone(),
-        committed_at: Utc::now(),
-        rows: m.rows,
-    };
-    let json = serde_json::to_vec_pretty(&l).map_err(|e| ProductError::Invalid {
+    Err(ProductError::Invalid {
         product: spec.name.clone(),
-        message: e.to_string(),
-    })?;
-    store.put(&latest_key(&spec.name), &json)?;
-    Ok(true)
+        message: "latest.json kept changing under concurrent publishers; try again".into(),
+    })
 }
 
 /// The product's `latest.json`, if any.

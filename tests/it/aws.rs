@@ -193,6 +193,36 @@ fn s3_store_encrypts_uses_multipart_and_refuses_double_commits() {
         st.get("p/v1/_manifest.json").unwrap(),
         format!("writer {w}").as_bytes()
     );
+    // The same race through the offline store's commit point: one manifest wins, the
+    // others get an error that says so.
+    let results: Vec<Result<(), String>> = (0..6)
+        .map(|i| {
+            let st = st.clone();
+            std::thread::spawn(move || {
+                c360::offline::commit_manifest(
+                    st.as_ref(),
+                    "features/rfm/v1/as_of=2024-06-30",
+                    format!("{{\"writer\":{i}}}").as_bytes(),
+                    None,
+                )
+                .map_err(|e| e.to_string())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            e.contains("another writer committed features/rfm/v1/as_of=2024-06-30/_manifest.json"),
+            "{e}"
+        );
+    }
     // Conditional replace (leases, latest.json): a stale version is refused.
     let (_, v1) = st.get_versioned("p/v1/_manifest.json").unwrap();
     assert!(st
