@@ -610,6 +610,36 @@ where
     }
 }
 
+/// Tests: an SDK client config over `aws-smithy-mocks` rules (real serialisation, retries
+/// and error parsing; canned answers), with millisecond backoff.
+#[cfg(test)]
+macro_rules! mocked_config {
+    ($krate:ident, $rules:expr, $attempts:expr) => {{
+        let mut i = aws_smithy_mocks::MockResponseInterceptor::new()
+            .rule_mode(aws_smithy_mocks::RuleMode::MatchAny);
+        for r in $rules {
+            i = i.with_rule(r);
+        }
+        $krate::Config::builder()
+            .behavior_version($krate::config::BehaviorVersion::latest())
+            .region($krate::config::Region::new("us-east-1"))
+            .credentials_provider($krate::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(i)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts($attempts)
+                    .with_initial_backoff(std::time::Duration::from_millis(1))
+                    .with_max_backoff(std::time::Duration::from_millis(5)),
+            )
+            .build()
+    }};
+}
+#[cfg(test)]
+pub(crate) use mocked_config;
+
 #[cfg(test)]
 mod tests {
     use super::*;

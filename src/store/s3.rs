@@ -551,32 +551,12 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_s3::operation::get_object::GetObjectOutput;
     use aws_sdk_s3::operation::put_object::PutObjectOutput;
-    use aws_smithy_mocks::{
-        create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode,
-    };
-    use std::time::Duration;
+    use aws_smithy_mocks::{mock, Rule};
 
     fn store(rules: &[&Rule]) -> S3Store {
-        let mut i = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-        for r in rules {
-            i = i.with_rule(r);
-        }
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-            .http_client(create_mock_http_client())
-            .interceptor(i)
-            .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(4)
-                    .with_initial_backoff(Duration::from_millis(1))
-                    .with_max_backoff(Duration::from_millis(5)),
-            )
-            .build();
+        let conf = crate::aws::mocked_config!(aws_sdk_s3, rules, 4);
         S3Store::with_client(
             Client::from_conf(conf),
             "bucket",

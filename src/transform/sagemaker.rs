@@ -583,36 +583,17 @@ mod tests {
     //! The control plane's state machine against aws-smithy-mocks: real SDK clients (real
     //! serialisation, retries and error parsing), canned SageMaker answers.
     use super::*;
-    use aws_sdk_sagemaker::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_sagemaker::operation::create_model::CreateModelOutput;
     use aws_sdk_sagemaker::operation::create_transform_job::CreateTransformJobOutput;
     use aws_sdk_sagemaker::operation::describe_model::DescribeModelOutput;
     use aws_sdk_sagemaker::operation::describe_transform_job::DescribeTransformJobOutput;
     use aws_sdk_sagemaker::operation::stop_transform_job::StopTransformJobOutput;
-    use aws_smithy_mocks::{
-        create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode,
-    };
+    use aws_smithy_mocks::{mock, Rule};
 
     const JOB: &str = "c360-churn-weekly-2024-06-30-0a1b2c3d";
 
     fn client(rules: &[&Rule]) -> Client {
-        let mut i = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-        for r in rules {
-            i = i.with_rule(r);
-        }
-        let conf = aws_sdk_sagemaker::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-            .http_client(create_mock_http_client())
-            .interceptor(i)
-            .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(Duration::from_millis(1))
-                    .with_max_backoff(Duration::from_millis(5)),
-            )
-            .build();
+        let conf = crate::aws::mocked_config!(aws_sdk_sagemaker, rules, 3);
         Client::from_conf(conf)
     }
 
