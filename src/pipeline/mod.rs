@@ -529,9 +529,9 @@ impl Run<'_> {
                 "stopped before step {name} (cancelled); the next invocation resumes from here"
             );
             tracing::warn!(run_id = %self.ledger.run_id, step = name, "run stopped at a step boundary");
-            self.ledger.status = Status::Failed;
+            // Left `running` (interrupted, not failed): the next start of the service, or
+            // the next invocation, resumes it from this step.
             self.ledger.error = Some(msg.clone());
-            self.ledger.finished_at = Some(Utc::now());
             self.save()?;
             return Err(PipelineError::Run {
                 run: self.ledger.run_id.clone(),

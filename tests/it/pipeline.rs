@@ -694,6 +694,15 @@ fn a_cancelled_run_stops_at_a_step_boundary_and_resumes() {
         "{e}"
     );
     assert!(t.latest().is_none(), "nothing published");
+    // Interrupted, not failed: a restarted service resumes `running` ledgers.
+    let st = c360::store::open(&project.store_uri()).unwrap();
+    let ledgers = c360::pipeline::ledgers(st.as_ref(), "churn_weekly").unwrap();
+    assert_eq!(ledgers[0].status, c360::pipeline::Status::Running);
+    assert!(ledgers[0]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("cancelled"));
     let report =
         c360::pipeline::run(&project, "churn_weekly", &opts, &c360::pipeline::Quiet).unwrap();
     assert_eq!(report.ledger.status, c360::pipeline::Status::Succeeded);
