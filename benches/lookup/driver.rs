@@ -129,11 +129,25 @@ async fn drive(a: &Args, ids: Arc<Vec<String>>) -> Vec<Sample> {
     let warm = (a.warmup * a.rate) as u64;
     let every = Duration::from_secs_f64(1.0 / a.rate);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Sample>();
+    // Pacing on its own OS thread: std's sleep is precise to tens of microseconds, where
+    // tokio's timer wheel ticks in milliseconds (and would add up to 1 ms of the driver's own
+    // lateness to every latency measured from the schedule).
+    let (tick_tx, mut ticks) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     let start = Instant::now() + Duration::from_millis(50);
+    std::thread::spawn(move || {
+        for i in 0..total {
+            let at = start + every.mul_f64(i as f64);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tick_tx.send((i, at)).is_err() {
+                return;
+            }
+        }
+    });
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in 0..total {
-        let at = start + every * i as u32;
-        tokio::time::sleep_until(at.into()).await;
+    while let Some((i, at)) = ticks.recv().await {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
