@@ -18,7 +18,7 @@ use polars::prelude::*;
 
 use super::def::{Agg, AggFn, Feature, FeatureSet, Kind, Label};
 use super::expr::{self, Scope, Ty};
-use crate::source::{ColType, TableSpec};
+use crate::source::{ColType, TableSpec, CUSTOMER_KEY};
 
 /// Internal column names.
 pub const AS_OF: &str = "_as_of";
@@ -40,10 +40,11 @@ impl Mode {
             Mode::Spine(_) => col(AS_OF),
         }
     }
+    /// Group-by and join keys: the integer customer key (see `source::CUSTOMER_KEY`).
     fn keys(&self) -> Vec<Expr> {
         match self {
-            Mode::Snapshot(_) => vec![col("customer_id")],
-            Mode::Spine(_) => vec![col("customer_id"), col(AS_OF)],
+            Mode::Snapshot(_) => vec![col(CUSTOMER_KEY)],
+            Mode::Spine(_) => vec![col(CUSTOMER_KEY), col(AS_OF)],
         }
     }
 }
@@ -185,6 +186,7 @@ fn table_aggregates(
     set: &FeatureSet,
     feats: &[&Feature],
     frame: LazyFrame,
+    customers: &LazyFrame,
     mode: &Mode,
     label: Option<&Label>,
 ) -> Result<Vec<LazyFrame>, CompileError> {
@@ -196,9 +198,18 @@ fn table_aggregates(
             spine
                 .clone()
                 .select([col("customer_id"), col(AS_OF)])
-                .unique(None, UniqueKeepStrategy::Any),
-            [col("customer_id")],
-            [col("customer_id")],
+                .unique(None, UniqueKeepStrategy::Any)
+                .join(
+                    customers
+                        .clone()
+                        .select([col("customer_id"), col(CUSTOMER_KEY)]),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select([col(CUSTOMER_KEY), col(AS_OF)]),
+            [col(CUSTOMER_KEY)],
+            [col(CUSTOMER_KEY)],
             JoinArgs::new(JoinType::Inner),
         ),
     };
@@ -325,6 +336,34 @@ fn table_aggregates(
     Ok(outs)
 }
 
+/// Whether an aggregation or label of the set over `table` reads column `name`.
+pub fn reads_column(set: &FeatureSet, table: &str, name: &str) -> bool {
+    fn mentions(e: &expr::Expr, name: &str) -> bool {
+        use expr::Expr as E;
+        match e {
+            E::Name(n) => n == name,
+            E::Neg(a) | E::Not(a) | E::IsNull(a, _) => mentions(a, name),
+            E::In(a, list, _) => mentions(a, name) || list.iter().any(|x| mentions(x, name)),
+            E::Bin(_, a, b) => mentions(a, name) || mentions(b, name),
+            E::Call(_, args) => args.iter().any(|x| mentions(x, name)),
+            E::Int(_) | E::Float(_) | E::Str(_) | E::Bool(_) | E::Null => false,
+        }
+    }
+    let feats = set.features.iter().any(|f| match &f.kind {
+        Kind::Agg(a) if a.table.name == table => {
+            a.ts == name
+                || a.extra_columns.iter().any(|c| c == name)
+                || a.filter.as_ref().is_some_and(|e| mentions(e, name))
+                || a.column.as_ref().is_some_and(|e| mentions(e, name))
+        }
+        _ => false,
+    });
+    feats
+        || set.labels.iter().any(|l| {
+            l.table.name == table && l.filter.as_ref().is_some_and(|e| mentions(e, name))
+        })
+}
+
 /// The aggregation itself over an already-masked value (nulls where a row does not count).
 fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
     Ok(match func {
@@ -371,6 +410,7 @@ pub fn plan(
         .cloned()
         .ok_or_else(|| cerr(set, "the customers table was not loaded"))?;
 
+    let customers_all = customers.clone();
     // The base: one row per (customer, as_of).
     let mut base = match mode {
         Mode::Snapshot(d) => customers.filter(col("signup_ts").lt_eq(lit(*d))),
@@ -403,6 +443,7 @@ pub fn plan(
         }
     }
     let mut keep = mode.keys();
+    keep.push(col("customer_id"));
     if matches!(mode, Mode::Spine(_)) {
         keep.push(col(ROW));
     }
@@ -425,7 +466,7 @@ pub fn plan(
             .cloned()
             .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
         let l = label.filter(|l| l.table.name == *tname);
-        for agg in table_aggregates(set, tf, frame, mode, l)? {
+        for agg in table_aggregates(set, tf, frame, &customers_all, mode, l)? {
             base = base.join(agg, mode.keys(), mode.keys(), JoinArgs::new(JoinType::Left));
         }
     }
@@ -531,6 +572,7 @@ pub fn plan(
             if matches!(mode, Mode::Spine(_)) {
                 out.push(col(AS_OF));
             }
+            out.push(col(CUSTOMER_KEY));
         }
         None => {
             for f in set.outputs() {

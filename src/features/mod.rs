@@ -117,6 +117,7 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
     customers.materialize()?;
     let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
+    customers.add_customer_key()?;
     tracing::debug!(
         table = "customers",
         read_secs = read,
@@ -136,6 +137,11 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
         t.materialize()?;
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
+        // The check gave every row its integer customer key; the id strings are only
+        // kept when some expression of the set reads them.
+        if spec.references_customers && !compile::reads_column(set, n, "customer_id") {
+            t.drop_customer_id();
+        }
         tracing::debug!(
             table = *n,
             read_secs = read,
@@ -386,7 +392,7 @@ pub fn training_set(
         let dates: Vec<i32> = dates.i32().map_err(&perr)?.into_no_null_iter().collect();
         let mut parts = Vec::new();
         for d in dates {
-            let mut cols = vec![col("customer_id"), lit(d).alias(compile::AS_OF)];
+            let mut cols = vec![col(source::CUSTOMER_KEY), lit(d).alias(compile::AS_OF)];
             cols.extend(quant.iter().map(|q| col(q.as_str())));
             let lf = compile::plan(
                 set,
