@@ -836,10 +836,24 @@ impl Table {
         Ok(())
     }
 
-    /// Drops the `customer_id` strings of a referencing table once it has
-    /// [`CUSTOMER_KEY`] (they are the bulk of an event table's memory).
-    pub fn drop_customer_id(&mut self) {
-        self.frame = self.frame.clone().drop(by_name(["customer_id"], true, false));
+    /// Keeps [`CUSTOMER_KEY`] (when present) and the given columns, releasing the others'
+    /// memory (a referencing table after `check`).
+    pub fn keep_columns(&mut self, columns: &std::collections::BTreeSet<String>) -> Result<()> {
+        let mut df = self.frame.clone().collect().map_err(self.perr())?;
+        if df.column(CUSTOMER_KEY).is_err() {
+            return Ok(());
+        }
+        let drop: Vec<PlSmallStr> = df
+            .get_column_names()
+            .into_iter()
+            .filter(|c| c.as_str() != CUSTOMER_KEY && !columns.contains(c.as_str()))
+            .cloned()
+            .collect();
+        for c in drop {
+            df.drop_in_place(c.as_str()).map_err(self.perr())?;
+        }
+        self.frame = df.lazy();
+        Ok(())
     }
 
     /// Checks every value rule of the contract. `customers` must be given for tables that

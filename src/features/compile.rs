@@ -336,32 +336,48 @@ fn table_aggregates(
     Ok(outs)
 }
 
-/// Whether an aggregation or label of the set over `table` reads column `name`.
-pub fn reads_column(set: &FeatureSet, table: &str, name: &str) -> bool {
-    fn mentions(e: &expr::Expr, name: &str) -> bool {
+/// The columns of `table` that the set's aggregations and labels read.
+pub fn columns_read(set: &FeatureSet, table: &str) -> BTreeSet<String> {
+    fn names(e: &expr::Expr, out: &mut BTreeSet<String>) {
         use expr::Expr as E;
         match e {
-            E::Name(n) => n == name,
-            E::Neg(a) | E::Not(a) | E::IsNull(a, _) => mentions(a, name),
-            E::In(a, list, _) => mentions(a, name) || list.iter().any(|x| mentions(x, name)),
-            E::Bin(_, a, b) => mentions(a, name) || mentions(b, name),
-            E::Call(_, args) => args.iter().any(|x| mentions(x, name)),
-            E::Int(_) | E::Float(_) | E::Str(_) | E::Bool(_) | E::Null => false,
+            E::Name(n) => {
+                out.insert(n.clone());
+            }
+            E::Neg(a) | E::Not(a) | E::IsNull(a, _) => names(a, out),
+            E::In(a, list, _) => {
+                names(a, out);
+                list.iter().for_each(|x| names(x, out));
+            }
+            E::Bin(_, a, b) => {
+                names(a, out);
+                names(b, out);
+            }
+            E::Call(_, args) => args.iter().for_each(|x| names(x, out)),
+            E::Int(_) | E::Float(_) | E::Str(_) | E::Bool(_) | E::Null => {}
         }
     }
-    let feats = set.features.iter().any(|f| match &f.kind {
-        Kind::Agg(a) if a.table.name == table => {
-            a.ts == name
-                || a.extra_columns.iter().any(|c| c == name)
-                || a.filter.as_ref().is_some_and(|e| mentions(e, name))
-                || a.column.as_ref().is_some_and(|e| mentions(e, name))
+    let mut out = BTreeSet::new();
+    for f in &set.features {
+        if let Kind::Agg(a) = &f.kind {
+            if a.table.name == table {
+                out.insert(a.ts.clone());
+                out.extend(a.extra_columns.iter().cloned());
+                for e in a.filter.iter().chain(a.column.iter()) {
+                    names(e, &mut out);
+                }
+            }
         }
-        _ => false,
-    });
-    feats
-        || set.labels.iter().any(|l| {
-            l.table.name == table && l.filter.as_ref().is_some_and(|e| mentions(e, name))
-        })
+    }
+    for l in &set.labels {
+        if l.table.name == table {
+            out.insert(l.table.ts.to_string());
+            if let Some(e) = &l.filter {
+                names(e, &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// The aggregation itself over an already-masked value (nulls where a row does not count).

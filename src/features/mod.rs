@@ -137,10 +137,10 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
         t.materialize()?;
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
-        // The check gave every row its integer customer key; the id strings are only
-        // kept when some expression of the set reads them.
-        if spec.references_customers && !compile::reads_column(set, n, "customer_id") {
-            t.drop_customer_id();
+        // The check gave every row its integer customer key: keep only the columns the
+        // set reads (the id strings and e.g. order ids are most of a table's memory).
+        if spec.references_customers && !also.contains(n) {
+            t.keep_columns(&compile::columns_read(set, n))?;
         }
         tracing::debug!(
             table = *n,
