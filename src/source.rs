@@ -856,6 +856,18 @@ impl Table {
         Ok(())
     }
 
+    /// Keeps only the rows where `rows` is true (after `check`).
+    pub fn keep_rows(&mut self, rows: Expr) -> Result<()> {
+        let df = self
+            .frame
+            .clone()
+            .filter(rows)
+            .collect()
+            .map_err(self.perr())?;
+        self.frame = df.lazy();
+        Ok(())
+    }
+
     /// Checks every value rule of the contract. `customers` must be given for tables that
     /// reference customers. Stops at the first table with a violation, reporting the
     /// first violated rule with its count and an example row.

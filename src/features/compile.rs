@@ -336,6 +336,25 @@ fn table_aggregates(
     Ok(outs)
 }
 
+/// The rows of `table` that some aggregation of the set counts in a snapshot at `day`
+/// (None: the set aggregates nothing over the table).
+pub fn snapshot_rows(set: &FeatureSet, table: &str, day: i32) -> Result<Option<Expr>, CompileError> {
+    let as_of = lit(day);
+    let mut keep: Option<Expr> = None;
+    for f in &set.features {
+        if let Kind::Agg(a) = &f.kind {
+            if a.table.name == table {
+                let c = agg_condition(set, a, &as_of)?;
+                keep = Some(match keep {
+                    None => c,
+                    Some(k) => k.or(c),
+                });
+            }
+        }
+    }
+    Ok(keep)
+}
+
 /// The columns of `table` that the set's aggregations and labels read.
 pub fn columns_read(set: &FeatureSet, table: &str) -> BTreeSet<String> {
     fn names(e: &expr::Expr, out: &mut BTreeSet<String>) {
