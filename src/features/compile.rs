@@ -238,6 +238,7 @@ fn table_aggregates(
     }
 
     let mut plain = Vec::new();
+    let mut pre: Vec<Expr> = Vec::new();
     let mut outs = Vec::new();
     for f in feats {
         let Kind::Agg(a) = &f.kind else { continue };
@@ -265,7 +266,20 @@ fn table_aggregates(
                 - md.clone().null_count().gt(lit(0)).cast(DataType::Float64);
             let total = mv.clone().sum();
             let (num, den) = if a.exclude_first_day {
-                let first_day = mv.filter(md.clone().eq(md.max())).sum();
+                // The first day's total: rows on the group's latest days_ago, marked by a
+                // window max over the frame (a filter inside the aggregation would run
+                // per group, several times slower).
+                let fd = format!("_fd_{}", f.name);
+                let window = md
+                    .clone()
+                    .max()
+                    .over(keys.clone())
+                    .map_err(|e| cerr(set, e.to_string()))?;
+                pre.push(window.alias(fd.as_str()));
+                let first_day = when(md.clone().eq(col(fd.as_str())).fill_null(lit(false)))
+                    .then(mv)
+                    .otherwise(lit(NULL))
+                    .sum();
                 (total - first_day, days - lit(1.0))
             } else {
                 (total, days)
@@ -331,6 +345,11 @@ fn table_aggregates(
         );
     }
     if !plain.is_empty() {
+        let frame = if pre.is_empty() {
+            frame
+        } else {
+            frame.with_columns(pre)
+        };
         outs.insert(0, frame.group_by(keys).agg(plain));
     }
     Ok(outs)
