@@ -127,19 +127,55 @@ pub fn closure(set: &FeatureSet, names: &BTreeSet<String>) -> BTreeSet<String> {
     out
 }
 
-/// The condition under which a row counts for an aggregation at the as-of date.
-fn agg_condition(set: &FeatureSet, a: &Agg, as_of: &Expr) -> Result<Expr, CompileError> {
-    let d = days_ago(as_of.clone(), &a.ts);
-    let mut cond = d.clone().gt_eq(lit(0i64));
-    if let Some((w, off)) = a.window {
-        cond = cond.and(
-            d.clone()
-                .gt_eq(lit(off as i64))
-                .and(d.lt(lit((off + w) as i64))),
-        );
-    } else {
-        cond = cond.and(lit(true));
-    }
+/// The condition under which a row counts for an aggregation at the as-of date. `day` is
+/// the as-of day when it is one literal (a snapshot): the window is then a comparison of
+/// the Int32 day column with two constants, without computing `days_ago` (same rows).
+fn agg_condition(
+    set: &FeatureSet,
+    a: &Agg,
+    as_of: &Expr,
+    day: Option<i32>,
+) -> Result<Expr, CompileError> {
+    let contract_ts = a
+        .table
+        .column(&a.ts)
+        .is_some_and(|c| c.ty == ColType::Timestamp);
+    let mut cond = match day {
+        Some(day) if contract_ts => {
+            // days_ago in [off, off + w)  <=>  ts in [day - off - w + 1, day - off].
+            let (off, w) = match a.window {
+                Some((w, off)) => (off as i64, Some(w as i64)),
+                None => (0, None),
+            };
+            let hi = day as i64 - off;
+            let ts = col(a.ts.as_str());
+            if hi < i32::MIN as i64 {
+                lit(false)
+            } else {
+                let mut c = ts.clone().lt_eq(lit(hi as i32));
+                if let Some(w) = w {
+                    let lo = hi - w + 1;
+                    if lo > i32::MIN as i64 {
+                        c = c.and(ts.gt_eq(lit(lo as i32)));
+                    }
+                }
+                c
+            }
+        }
+        _ => {
+            let d = days_ago(as_of.clone(), &a.ts);
+            let cond = d.clone().gt_eq(lit(0i64));
+            if let Some((w, off)) = a.window {
+                cond.and(
+                    d.clone()
+                        .gt_eq(lit(off as i64))
+                        .and(d.lt(lit((off + w) as i64))),
+                )
+            } else {
+                cond.and(lit(true))
+            }
+        }
+    };
     if let Some(f) = &a.filter {
         let scope = Rows {
             table: a.table,
@@ -191,6 +227,10 @@ fn table_aggregates(
     label: Option<&Label>,
 ) -> Result<Vec<LazyFrame>, CompileError> {
     let as_of = mode.as_of();
+    let day = match mode {
+        Mode::Snapshot(d) => Some(*d),
+        Mode::Spine(_) => None,
+    };
     let keys = mode.keys();
     let mut frame = match mode {
         Mode::Snapshot(_) => frame,
@@ -219,7 +259,7 @@ fn table_aggregates(
     let mut keep: Option<Expr> = None;
     for f in feats {
         if let Kind::Agg(a) = &f.kind {
-            let c = agg_condition(set, a, &as_of)?;
+            let c = agg_condition(set, a, &as_of, day)?;
             keep = Some(match keep {
                 None => c,
                 Some(k) => k.or(c),
@@ -242,7 +282,7 @@ fn table_aggregates(
     let mut outs = Vec::new();
     for f in feats {
         let Kind::Agg(a) = &f.kind else { continue };
-        let cond = agg_condition(set, a, &as_of)?;
+        let cond = agg_condition(set, a, &as_of, day)?;
         let scope = Rows {
             table: a.table,
             ts: &a.ts,
@@ -363,7 +403,7 @@ pub fn snapshot_rows(set: &FeatureSet, table: &str, day: i32) -> Result<Option<E
     for f in &set.features {
         if let Kind::Agg(a) = &f.kind {
             if a.table.name == table {
-                let c = agg_condition(set, a, &as_of)?;
+                let c = agg_condition(set, a, &as_of, Some(day))?;
                 keep = Some(match keep {
                     None => c,
                     Some(k) => k.or(c),
