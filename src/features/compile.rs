@@ -303,7 +303,7 @@ fn table_aggregates(
             let mv = masked(v.cast(DataType::Float64));
             let md = masked(days_ago(as_of.clone(), &a.ts));
             let days = md.clone().n_unique().cast(DataType::Float64)
-                - md.clone().null_count().gt(lit(0)).cast(DataType::Float64);
+                - md.clone().is_null().sum().gt(lit(0)).cast(DataType::Float64);
             let total = mv.clone().sum();
             let (num, den) = if a.exclude_first_day {
                 // The first day's total: rows on the group's latest days_ago, marked by a
@@ -469,7 +469,7 @@ fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
         // n_unique counts null as a value; masked-out rows are null.
         AggFn::DistinctCount => {
             v.clone().n_unique().cast(DataType::Int64)
-                - v.null_count().gt(lit(0)).cast(DataType::Int64)
+                - v.is_null().sum().gt(lit(0)).cast(DataType::Int64)
         }
         // Earliest / latest by date: rows further back have larger days_ago.
         AggFn::First => v.get(order.arg_max(), true),
