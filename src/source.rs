@@ -619,6 +619,7 @@ impl Source {
             location: loc,
             frame: lf.select(exprs),
             raw_checks: checks,
+            customer_map: Default::default(),
         })
     }
 }
@@ -740,6 +741,14 @@ fn normalise(
     })
 }
 
+/// The internal customer key: a customer's row number in the (materialised) customers
+/// table, UInt32. Referencing tables get it from the referential check, so group-bys and
+/// joins run on integers instead of id strings.
+pub const CUSTOMER_KEY: &str = "_cix";
+
+/// `customer_id -> row number` of the customers table.
+pub type CustomerMap = PlHashMap<PlSmallStr, u32>;
+
 /// A scanned, schema-checked table.
 #[derive(Clone)]
 pub struct Table {
@@ -749,6 +758,8 @@ pub struct Table {
     /// The normalised frame (lazy).
     pub frame: LazyFrame,
     raw_checks: Vec<RawCheck>,
+    /// customers only: the id map, built once from the materialised frame.
+    customer_map: std::sync::Arc<std::sync::OnceLock<CustomerMap>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -786,10 +797,81 @@ impl Table {
         Ok(())
     }
 
+    fn perr(&self) -> impl Fn(PolarsError) -> SourceError + '_ {
+        move |e| SourceError::Polars {
+            table: self.spec.name.into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// customers: `customer_id -> row number` (of the current frame, in order).
+    fn customer_map(&self) -> Result<&CustomerMap> {
+        if let Some(m) = self.customer_map.get() {
+            return Ok(m);
+        }
+        let df = self
+            .frame
+            .clone()
+            .select([polars::prelude::col("customer_id")])
+            .collect()
+            .map_err(self.perr())?;
+        let ids = df.column("customer_id").map_err(self.perr())?;
+        let ids = ids.str().map_err(self.perr())?;
+        let mut m = CustomerMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(id) = id {
+                m.entry(PlSmallStr::from_str(id)).or_insert(i as u32);
+            }
+        }
+        Ok(self.customer_map.get_or_init(|| m))
+    }
+
+    /// customers: adds [`CUSTOMER_KEY`], the row number (call after `check`).
+    pub fn add_customer_key(&mut self) -> Result<()> {
+        let mut df = self.frame.clone().collect().map_err(self.perr())?;
+        let n = df.height() as u32;
+        let key = UInt32Chunked::from_vec(CUSTOMER_KEY.into(), (0..n).collect());
+        df.with_column(key.into_column()).map_err(self.perr())?;
+        self.frame = df.lazy();
+        Ok(())
+    }
+
+    /// Keeps [`CUSTOMER_KEY`] (when present) and the given columns, releasing the others'
+    /// memory (a referencing table after `check`).
+    pub fn keep_columns(&mut self, columns: &std::collections::BTreeSet<String>) -> Result<()> {
+        let mut df = self.frame.clone().collect().map_err(self.perr())?;
+        if df.column(CUSTOMER_KEY).is_err() {
+            return Ok(());
+        }
+        let drop: Vec<PlSmallStr> = df
+            .get_column_names()
+            .into_iter()
+            .filter(|c| c.as_str() != CUSTOMER_KEY && !columns.contains(c.as_str()))
+            .cloned()
+            .collect();
+        for c in drop {
+            df.drop_in_place(c.as_str()).map_err(self.perr())?;
+        }
+        self.frame = df.lazy();
+        Ok(())
+    }
+
+    /// Keeps only the rows where `rows` is true (after `check`).
+    pub fn keep_rows(&mut self, rows: Expr) -> Result<()> {
+        let df = self
+            .frame
+            .clone()
+            .filter(rows)
+            .collect()
+            .map_err(self.perr())?;
+        self.frame = df.lazy();
+        Ok(())
+    }
+
     /// Checks every value rule of the contract. `customers` must be given for tables that
     /// reference customers. Stops at the first table with a violation, reporting the
     /// first violated rule with its count and an example row.
-    pub fn check(&self, customers: Option<&Table>) -> Result<()> {
+    pub fn check(&mut self, customers: Option<&Table>) -> Result<()> {
         let spec = self.spec;
         let name = spec.name;
         let mut checks: Vec<Check> = Vec::new();
@@ -944,6 +1026,26 @@ impl Table {
         }
         if spec.references_customers {
             if let Some(customers) = customers {
+                // Every row's customer key by a hash lookup (once per run of equal ids):
+                // when all are found, the referential check has passed and the keys are
+                // kept for the feature plans.
+                let t = std::time::Instant::now();
+                let map = customers.customer_map()?;
+                let mut df = self.frame.clone().collect().map_err(perr)?;
+                let keys = customer_keys(df.column("customer_id").map_err(perr)?, map)
+                    .map_err(perr)?;
+                tracing::debug!(
+                    table = name,
+                    secs = t.elapsed().as_secs_f64(),
+                    found = keys.is_some(),
+                    "customer references looked up"
+                );
+                if let Some(keys) = keys {
+                    df.with_column(keys.into_column()).map_err(perr)?;
+                    self.frame = df.lazy();
+                    return Ok(());
+                }
+                drop(df);
                 let ids = customers
                     .frame
                     .clone()
@@ -1042,6 +1144,52 @@ impl Table {
             example,
         }
     }
+}
+
+/// The [`CUSTOMER_KEY`] of every row of `ids`, or None when some id is null or not a
+/// customer. Event tables are usually clustered by customer, so a run of equal ids costs
+/// one lookup.
+fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32Chunked>> {
+    use rayon::prelude::*;
+    let ca = ids.str()?;
+    if ca.null_count() > 0 {
+        return Ok(None);
+    }
+    const PIECE: usize = 1 << 20;
+    let mut pieces = Vec::new();
+    for arr in ca.downcast_iter() {
+        let mut off = 0;
+        while off < arr.len() {
+            let n = PIECE.min(arr.len() - off);
+            pieces.push(arr.clone().sliced(off, n));
+            off += n;
+        }
+    }
+    let keys: Option<Vec<Vec<u32>>> = pieces
+        .par_iter()
+        .map(|arr| {
+            let mut out = Vec::with_capacity(arr.len());
+            let mut prev: Option<(&str, u32)> = None;
+            for id in arr.values_iter() {
+                let k = match prev {
+                    Some((p, k)) if p == id => k,
+                    _ => {
+                        let k = *map.get(id)?;
+                        prev = Some((id, k));
+                        k
+                    }
+                };
+                out.push(k);
+            }
+            Some(out)
+        })
+        .collect();
+    let Some(keys) = keys else { return Ok(None) };
+    let mut out = UInt32Chunked::from_vec(CUSTOMER_KEY.into(), Vec::new());
+    for k in keys {
+        out.append_owned(UInt32Chunked::from_vec(CUSTOMER_KEY.into(), k))?;
+    }
+    Ok(Some(out))
 }
 
 fn scalar_u64(df: &DataFrame, name: &str) -> u64 {

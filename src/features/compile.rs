@@ -18,7 +18,7 @@ use polars::prelude::*;
 
 use super::def::{Agg, AggFn, Feature, FeatureSet, Kind, Label};
 use super::expr::{self, Scope, Ty};
-use crate::source::{ColType, TableSpec};
+use crate::source::{ColType, TableSpec, CUSTOMER_KEY};
 
 /// Internal column names.
 pub const AS_OF: &str = "_as_of";
@@ -40,10 +40,11 @@ impl Mode {
             Mode::Spine(_) => col(AS_OF),
         }
     }
+    /// Group-by and join keys: the integer customer key (see `source::CUSTOMER_KEY`).
     fn keys(&self) -> Vec<Expr> {
         match self {
-            Mode::Snapshot(_) => vec![col("customer_id")],
-            Mode::Spine(_) => vec![col("customer_id"), col(AS_OF)],
+            Mode::Snapshot(_) => vec![col(CUSTOMER_KEY)],
+            Mode::Spine(_) => vec![col(CUSTOMER_KEY), col(AS_OF)],
         }
     }
 }
@@ -126,19 +127,55 @@ pub fn closure(set: &FeatureSet, names: &BTreeSet<String>) -> BTreeSet<String> {
     out
 }
 
-/// The condition under which a row counts for an aggregation at the as-of date.
-fn agg_condition(set: &FeatureSet, a: &Agg, as_of: &Expr) -> Result<Expr, CompileError> {
-    let d = days_ago(as_of.clone(), &a.ts);
-    let mut cond = d.clone().gt_eq(lit(0i64));
-    if let Some((w, off)) = a.window {
-        cond = cond.and(
-            d.clone()
-                .gt_eq(lit(off as i64))
-                .and(d.lt(lit((off + w) as i64))),
-        );
-    } else {
-        cond = cond.and(lit(true));
-    }
+/// The condition under which a row counts for an aggregation at the as-of date. `day` is
+/// the as-of day when it is one literal (a snapshot): the window is then a comparison of
+/// the Int32 day column with two constants, without computing `days_ago` (same rows).
+fn agg_condition(
+    set: &FeatureSet,
+    a: &Agg,
+    as_of: &Expr,
+    day: Option<i32>,
+) -> Result<Expr, CompileError> {
+    let contract_ts = a
+        .table
+        .column(&a.ts)
+        .is_some_and(|c| c.ty == ColType::Timestamp);
+    let mut cond = match day {
+        Some(day) if contract_ts => {
+            // days_ago in [off, off + w)  <=>  ts in [day - off - w + 1, day - off].
+            let (off, w) = match a.window {
+                Some((w, off)) => (off as i64, Some(w as i64)),
+                None => (0, None),
+            };
+            let hi = day as i64 - off;
+            let ts = col(a.ts.as_str());
+            if hi < i32::MIN as i64 {
+                lit(false)
+            } else {
+                let mut c = ts.clone().lt_eq(lit(hi as i32));
+                if let Some(w) = w {
+                    let lo = hi - w + 1;
+                    if lo > i32::MIN as i64 {
+                        c = c.and(ts.gt_eq(lit(lo as i32)));
+                    }
+                }
+                c
+            }
+        }
+        _ => {
+            let d = days_ago(as_of.clone(), &a.ts);
+            let cond = d.clone().gt_eq(lit(0i64));
+            if let Some((w, off)) = a.window {
+                cond.and(
+                    d.clone()
+                        .gt_eq(lit(off as i64))
+                        .and(d.lt(lit((off + w) as i64))),
+                )
+            } else {
+                cond.and(lit(true))
+            }
+        }
+    };
     if let Some(f) = &a.filter {
         let scope = Rows {
             table: a.table,
@@ -185,10 +222,15 @@ fn table_aggregates(
     set: &FeatureSet,
     feats: &[&Feature],
     frame: LazyFrame,
+    customers: &LazyFrame,
     mode: &Mode,
     label: Option<&Label>,
 ) -> Result<Vec<LazyFrame>, CompileError> {
     let as_of = mode.as_of();
+    let day = match mode {
+        Mode::Snapshot(d) => Some(*d),
+        Mode::Spine(_) => None,
+    };
     let keys = mode.keys();
     let mut frame = match mode {
         Mode::Snapshot(_) => frame,
@@ -196,9 +238,18 @@ fn table_aggregates(
             spine
                 .clone()
                 .select([col("customer_id"), col(AS_OF)])
-                .unique(None, UniqueKeepStrategy::Any),
-            [col("customer_id")],
-            [col("customer_id")],
+                .unique(None, UniqueKeepStrategy::Any)
+                .join(
+                    customers
+                        .clone()
+                        .select([col("customer_id"), col(CUSTOMER_KEY)]),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select([col(CUSTOMER_KEY), col(AS_OF)]),
+            [col(CUSTOMER_KEY)],
+            [col(CUSTOMER_KEY)],
             JoinArgs::new(JoinType::Inner),
         ),
     };
@@ -208,7 +259,7 @@ fn table_aggregates(
     let mut keep: Option<Expr> = None;
     for f in feats {
         if let Kind::Agg(a) = &f.kind {
-            let c = agg_condition(set, a, &as_of)?;
+            let c = agg_condition(set, a, &as_of, day)?;
             keep = Some(match keep {
                 None => c,
                 Some(k) => k.or(c),
@@ -227,10 +278,11 @@ fn table_aggregates(
     }
 
     let mut plain = Vec::new();
+    let mut pre: Vec<Expr> = Vec::new();
     let mut outs = Vec::new();
     for f in feats {
         let Kind::Agg(a) = &f.kind else { continue };
-        let cond = agg_condition(set, a, &as_of)?;
+        let cond = agg_condition(set, a, &as_of, day)?;
         let scope = Rows {
             table: a.table,
             ts: &a.ts,
@@ -251,10 +303,23 @@ fn table_aggregates(
             let mv = masked(v.cast(DataType::Float64));
             let md = masked(days_ago(as_of.clone(), &a.ts));
             let days = md.clone().n_unique().cast(DataType::Float64)
-                - md.clone().null_count().gt(lit(0)).cast(DataType::Float64);
+                - md.clone().is_null().sum().gt(lit(0)).cast(DataType::Float64);
             let total = mv.clone().sum();
             let (num, den) = if a.exclude_first_day {
-                let first_day = mv.filter(md.clone().eq(md.max())).sum();
+                // The first day's total: rows on the group's latest days_ago, marked by a
+                // window max over the frame (a filter inside the aggregation would run
+                // per group, several times slower).
+                let fd = format!("_fd_{}", f.name);
+                let window = md
+                    .clone()
+                    .max()
+                    .over(keys.clone())
+                    .map_err(|e| cerr(set, e.to_string()))?;
+                pre.push(window.alias(fd.as_str()));
+                let first_day = when(md.clone().eq(col(fd.as_str())).fill_null(lit(false)))
+                    .then(mv)
+                    .otherwise(lit(NULL))
+                    .sum();
                 (total - first_day, days - lit(1.0))
             } else {
                 (total, days)
@@ -320,9 +385,77 @@ fn table_aggregates(
         );
     }
     if !plain.is_empty() {
+        let frame = if pre.is_empty() {
+            frame
+        } else {
+            frame.with_columns(pre)
+        };
         outs.insert(0, frame.group_by(keys).agg(plain));
     }
     Ok(outs)
+}
+
+/// The rows of `table` that some aggregation of the set counts in a snapshot at `day`
+/// (None: the set aggregates nothing over the table).
+pub fn snapshot_rows(set: &FeatureSet, table: &str, day: i32) -> Result<Option<Expr>, CompileError> {
+    let as_of = lit(day);
+    let mut keep: Option<Expr> = None;
+    for f in &set.features {
+        if let Kind::Agg(a) = &f.kind {
+            if a.table.name == table {
+                let c = agg_condition(set, a, &as_of, Some(day))?;
+                keep = Some(match keep {
+                    None => c,
+                    Some(k) => k.or(c),
+                });
+            }
+        }
+    }
+    Ok(keep)
+}
+
+/// The columns of `table` that the set's aggregations and labels read.
+pub fn columns_read(set: &FeatureSet, table: &str) -> BTreeSet<String> {
+    fn names(e: &expr::Expr, out: &mut BTreeSet<String>) {
+        use expr::Expr as E;
+        match e {
+            E::Name(n) => {
+                out.insert(n.clone());
+            }
+            E::Neg(a) | E::Not(a) | E::IsNull(a, _) => names(a, out),
+            E::In(a, list, _) => {
+                names(a, out);
+                list.iter().for_each(|x| names(x, out));
+            }
+            E::Bin(_, a, b) => {
+                names(a, out);
+                names(b, out);
+            }
+            E::Call(_, args) => args.iter().for_each(|x| names(x, out)),
+            E::Int(_) | E::Float(_) | E::Str(_) | E::Bool(_) | E::Null => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    for f in &set.features {
+        if let Kind::Agg(a) = &f.kind {
+            if a.table.name == table {
+                out.insert(a.ts.clone());
+                out.extend(a.extra_columns.iter().cloned());
+                for e in a.filter.iter().chain(a.column.iter()) {
+                    names(e, &mut out);
+                }
+            }
+        }
+    }
+    for l in &set.labels {
+        if l.table.name == table {
+            out.insert(l.table.ts.to_string());
+            if let Some(e) = &l.filter {
+                names(e, &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// The aggregation itself over an already-masked value (nulls where a row does not count).
@@ -336,7 +469,7 @@ fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
         // n_unique counts null as a value; masked-out rows are null.
         AggFn::DistinctCount => {
             v.clone().n_unique().cast(DataType::Int64)
-                - v.null_count().gt(lit(0)).cast(DataType::Int64)
+                - v.is_null().sum().gt(lit(0)).cast(DataType::Int64)
         }
         // Earliest / latest by date: rows further back have larger days_ago.
         AggFn::First => v.get(order.arg_max(), true),
@@ -371,6 +504,7 @@ pub fn plan(
         .cloned()
         .ok_or_else(|| cerr(set, "the customers table was not loaded"))?;
 
+    let customers_all = customers.clone();
     // The base: one row per (customer, as_of).
     let mut base = match mode {
         Mode::Snapshot(d) => customers.filter(col("signup_ts").lt_eq(lit(*d))),
@@ -403,6 +537,7 @@ pub fn plan(
         }
     }
     let mut keep = mode.keys();
+    keep.push(col("customer_id"));
     if matches!(mode, Mode::Spine(_)) {
         keep.push(col(ROW));
     }
@@ -425,7 +560,7 @@ pub fn plan(
             .cloned()
             .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
         let l = label.filter(|l| l.table.name == *tname);
-        for agg in table_aggregates(set, tf, frame, mode, l)? {
+        for agg in table_aggregates(set, tf, frame, &customers_all, mode, l)? {
             base = base.join(agg, mode.keys(), mode.keys(), JoinArgs::new(JoinType::Left));
         }
     }
@@ -531,6 +666,7 @@ pub fn plan(
             if matches!(mode, Mode::Spine(_)) {
                 out.push(col(AS_OF));
             }
+            out.push(col(CUSTOMER_KEY));
         }
         None => {
             for f in set.outputs() {

@@ -101,6 +101,17 @@ impl Loaded {
 
 /// Reads and checks every table `set` needs (plus `also`), customers first.
 pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Result<Loaded> {
+    load_tables_at(set, src, also, None)
+}
+
+/// [`load_tables`]; with `snapshot_day`, event tables keep only the rows a snapshot at that
+/// day counts (after their checks), so the full tables are not held while computing.
+pub fn load_tables_at(
+    set: &FeatureSet,
+    src: &Source,
+    also: &[&'static str],
+    snapshot_day: Option<i32>,
+) -> Result<Loaded> {
     let mut names: BTreeSet<&'static str> = set.tables();
     names.extend(also.iter().copied());
     let mut tables = HashMap::new();
@@ -117,6 +128,7 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
     customers.materialize()?;
     let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
+    customers.add_customer_key()?;
     tracing::debug!(
         table = "customers",
         read_secs = read,
@@ -136,6 +148,16 @@ pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Res
         t.materialize()?;
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
+        // The check gave every row its integer customer key: keep only the columns the
+        // set reads (the id strings and e.g. order ids are most of a table's memory).
+        if spec.references_customers && !also.contains(n) {
+            t.keep_columns(&compile::columns_read(set, n))?;
+            if let Some(day) = snapshot_day {
+                if let Some(rows) = compile::snapshot_rows(set, n, day)? {
+                    t.keep_rows(rows)?;
+                }
+            }
+        }
         tracing::debug!(
             table = *n,
             read_secs = read,
@@ -386,7 +408,7 @@ pub fn training_set(
         let dates: Vec<i32> = dates.i32().map_err(&perr)?.into_no_null_iter().collect();
         let mut parts = Vec::new();
         for d in dates {
-            let mut cols = vec![col("customer_id"), lit(d).alias(compile::AS_OF)];
+            let mut cols = vec![col(source::CUSTOMER_KEY), lit(d).alias(compile::AS_OF)];
             cols.extend(quant.iter().map(|q| col(q.as_str())));
             let lf = compile::plan(
                 set,
@@ -450,7 +472,7 @@ pub fn build_snapshot(
             }
         }
     }
-    let loaded = load_tables(s, &src, &[])?;
+    let loaded = load_tables_at(s, &src, &[], Some(source::day_number(as_of)))?;
     let t = std::time::Instant::now();
     let df = snapshot(s, &loaded, as_of)?;
     tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
