@@ -1032,8 +1032,8 @@ impl Table {
                 let t = std::time::Instant::now();
                 let map = customers.customer_map()?;
                 let mut df = self.frame.clone().collect().map_err(perr)?;
-                let keys = customer_keys(df.column("customer_id").map_err(perr)?, map)
-                    .map_err(perr)?;
+                let keys =
+                    customer_keys(df.column("customer_id").map_err(perr)?, map).map_err(perr)?;
                 tracing::debug!(
                     table = name,
                     secs = t.elapsed().as_secs_f64(),

@@ -303,7 +303,11 @@ fn table_aggregates(
             let mv = masked(v.cast(DataType::Float64));
             let md = masked(days_ago(as_of.clone(), &a.ts));
             let days = md.clone().n_unique().cast(DataType::Float64)
-                - md.clone().is_null().sum().gt(lit(0)).cast(DataType::Float64);
+                - md.clone()
+                    .is_null()
+                    .sum()
+                    .gt(lit(0))
+                    .cast(DataType::Float64);
             let total = mv.clone().sum();
             let (num, den) = if a.exclude_first_day {
                 // The first day's total: rows on the group's latest days_ago, marked by a
@@ -397,7 +401,11 @@ fn table_aggregates(
 
 /// The rows of `table` that some aggregation of the set counts in a snapshot at `day`
 /// (None: the set aggregates nothing over the table).
-pub fn snapshot_rows(set: &FeatureSet, table: &str, day: i32) -> Result<Option<Expr>, CompileError> {
+pub fn snapshot_rows(
+    set: &FeatureSet,
+    table: &str,
+    day: i32,
+) -> Result<Option<Expr>, CompileError> {
     let as_of = lit(day);
     let mut keep: Option<Expr> = None;
     for f in &set.features {

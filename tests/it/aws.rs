@@ -516,18 +516,21 @@ fn whole_run_on_s3_and_sagemaker() {
 #[test]
 fn validate_names_every_bad_aws_setting() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c360.toml"),
+    // `c360 validate` on a c360.toml: exit code 3 and stderr.
+    let validate = |toml: &str| {
+        std::fs::write(dir.path().join("c360.toml"), toml).unwrap();
+        let out = crate::features::c360()
+            .current_dir(dir.path())
+            .arg("validate")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        err
+    };
+    let err = validate(
         "[store]\nuri = \"s3://my-bucket/c360\"\n[aws]\nregion = \"eu-west-1\"\nkms_key_id = \"my-key\"\n[aws.sagemaker]\nrole_arn = \"arn:aws:iam::123:role/x\"\nsubnets = [\"subnet-0a1b2c3d\"]\nsecurity_groups = [\"default\"]\n",
-    )
-    .unwrap();
-    let out = crate::features::c360()
-        .current_dir(dir.path())
-        .arg("validate")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    );
     for needle in [
         "aws.kms_key_id: \"my-key\" is not a KMS key",
         "aws.sagemaker.role_arn: \"arn:aws:iam::123:role/x\" is not an IAM role ARN",
@@ -536,18 +539,7 @@ fn validate_names_every_bad_aws_setting() {
         assert!(err.contains(needle), "{needle} in {err}");
     }
     // An S3 store without a KMS key is refused up front, with the fix.
-    std::fs::write(
-        dir.path().join("c360.toml"),
-        "[store]\nuri = \"s3://my-bucket/c360\"\n[aws]\nregion = \"eu-west-1\"\n",
-    )
-    .unwrap();
-    let out = crate::features::c360()
-        .current_dir(dir.path())
-        .arg("validate")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let err = validate("[store]\nuri = \"s3://my-bucket/c360\"\n[aws]\nregion = \"eu-west-1\"\n");
     assert!(
         err.contains("aws.kms_key_id") && err.contains("require_kms = false"),
         "{err}"
