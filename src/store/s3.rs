@@ -329,6 +329,29 @@ impl S3Store {
         })
     }
 
+    /// HeadObject: `(size, ETag)`, or None when there is no such object.
+    fn head(&self, key: &str) -> Result<Option<(u64, String)>> {
+        check_key(key)?;
+        let req = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key));
+        match aws::block_on(async move { req.send().await }) {
+            Ok(o) => Ok(Some((
+                o.content_length().unwrap_or(0).max(0) as u64,
+                o.e_tag().unwrap_or_default().to_string(),
+            ))),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.backend(key, "HeadObject", aws::error_text(&e))),
+        }
+    }
+
     /// HeadObject's SSE fields (`(sse, kms key id, bucket key)`), for checks and tests.
     pub fn encryption_of(&self, key: &str) -> Result<(Option<String>, Option<String>, bool)> {
         let req = self
@@ -410,22 +433,7 @@ impl ObjectStore for S3Store {
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        check_key(key)?;
-        let req = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key));
-        match aws::block_on(async move { req.send().await }) {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error().is_some_and(|s| s.is_not_found())
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.backend(key, "HeadObject", aws::error_text(&e))),
-        }
+        Ok(self.head(key)?.is_some())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
@@ -480,13 +488,14 @@ impl ObjectStore for S3Store {
             })
             .collect();
         // A key equal to the prefix itself (an object, not a folder) is listed too.
-        if !p.is_empty() && out.is_empty() && self.exists(p)? {
-            let (b, v) = self.get_with_etag(p)?;
-            out.push(ObjectMeta {
-                key: p.to_string(),
-                size: b.len() as u64,
-                version: v,
-            });
+        if !p.is_empty() && out.is_empty() {
+            if let Some((size, etag)) = self.head(p)? {
+                out.push(ObjectMeta {
+                    key: p.to_string(),
+                    size,
+                    version: etag,
+                });
+            }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)

@@ -156,6 +156,14 @@ fn s3_store_encrypts_uses_multipart_and_refuses_double_commits() {
     let listed = st.list("a").unwrap();
     let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["a/big.bin", "a/small.json"]);
+    // Listing an object's own key lists that object (as on local disk).
+    let one: Vec<(String, u64)> = st
+        .list("a/small.json")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    assert_eq!(one, [("a/small.json".to_string(), 7)]);
     let big_meta = &listed[0];
     assert_eq!(big_meta.size, big.len() as u64);
     assert!(
@@ -371,18 +379,16 @@ fn whole_run_on_s3_and_sagemaker() {
             .resource_arn(job.transform_job_arn().unwrap_or_default())
             .send()
             .await
+            .expect("ListTags on the transform job")
+            .tags()
+            .iter()
             .map(|t| {
-                t.tags()
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.key().unwrap_or_default().to_string(),
-                            t.value().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect::<Vec<_>>()
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
             })
-            .unwrap_or_default();
+            .collect::<Vec<_>>();
         (job, model, tags)
     });
     assert_eq!(model.execution_role_arn(), Some(ROLE));
@@ -450,7 +456,7 @@ fn whole_run_on_s3_and_sagemaker() {
     assert_eq!(dp.join_source().map(|j| j.as_str()), Some("Input"));
     let mc = job.model_client_config().unwrap();
     assert_eq!(mc.invocations_timeout_in_seconds(), Some(600));
-    if !tags.is_empty() {
+    {
         for (k, v) in [
             ("c360:job", "churn_weekly"),
             ("c360:run-id", report.ledger.run_id.as_str()),
