@@ -746,8 +746,36 @@ fn normalise(
 /// joins run on integers instead of id strings.
 pub const CUSTOMER_KEY: &str = "_cix";
 
+/// Rows per batch of [`Table::load_trimmed`].
+const BATCH_ROWS: u64 = 1 << 20;
+
 /// `customer_id -> row number` of the customers table.
-pub type CustomerMap = PlHashMap<PlSmallStr, u32>;
+/// Ids of up to 12 bytes are keyed by their 16-byte string view, which holds the bytes
+/// themselves (zero-padded): building and probing hash an integer, and a probe needs no
+/// access to the string's bytes. Longer ids are keyed by their text.
+#[derive(Default)]
+pub struct CustomerMap {
+    inline: PlHashMap<u128, u32>,
+    long: PlHashMap<PlSmallStr, u32>,
+}
+
+impl CustomerMap {
+    fn insert(&mut self, view: u128, len: u32, id: &str, row: u32) {
+        if len <= 12 {
+            self.inline.entry(view).or_insert(row);
+        } else {
+            self.long.entry(PlSmallStr::from_str(id)).or_insert(row);
+        }
+    }
+
+    fn get(&self, view: u128, len: u32, id: &str) -> Option<u32> {
+        if len <= 12 {
+            self.inline.get(&view).copied()
+        } else {
+            self.long.get(id).copied()
+        }
+    }
+}
 
 /// A scanned, schema-checked table.
 #[derive(Clone)]
@@ -778,6 +806,10 @@ struct Check {
     bad: Expr,
     /// Evaluate on the raw (un-normalised) frame.
     raw: bool,
+    /// A `Rule::OneOf` (the batched reader checks these with [`enum_codes`]).
+    one_of: bool,
+    /// A not-null check (the batched reader reads the null count).
+    not_null: bool,
 }
 
 impl Table {
@@ -815,14 +847,24 @@ impl Table {
             .select([polars::prelude::col("customer_id")])
             .collect()
             .map_err(self.perr())?;
+        let t = std::time::Instant::now();
         let ids = df.column("customer_id").map_err(self.perr())?;
         let ids = ids.str().map_err(self.perr())?;
-        let mut m = CustomerMap::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            if let Some(id) = id {
-                m.entry(PlSmallStr::from_str(id)).or_insert(i as u32);
+        let mut m = CustomerMap {
+            inline: PlHashMap::with_capacity(ids.len()),
+            long: PlHashMap::default(),
+        };
+        let mut row: u32 = 0;
+        for arr in ids.downcast_iter() {
+            let bin = arr.to_binview();
+            for (v, id) in bin.views().iter().zip(arr.iter()) {
+                if let Some(id) = id {
+                    m.insert(v.as_u128(), v.length, id, row);
+                }
+                row += 1;
             }
         }
+        tracing::debug!(secs = t.elapsed().as_secs_f64(), "customer map built");
         Ok(self.customer_map.get_or_init(|| m))
     }
 
@@ -868,12 +910,192 @@ impl Table {
         Ok(())
     }
 
-    /// Checks every value rule of the contract. `customers` must be given for tables that
-    /// reference customers. Stops at the first table with a violation, reporting the
-    /// first violated rule with its count and an example row.
-    pub fn check(&mut self, customers: Option<&Table>) -> Result<()> {
+    /// Reads a table that references customers batch by batch: each batch is checked
+    /// (value rules, customer references, key uniqueness by hash) and trimmed to the
+    /// `columns` (plus [`CUSTOMER_KEY`]) and `rows` the feature set reads, so the whole
+    /// table never sits in memory. Returns false, having changed nothing, when the table
+    /// needs the whole-table path: CSV, casts with raw checks, or any violation (or hash
+    /// collision), whose exact report (counts over the whole table, an example row) comes
+    /// from [`Table::check`].
+    pub fn load_trimmed(
+        &mut self,
+        customers: &Table,
+        columns: &std::collections::BTreeSet<String>,
+        rows: Option<Expr>,
+    ) -> Result<bool> {
+        use rayon::prelude::*;
+        use std::hash::BuildHasher;
         let spec = self.spec;
-        let name = spec.name;
+        if self.location.csv || !self.raw_checks.is_empty() || !spec.references_customers {
+            return Ok(false);
+        }
+        let perr = self.perr();
+        let map = customers.customer_map()?;
+        let total = self
+            .frame
+            .clone()
+            .select([len().alias("n")])
+            .collect()
+            .map(|df| scalar_u64(&df, "n"))
+            .map_err(&perr)?;
+        let all_checks = self.value_checks();
+        let not_null: Vec<&str> = all_checks
+            .iter()
+            .filter(|c| c.not_null)
+            .map(|c| c.column.as_str())
+            .collect();
+        let checks: Vec<Expr> = all_checks
+            .iter()
+            .filter(|c| !c.one_of && !c.not_null)
+            .enumerate()
+            .map(|(i, c)| {
+                c.bad
+                    .clone()
+                    .fill_null(lit(false))
+                    .sum()
+                    .cast(DataType::UInt64)
+                    .alias(format!("c{i}"))
+            })
+            .collect();
+        let schema = self.frame.clone().collect_schema().map_err(&perr)?;
+        let mut keep_names: Vec<PlSmallStr> = vec![CUSTOMER_KEY.into()];
+        keep_names.extend(
+            columns
+                .iter()
+                .filter(|c| schema.contains(c.as_str()) && c.as_str() != CUSTOMER_KEY)
+                .map(|c| PlSmallStr::from_str(c)),
+        );
+        let keep: Vec<Expr> = keep_names
+            .iter()
+            .map(|c| polars::prelude::col(c.clone()))
+            .collect();
+        // Columns with a fixed set of values become Enums (one byte a row; comparisons
+        // with a literal compare codes): the conversion is also their value check.
+        let mut enums: Vec<(&'static str, &'static [&'static str], DataType)> = Vec::new();
+        for r in spec.rules {
+            if let Rule::OneOf(column, allowed) = r {
+                let cats = FrozenCategories::new(allowed.iter().copied()).map_err(&perr)?;
+                enums.push((column, allowed, DataType::from_frozen_categories(cats)));
+            }
+        }
+        let hasher = PlRandomState::default();
+        let mut key_hashes: Vec<u64> = Vec::new();
+        let mut parts: Vec<DataFrame> = Vec::new();
+        let mut off: u64 = 0;
+        let (mut t_read, mut t_check, mut t_keys, mut t_trim) = (0f64, 0f64, 0f64, 0f64);
+        while off < total {
+            let n = BATCH_ROWS.min(total - off);
+            let t = std::time::Instant::now();
+            let mut df = self
+                .frame
+                .clone()
+                .slice(off as i64, n as IdxSize)
+                .collect()
+                .map_err(&perr)?;
+            t_read += t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            off += n;
+            for (column, allowed, dtype) in &enums {
+                let values = df.column(column).map_err(&perr)?;
+                let Some(codes) = enum_codes(values.str().map_err(&perr)?, allowed) else {
+                    return Ok(false);
+                };
+                let codes = Categorical8Chunked::from_cats_and_dtype(codes, dtype.clone());
+                df.with_column(codes.into_series().into_column())
+                    .map_err(&perr)?;
+            }
+            for c in &not_null {
+                if df.column(c).map_err(&perr)?.null_count() > 0 {
+                    return Ok(false);
+                }
+            }
+            if !checks.is_empty() {
+                let counts = df
+                    .clone()
+                    .lazy()
+                    .select(checks.clone())
+                    .collect()
+                    .map_err(&perr)?;
+                if (0..checks.len()).any(|i| scalar_u64(&counts, &format!("c{i}")) > 0) {
+                    return Ok(false);
+                }
+            }
+            if let Some(key) = spec.key {
+                let ids = df.column(key).map_err(&perr)?.str().map_err(&perr)?;
+                for arr in ids.downcast_iter() {
+                    key_hashes.extend(arr.values_iter().map(|v| hasher.hash_one(v)));
+                }
+            }
+            t_check += t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            let Some(keys) =
+                customer_keys(df.column("customer_id").map_err(&perr)?, map).map_err(&perr)?
+            else {
+                return Ok(false);
+            };
+            t_keys += t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            df.with_column(keys.into_column()).map_err(&perr)?;
+            let kept = df.select(keep_names.iter().cloned()).map_err(&perr)?;
+            let kept = match &rows {
+                Some(r) => {
+                    let mask = kept
+                        .clone()
+                        .lazy()
+                        .select([r.clone().alias("_keep")])
+                        .collect()
+                        .map_err(&perr)?;
+                    let mask = mask.column("_keep").map_err(&perr)?.bool().map_err(&perr)?;
+                    kept.filter(mask).map_err(&perr)?
+                }
+                None => kept,
+            };
+            parts.push(kept);
+            t_trim += t.elapsed().as_secs_f64();
+        }
+        tracing::debug!(
+            table = spec.name,
+            read_secs = t_read,
+            check_secs = t_check,
+            keys_secs = t_keys,
+            trim_secs = t_trim,
+            "batches"
+        );
+        let t = std::time::Instant::now();
+        if spec.key.is_some() {
+            key_hashes.par_sort_unstable();
+            if key_hashes.windows(2).any(|w| w[0] == w[1]) {
+                return Ok(false);
+            }
+        }
+        let mut out = match parts.first() {
+            Some(p) => p.clear(),
+            None => self
+                .frame
+                .clone()
+                .with_column(lit(0u32).alias(CUSTOMER_KEY))
+                .select(keep)
+                .limit(0)
+                .collect()
+                .map_err(&perr)?,
+        };
+        for p in &parts {
+            out.vstack_mut(p).map_err(&perr)?;
+        }
+        out.rechunk_mut();
+        tracing::debug!(
+            table = spec.name,
+            secs = t.elapsed().as_secs_f64(),
+            "key hashes sorted, parts stacked"
+        );
+        drop(perr);
+        self.frame = out.lazy();
+        Ok(true)
+    }
+
+    /// Every value rule of the contract as a check.
+    fn value_checks(&self) -> Vec<Check> {
+        let spec = self.spec;
         let mut checks: Vec<Check> = Vec::new();
         for rc in &self.raw_checks {
             checks.push(Check {
@@ -881,6 +1103,8 @@ impl Table {
                 problem: rc.problem.clone(),
                 bad: rc.bad.clone(),
                 raw: true,
+                one_of: false,
+                not_null: false,
             });
         }
         for c in spec.columns {
@@ -890,6 +1114,8 @@ impl Table {
                     problem: "are null (the column may not be null)".into(),
                     bad: polars::prelude::col(c.name).is_null(),
                     raw: false,
+                    one_of: false,
+                    not_null: true,
                 });
             }
         }
@@ -906,6 +1132,8 @@ impl Table {
                         problem: format!("have a value outside {}", allowed.join(", ")),
                         bad: c.is_not_null().and(ok.not()),
                         raw: false,
+                        one_of: true,
+                        not_null: false,
                     });
                 }
                 Rule::NonNegativeFinite(column) => {
@@ -920,6 +1148,8 @@ impl Table {
                                 .or(c.is_infinite()),
                         ),
                         raw: false,
+                        one_of: false,
+                        not_null: false,
                     });
                 }
                 Rule::Range(column, lo, hi) => {
@@ -932,10 +1162,22 @@ impl Table {
                             .is_not_null()
                             .and(c.clone().lt(lit(*lo)).or(c.gt(lit(*hi)))),
                         raw: false,
+                        one_of: false,
+                        not_null: false,
                     });
                 }
             }
         }
+        checks
+    }
+
+    /// Checks every value rule of the contract. `customers` must be given for tables that
+    /// reference customers. Stops at the first table with a violation, reporting the
+    /// first violated rule with its count and an example row.
+    pub fn check(&mut self, customers: Option<&Table>) -> Result<()> {
+        let spec = self.spec;
+        let name = spec.name;
+        let checks = self.value_checks();
         // One pass computes every count (raw and normalised checks on separate frames).
         let (raw_checks, norm_checks): (Vec<&Check>, Vec<&Check>) =
             checks.iter().partition(|c| c.raw);
@@ -1155,7 +1397,7 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
     if ca.null_count() > 0 {
         return Ok(None);
     }
-    const PIECE: usize = 1 << 20;
+    const PIECE: usize = 1 << 16;
     let mut pieces = Vec::new();
     for arr in ca.downcast_iter() {
         let mut off = 0;
@@ -1169,13 +1411,22 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
         .par_iter()
         .map(|arr| {
             let mut out = Vec::with_capacity(arr.len());
-            let mut prev: Option<(&str, u32)> = None;
-            for id in arr.values_iter() {
+            // Equal views are equal strings (same inline bytes, or the same bytes of the
+            // same buffer); only a differing view needs the string.
+            let bin = arr.to_binview();
+            let mut prev: Option<(u128, &str, u32)> = None;
+            for (i, v) in bin.views().iter().enumerate() {
+                let raw = v.as_u128();
                 let k = match prev {
-                    Some((p, k)) if p == id => k,
+                    Some((p, _, k)) if p == raw => k,
                     _ => {
-                        let k = *map.get(id)?;
-                        prev = Some((id, k));
+                        // SAFETY: i < arr.len().
+                        let id = unsafe { arr.value_unchecked(i) };
+                        let k = match prev {
+                            Some((_, p, k)) if p == id => k,
+                            _ => map.get(raw, v.length, id)?,
+                        };
+                        prev = Some((raw, id, k));
                         k
                     }
                 };
@@ -1190,6 +1441,60 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
         out.append_owned(UInt32Chunked::from_vec(CUSTOMER_KEY.into(), k))?;
     }
     Ok(Some(out))
+}
+
+/// Each value's index in `allowed` (as UInt8), or None when some value is null or not
+/// allowed. Event tables repeat values in runs, so equal neighbouring views (the same
+/// string) reuse the previous code.
+fn enum_codes(ca: &StringChunked, allowed: &[&str]) -> Option<UInt8Chunked> {
+    use rayon::prelude::*;
+    if allowed.len() > u8::MAX as usize || ca.null_count() > 0 {
+        return None;
+    }
+    const PIECE: usize = 1 << 16;
+    let name = ca.name().clone();
+    let mut pieces = Vec::new();
+    for arr in ca.downcast_iter() {
+        let mut off = 0;
+        while off < arr.len() {
+            let n = PIECE.min(arr.len() - off);
+            pieces.push(arr.clone().sliced(off, n));
+            off += n;
+        }
+    }
+    let arrays: Option<Vec<UInt8Chunked>> = pieces
+        .par_iter()
+        .map(|arr| {
+            let bin = arr.to_binview();
+            let views = bin.views();
+            let mut out = Vec::with_capacity(arr.len());
+            // Views of strings up to 12 bytes hold the bytes themselves: a view seen
+            // before has the same code.
+            let mut seen: Vec<(u128, u8)> = Vec::with_capacity(allowed.len());
+            for (i, v) in views.iter().enumerate() {
+                let raw = v.as_u128();
+                let code = match seen.iter().find(|(p, _)| *p == raw) {
+                    Some((_, c)) => *c,
+                    None => {
+                        // SAFETY: i < arr.len().
+                        let s = unsafe { arr.value_unchecked(i) };
+                        let c = allowed.iter().position(|a| *a == s)? as u8;
+                        if v.length <= 12 && seen.len() < 64 {
+                            seen.push((raw, c));
+                        }
+                        c
+                    }
+                };
+                out.push(code);
+            }
+            Some(UInt8Chunked::from_vec(name.clone(), out))
+        })
+        .collect();
+    let mut out = UInt8Chunked::from_vec(name, Vec::new());
+    for a in arrays? {
+        out.append_owned(a).ok()?;
+    }
+    Some(out)
 }
 
 fn scalar_u64(df: &DataFrame, name: &str) -> u64 {

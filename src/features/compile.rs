@@ -277,10 +277,16 @@ fn table_aggregates(
         frame = frame.filter(k);
     }
 
+    // Aggregations read plain columns computed row by row beforehand (`pre`): polars
+    // aggregates a plain column per group with its fast (streaming) kernels, whereas a
+    // conditional expression inside `agg` is evaluated group by group, several times
+    // slower. Distinct counts and per-day rollups group by (customer, value) first
+    // (`subs`, one two-level group-by per condition and value, shared).
     let mut plain = Vec::new();
     let mut pre: Vec<Expr> = Vec::new();
+    let mut subs: Vec<Subgroup> = Vec::new();
     let mut outs = Vec::new();
-    for f in feats {
+    for (i, f) in feats.iter().enumerate() {
         let Kind::Agg(a) = &f.kind else { continue };
         let cond = agg_condition(set, a, &as_of, day)?;
         let scope = Rows {
@@ -289,49 +295,45 @@ fn table_aggregates(
             as_of: as_of.clone(),
         };
         let value = match &a.column {
-            Some(c) => Some(compile_rows(set, c, &scope)?),
+            // Text may be an Enum (see source::load_trimmed): aggregate the text itself,
+            // so that min and max order it as text.
+            Some(c) => Some(match expr::compile(c, &scope).map_err(|m| cerr(set, m))? {
+                (Ty::Str, e) => e.cast(DataType::String),
+                (_, e) => e,
+            }),
             None => None,
         };
         let masked = |v: Expr| when(cond.clone()).then(v).otherwise(lit(NULL));
+        let tmp = |what: &str| format!("_{what}{i}");
+        // A row-wise column, and the plain column that reads it.
+        let column = |what: &str, e: Expr, to: &mut Vec<Expr>| {
+            let name = tmp(what);
+            to.push(e.alias(name.as_str()));
+            col(name.as_str())
+        };
         if a.per_day && a.func == AggFn::Mean {
-            // The mean of daily sums needs no per-day group-by: it is the total over the
-            // number of days (without the first day: minus that day's total, over one day
-            // fewer). One pass instead of two group-bys.
+            // The mean of daily sums: roll up per (customer, day), then total over the
+            // number of days (without the first day: minus that day's total, found with
+            // max_by, over one day fewer).
             let v = value
                 .clone()
                 .ok_or_else(|| cerr(set, "per_day needs a column"))?;
-            let mv = masked(v.cast(DataType::Float64));
-            let md = masked(days_ago(as_of.clone(), &a.ts));
-            let days = md.clone().n_unique().cast(DataType::Float64)
-                - md.clone()
-                    .is_null()
-                    .sum()
-                    .gt(lit(0))
-                    .cast(DataType::Float64);
-            let total = mv.clone().sum();
+            let by = day_value(a, day, &as_of);
+            let g = subgroup(&mut subs, cond.clone(), by);
+            let daily = exact_sum(v, &format!("_p{i}"), &mut g.rows_pre);
+            let s = g.first(daily, i);
+            let total = exact_sum(col(s.as_str()), &format!("_q{i}"), &mut g.mid);
+            let days = len().cast(DataType::Float64);
             let (num, den) = if a.exclude_first_day {
-                // The first day's total: rows on the group's latest days_ago, marked by a
-                // window max over the frame (a filter inside the aggregation would run
-                // per group, several times slower).
-                let fd = format!("_fd_{}", f.name);
-                let window = md
-                    .clone()
-                    .max()
-                    .over(keys.clone())
-                    .map_err(|e| cerr(set, e.to_string()))?;
-                pre.push(window.alias(fd.as_str()));
-                let first_day = when(md.clone().eq(col(fd.as_str())).fill_null(lit(false)))
-                    .then(mv)
-                    .otherwise(lit(NULL))
-                    .sum();
-                (total - first_day, days - lit(1.0))
+                let first = g.first_day(col(s.as_str()));
+                (total - first, days - lit(1.0))
             } else {
                 (total, days)
             };
             let e = when(den.clone().gt(lit(0.0)))
                 .then(num / den)
                 .otherwise(lit(NULL));
-            plain.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
+            g.second.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
             continue;
         }
         if a.per_day {
@@ -342,12 +344,18 @@ fn table_aggregates(
             let d = days_ago(as_of.clone(), &a.ts).alias("_d");
             let mut by = keys.clone();
             by.push(col("_d"));
+            let mut parts = vec![d];
+            let sum = if f.ty == Ty::Float {
+                exact_sum(v, "_p", &mut parts)
+            } else {
+                v.sum()
+            };
             let daily = frame
                 .clone()
                 .filter(cond.clone())
-                .with_column(d)
+                .with_columns(parts)
                 .group_by(by)
-                .agg([v.sum().alias("_v")]);
+                .agg([sum.alias("_v")]);
             let days = if a.exclude_first_day {
                 col("_v").filter(col("_d").neq(col("_d").max()))
             } else {
@@ -362,31 +370,118 @@ fn table_aggregates(
             continue;
         }
         let e = match a.func {
-            AggFn::Count => match value {
-                Some(v) => cond.clone().and(v.is_not_null()).sum(),
-                None => cond.clone().sum(),
-            },
-            AggFn::Any => match value {
-                Some(v) => cond.clone().and(v.fill_null(lit(false))).any(true),
-                None => cond.clone().any(true),
-            },
+            AggFn::Count => {
+                let counted = match value {
+                    Some(v) => cond.clone().and(v.is_not_null()),
+                    None => cond.clone(),
+                };
+                column("n", counted, &mut pre).sum()
+            }
+            AggFn::Any => {
+                let hit = match value {
+                    Some(v) => cond.clone().and(v.fill_null(lit(false))),
+                    None => cond.clone(),
+                };
+                column("any", hit.cast(DataType::UInt32), &mut pre)
+                    .max()
+                    .gt(lit(0u32))
+            }
+            AggFn::DistinctCount => {
+                // The number of (customer, value) groups of a customer.
+                let v = value.ok_or_else(|| cerr(set, format!("{} needs a column", f.name)))?;
+                let by = match &a.column {
+                    Some(expr::Expr::Name(n)) if n == "days_ago" => day_value(a, day, &as_of),
+                    _ => SubValue::Expr(v),
+                };
+                let g = subgroup(&mut subs, cond.clone(), by);
+                g.second
+                    .push(len().cast(f.ty.polars()).alias(f.name.as_str()));
+                continue;
+            }
+            AggFn::Sum if f.ty == Ty::Float => {
+                let v = value.ok_or_else(|| cerr(set, format!("{} needs a column", f.name)))?;
+                exact_sum(masked(v), &tmp("p"), &mut pre)
+            }
+            AggFn::Mean => {
+                let v = value.ok_or_else(|| cerr(set, format!("{} needs a column", f.name)))?;
+                let n = column("n", cond.clone().and(v.clone().is_not_null()), &mut pre)
+                    .sum()
+                    .cast(DataType::Float64);
+                let sum = exact_sum(masked(v), &tmp("p"), &mut pre);
+                when(n.clone().gt(lit(0.0)))
+                    .then(sum / n)
+                    .otherwise(lit(NULL))
+            }
             func => {
                 let v = value.ok_or_else(|| cerr(set, format!("{} needs a column", f.name)))?;
-                let order = when(cond.clone())
-                    .then(days_ago(as_of.clone(), &a.ts))
-                    .otherwise(lit(NULL));
-                aggregate(func, masked(v), order)?
+                let v = column("v", masked(v), &mut pre);
+                let order = match func {
+                    AggFn::First | AggFn::Last => {
+                        column("o", masked(days_ago(as_of.clone(), &a.ts)), &mut pre)
+                    }
+                    _ => lit(NULL),
+                };
+                aggregate(func, v, order)?
             }
         };
         plain.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
     }
     if let Some(l) = label {
         let cond = label_condition(set, l, &as_of)?;
-        plain.push(
-            cond.fill_null(lit(false))
-                .sum()
-                .alias(format!("_label_{}", l.name)),
-        );
+        let name = format!("_label_{}", l.name);
+        pre.push(cond.fill_null(lit(false)).alias(name.as_str()));
+        plain.push(col(name.as_str()).sum());
+    }
+    for g in subs {
+        let only_count = g.first.is_empty();
+        let first = if g.first.is_empty() {
+            vec![len().alias("_rows")]
+        } else {
+            g.first
+        };
+        let mut rows = frame.clone().filter(g.rows);
+        if !g.rows_pre.is_empty() {
+            rows = rows.with_columns(g.rows_pre);
+        }
+        let per_value = match g.value {
+            SubValue::Expr(v) => {
+                let mut by = keys.clone();
+                by.push(v.alias(SUB_VALUE));
+                rows.group_by(by).agg(first)
+            }
+            // One UInt64 key, (customer << 32) + (day + 2^31): a single-column group-by
+            // is several times faster than one over two columns.
+            SubValue::Day(ts) => {
+                let shift = lit(1u64 << 32);
+                let pack = col(CUSTOMER_KEY).cast(DataType::UInt64) * shift.clone()
+                    + (col(ts.as_str()).cast(DataType::Int64) + lit(1i64 << 31))
+                        .cast(DataType::UInt64);
+                let grouped = if only_count && std::env::var_os("C360_SORT_DISTINCT").is_some() {
+                    let p = col(SUB_PACK);
+                    rows.select([pack.alias(SUB_PACK)])
+                        .sort([SUB_PACK], SortMultipleOptions::default())
+                        .filter(p.clone().neq(p.shift(lit(1))).fill_null(lit(true)))
+                } else {
+                    rows.group_by([pack.alias(SUB_PACK)]).agg(first)
+                };
+                grouped.with_columns([
+                    col(SUB_PACK)
+                        .floor_div(shift.clone())
+                        .cast(DataType::UInt32)
+                        .alias(CUSTOMER_KEY),
+                    ((col(SUB_PACK) - col(SUB_PACK).floor_div(shift.clone()) * shift)
+                        .cast(DataType::Int64)
+                        - lit(1i64 << 31))
+                    .alias(SUB_DAY),
+                ])
+            }
+        };
+        let per_value = if g.mid.is_empty() {
+            per_value
+        } else {
+            per_value.with_columns(g.mid)
+        };
+        outs.push(per_value.group_by(keys.clone()).agg(g.second));
     }
     if !plain.is_empty() {
         let frame = if pre.is_empty() {
@@ -399,8 +494,132 @@ fn table_aggregates(
     Ok(outs)
 }
 
-/// The rows of `table` that some aggregation of the set counts in a snapshot at `day`
-/// (None: the set aggregates nothing over the table).
+/// An exact, hence order-independent, sum of the Float64 row expression `x`, so that a
+/// feature's value does not depend on how the streaming engine splits the rows among
+/// threads. Each value is split into three parts that sum without rounding: its integer
+/// part, then 33 fractional bits, then the rest (the parts of values in [2^-14, 2^33)
+/// are multiples of 1, 2^-33 and 2^-66 below 2^33, 1 and 2^-33: sums of up to 2^20 of them
+/// are exact in a double). The three sums are added in a fixed order. Adds the parts, named
+/// after `name`, to `pre`; returns the aggregation.
+fn exact_sum(x: Expr, name: &str, pre: &mut Vec<Expr>) -> Expr {
+    const SCALE: f64 = 8_589_934_592.0; // 2^33
+    let x = x.cast(DataType::Float64);
+    let whole = x.clone().floor();
+    // Infinities keep their sum (inf - inf would be NaN); NaN stays NaN.
+    let frac = when(x.clone().is_infinite())
+        .then(lit(0.0))
+        .otherwise(x - whole.clone());
+    let high = (frac.clone() * lit(SCALE)).floor() / lit(SCALE);
+    let low = frac - high.clone();
+    let parts = [
+        (format!("{name}a"), whole),
+        (format!("{name}b"), high),
+        (format!("{name}c"), low),
+    ];
+    let mut sum: Option<Expr> = None;
+    for (n, e) in parts {
+        pre.push(e.alias(n.as_str()));
+        let s = col(n.as_str()).sum();
+        sum = Some(match sum {
+            None => s,
+            Some(acc) => acc + s,
+        });
+    }
+    sum.unwrap_or_else(|| lit(0.0))
+}
+
+/// The value column of a [`Subgroup`]'s first group-by (over an expression).
+const SUB_VALUE: &str = "_sv";
+/// The packed (customer, day) key of a [`Subgroup`] by day, and the day unpacked.
+const SUB_PACK: &str = "_sp";
+const SUB_DAY: &str = "_sd";
+
+/// What a [`Subgroup`] groups by besides the customer.
+#[derive(Clone)]
+enum SubValue {
+    Expr(Expr),
+    /// The (Int32) day column `ts` of a snapshot: at one as-of date, distinct days_ago are
+    /// distinct days.
+    Day(String),
+}
+
+/// The per-day value of an aggregation: its event day (a snapshot over a contract
+/// timestamp), else days_ago.
+fn day_value(a: &Agg, day: Option<i32>, as_of: &Expr) -> SubValue {
+    let contract_ts = a
+        .table
+        .column(&a.ts)
+        .is_some_and(|c| c.ty == ColType::Timestamp);
+    match day {
+        Some(_) if contract_ts => SubValue::Day(a.ts.clone()),
+        _ => SubValue::Expr(days_ago(as_of.clone(), &a.ts)),
+    }
+}
+
+/// Rows grouped by (customer, value) and then by customer.
+struct Subgroup {
+    id: String,
+    rows: Expr,
+    value: SubValue,
+    /// Row-wise columns the first group-by reads.
+    rows_pre: Vec<Expr>,
+    /// Aggregations of the first group-by.
+    first: Vec<Expr>,
+    /// Columns computed on the first group-by's result, for the second.
+    mid: Vec<Expr>,
+    /// Aggregations of the second (per customer) group-by: the features.
+    second: Vec<Expr>,
+}
+
+impl Subgroup {
+    /// Adds an aggregation to the first group-by; the name of its column.
+    fn first(&mut self, e: Expr, i: usize) -> String {
+        let name = format!("_s{i}");
+        self.first.push(e.alias(name.as_str()));
+        name
+    }
+
+    /// In the second group-by: `v` on the earliest day (largest days_ago).
+    fn first_day(&self, v: Expr) -> Expr {
+        match &self.value {
+            SubValue::Expr(_) => v.max_by(col(SUB_VALUE)),
+            SubValue::Day(_) => v.min_by(col(SUB_DAY)),
+        }
+    }
+}
+
+/// The subgroup of the rows where `cond` holds and `value` is not null, grouped by value
+/// (shared by every feature with the same condition and value).
+fn subgroup(subs: &mut Vec<Subgroup>, cond: Expr, value: SubValue) -> &mut Subgroup {
+    let (id, not_null) = match &value {
+        SubValue::Expr(v) => (format!("{cond:?} | {v:?}"), v.clone().is_not_null()),
+        SubValue::Day(ts) => (
+            format!("{cond:?} | day {ts}"),
+            col(ts.as_str()).is_not_null(),
+        ),
+    };
+    let at = match subs.iter().position(|g| g.id == id) {
+        Some(at) => at,
+        None => {
+            subs.push(Subgroup {
+                id,
+                rows: cond.and(not_null),
+                value,
+                rows_pre: Vec::new(),
+                first: Vec::new(),
+                mid: Vec::new(),
+                second: Vec::new(),
+            });
+            subs.len() - 1
+        }
+    };
+    &mut subs[at]
+}
+
+/// A superset of the rows of `table` that some aggregation of the set counts in a
+/// snapshot at `day` (None: the set aggregates nothing over the table). Windowed
+/// aggregations keep their timestamp's whole span of windows, without their filters:
+/// one range test a row instead of every condition (the plan applies the exact ones).
 pub fn snapshot_rows(
     set: &FeatureSet,
     table: &str,
@@ -408,9 +627,21 @@ pub fn snapshot_rows(
 ) -> Result<Option<Expr>, CompileError> {
     let as_of = lit(day);
     let mut keep: Option<Expr> = None;
+    let mut spans: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for f in &set.features {
         if let Kind::Agg(a) = &f.kind {
             if a.table.name == table {
+                let contract_ts = a
+                    .table
+                    .column(&a.ts)
+                    .is_some_and(|c| c.ty == ColType::Timestamp);
+                if let (true, Some((w, off))) = (contract_ts, a.window) {
+                    let hi = day as i64 - off as i64;
+                    let lo = hi - w as i64 + 1;
+                    let span = spans.entry(a.ts.as_str()).or_insert((lo, hi));
+                    *span = (span.0.min(lo), span.1.max(hi));
+                    continue;
+                }
                 let c = agg_condition(set, a, &as_of, Some(day))?;
                 keep = Some(match keep {
                     None => c,
@@ -418,6 +649,20 @@ pub fn snapshot_rows(
                 });
             }
         }
+    }
+    for (ts, (lo, hi)) in spans {
+        let (lo, hi) = (lo.max(i32::MIN as i64), hi.min(i32::MAX as i64));
+        if lo > hi {
+            continue;
+        }
+        let c = col(ts)
+            .gt_eq(lit(lo as i32))
+            .and(col(ts).lt_eq(lit(hi as i32)))
+            .fill_null(lit(false));
+        keep = Some(match keep {
+            None => c,
+            Some(k) => k.or(c),
+        });
     }
     Ok(keep)
 }
@@ -452,6 +697,14 @@ pub fn columns_read(set: &FeatureSet, table: &str) -> BTreeSet<String> {
                 for e in a.filter.iter().chain(a.column.iter()) {
                     names(e, &mut out);
                 }
+            }
+        }
+    }
+    if table == "customers" {
+        for f in &set.features {
+            if let Kind::Entity { column, ts } = &f.kind {
+                out.insert(ts.clone());
+                names(column, &mut out);
             }
         }
     }
@@ -569,7 +822,7 @@ pub fn plan(
             .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
         let l = label.filter(|l| l.table.name == *tname);
         for agg in table_aggregates(set, tf, frame, &customers_all, mode, l)? {
-            base = base.join(agg, mode.keys(), mode.keys(), JoinArgs::new(JoinType::Left));
+            base = base.join(agg, mode.keys(), mode.keys(), left_join());
         }
     }
     let fills: Vec<Expr> = feats
@@ -582,7 +835,7 @@ pub fn plan(
         base = base.with_columns(fills);
     }
     if let Some(pop) = population {
-        base = base.join(pop, mode.keys(), mode.keys(), JoinArgs::new(JoinType::Left));
+        base = base.join(pop, mode.keys(), mode.keys(), left_join());
     }
 
     // Derived features, level by level (a level reads only earlier levels).
@@ -702,6 +955,14 @@ fn masked_is_set(set: &FeatureSet, among: &Option<expr::Expr>) -> Result<Expr, C
         Some(a) => compile_rows(set, a, &Features)?.fill_null(lit(false)),
         None => lit(true),
     })
+}
+
+/// A left join that keeps the left side's row order (the base's order: customers, or the
+/// spine) on every engine.
+fn left_join() -> JoinArgs {
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    args
 }
 
 fn as_of_date(mode: &Mode) -> Expr {

@@ -623,7 +623,14 @@ pub fn compile(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
             (Ty::Bool, if *neg { x.is_not_null() } else { x.is_null() })
         }
         Expr::In(x, items, neg) => {
-            let (t, xe) = compile(x, scope)?;
+            let (t, mut xe) = compile(x, scope)?;
+            if t == Ty::Str
+                && items
+                    .iter()
+                    .any(|i| !matches!(i, Expr::Str(_) | Expr::Null))
+            {
+                xe = xe.cast(PlType::String);
+            }
             let mut acc: Option<PlExpr> = None;
             for it in items {
                 let (ti, ie) = compile(it, scope)?;
@@ -668,6 +675,15 @@ pub fn compile(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
                             op.symbol()
                         ));
                     }
+                    // Text columns may be Enums (see source::load_trimmed): equality with a
+                    // literal compares codes; anything else compares the text itself.
+                    let literal = |x: &Expr| matches!(x, Expr::Str(_) | Expr::Null);
+                    let by_code = matches!(op, BinOp::Eq | BinOp::Ne) && (literal(a) || literal(b));
+                    let (ea, eb) = if (ta == Ty::Str || tb == Ty::Str) && !by_code {
+                        (ea.cast(PlType::String), eb.cast(PlType::String))
+                    } else {
+                        (ea, eb)
+                    };
                     let e = match op {
                         BinOp::Eq => ea.eq(eb),
                         BinOp::Ne => ea.neq(eb),

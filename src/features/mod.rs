@@ -99,6 +99,20 @@ impl Loaded {
     }
 }
 
+/// The process's peak resident memory so far, in MB (Linux; 0 elsewhere), for debug logs.
+pub fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
 /// Reads and checks every table `set` needs (plus `also`), customers first.
 pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Result<Loaded> {
     load_tables_at(set, src, also, None)
@@ -129,8 +143,18 @@ pub fn load_tables_at(
     let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
     customers.add_customer_key()?;
+    if also.is_empty() {
+        // Only what the plan reads (e.g. not email) stays in memory.
+        let mut keep = compile::columns_read(set, "customers");
+        keep.extend(["customer_id".to_string(), "signup_ts".to_string()]);
+        if let Some(extra) = set.extra_columns.get("customers") {
+            keep.extend(extra.iter().cloned());
+        }
+        customers.keep_columns(&keep)?;
+    }
     tracing::debug!(
         table = "customers",
+        peak_mb = peak_rss_mb(),
         read_secs = read,
         check_secs = t.elapsed().as_secs_f64() - read,
         "table loaded and checked"
@@ -145,6 +169,22 @@ pub fn load_tables_at(
         })?;
         let mut t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
         let t0 = std::time::Instant::now();
+        if spec.references_customers && !also.contains(n) {
+            let rows = match snapshot_day {
+                Some(day) => compile::snapshot_rows(set, n, day)?,
+                None => None,
+            };
+            if t.load_trimmed(&customers, &compile::columns_read(set, n), rows)? {
+                tracing::debug!(
+                    table = *n,
+                    secs = t0.elapsed().as_secs_f64(),
+                    peak_mb = peak_rss_mb(),
+                    "table loaded, checked and trimmed in batches"
+                );
+                tables.insert(*n, t);
+                continue;
+            }
+        }
         t.materialize()?;
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
@@ -188,7 +228,31 @@ pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<D
         None,
         None,
     )?;
-    lf.collect().map_err(perr(set))
+    if std::env::var_os("C360_PROFILE_PLAN").is_some() {
+        // Diagnostics for performance work: the optimised plan and each node's time.
+        if let Ok(plan) = lf.clone().explain(true) {
+            eprintln!("{plan}");
+        }
+        let (df, timings) = lf.profile().map_err(perr(set))?;
+        eprintln!("{timings:?}");
+        return Ok(df);
+    }
+    collect(lf).map_err(perr(set))
+}
+
+/// Runs a feature plan on polars' streaming engine: its group-bys aggregate in parallel
+/// morsels several times faster than the in-memory engine's (which it falls back to for
+/// what it cannot stream, e.g. ranks).
+pub fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
+    let opts = lf.get_current_optimizations();
+    let engine = if std::env::var_os("C360_IN_MEMORY").is_some() {
+        Engine::InMemory
+    } else {
+        Engine::Streaming
+    };
+    LazyFrame::collect_all_with_engine(vec![lf.logical_plan], engine, opts)?
+        .pop()
+        .ok_or_else(|| PolarsError::ComputeError("a feature plan returned no frame".into()))
 }
 
 /// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
@@ -473,9 +537,11 @@ pub fn build_snapshot(
         }
     }
     let loaded = load_tables_at(s, &src, &[], Some(source::day_number(as_of)))?;
+    tracing::debug!(peak_mb = peak_rss_mb(), "tables loaded");
     let t = std::time::Instant::now();
     let df = snapshot(s, &loaded, as_of)?;
     tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
+    tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
     let manifest = Manifest {
         kind: "feature_snapshot".into(),
         name: s.name.clone(),
