@@ -868,6 +868,11 @@ impl Table {
         Ok(self.customer_map.get_or_init(|| m))
     }
 
+    /// customers: frees the id map (once every referencing table is loaded).
+    pub fn release_customer_map(&mut self) {
+        self.customer_map = Default::default();
+    }
+
     /// customers: adds [`CUSTOMER_KEY`], the row number (call after `check`).
     pub fn add_customer_key(&mut self) -> Result<()> {
         let mut df = self.frame.clone().collect().map_err(self.perr())?;

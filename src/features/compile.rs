@@ -225,7 +225,7 @@ fn table_aggregates(
     customers: &LazyFrame,
     mode: &Mode,
     label: Option<&Label>,
-) -> Result<Vec<LazyFrame>, CompileError> {
+) -> Result<(Vec<LazyFrame>, Vec<Expr>), CompileError> {
     let as_of = mode.as_of();
     let day = match mode {
         Mode::Snapshot(d) => Some(*d),
@@ -286,6 +286,8 @@ fn table_aggregates(
     let mut pre: Vec<Expr> = Vec::new();
     let mut subs: Vec<Subgroup> = Vec::new();
     let mut outs = Vec::new();
+    // Features computed from hidden columns of several of `outs`, once they are joined.
+    let mut post: Vec<Expr> = Vec::new();
     for (i, f) in feats.iter().enumerate() {
         let Kind::Agg(a) = &f.kind else { continue };
         let cond = agg_condition(set, a, &as_of, day)?;
@@ -319,6 +321,56 @@ fn table_aggregates(
                 .clone()
                 .ok_or_else(|| cerr(set, "per_day needs a column"))?;
             let by = day_value(a, day, &as_of);
+            if let SubValue::Day(ts) = &by {
+                // At one as-of date: the number of days (counted with the distinct
+                // counts), the total of every row, and the first day's total (the rows
+                // on the customer's earliest day, found with a join): no group per
+                // (customer, day), several times less memory and time. Combined after
+                // the joins.
+                let hidden = |what: &str| format!("_pd{i}_{what}");
+                let g = subgroup(&mut subs, cond.clone(), by.clone());
+                g.second.push(len().alias(hidden("days").as_str()));
+                plain.push(
+                    exact_sum(masked(v.clone()), &tmp("t"), &mut pre)
+                        .alias(hidden("total").as_str()),
+                );
+                let days = col(hidden("days").as_str()).cast(DataType::Float64);
+                let total = col(hidden("total").as_str());
+                let (num, den) = if a.exclude_first_day {
+                    let rows = frame
+                        .clone()
+                        .filter(cond.clone().and(col(ts.as_str()).is_not_null()));
+                    let earliest = rows
+                        .clone()
+                        .group_by(keys.clone())
+                        .agg([col(ts.as_str()).min().alias("_earliest")]);
+                    let mut parts = Vec::new();
+                    let first_sum = exact_sum(v, "_f", &mut parts);
+                    outs.push(
+                        rows.join(
+                            earliest,
+                            keys.clone(),
+                            keys.clone(),
+                            JoinArgs::new(JoinType::Inner),
+                        )
+                        .filter(col(ts.as_str()).eq(col("_earliest")))
+                        .with_columns(parts)
+                        .group_by(keys.clone())
+                        .agg([first_sum.alias(hidden("first").as_str())]),
+                    );
+                    (total - col(hidden("first").as_str()), days - lit(1.0))
+                } else {
+                    (total, days)
+                };
+                post.push(
+                    when(den.clone().gt(lit(0.0)))
+                        .then(num / den)
+                        .otherwise(lit(NULL))
+                        .cast(f.ty.polars())
+                        .alias(f.name.as_str()),
+                );
+                continue;
+            }
             let g = subgroup(&mut subs, cond.clone(), by);
             let daily = exact_sum(v, &format!("_p{i}"), &mut g.rows_pre);
             let s = g.first(daily, i);
@@ -456,7 +508,10 @@ fn table_aggregates(
                 let pack = col(CUSTOMER_KEY).cast(DataType::UInt64) * shift.clone()
                     + (col(ts.as_str()).cast(DataType::Int64) + lit(1i64 << 31))
                         .cast(DataType::UInt64);
-                let grouped = if only_count && std::env::var_os("C360_SORT_DISTINCT").is_some() {
+                // Only counting the (customer, day) pairs: sorting the packed keys and
+                // keeping each first of a run is about twice as fast as hashing millions
+                // of nearly unique keys.
+                let grouped = if only_count {
                     let p = col(SUB_PACK);
                     rows.select([pack.alias(SUB_PACK)])
                         .sort([SUB_PACK], SortMultipleOptions::default())
@@ -491,7 +546,7 @@ fn table_aggregates(
         };
         outs.insert(0, frame.group_by(keys).agg(plain));
     }
-    Ok(outs)
+    Ok((outs, post))
 }
 
 /// An exact, hence order-independent, sum of the Float64 row expression `x`, so that a
@@ -821,8 +876,12 @@ pub fn plan(
             .cloned()
             .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
         let l = label.filter(|l| l.table.name == *tname);
-        for agg in table_aggregates(set, tf, frame, &customers_all, mode, l)? {
+        let (aggs, post) = table_aggregates(set, tf, frame, &customers_all, mode, l)?;
+        for agg in aggs {
             base = base.join(agg, mode.keys(), mode.keys(), left_join());
+        }
+        if !post.is_empty() {
+            base = base.with_columns(post);
         }
     }
     let fills: Vec<Expr> = feats

@@ -206,6 +206,7 @@ pub fn load_tables_at(
         );
         tables.insert(*n, t);
     }
+    customers.release_customer_map();
     tables.insert("customers", customers);
     Ok(Loaded { tables })
 }

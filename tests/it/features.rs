@@ -400,6 +400,171 @@ fn csv_sources_hive_partitioned_folders_and_integer_ids_give_the_same_features()
     assert_same(&a, &b, 0.0, "integer ids cast to strings");
 }
 
+/// Event tables are read in checked batches with fixed-value text as Enums and ids keyed
+/// by their views (short) or text (long); CSV takes the whole-table path with plain text.
+/// Both give the same features, text compares as text, and float sums are exact.
+#[test]
+fn batched_enum_reads_equal_the_whole_table_path_for_long_ids_and_text_comparisons() {
+    let defs = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        defs.path().join("textual.toml"),
+        r#"name = "textual"
+version = 1
+owner = "tests"
+description = "text comparisons, text min/max, distinct days, sums"
+
+[[feature]]
+name = "after_cancelled"
+table = "orders"
+agg = "count"
+where = "status > 'cancelled'"
+
+[[feature]]
+name = "max_status"
+table = "orders"
+agg = "max"
+column = "status"
+
+[[feature]]
+name = "min_event"
+table = "interactions"
+agg = "min"
+column = "event_type"
+window_days = 365
+
+[[feature]]
+name = "web_or_app_90d"
+table = "interactions"
+agg = "count"
+where = "event_type in ('web_visit', 'app_login')"
+window_days = 90
+
+[[feature]]
+name = "order_days"
+table = "orders"
+agg = "distinct_count"
+column = "days_ago"
+where = "status != 'cancelled'"
+
+[[feature]]
+name = "spend"
+table = "orders"
+agg = "sum"
+column = "amount"
+where = "status == 'completed'"
+
+[[feature]]
+name = "mean_spend_365d"
+table = "orders"
+agg = "mean"
+column = "amount"
+window_days = 365
+"#,
+    )
+    .expect("write set");
+    let s = features::find_set(defs.path(), "textual").expect("set loads");
+    let read = |t: &str| {
+        ParquetReader::new(std::fs::File::open(edge().join(format!("{t}.parquet"))).expect("open"))
+            .finish()
+            .expect("read")
+    };
+    // Ids of 21 bytes: longer than a view holds inline.
+    let long = |c: &str| (lit("customer-0000000-").cast(DataType::String) + col(c)).alias(c);
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    for t in ["customers", "orders", "interactions", "support_tickets"] {
+        let mut df = read(t)
+            .lazy()
+            .with_column(long("customer_id"))
+            .collect()
+            .unwrap();
+        let pq = |dir: &Path, df: &mut DataFrame| {
+            ParquetWriter::new(std::fs::File::create(dir.join(format!("{t}.parquet"))).unwrap())
+                .finish(df)
+                .unwrap();
+        };
+        pq(a.path(), &mut df);
+        if t == "orders" || t == "interactions" {
+            CsvWriter::new(std::fs::File::create(b.path().join(format!("{t}.csv"))).unwrap())
+                .finish(&mut df)
+                .unwrap();
+        } else {
+            pq(b.path(), &mut df);
+        }
+    }
+    let build = |dir: &Path| {
+        let src = Source::open(&dir.display().to_string()).expect("source");
+        let loaded = features::load_tables(&s, &src, &[]).expect("tables pass the contract");
+        features::snapshot(&s, &loaded, date(DATES[0])).expect("snapshot")
+    };
+    let (batched, whole) = (build(a.path()), build(b.path()));
+    assert_same(
+        &batched,
+        &whole,
+        0.0,
+        "batched (Enum) vs whole-table (text) reads",
+    );
+
+    // Text order, not the contract's order of values: "returned" > "completed" > "cancelled".
+    let orders = read("orders")
+        .lazy()
+        .with_column(long("customer_id"))
+        .filter(
+            col("order_ts").cast(DataType::Int64).lt(lit(
+                (c360::source::day_number(date(DATES[0])) as i64 + 1) * 86_400_000_000,
+            )),
+        )
+        .group_by([col("customer_id")])
+        .agg([
+            col("status").max().alias("max_status"),
+            col("status")
+                .gt(lit("cancelled"))
+                .sum()
+                .alias("after_cancelled"),
+        ])
+        .collect()
+        .unwrap();
+    let got = batched
+        .lazy()
+        .join(
+            orders.lazy(),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .collect()
+        .unwrap();
+    assert!(got.height() > 10, "customers with orders: {}", got.height());
+    let same = |a: &str, b: &str| {
+        let s = |n: &str| {
+            got.column(n)
+                .unwrap()
+                .as_materialized_series()
+                .cast(&DataType::String)
+                .unwrap()
+        };
+        s(a).equals_missing(&s(b))
+    };
+    assert!(same("max_status", "max_status_right"), "{got}");
+    assert!(
+        same("after_cancelled", "after_cancelled_right"),
+        "{}",
+        got.select(["customer_id", "after_cancelled", "after_cancelled_right"])
+            .unwrap()
+    );
+    assert!(
+        got.column("max_status")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .any(|v| v == Some("returned")),
+        "some customer's lexical max is 'returned'"
+    );
+}
+
 // ---------------------------------------------------------------- bad input
 
 /// Writes the edge source with one table replaced by `f(table)`.
