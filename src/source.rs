@@ -986,81 +986,97 @@ impl Table {
         let hasher = PlRandomState::default();
         let mut key_hashes: Vec<u64> = Vec::new();
         let mut parts: Vec<DataFrame> = Vec::new();
-        let mut off: u64 = 0;
-        let (mut t_read, mut t_check, mut t_keys, mut t_trim) = (0f64, 0f64, 0f64, 0f64);
-        while off < total {
-            let n = BATCH_ROWS.min(total - off);
-            let t = std::time::Instant::now();
-            let mut df = self
-                .frame
-                .clone()
-                .slice(off as i64, n as IdxSize)
-                .collect()
-                .map_err(&perr)?;
-            t_read += t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            off += n;
-            for (column, allowed, dtype) in &enums {
-                let values = df.column(column).map_err(&perr)?;
-                let Some(codes) = enum_codes(values.str().map_err(&perr)?, allowed) else {
-                    return Ok(false);
-                };
-                let codes = Categorical8Chunked::from_cats_and_dtype(codes, dtype.clone());
-                df.with_column(codes.into_series().into_column())
-                    .map_err(&perr)?;
-            }
-            for c in &not_null {
-                if df.column(c).map_err(&perr)?.null_count() > 0 {
-                    return Ok(false);
+        let (mut t_wait, mut t_check, mut t_keys, mut t_trim) = (0f64, 0f64, 0f64, 0f64);
+        // A reader thread decodes the next batch while this one is checked.
+        let frame = self.frame.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PolarsResult<DataFrame>>(1);
+        let passed = std::thread::scope(|scope| -> Result<bool> {
+            scope.spawn(move || {
+                let mut off: u64 = 0;
+                while off < total {
+                    let n = BATCH_ROWS.min(total - off);
+                    let batch = frame.clone().slice(off as i64, n as IdxSize).collect();
+                    let failed = batch.is_err();
+                    // A closed channel means the checks stopped early.
+                    if tx.send(batch).is_err() || failed {
+                        break;
+                    }
+                    off += n;
                 }
-            }
-            if !checks.is_empty() {
-                let counts = df
-                    .clone()
-                    .lazy()
-                    .select(checks.clone())
-                    .collect()
-                    .map_err(&perr)?;
-                if (0..checks.len()).any(|i| scalar_u64(&counts, &format!("c{i}")) > 0) {
-                    return Ok(false);
+            });
+            let mut batches = rx.into_iter();
+            loop {
+                let t = std::time::Instant::now();
+                let Some(batch) = batches.next() else { break };
+                let mut df = batch.map_err(&perr)?;
+                t_wait += t.elapsed().as_secs_f64();
+                let t = std::time::Instant::now();
+                for (column, allowed, dtype) in &enums {
+                    let values = df.column(column).map_err(&perr)?;
+                    let Some(codes) = enum_codes(values.str().map_err(&perr)?, allowed) else {
+                        return Ok(false);
+                    };
+                    let codes = Categorical8Chunked::from_cats_and_dtype(codes, dtype.clone());
+                    df.with_column(codes.into_series().into_column())
+                        .map_err(&perr)?;
                 }
-            }
-            if let Some(key) = spec.key {
-                let ids = df.column(key).map_err(&perr)?.str().map_err(&perr)?;
-                for arr in ids.downcast_iter() {
-                    key_hashes.extend(arr.values_iter().map(|v| hasher.hash_one(v)));
+                for c in &not_null {
+                    if df.column(c).map_err(&perr)?.null_count() > 0 {
+                        return Ok(false);
+                    }
                 }
-            }
-            t_check += t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            let Some(keys) =
-                customer_keys(df.column("customer_id").map_err(&perr)?, map).map_err(&perr)?
-            else {
-                return Ok(false);
-            };
-            t_keys += t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            df.with_column(keys.into_column()).map_err(&perr)?;
-            let kept = df.select(keep_names.iter().cloned()).map_err(&perr)?;
-            let kept = match &rows {
-                Some(r) => {
-                    let mask = kept
+                if !checks.is_empty() {
+                    let counts = df
                         .clone()
                         .lazy()
-                        .select([r.clone().alias("_keep")])
+                        .select(checks.clone())
                         .collect()
                         .map_err(&perr)?;
-                    let mask = mask.column("_keep").map_err(&perr)?.bool().map_err(&perr)?;
-                    kept.filter(mask).map_err(&perr)?
+                    if (0..checks.len()).any(|i| scalar_u64(&counts, &format!("c{i}")) > 0) {
+                        return Ok(false);
+                    }
                 }
-                None => kept,
-            };
-            parts.push(kept);
-            t_trim += t.elapsed().as_secs_f64();
+                if let Some(key) = spec.key {
+                    let ids = df.column(key).map_err(&perr)?.str().map_err(&perr)?;
+                    for arr in ids.downcast_iter() {
+                        key_hashes.extend(arr.values_iter().map(|v| hasher.hash_one(v)));
+                    }
+                }
+                t_check += t.elapsed().as_secs_f64();
+                let t = std::time::Instant::now();
+                let Some(keys) =
+                    customer_keys(df.column("customer_id").map_err(&perr)?, map).map_err(&perr)?
+                else {
+                    return Ok(false);
+                };
+                t_keys += t.elapsed().as_secs_f64();
+                let t = std::time::Instant::now();
+                df.with_column(keys.into_column()).map_err(&perr)?;
+                let kept = df.select(keep_names.iter().cloned()).map_err(&perr)?;
+                let kept = match &rows {
+                    Some(r) => {
+                        let mask = kept
+                            .clone()
+                            .lazy()
+                            .select([r.clone().alias("_keep")])
+                            .collect()
+                            .map_err(&perr)?;
+                        let mask = mask.column("_keep").map_err(&perr)?.bool().map_err(&perr)?;
+                        kept.filter(mask).map_err(&perr)?
+                    }
+                    None => kept,
+                };
+                parts.push(kept);
+                t_trim += t.elapsed().as_secs_f64();
+            }
+            Ok(true)
+        })?;
+        if !passed {
+            return Ok(false);
         }
         tracing::debug!(
             table = spec.name,
-            read_secs = t_read,
+            wait_secs = t_wait,
             check_secs = t_check,
             keys_secs = t_keys,
             trim_secs = t_trim,
