@@ -229,15 +229,6 @@ pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<D
         None,
         None,
     )?;
-    if std::env::var_os("C360_PROFILE_PLAN").is_some() {
-        // Diagnostics for performance work: the optimised plan and each node's time.
-        if let Ok(plan) = lf.clone().explain(true) {
-            eprintln!("{plan}");
-        }
-        let (df, timings) = lf.profile().map_err(perr(set))?;
-        eprintln!("{timings:?}");
-        return Ok(df);
-    }
     collect(lf).map_err(perr(set))
 }
 
@@ -246,12 +237,7 @@ pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<D
 /// what it cannot stream, e.g. ranks).
 pub fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
     let opts = lf.get_current_optimizations();
-    let engine = if std::env::var_os("C360_IN_MEMORY").is_some() {
-        Engine::InMemory
-    } else {
-        Engine::Streaming
-    };
-    LazyFrame::collect_all_with_engine(vec![lf.logical_plan], engine, opts)?
+    LazyFrame::collect_all_with_engine(vec![lf.logical_plan], Engine::Streaming, opts)?
         .pop()
         .ok_or_else(|| PolarsError::ComputeError("a feature plan returned no frame".into()))
 }
