@@ -340,23 +340,24 @@ fn table_aggregates(
                     let rows = frame
                         .clone()
                         .filter(cond.clone().and(col(ts.as_str()).is_not_null()));
+                    let mut parts = Vec::new();
+                    let first_sum = exact_sum(v, "_f", &mut parts);
                     let earliest = rows
                         .clone()
                         .group_by(keys.clone())
                         .agg([col(ts.as_str()).min().alias("_earliest")]);
-                    let mut parts = Vec::new();
-                    let first_sum = exact_sum(v, "_f", &mut parts);
+                    let first_rows = rows.join(
+                        earliest,
+                        keys.clone(),
+                        keys.clone(),
+                        JoinArgs::new(JoinType::Inner),
+                    );
                     outs.push(
-                        rows.join(
-                            earliest,
-                            keys.clone(),
-                            keys.clone(),
-                            JoinArgs::new(JoinType::Inner),
-                        )
-                        .filter(col(ts.as_str()).eq(col("_earliest")))
-                        .with_columns(parts)
-                        .group_by(keys.clone())
-                        .agg([first_sum.alias(hidden("first").as_str())]),
+                        first_rows
+                            .filter(col(ts.as_str()).eq(col("_earliest")))
+                            .with_columns(parts)
+                            .group_by(keys.clone())
+                            .agg([first_sum.alias(hidden("first").as_str())]),
                     );
                     (total - col(hidden("first").as_str()), days - lit(1.0))
                 } else {
