@@ -949,19 +949,7 @@ impl Table {
             .filter(|c| c.not_null)
             .map(|c| c.column.as_str())
             .collect();
-        let checks: Vec<Expr> = all_checks
-            .iter()
-            .filter(|c| !c.one_of && !c.not_null)
-            .enumerate()
-            .map(|(i, c)| {
-                c.bad
-                    .clone()
-                    .fill_null(lit(false))
-                    .sum()
-                    .cast(DataType::UInt64)
-                    .alias(format!("c{i}"))
-            })
-            .collect();
+        let checks = count_exprs(all_checks.iter().filter(|c| !c.one_of && !c.not_null));
         let schema = self.frame.clone().collect_schema().map_err(&perr)?;
         let mut keep_names: Vec<PlSmallStr> = vec![CUSTOMER_KEY.into()];
         keep_names.extend(
@@ -1206,18 +1194,7 @@ impl Table {
             table: name.into(),
             message: e.to_string(),
         };
-        let aggs: Vec<Expr> = norm_checks
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                c.bad
-                    .clone()
-                    .fill_null(lit(false))
-                    .sum()
-                    .cast(DataType::UInt64)
-                    .alias(format!("c{i}"))
-            })
-            .collect();
+        let aggs = count_exprs(norm_checks.iter().copied());
         let t = std::time::Instant::now();
         let counts = self.frame.clone().select(aggs).collect().map_err(perr)?;
         tracing::debug!(
@@ -1418,16 +1395,7 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
     if ca.null_count() > 0 {
         return Ok(None);
     }
-    const PIECE: usize = 1 << 16;
-    let mut pieces = Vec::new();
-    for arr in ca.downcast_iter() {
-        let mut off = 0;
-        while off < arr.len() {
-            let n = PIECE.min(arr.len() - off);
-            pieces.push(arr.clone().sliced(off, n));
-            off += n;
-        }
-    }
+    let pieces = pieces(ca);
     let keys: Option<Vec<Vec<u32>>> = pieces
         .par_iter()
         .map(|arr| {
@@ -1464,16 +1432,24 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
     Ok(Some(out))
 }
 
-/// Each value's index in `allowed` (as UInt8), or None when some value is null or not
-/// allowed. Event tables repeat values in runs, so equal neighbouring views (the same
-/// string) reuse the previous code.
-fn enum_codes(ca: &StringChunked, allowed: &[&str]) -> Option<UInt8Chunked> {
-    use rayon::prelude::*;
-    if allowed.len() > u8::MAX as usize || ca.null_count() > 0 {
-        return None;
-    }
+/// `c0, c1, ...`: the number of rows each check finds bad.
+fn count_exprs<'a>(checks: impl Iterator<Item = &'a Check>) -> Vec<Expr> {
+    checks
+        .enumerate()
+        .map(|(i, c)| {
+            c.bad
+                .clone()
+                .fill_null(lit(false))
+                .sum()
+                .cast(DataType::UInt64)
+                .alias(format!("c{i}"))
+        })
+        .collect()
+}
+
+/// A string column cut into pieces of 64k values, for rayon.
+fn pieces(ca: &StringChunked) -> Vec<<StringType as PolarsDataType>::Array> {
     const PIECE: usize = 1 << 16;
-    let name = ca.name().clone();
     let mut pieces = Vec::new();
     for arr in ca.downcast_iter() {
         let mut off = 0;
@@ -1483,6 +1459,19 @@ fn enum_codes(ca: &StringChunked, allowed: &[&str]) -> Option<UInt8Chunked> {
             off += n;
         }
     }
+    pieces
+}
+
+/// Each value's index in `allowed` (as UInt8), or None when some value is null or not
+/// allowed. Event tables repeat values in runs, so equal neighbouring views (the same
+/// string) reuse the previous code.
+fn enum_codes(ca: &StringChunked, allowed: &[&str]) -> Option<UInt8Chunked> {
+    use rayon::prelude::*;
+    if allowed.len() > u8::MAX as usize || ca.null_count() > 0 {
+        return None;
+    }
+    let name = ca.name().clone();
+    let pieces = pieces(ca);
     let arrays: Option<Vec<UInt8Chunked>> = pieces
         .par_iter()
         .map(|arr| {
