@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    one_malloc_arena();
     let cli = c360::cli::Cli::parse();
     match c360::cli::run(cli) {
         Ok(()) => {}
@@ -12,3 +13,27 @@ fn main() {
         }
     }
 }
+
+/// glibc gives each thread that allocates its own heap ("arena"), up to 8 per core, and
+/// keeps freed memory in the arena that freed it. polars allocates and frees large
+/// buffers on many threads, so a feature build held up to a quarter more memory than it
+/// used (measured: churn_signals at 1M customers peaked at 740 MB with the default and
+/// 600 MB with one arena, at the same speed on 2 cores). A `glibc.malloc.arena_max` set in
+/// `GLIBC_TUNABLES` wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_malloc_arena() {
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_ARENA_MAX: i32 = -8;
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max")) {
+        return;
+    }
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        mallopt(M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn one_malloc_arena() {}

@@ -972,24 +972,27 @@ impl Table {
             }
         }
         let hasher = PlRandomState::default();
-        let mut key_hashes: Vec<u64> = Vec::new();
+        // Sized once: growing by doubling would briefly hold 2.5 times the hashes.
+        let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() {
+            usize::try_from(total).unwrap_or(0)
+        } else {
+            0
+        });
         let mut parts: Vec<DataFrame> = Vec::new();
         let (mut t_wait, mut t_check, mut t_keys, mut t_trim) = (0f64, 0f64, 0f64, 0f64);
         // A reader thread decodes the next batch while this one is checked.
         let frame = self.frame.clone();
+        let batches = self.batches(total);
         let (tx, rx) = std::sync::mpsc::sync_channel::<PolarsResult<DataFrame>>(1);
         let passed = std::thread::scope(|scope| -> Result<bool> {
             scope.spawn(move || {
-                let mut off: u64 = 0;
-                while off < total {
-                    let n = BATCH_ROWS.min(total - off);
+                for (off, n) in batches {
                     let batch = frame.clone().slice(off as i64, n as IdxSize).collect();
                     let failed = batch.is_err();
                     // A closed channel means the checks stopped early.
                     if tx.send(batch).is_err() || failed {
                         break;
                     }
-                    off += n;
                 }
             });
             let mut batches = rx.into_iter();
@@ -1092,7 +1095,7 @@ impl Table {
         for p in &parts {
             out.vstack_mut(p).map_err(&perr)?;
         }
-        out.rechunk_mut();
+        // Left in chunks (one a batch): a copy into one would briefly hold the table twice.
         tracing::debug!(
             table = spec.name,
             secs = t.elapsed().as_secs_f64(),
@@ -1101,6 +1104,34 @@ impl Table {
         drop(perr);
         self.frame = out.lazy();
         Ok(true)
+    }
+
+    /// `(offset, rows)` of the batches of [`Table::load_trimmed`]: whole Parquet row groups
+    /// (a slice across a row group boundary decodes both groups), small neighbours merged
+    /// and large groups cut, to about [`BATCH_ROWS`] rows; fixed-size batches when the
+    /// files' metadata does not add up to `total`.
+    fn batches(&self, total: u64) -> Vec<(u64, u64)> {
+        let mut groups: Vec<u64> = Vec::new();
+        for f in &self.location.files {
+            let rows = std::fs::File::open(f).ok().and_then(|file| {
+                let mut r = ParquetReader::new(file);
+                let md = r.get_metadata().ok()?;
+                Some(
+                    md.row_groups
+                        .iter()
+                        .map(|g| g.num_rows() as u64)
+                        .collect::<Vec<_>>(),
+                )
+            });
+            match rows {
+                Some(rows) => groups.extend(rows),
+                None => {
+                    groups.clear();
+                    break;
+                }
+            }
+        }
+        batch_plan(groups, total, BATCH_ROWS)
     }
 
     /// Every value rule of the contract as a check.
@@ -1433,6 +1464,44 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
     Ok(Some(out))
 }
 
+/// Batches of `max` rows or so over row groups of the given sizes (which must add up to
+/// `total`, else it is one group): whole groups, neighbours merged while they fit, groups
+/// over 1.25 `max` cut into equal parts.
+fn batch_plan(groups: Vec<u64>, total: u64, max: u64) -> Vec<(u64, u64)> {
+    let groups = if groups.iter().sum::<u64>() == total {
+        groups
+    } else {
+        vec![total]
+    };
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut off = 0;
+    // Whether the last batch is whole groups (a group may join it).
+    let mut whole = false;
+    for g in groups {
+        match out.last_mut() {
+            Some((_, n)) if whole && *n + g <= max => *n += g,
+            _ => {
+                let parts = if g <= max + max / 4 {
+                    1
+                } else {
+                    g.div_ceil(max)
+                };
+                let step = g.div_ceil(parts).max(1);
+                let mut at = 0;
+                while at < g {
+                    let n = step.min(g - at);
+                    out.push((off + at, n));
+                    at += n;
+                }
+                whole = parts == 1;
+            }
+        }
+        off += g;
+    }
+    out.retain(|(_, n)| *n > 0);
+    out
+}
+
 /// `c0, c1, ...`: the number of rows each check finds bad.
 fn count_exprs<'a>(checks: impl Iterator<Item = &'a Check>) -> Vec<Expr> {
     checks
@@ -1539,4 +1608,31 @@ pub fn day_number(d: chrono::NaiveDate) -> i32 {
 pub fn date_of_day(n: i32) -> chrono::NaiveDate {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     epoch + chrono::Duration::days(n as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_plan;
+
+    #[test]
+    fn batches_follow_row_groups() {
+        // Whole groups; small neighbours merged up to the size.
+        assert_eq!(
+            batch_plan(vec![40, 50, 30, 100], 220, 100),
+            vec![(0, 90), (90, 30), (120, 100)]
+        );
+        // A group a little over the size stays whole; a large one is cut in equal parts
+        // and nothing joins a cut part.
+        assert_eq!(
+            batch_plan(vec![120, 250, 10], 380, 100),
+            vec![(0, 120), (120, 84), (204, 84), (288, 82), (370, 10)]
+        );
+        // Metadata that does not add up (e.g. a filtered scan): fixed batches.
+        assert_eq!(
+            batch_plan(vec![10, 10], 250, 100),
+            vec![(0, 84), (84, 84), (168, 82)]
+        );
+        assert_eq!(batch_plan(vec![], 0, 100), vec![]);
+        assert_eq!(batch_plan(vec![0, 5, 0], 5, 100), vec![(0, 5)]);
+    }
 }

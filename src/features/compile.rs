@@ -321,15 +321,15 @@ fn table_aggregates(
                 .clone()
                 .ok_or_else(|| cerr(set, "per_day needs a column"))?;
             let by = day_value(a, day, &as_of);
-            if let SubValue::Day(ts) = &by {
-                // At one as-of date: the number of days (counted with the distinct
-                // counts), the total of every row, and the first day's total (the rows
-                // on the customer's earliest day, found with a join): no group per
-                // (customer, day), several times less memory and time. Combined after
-                // the joins.
+            if matches!(by, SubValue::Day(_)) {
+                // At one as-of date: the number of days and the first day's total (both
+                // from the subgroup's pass over its sorted (customer, day) keys), and the
+                // total of every row: no group per (customer, day), several times less
+                // memory and time. Combined after the joins.
                 let hidden = |what: &str| format!("_pd{i}_{what}");
                 let g = subgroup(&mut subs, cond.clone(), by.clone());
-                g.second.push(len().alias(hidden("days").as_str()));
+                let n = g.count();
+                g.second.push(n.alias(hidden("days").as_str()));
                 plain.push(
                     exact_sum(masked(v.clone()), &tmp("t"), &mut pre)
                         .alias(hidden("total").as_str()),
@@ -337,28 +337,8 @@ fn table_aggregates(
                 let days = col(hidden("days").as_str()).cast(DataType::Float64);
                 let total = col(hidden("total").as_str());
                 let (num, den) = if a.exclude_first_day {
-                    let rows = frame
-                        .clone()
-                        .filter(cond.clone().and(col(ts.as_str()).is_not_null()));
-                    let mut parts = Vec::new();
-                    let first_sum = exact_sum(v, "_f", &mut parts);
-                    let earliest = rows
-                        .clone()
-                        .group_by(keys.clone())
-                        .agg([col(ts.as_str()).min().alias("_earliest")]);
-                    let first_rows = rows.join(
-                        earliest,
-                        keys.clone(),
-                        keys.clone(),
-                        JoinArgs::new(JoinType::Inner),
-                    );
-                    outs.push(
-                        first_rows
-                            .filter(col(ts.as_str()).eq(col("_earliest")))
-                            .with_columns(parts)
-                            .group_by(keys.clone())
-                            .agg([first_sum.alias(hidden("first").as_str())]),
-                    );
+                    // The first day's total comes from the subgroup's sorted pass.
+                    g.first_day.push((v, hidden("first")));
                     (total - col(hidden("first").as_str()), days - lit(1.0))
                 } else {
                     (total, days)
@@ -447,8 +427,8 @@ fn table_aggregates(
                     _ => SubValue::Expr(v),
                 };
                 let g = subgroup(&mut subs, cond.clone(), by);
-                g.second
-                    .push(len().cast(f.ty.polars()).alias(f.name.as_str()));
+                let n = g.count();
+                g.second.push(n.cast(f.ty.polars()).alias(f.name.as_str()));
                 continue;
             }
             AggFn::Sum if f.ty == Ty::Float => {
@@ -485,7 +465,7 @@ fn table_aggregates(
         pre.push(cond.fill_null(lit(false)).alias(name.as_str()));
         plain.push(col(name.as_str()).sum());
     }
-    for g in subs {
+    for mut g in subs {
         let only_count = g.first.is_empty();
         let first = if g.first.is_empty() {
             vec![len().alias("_rows")]
@@ -514,11 +494,44 @@ fn table_aggregates(
                 // of nearly unique keys.
                 let grouped = if only_count {
                     let p = col(SUB_PACK);
-                    rows.select([pack.alias(SUB_PACK)])
-                        .sort([SUB_PACK], SortMultipleOptions::default())
-                        .filter(p.clone().neq(p.shift(lit(1))).fill_null(lit(true)))
+                    let mut cols = vec![pack.alias(SUB_PACK)];
+                    for (k, (v, _)) in g.first_day.iter().enumerate() {
+                        cols.push(v.clone().alias(format!("_fd{k}").as_str()));
+                    }
+                    let sorted = rows
+                        .select(cols)
+                        .sort([SUB_PACK], SortMultipleOptions::default());
+                    let new_day = p.clone().neq(p.clone().shift(lit(1))).fill_null(lit(true));
+                    if g.first_day.is_empty() {
+                        sorted
+                            .with_column(new_day.alias(SUB_NEW))
+                            .filter(col(SUB_NEW))
+                    } else {
+                        // The rows of each customer's earliest day lead its run: their
+                        // key equals the key at the start of the run.
+                        let cust = p.clone().floor_div(shift.clone());
+                        let starts = cust.clone().neq(cust.shift(lit(1))).fill_null(lit(true));
+                        let run_key = when(starts)
+                            .then(p.clone())
+                            .otherwise(lit(NULL))
+                            .fill_null_with_strategy(FillNullStrategy::Forward(None));
+                        let mut on_first = Vec::new();
+                        for (k, (_, name)) in g.first_day.iter().enumerate() {
+                            let v = when(col(SUB_FIRST))
+                                .then(col(format!("_fd{k}").as_str()))
+                                .otherwise(lit(NULL));
+                            let sum = exact_sum(v, &format!("_fd{k}_"), &mut on_first);
+                            g.second.push(sum.alias(name.as_str()));
+                        }
+                        sorted
+                            .with_columns([new_day.alias(SUB_NEW), p.eq(run_key).alias(SUB_FIRST)])
+                            .filter(col(SUB_NEW).or(col(SUB_FIRST)))
+                            .with_columns(on_first)
+                    }
                 } else {
-                    rows.group_by([pack.alias(SUB_PACK)]).agg(first)
+                    rows.group_by([pack.alias(SUB_PACK)])
+                        .agg(first)
+                        .with_column(lit(true).alias(SUB_NEW))
                 };
                 grouped.with_columns([
                     col(SUB_PACK)
@@ -561,27 +574,32 @@ fn exact_sum(x: Expr, name: &str, pre: &mut Vec<Expr>) -> Expr {
     const SCALE: f64 = 8_589_934_592.0; // 2^33
     let x = x.cast(DataType::Float64);
     let whole = x.clone().floor();
+    let total = |n: &str| {
+        col(format!("{n}a").as_str()).sum()
+            + col(format!("{n}b").as_str()).sum()
+            + col(format!("{n}c").as_str()).sum()
+    };
+    // The same sum asked for twice (e.g. a total and a per-day mean's total) reads the
+    // same parts.
+    for e in pre.iter() {
+        if let Expr::Alias(inner, n) = e {
+            if **inner == whole {
+                if let Some(base) = n.strip_suffix('a') {
+                    return total(base);
+                }
+            }
+        }
+    }
     // Infinities keep their sum (inf - inf would be NaN); NaN stays NaN.
     let frac = when(x.clone().is_infinite())
         .then(lit(0.0))
         .otherwise(x - whole.clone());
     let high = (frac.clone() * lit(SCALE)).floor() / lit(SCALE);
     let low = frac - high.clone();
-    let parts = [
-        (format!("{name}a"), whole),
-        (format!("{name}b"), high),
-        (format!("{name}c"), low),
-    ];
-    let mut sum: Option<Expr> = None;
-    for (n, e) in parts {
-        pre.push(e.alias(n.as_str()));
-        let s = col(n.as_str()).sum();
-        sum = Some(match sum {
-            None => s,
-            Some(acc) => acc + s,
-        });
-    }
-    sum.unwrap_or_else(|| lit(0.0))
+    pre.push(whole.alias(format!("{name}a").as_str()));
+    pre.push(high.alias(format!("{name}b").as_str()));
+    pre.push(low.alias(format!("{name}c").as_str()));
+    total(name)
 }
 
 /// The value column of a [`Subgroup`]'s first group-by (over an expression).
@@ -589,6 +607,10 @@ const SUB_VALUE: &str = "_sv";
 /// The packed (customer, day) key of a [`Subgroup`] by day, and the day unpacked.
 const SUB_PACK: &str = "_sp";
 const SUB_DAY: &str = "_sd";
+/// In a [`Subgroup`] by day: true on the first row of each (customer, day), and on the rows
+/// of the customer's earliest day.
+const SUB_NEW: &str = "_sn";
+const SUB_FIRST: &str = "_sf";
 
 /// What a [`Subgroup`] groups by besides the customer.
 #[derive(Clone)]
@@ -625,6 +647,9 @@ struct Subgroup {
     mid: Vec<Expr>,
     /// Aggregations of the second (per customer) group-by: the features.
     second: Vec<Expr>,
+    /// By day only: values summed (exactly) over the customer's earliest day, and the
+    /// names of those sums.
+    first_day: Vec<(Expr, String)>,
 }
 
 impl Subgroup {
@@ -633,6 +658,14 @@ impl Subgroup {
         let name = format!("_s{i}");
         self.first.push(e.alias(name.as_str()));
         name
+    }
+
+    /// In the second group-by: the number of (customer, value) groups of the customer.
+    fn count(&self) -> Expr {
+        match &self.value {
+            SubValue::Expr(_) => len(),
+            SubValue::Day(_) => col(SUB_NEW).sum(),
+        }
     }
 
     /// In the second group-by: `v` on the earliest day (largest days_ago).
@@ -665,6 +698,7 @@ fn subgroup(subs: &mut Vec<Subgroup>, cond: Expr, value: SubValue) -> &mut Subgr
                 first: Vec::new(),
                 mid: Vec::new(),
                 second: Vec::new(),
+                first_day: Vec::new(),
             });
             subs.len() - 1
         }

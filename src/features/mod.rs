@@ -527,6 +527,8 @@ pub fn build_snapshot(
     tracing::debug!(peak_mb = peak_rss_mb(), "tables loaded");
     let t = std::time::Instant::now();
     let df = snapshot(s, &loaded, as_of)?;
+    // The source tables are no longer needed: writing reuses their memory.
+    drop(loaded);
     tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
     tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
     let manifest = Manifest {
