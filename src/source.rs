@@ -752,27 +752,95 @@ const BATCH_ROWS: u64 = 1 << 20;
 /// `customer_id -> row number` of the customers table.
 /// Ids of up to 12 bytes are keyed by their 16-byte string view, which holds the bytes
 /// themselves (zero-padded): building and probing hash an integer, and a probe needs no
-/// access to the string's bytes. Longer ids are keyed by their text.
+/// access to the string's bytes. They sit in an open-addressing table of row numbers
+/// (4 bytes a slot, half full: 8 MB for a million customers, against 64 MB for a general
+/// hash map of (view, row)), compared through `views`. Longer ids are keyed by their text.
 #[derive(Default)]
 pub struct CustomerMap {
-    inline: PlHashMap<u128, u32>,
+    /// Row numbers by view hash, linear probing; `EMPTY` marks a free slot.
+    slots: Vec<u32>,
     long: PlHashMap<PlSmallStr, u32>,
+    /// Each row's view (`u128::MAX`, which no id has, for a null id). Event tables often
+    /// list customers in the customers table's order, so the row after the last one
+    /// found is tried before the table.
+    views: Vec<u128>,
 }
 
 impl CustomerMap {
-    fn insert(&mut self, view: u128, len: u32, id: &str, row: u32) {
-        if len <= 12 {
-            self.inline.entry(view).or_insert(row);
-        } else {
-            self.long.entry(PlSmallStr::from_str(id)).or_insert(row);
+    const EMPTY: u32 = u32::MAX;
+
+    /// The map of the ids of a customers table, in row order.
+    fn build(ids: &StringChunked) -> CustomerMap {
+        let mut views = Vec::with_capacity(ids.len());
+        let mut long = PlHashMap::default();
+        let mut row: u32 = 0;
+        for arr in ids.downcast_iter() {
+            let bin = arr.to_binview();
+            for (v, id) in bin.views().iter().zip(arr.iter()) {
+                views.push(match id {
+                    Some(id) if v.length > 12 => {
+                        long.entry(PlSmallStr::from_str(id)).or_insert(row);
+                        u128::MAX
+                    }
+                    Some(_) => v.as_u128(),
+                    None => u128::MAX,
+                });
+                row += 1;
+            }
         }
+        let size = (2 * views.len()).next_power_of_two().max(16);
+        let mut m = CustomerMap {
+            slots: vec![Self::EMPTY; size],
+            long,
+            views,
+        };
+        for (row, view) in m.views.iter().enumerate() {
+            if *view == u128::MAX {
+                continue;
+            }
+            let mut at = Self::slot(*view, size);
+            loop {
+                match m.slots[at] {
+                    Self::EMPTY => {
+                        m.slots[at] = row as u32;
+                        break;
+                    }
+                    // The first row of a repeated id wins (ids are checked unique first).
+                    r if m.views[r as usize] == *view => break,
+                    _ => at = (at + 1) & (size - 1),
+                }
+            }
+        }
+        m
+    }
+
+    fn slot(view: u128, size: usize) -> usize {
+        let x = (view as u64) ^ ((view >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let x = (x ^ (x >> 31)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        ((x ^ (x >> 32)) as usize) & (size - 1)
+    }
+
+    /// The row of an id of up to 12 bytes (its view) if it is the row after `row`.
+    fn next_of(&self, row: u32, view: u128) -> Option<u32> {
+        let next = row.checked_add(1)?;
+        (self.views.get(next as usize) == Some(&view)).then_some(next)
     }
 
     fn get(&self, view: u128, len: u32, id: &str) -> Option<u32> {
-        if len <= 12 {
-            self.inline.get(&view).copied()
-        } else {
-            self.long.get(id).copied()
+        if len > 12 {
+            return self.long.get(id).copied();
+        }
+        let size = self.slots.len();
+        if size == 0 {
+            return None;
+        }
+        let mut at = Self::slot(view, size);
+        loop {
+            match self.slots[at] {
+                Self::EMPTY => return None,
+                r if self.views[r as usize] == view => return Some(r),
+                _ => at = (at + 1) & (size - 1),
+            }
         }
     }
 }
@@ -850,20 +918,7 @@ impl Table {
         let t = std::time::Instant::now();
         let ids = df.column("customer_id").map_err(self.perr())?;
         let ids = ids.str().map_err(self.perr())?;
-        let mut m = CustomerMap {
-            inline: PlHashMap::with_capacity(ids.len()),
-            long: PlHashMap::default(),
-        };
-        let mut row: u32 = 0;
-        for arr in ids.downcast_iter() {
-            let bin = arr.to_binview();
-            for (v, id) in bin.views().iter().zip(arr.iter()) {
-                if let Some(id) = id {
-                    m.insert(v.as_u128(), v.length, id, row);
-                }
-                row += 1;
-            }
-        }
+        let m = CustomerMap::build(ids);
         tracing::debug!(secs = t.elapsed().as_secs_f64(), "customer map built");
         Ok(self.customer_map.get_or_init(|| m))
     }
@@ -935,7 +990,6 @@ impl Table {
             return Ok(false);
         }
         let perr = self.perr();
-        let map = customers.customer_map()?;
         let total = self
             .frame
             .clone()
@@ -972,14 +1026,21 @@ impl Table {
             }
         }
         let hasher = PlRandomState::default();
-        // Sized once: growing by doubling would briefly hold 2.5 times the hashes.
-        let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() {
-            usize::try_from(total).unwrap_or(0)
+        // Key hashes, spread by their top byte over buckets that are sorted one by one
+        // (each fits in cache) to find duplicates. Sized once: growing by doubling would
+        // briefly hold 2.5 times the hashes.
+        const BUCKETS: usize = 256;
+        let per_bucket = usize::try_from(total / BUCKETS as u64 * 9 / 8).unwrap_or(0) + 64;
+        let mut key_hashes: Vec<Vec<u64>> = if spec.key.is_some() {
+            (0..BUCKETS)
+                .map(|_| Vec::with_capacity(per_bucket))
+                .collect()
         } else {
-            0
-        });
+            Vec::new()
+        };
         let mut parts: Vec<DataFrame> = Vec::new();
-        let (mut t_wait, mut t_check, mut t_keys, mut t_trim) = (0f64, 0f64, 0f64, 0f64);
+        let (mut t_wait, mut t_enum, mut t_check, mut t_hash) = (0f64, 0f64, 0f64, 0f64);
+        let (mut t_keys, mut t_trim) = (0f64, 0f64);
         // A reader thread decodes the next batch while this one is checked.
         let frame = self.frame.clone();
         let batches = self.batches(total);
@@ -995,6 +1056,8 @@ impl Table {
                     }
                 }
             });
+            // The id map of the customers (built once) while the first batch decodes.
+            let map = customers.customer_map()?;
             let mut batches = rx.into_iter();
             loop {
                 let t = std::time::Instant::now();
@@ -1012,6 +1075,8 @@ impl Table {
                     df.with_column(codes.into_series().into_column())
                         .map_err(&perr)?;
                 }
+                t_enum += t.elapsed().as_secs_f64();
+                let t = std::time::Instant::now();
                 for c in &not_null {
                     if df.column(c).map_err(&perr)?.null_count() > 0 {
                         return Ok(false);
@@ -1028,13 +1093,18 @@ impl Table {
                         return Ok(false);
                     }
                 }
+                t_check += t.elapsed().as_secs_f64();
+                let t = std::time::Instant::now();
                 if let Some(key) = spec.key {
                     let ids = df.column(key).map_err(&perr)?.str().map_err(&perr)?;
                     for arr in ids.downcast_iter() {
-                        key_hashes.extend(arr.values_iter().map(|v| hasher.hash_one(v)));
+                        for v in arr.values_iter() {
+                            let h = hasher.hash_one(v);
+                            key_hashes[(h >> 56) as usize].push(h);
+                        }
                     }
                 }
-                t_check += t.elapsed().as_secs_f64();
+                t_hash += t.elapsed().as_secs_f64();
                 let t = std::time::Instant::now();
                 let Some(keys) =
                     customer_keys(df.column("customer_id").map_err(&perr)?, map).map_err(&perr)?
@@ -1069,15 +1139,20 @@ impl Table {
         tracing::debug!(
             table = spec.name,
             wait_secs = t_wait,
+            enum_secs = t_enum,
             check_secs = t_check,
+            hash_secs = t_hash,
             keys_secs = t_keys,
             trim_secs = t_trim,
             "batches"
         );
         let t = std::time::Instant::now();
         if spec.key.is_some() {
-            key_hashes.par_sort_unstable();
-            if key_hashes.windows(2).any(|w| w[0] == w[1]) {
+            let dup = key_hashes.par_iter_mut().any(|b| {
+                b.sort_unstable();
+                b.windows(2).any(|w| w[0] == w[1])
+            });
+            if dup {
                 return Ok(false);
             }
         }
@@ -1099,6 +1174,9 @@ impl Table {
         tracing::debug!(
             table = spec.name,
             secs = t.elapsed().as_secs_f64(),
+            rows = out.height(),
+            of = total,
+            mb = out.estimated_size() / 1_000_000,
             "key hashes sorted, parts stacked"
         );
         drop(perr);
@@ -1430,31 +1508,7 @@ fn customer_keys(ids: &Column, map: &CustomerMap) -> PolarsResult<Option<UInt32C
     let pieces = pieces(ca);
     let keys: Option<Vec<Vec<u32>>> = pieces
         .par_iter()
-        .map(|arr| {
-            let mut out = Vec::with_capacity(arr.len());
-            // Equal views are equal strings (same inline bytes, or the same bytes of the
-            // same buffer); only a differing view needs the string.
-            let bin = arr.to_binview();
-            let mut prev: Option<(u128, &str, u32)> = None;
-            for (i, v) in bin.views().iter().enumerate() {
-                let raw = v.as_u128();
-                let k = match prev {
-                    Some((p, _, k)) if p == raw => k,
-                    _ => {
-                        // SAFETY: i < arr.len().
-                        let id = unsafe { arr.value_unchecked(i) };
-                        let k = match prev {
-                            Some((_, p, k)) if p == id => k,
-                            _ => map.get(raw, v.length, id)?,
-                        };
-                        prev = Some((raw, id, k));
-                        k
-                    }
-                };
-                out.push(k);
-            }
-            Some(out)
-        })
+        .map(|arr| piece_customer_keys(arr, map))
         .collect();
     let Some(keys) = keys else { return Ok(None) };
     let mut out = UInt32Chunked::from_vec(CUSTOMER_KEY.into(), Vec::new());
@@ -1502,6 +1556,41 @@ fn batch_plan(groups: Vec<u64>, total: u64, max: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// [`customer_keys`] of one piece.
+#[inline(never)]
+fn piece_customer_keys(
+    arr: &<StringType as PolarsDataType>::Array,
+    map: &CustomerMap,
+) -> Option<Vec<u32>> {
+    let mut out = Vec::with_capacity(arr.len());
+    // Equal views are equal strings (same inline bytes, or the same bytes of the
+    // same buffer); only a differing view needs the string.
+    let bin = arr.to_binview();
+    let mut prev: Option<(u128, &str, u32)> = None;
+    for (i, v) in bin.views().iter().enumerate() {
+        let raw = v.as_u128();
+        let k = match prev {
+            Some((p, _, k)) if p == raw => k,
+            _ => {
+                // SAFETY: i < arr.len().
+                let id = unsafe { arr.value_unchecked(i) };
+                let k = match prev {
+                    Some((_, p, k)) if p == id => k,
+                    Some((_, _, k)) if v.length <= 12 => match map.next_of(k, raw) {
+                        Some(next) => next,
+                        None => map.get(raw, v.length, id)?,
+                    },
+                    _ => map.get(raw, v.length, id)?,
+                };
+                prev = Some((raw, id, k));
+                k
+            }
+        };
+        out.push(k);
+    }
+    Some(out)
+}
+
 /// `c0, c1, ...`: the number of rows each check finds bad.
 fn count_exprs<'a>(checks: impl Iterator<Item = &'a Check>) -> Vec<Expr> {
     checks
@@ -1545,34 +1634,46 @@ fn enum_codes(ca: &StringChunked, allowed: &[&str]) -> Option<UInt8Chunked> {
     let arrays: Option<Vec<UInt8Chunked>> = pieces
         .par_iter()
         .map(|arr| {
-            let bin = arr.to_binview();
-            let views = bin.views();
-            let mut out = Vec::with_capacity(arr.len());
-            // Views of strings up to 12 bytes hold the bytes themselves: a view seen
-            // before has the same code.
-            let mut seen: Vec<(u128, u8)> = Vec::with_capacity(allowed.len());
-            for (i, v) in views.iter().enumerate() {
-                let raw = v.as_u128();
-                let code = match seen.iter().find(|(p, _)| *p == raw) {
-                    Some((_, c)) => *c,
-                    None => {
-                        // SAFETY: i < arr.len().
-                        let s = unsafe { arr.value_unchecked(i) };
-                        let c = allowed.iter().position(|a| *a == s)? as u8;
-                        if v.length <= 12 && seen.len() < 64 {
-                            seen.push((raw, c));
-                        }
-                        c
-                    }
-                };
-                out.push(code);
-            }
-            Some(UInt8Chunked::from_vec(name.clone(), out))
+            piece_enum_codes(arr, allowed).map(|out| UInt8Chunked::from_vec(name.clone(), out))
         })
         .collect();
     let mut out = UInt8Chunked::from_vec(name, Vec::new());
     for a in arrays? {
         out.append_owned(a).ok()?;
+    }
+    Some(out)
+}
+
+/// [`enum_codes`] of one piece.
+#[inline(never)]
+fn piece_enum_codes(
+    arr: &<StringType as PolarsDataType>::Array,
+    allowed: &[&str],
+) -> Option<Vec<u8>> {
+    let bin = arr.to_binview();
+    let views = bin.views();
+    let mut out = Vec::with_capacity(arr.len());
+    // Views of strings up to 12 bytes hold the bytes themselves: a view seen before
+    // has the same code. Seen views sit in a small table indexed by a hash of the
+    // view (a collision only costs a string comparison); u128::MAX is no view.
+    let mut seen = [(u128::MAX, 0u8); 256];
+    for (i, v) in views.iter().enumerate() {
+        let raw = v.as_u128();
+        let slot =
+            ((raw as u64 ^ (raw >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+        let code = match seen[slot] {
+            (p, c) if p == raw => c,
+            _ => {
+                // SAFETY: i < arr.len().
+                let s = unsafe { arr.value_unchecked(i) };
+                let c = allowed.iter().position(|a| *a == s)? as u8;
+                if v.length <= 12 {
+                    seen[slot] = (raw, c);
+                }
+                c
+            }
+        };
+        out.push(code);
     }
     Some(out)
 }

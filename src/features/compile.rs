@@ -840,6 +840,20 @@ pub fn plan(
     label: Option<&Label>,
     population: Option<LazyFrame>,
 ) -> Result<LazyFrame, CompileError> {
+    plan_with(set, inputs, mode, wanted, label, population, &|lf| Ok(lf))
+}
+
+/// [`plan`], with each per-table aggregate passed through `aggregate` before it is joined
+/// (e.g. to compute it there and then; see `features::snapshot`).
+pub fn plan_with(
+    set: &FeatureSet,
+    inputs: &Inputs,
+    mode: &Mode,
+    wanted: Option<&BTreeSet<String>>,
+    label: Option<&Label>,
+    population: Option<LazyFrame>,
+    aggregate: &dyn Fn(LazyFrame) -> Result<LazyFrame, CompileError>,
+) -> Result<LazyFrame, CompileError> {
     let all: BTreeSet<String> = match wanted {
         Some(w) => closure(set, w),
         None => set.features.iter().map(|f| f.name.clone()).collect(),
@@ -913,7 +927,7 @@ pub fn plan(
         let l = label.filter(|l| l.table.name == *tname);
         let (aggs, post) = table_aggregates(set, tf, frame, &customers_all, mode, l)?;
         for agg in aggs {
-            base = base.join(agg, mode.keys(), mode.keys(), left_join());
+            base = base.join(aggregate(agg)?, mode.keys(), mode.keys(), left_join());
         }
         if !post.is_empty() {
             base = base.with_columns(post);
