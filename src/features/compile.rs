@@ -840,11 +840,22 @@ pub fn plan(
     label: Option<&Label>,
     population: Option<LazyFrame>,
 ) -> Result<LazyFrame, CompileError> {
-    plan_with(set, inputs, mode, wanted, label, population, &|lf| Ok(lf))
+    plan_with(set, inputs, mode, wanted, label, population, &|lf| {
+        Ok(Aggregated::Join(lf))
+    })
 }
 
-/// [`plan`], with each per-table aggregate passed through `aggregate` before it is joined
-/// (e.g. to compute it there and then; see `features::snapshot`).
+/// A per-table aggregate (keyed by the mode's keys), as [`plan_with`]'s hook returns it.
+pub enum Aggregated {
+    /// To be joined to the base.
+    Join(LazyFrame),
+    /// Computed already, one value per base row in the base's order (a snapshot's base:
+    /// the customers signed up by its day, in table order), so it is added as columns.
+    Aligned(Vec<Column>),
+}
+
+/// [`plan`], with each per-table aggregate passed through `aggregate` before it is added
+/// to the base (e.g. to compute it there and then; see `features::snapshot`).
 pub fn plan_with(
     set: &FeatureSet,
     inputs: &Inputs,
@@ -852,7 +863,7 @@ pub fn plan_with(
     wanted: Option<&BTreeSet<String>>,
     label: Option<&Label>,
     population: Option<LazyFrame>,
-    aggregate: &dyn Fn(LazyFrame) -> Result<LazyFrame, CompileError>,
+    aggregate: &dyn Fn(LazyFrame) -> Result<Aggregated, CompileError>,
 ) -> Result<LazyFrame, CompileError> {
     let all: BTreeSet<String> = match wanted {
         Some(w) => closure(set, w),
@@ -927,7 +938,18 @@ pub fn plan_with(
         let l = label.filter(|l| l.table.name == *tname);
         let (aggs, post) = table_aggregates(set, tf, frame, &customers_all, mode, l)?;
         for agg in aggs {
-            base = base.join(aggregate(agg)?, mode.keys(), mode.keys(), left_join());
+            base = match aggregate(agg)? {
+                Aggregated::Join(agg) => base.join(agg, mode.keys(), mode.keys(), left_join()),
+                Aggregated::Aligned(columns) => base.with_columns(
+                    columns
+                        .into_iter()
+                        .map(|c| {
+                            let name = c.name().clone();
+                            lit(c.take_materialized_series()).alias(name)
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            };
         }
         if !post.is_empty() {
             base = base.with_columns(post);

@@ -238,25 +238,99 @@ fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
 }
 
 /// A point-in-time snapshot: one row per customer signed up on or before `as_of`.
+///
+/// Each table's aggregates are computed on their own (the streaming engine, one table at
+/// a time, so their group-by tables are never in memory together) and placed next to the
+/// base rows by customer key: the key is the customer's row number, so a lookup array
+/// replaces a hash join.
 pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<DataFrame> {
     let day = source::day_number(as_of);
+    let perr = perr(set);
+    let inputs = loaded.inputs();
+    // The base's customer keys, in base order (as the plan filters the customers).
+    let customers = inputs
+        .get("customers")
+        .cloned()
+        .ok_or_else(|| FeatureError::Polars {
+            set: set.name.clone(),
+            message: "customers not loaded".into(),
+        })?;
+    let all = customers
+        .clone()
+        .select([len().alias("n")])
+        .collect()
+        .map_err(&perr)?;
+    let n = all
+        .column("n")
+        .ok()
+        .and_then(|c| c.get(0).ok())
+        .and_then(|v| v.extract::<u64>())
+        .unwrap_or(0) as usize;
+    let base_keys = customers
+        .filter(col("signup_ts").lt_eq(lit(day)))
+        .select([col(source::CUSTOMER_KEY)])
+        .collect()
+        .map_err(&perr)?;
+    let base_keys: Vec<u32> = base_keys
+        .column(source::CUSTOMER_KEY)
+        .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
+        .map_err(&perr)?;
+    let cerr = |message: String| compile::CompileError {
+        set: set.name.clone(),
+        message,
+    };
+    let align = |agg: LazyFrame| -> Result<compile::Aggregated, compile::CompileError> {
+        let t = std::time::Instant::now();
+        let df = collect(agg).map_err(|e| cerr(format!("computing failed: {e}")))?;
+        // Row of each customer key in the aggregate, then of each base row.
+        let keys = df
+            .column(source::CUSTOMER_KEY)
+            .and_then(|c| c.u32().cloned())
+            .map_err(|e| cerr(format!("computing failed: {e}")))?;
+        let mut row_of = vec![IdxSize::MAX; n];
+        for (row, k) in keys.iter().enumerate() {
+            if let Some(slot) = k.and_then(|k| row_of.get_mut(k as usize)) {
+                *slot = row as IdxSize;
+            }
+        }
+        let idx: IdxCa = base_keys
+            .iter()
+            .map(|k| {
+                row_of
+                    .get(*k as usize)
+                    .copied()
+                    .filter(|r| *r != IdxSize::MAX)
+            })
+            .collect();
+        let mut columns = Vec::new();
+        for c in df.columns() {
+            if c.name().as_str() == source::CUSTOMER_KEY {
+                continue;
+            }
+            columns.push(
+                c.take(&idx)
+                    .map_err(|e| cerr(format!("computing failed: {e}")))?,
+            );
+        }
+        tracing::debug!(
+            rows = df.height(),
+            columns = df.width(),
+            secs = t.elapsed().as_secs_f64(),
+            peak_mb = peak_rss_mb(),
+            "aggregate computed"
+        );
+        Ok(compile::Aggregated::Aligned(columns))
+    };
     let lf = compile::plan_with(
         set,
-        &loaded.inputs(),
+        &inputs,
         &compile::Mode::Snapshot(day),
         None,
         None,
         None,
-        &|agg| {
-            collect(agg)
-                .map(|df| df.lazy())
-                .map_err(|e| compile::CompileError {
-                    set: set.name.clone(),
-                    message: format!("computing failed: {e}"),
-                })
-        },
+        &align,
     )?;
-    lf.collect().map_err(perr(set))
+    lf.collect().map_err(perr)
 }
 
 /// Runs a feature plan on polars' streaming engine: its group-bys aggregate in parallel
