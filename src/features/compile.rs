@@ -841,14 +841,14 @@ pub fn plan(
     population: Option<LazyFrame>,
 ) -> Result<LazyFrame, CompileError> {
     plan_with(set, inputs, mode, wanted, label, population, &|lf| {
-        Ok(Aggregated::Join(lf))
+        Ok(Aggregated::Join(Box::new(lf)))
     })
 }
 
 /// A per-table aggregate (keyed by the mode's keys), as [`plan_with`]'s hook returns it.
 pub enum Aggregated {
     /// To be joined to the base.
-    Join(LazyFrame),
+    Join(Box<LazyFrame>),
     /// Computed already, one value per base row in the base's order (a snapshot's base:
     /// the customers signed up by its day, in table order), so it is added as columns.
     Aligned(Vec<Column>),
@@ -939,7 +939,7 @@ pub fn plan_with(
         let (aggs, post) = table_aggregates(set, tf, frame, &customers_all, mode, l)?;
         for agg in aggs {
             base = match aggregate(agg)? {
-                Aggregated::Join(agg) => base.join(agg, mode.keys(), mode.keys(), left_join()),
+                Aggregated::Join(agg) => base.join(*agg, mode.keys(), mode.keys(), left_join()),
                 Aggregated::Aligned(columns) => base.with_columns(
                     columns
                         .into_iter()
