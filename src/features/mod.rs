@@ -244,9 +244,23 @@ fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
 /// base rows by customer key: the key is the customer's row number, so a lookup array
 /// replaces a hash join.
 pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<DataFrame> {
+    snapshot_of(set, loaded.inputs(), as_of)
+}
+
+/// [`snapshot`] that consumes the tables: each table is freed once its aggregates are
+/// computed, before the last step.
+pub fn snapshot_owned(set: &FeatureSet, loaded: Loaded, as_of: NaiveDate) -> Result<DataFrame> {
+    let inputs = loaded
+        .tables
+        .into_iter()
+        .map(|(k, t)| (k, t.frame))
+        .collect();
+    snapshot_of(set, inputs, as_of)
+}
+
+fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> Result<DataFrame> {
     let day = source::day_number(as_of);
     let perr = perr(set);
-    let inputs = loaded.inputs();
     // The base's customer keys, in base order (as the plan filters the customers).
     let customers = inputs
         .get("customers")
@@ -319,6 +333,8 @@ pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<D
             peak_mb = peak_rss_mb(),
             "aggregate computed"
         );
+        drop(df);
+        release_free_memory();
         Ok(compile::Aggregated::Aligned(columns))
     };
     let lf = compile::plan_with(
@@ -330,6 +346,9 @@ pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<D
         None,
         &align,
     )?;
+    // The plan now reads only the customers and the aligned columns.
+    drop(inputs);
+    release_free_memory();
     lf.collect().map_err(perr)
 }
 
@@ -627,9 +646,8 @@ pub fn build_snapshot(
     let loaded = load_tables_at(s, &src, &[], Some(source::day_number(as_of)))?;
     tracing::debug!(peak_mb = peak_rss_mb(), "tables loaded");
     let t = std::time::Instant::now();
-    let df = snapshot(s, &loaded, as_of)?;
-    // The source tables are no longer needed: writing reuses their memory.
-    drop(loaded);
+    // The source tables are freed as they are used up: writing reuses their memory.
+    let df = snapshot_owned(s, loaded, as_of)?;
     tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
     tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
     let manifest = Manifest {
