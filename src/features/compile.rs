@@ -829,23 +829,7 @@ fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
     })
 }
 
-/// Builds the plan: `customer_id`, `as_of` (Date), the set's output features (or every
-/// feature in `wanted` when given), and the label when asked. In spine mode the spine's
-/// row order is kept.
-pub fn plan(
-    set: &FeatureSet,
-    inputs: &Inputs,
-    mode: &Mode,
-    wanted: Option<&BTreeSet<String>>,
-    label: Option<&Label>,
-    population: Option<LazyFrame>,
-) -> Result<LazyFrame, CompileError> {
-    plan_with(set, inputs, mode, wanted, label, population, &|lf| {
-        Ok(Aggregated::Join(Box::new(lf)))
-    })
-}
-
-/// A per-table aggregate (keyed by the mode's keys), as [`plan_with`]'s hook returns it.
+/// A per-table aggregate (keyed by the mode's keys), as [`plan`]'s hook returns it.
 pub enum Aggregated {
     /// To be joined to the base.
     Join(Box<LazyFrame>),
@@ -854,9 +838,17 @@ pub enum Aggregated {
     Aligned(Vec<Column>),
 }
 
-/// [`plan`], with each per-table aggregate passed through `aggregate` before it is added
-/// to the base (e.g. to compute it there and then; see `features::snapshot`).
-pub fn plan_with(
+/// The plain [`plan`] hook: every aggregate is joined, so the plan is one lazy query.
+pub fn joined(lf: LazyFrame) -> Result<Aggregated, CompileError> {
+    Ok(Aggregated::Join(Box::new(lf)))
+}
+
+/// Builds the plan: `customer_id`, `as_of` (Date), the set's output features (or every
+/// feature in `wanted` when given), and the label when asked. In spine mode the spine's
+/// row order is kept. Each per-table aggregate passes through `aggregate` before it is
+/// added to the base: [`joined`] keeps it lazy; `features::snapshot` computes it there
+/// and then.
+pub fn plan(
     set: &FeatureSet,
     inputs: &Inputs,
     mode: &Mode,

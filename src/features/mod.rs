@@ -230,6 +230,13 @@ pub fn load_tables_at(
     Ok(Loaded { tables })
 }
 
+fn customers_missing(set: &FeatureSet) -> FeatureError {
+    FeatureError::Polars {
+        set: set.name.clone(),
+        message: "customers not loaded".into(),
+    }
+}
+
 fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
     move |e| FeatureError::Polars {
         set: set.name.clone(),
@@ -265,10 +272,7 @@ fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> R
     let customers = inputs
         .get("customers")
         .cloned()
-        .ok_or_else(|| FeatureError::Polars {
-            set: set.name.clone(),
-            message: "customers not loaded".into(),
-        })?;
+        .ok_or_else(|| customers_missing(set))?;
     let all = customers
         .clone()
         .select([len().alias("n")])
@@ -337,7 +341,7 @@ fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> R
         release_free_memory();
         Ok(compile::Aggregated::Aligned(columns))
     };
-    let lf = compile::plan_with(
+    let lf = compile::plan(
         set,
         &inputs,
         &compile::Mode::Snapshot(day),
@@ -470,10 +474,7 @@ pub fn training_set(
     let customers = loaded
         .tables
         .get("customers")
-        .ok_or_else(|| FeatureError::Polars {
-            set: set.name.clone(),
-            message: "customers not loaded".into(),
-        })?;
+        .ok_or_else(|| customers_missing(set))?;
     // Every spine row must name a customer signed up by its date.
     let bad = spine
         .clone()
@@ -588,6 +589,7 @@ pub fn training_set(
                 Some(&quant),
                 None,
                 None,
+                &compile::joined,
             )?
             .select(cols);
             parts.push(lf);
@@ -601,6 +603,7 @@ pub fn training_set(
         None,
         label,
         population,
+        &compile::joined,
     )?;
     lf.collect().map_err(perr)
 }
