@@ -829,6 +829,12 @@ fn aggregate(func: AggFn, v: Expr, order: Expr) -> Result<Expr, CompileError> {
     })
 }
 
+/// A snapshot's base rows: the customers signed up on or before `day`, in table order
+/// (the order [`Aggregated::Aligned`] columns follow).
+pub fn snapshot_base(customers: LazyFrame, day: i32) -> LazyFrame {
+    customers.filter(col("signup_ts").lt_eq(lit(day)))
+}
+
 /// A per-table aggregate (keyed by the mode's keys), as [`plan`]'s hook returns it.
 pub enum Aggregated {
     /// To be joined to the base.
@@ -875,7 +881,7 @@ pub fn plan(
     let customers_all = customers.clone();
     // The base: one row per (customer, as_of).
     let mut base = match mode {
-        Mode::Snapshot(d) => customers.filter(col("signup_ts").lt_eq(lit(*d))),
+        Mode::Snapshot(d) => snapshot_base(customers, *d),
         Mode::Spine(spine) => spine
             .clone()
             .select([col("customer_id"), col(AS_OF)])

@@ -268,7 +268,7 @@ pub fn snapshot_owned(set: &FeatureSet, loaded: Loaded, as_of: NaiveDate) -> Res
 fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> Result<DataFrame> {
     let day = source::day_number(as_of);
     let perr = perr(set);
-    // The base's customer keys, in base order (as the plan filters the customers).
+    // The base's customer keys, in base order (the plan's own base filter).
     let customers = inputs
         .get("customers")
         .cloned()
@@ -284,8 +284,7 @@ fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> R
         .and_then(|c| c.get(0).ok())
         .and_then(|v| v.extract::<u64>())
         .unwrap_or(0) as usize;
-    let base_keys = customers
-        .filter(col("signup_ts").lt_eq(lit(day)))
+    let base_keys = compile::snapshot_base(customers, day)
         .select([col(source::CUSTOMER_KEY)])
         .collect()
         .map_err(&perr)?;
