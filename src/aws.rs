@@ -390,10 +390,15 @@ impl AwsSettings {
                 );
             }
         }
-        if !(sm.poll_seconds > 0.0 && sm.max_poll_seconds >= sm.poll_seconds) {
+        // Finite and at most a day: the poller builds Durations from them.
+        if !(sm.poll_seconds > 0.0
+            && sm.max_poll_seconds >= sm.poll_seconds
+            && sm.max_poll_seconds <= 86_400.0)
+        {
             bad(
                 "sagemaker.poll_seconds",
-                "poll_seconds must be > 0 and at most max_poll_seconds".into(),
+                "poll_seconds must be > 0 and at most max_poll_seconds, which is at most 86400"
+                    .into(),
             );
         }
         if let Some(t) = sm.throughput_rows_per_vcpu {

@@ -127,6 +127,13 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                     );
                 }
             }
+            let pii = features::lineage::pii_outputs(&s);
+            if !pii.is_empty() {
+                println!("\nPII by lineage (kept in the offline store, never in a data product):");
+                for (name, sources) in &pii {
+                    println!("{:<26} from {}", name, sources.join(", "));
+                }
+            }
             if !s.labels.is_empty() {
                 println!("\nlabels:");
                 for l in &s.labels {

@@ -176,6 +176,7 @@ fn classify(e: &anyhow::Error) -> i32 {
             match pe {
                 P::Definition(_) => return exit::INVALID_DEFINITION,
                 P::Gate(_) => return exit::GATE_FAILED,
+                P::AsOf(_) => return exit::USAGE,
                 P::Features(fe) => return feature_code(fe),
                 _ => return exit::FAILURE,
             }
@@ -352,9 +353,24 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
 fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     let project = Project::load(config)?;
     let mut errs = project.validate_all();
-    let sets = project.feature_sets().unwrap_or_default();
+    // `[service]` (and the tokens variable) exactly as `c360 serve` would take them.
+    if let Err(e) = crate::service::ServiceConfig::from_project(&project, None) {
+        errs.push(crate::features::DefError {
+            file: project
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "c360.toml".into()),
+            key: "service".into(),
+            reason: e.to_string(),
+        });
+    }
+    // Cross-checks run over the sets that did load; a set whose file is broken is reported
+    // once (above), not again by everything that refers to it.
+    let (sets, _, sets_broken) = crate::features::load_sets_partial(&project.features_dir());
     // Models: each spec parses, its artifact loads, and its features exist.
     let mut models = Vec::new();
+    let mut broken_models = Vec::new();
     if let Ok(rd) = std::fs::read_dir(project.models_dir()) {
         let mut dirs: Vec<_> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -368,13 +384,26 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                 key: key.into(),
                 reason,
             };
+            let dir_name = d
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             match crate::model::load(&d) {
-                Err(e) => errs.push(err("(model)", e.to_string())),
+                Err(e) => {
+                    errs.push(err("(model)", e.to_string()));
+                    broken_models.push(dir_name);
+                }
                 Ok(m) => {
                     if let Some(spec) = &m.spec {
+                        let mut unknown_set = false;
                         for (name, version) in &spec.feature_sets {
                             match sets.iter().find(|s| &s.name == name) {
-                                None => errs.push(err("feature_sets", format!("no feature set {name} under features/"))),
+                                None => {
+                                    unknown_set = true;
+                                    if !sets_broken {
+                                        errs.push(err("feature_sets", format!("no feature set {name} under features/")));
+                                    }
+                                }
                                 Some(s) if s.version != *version => errs.push(err(
                                     "feature_sets",
                                     format!("trained on {name} v{version}, but features/{name}.toml is v{}", s.version),
@@ -387,7 +416,8 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                                 .iter()
                                 .filter(|s| spec.feature_sets.iter().any(|(n, _)| n == &s.name))
                                 .any(|s| s.outputs().iter().any(|o| &o.name == f));
-                            if !found {
+                            // A feature of a set that did not load is not checked further.
+                            if !found && !unknown_set {
                                 errs.push(err(
                                     &format!("features[{i}]"),
                                     format!("{f} is not an output of the model's feature sets"),
@@ -406,11 +436,7 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                             }
                         }
                     }
-                    models.push(
-                        d.file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default(),
-                    );
+                    models.push(dir_name);
                 }
             }
         }
@@ -419,6 +445,17 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     let (jobs, job_errs) = crate::pipeline::job::load_all(&project.jobs_dir());
     errs.extend(job_errs);
     for j in &jobs {
+        // A product may never include PII, judged by lineage (see features::lineage).
+        for (i, reason) in crate::features::lineage::pii_includes(&j.def.product.include, &sets) {
+            errs.push(crate::features::DefError {
+                file: j.file.display().to_string(),
+                key: format!("product.include[{i}]"),
+                reason,
+            });
+        }
+        if broken_models.contains(&j.def.model) {
+            continue; // reported with the model
+        }
         if !models.contains(&j.def.model) {
             errs.push(crate::features::DefError {
                 file: j.file.display().to_string(),

@@ -37,6 +37,11 @@ pub struct RunArgs {
     /// Store folder or URI.
     #[arg(long)]
     pub store: Option<String>,
+    /// Score even when --as-of is after the sources' last event (refused by default: the
+    /// features would miss data that has not arrived, and the product's latest version never
+    /// moves backwards).
+    #[arg(long)]
+    pub allow_as_of_past_data: bool,
 }
 
 struct Ui {
@@ -106,6 +111,7 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
         store: a.store,
         today: None,
         data_plane: None,
+        allow_as_of_past_data: a.allow_as_of_past_data,
     };
     let report = run_job(&project, &a.job, &opts)?;
     if a.dry_run {

@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod def;
 pub mod expr;
+pub mod lineage;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -56,18 +57,50 @@ pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {
         }
     };
     files.sort();
-    let mut sets = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match def::load(&f) {
-            Ok(s) => sets.push(s),
-            Err(DefErrors(e)) => errors.extend(e),
-        }
-    }
+    let (sets, errors) = load_each(&files);
     if !errors.is_empty() {
         return Err(DefErrors(errors));
     }
     Ok(sets)
+}
+
+/// Loads every feature-set file of `dir` on its own: the valid sets, every problem of the
+/// others, and whether any file failed (so that checks of what refers to sets can tell "no
+/// such set" from "its file is broken, already reported").
+pub fn load_sets_partial(dir: &Path) -> (Vec<FeatureSet>, Vec<DefError>, bool) {
+    let files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut f: Vec<_> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            f.sort();
+            f
+        }
+        Err(e) => {
+            let err = DefError {
+                file: dir.display().to_string(),
+                key: "(folder)".into(),
+                reason: format!("cannot read the feature folder: {e}"),
+            };
+            return (Vec::new(), vec![err], true);
+        }
+    };
+    let (sets, errors) = load_each(&files);
+    let broken = !errors.is_empty();
+    (sets, errors, broken)
+}
+
+fn load_each(files: &[std::path::PathBuf]) -> (Vec<FeatureSet>, Vec<DefError>) {
+    let mut sets = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match def::load(f) {
+            Ok(s) => sets.push(s),
+            Err(DefErrors(e)) => errors.extend(e),
+        }
+    }
+    (sets, errors)
 }
 
 /// Finds one set by name.
@@ -667,7 +700,7 @@ pub fn build_snapshot(
         run_id: offline::new_run_id(),
         created_by: offline::c360_version(),
         created_at: chrono::Utc::now(),
-        extra: Default::default(),
+        extra: pii_extra(s),
     };
     let m = offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {})?;
     Ok(Built {
@@ -675,4 +708,18 @@ pub fn build_snapshot(
         prefix,
         reused: false,
     })
+}
+
+/// The manifest's `pii_columns`: the snapshot columns that are PII by lineage, each with its
+/// PII sources (readers such as lookups and products use it; see [`lineage`]).
+fn pii_extra(s: &FeatureSet) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut extra = std::collections::BTreeMap::new();
+    let pii: serde_json::Map<String, serde_json::Value> = lineage::pii_outputs(s)
+        .into_iter()
+        .map(|(name, sources)| (name, serde_json::json!(sources)))
+        .collect();
+    if !pii.is_empty() {
+        extra.insert("pii_columns".to_string(), serde_json::Value::Object(pii));
+    }
+    extra
 }

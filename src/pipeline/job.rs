@@ -307,15 +307,24 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
     if def.product.major == 0 {
         errs.push(err("product.major", "versions start at 1".into()));
     }
-    for (i, c) in def.product.include.iter().enumerate() {
-        if crate::product::PII_COLUMNS.contains(&c.to_ascii_lowercase().as_str()) {
-            errs.push(err(
-                &format!("product.include[{i}]"),
-                format!("{c} is PII and may never enter a data product"),
-            ));
+    // PII in product.include is refused by lineage where the feature sets are known
+    // (`features::lineage::pii_includes`, from `c360 validate` and every run).
+    let g = &def.gates;
+    // NaN compares false with everything: a NaN bound would silently switch its gate off.
+    for (key, v) in [
+        ("gates.min_score", Some(g.min_score)),
+        ("gates.max_score", Some(g.max_score)),
+        ("gates.max_mean_shift", g.max_mean_shift),
+    ] {
+        if let Some(v) = v {
+            if !v.is_finite() {
+                errs.push(err(key, format!("{v} is not a finite number")));
+            }
         }
     }
-    let g = &def.gates;
+    if g.max_mean_shift.is_some_and(|m| m < 0.0) {
+        errs.push(err("gates.max_mean_shift", "must be 0 or more".into()));
+    }
     if g.min_score > g.max_score {
         errs.push(err(
             "gates.min_score",
@@ -336,12 +345,29 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             ));
         }
         if let Some(c) = t.max_concurrent_transforms {
-            if c * mb > 100 {
+            // In u64: 2147483648 x 2 must not wrap to 0 and pass.
+            if u64::from(c) * u64::from(mb) > 100 {
                 errs.push(err(
                     "transform.max_concurrent_transforms",
                     format!("{c} x max_payload_mb {mb} is over SageMaker's limit of 100 (MaxConcurrentTransforms x MaxPayloadInMB)"),
                 ));
             }
+        }
+    }
+    if let Some(c) = t.max_concurrent_transforms {
+        if !(1..=100).contains(&c) {
+            errs.push(err(
+                "transform.max_concurrent_transforms",
+                format!("{c} is not in 1..=100 (SageMaker's MaxConcurrentTransforms x MaxPayloadInMB <= 100)"),
+            ));
+        }
+    }
+    if let Some(n) = t.instance_count {
+        if !(1..=100).contains(&n) {
+            errs.push(err(
+                "transform.instance_count",
+                format!("{n} is not in 1..=100 (SageMaker's limit per transform job)"),
+            ));
         }
     }
     if let Some(r) = t.invocation_max_retries {

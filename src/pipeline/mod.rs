@@ -52,6 +52,10 @@ pub enum PipelineError {
     Gate(String),
     #[error("run {run}: {message}")]
     Run { run: String, message: String },
+    /// The as-of date is outside what the sources cover (before the first customer, or
+    /// after the last event without `allow_as_of_past_data`).
+    #[error("{0}")]
+    AsOf(String),
 }
 
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -69,6 +73,8 @@ pub struct RunOptions {
     /// SageMaker backend: called once the transform job exists (tests play SageMaker's data
     /// plane with it; see [`transform::sagemaker::DataPlaneHook`]).
     pub data_plane: Option<transform::sagemaker::DataPlaneHook>,
+    /// Score even when the as-of date is after the sources' last event (`--allow-as-of-past-data`).
+    pub allow_as_of_past_data: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +383,14 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
             fps.push(src.fingerprint(&loc));
         }
     }
+    check_data_reach(
+        &src,
+        &source_uri,
+        &tables,
+        as_of,
+        opts.allow_as_of_past_data,
+        &job,
+    )?;
     let artifact_hash = file_sha256(&model.artifact);
     let cloud = if backend == "sagemaker" {
         Some(prepare_cloud(
@@ -465,6 +479,69 @@ fn transform_settings(job: &Job, cloud: Option<&CloudPrep>) -> Value {
     v
 }
 
+/// Refuses an as-of date the sources cannot support: before the first customer signed up
+/// (nothing to score), or after the last event of the tables the job reads unless
+/// `allow_past_data` (features would be computed from data that has not arrived, and the
+/// product's `latest.json`, which never moves backwards, could not return to real dates).
+/// Dates are UTC days, as in point-in-time features. A table that cannot be read is left to
+/// the feature step, which reports it with the contract's errors.
+fn check_data_reach(
+    src: &Source,
+    source_uri: &str,
+    tables: &[&str],
+    as_of: NaiveDate,
+    allow_past_data: bool,
+    job: &Job,
+) -> Result<()> {
+    let day_range = |t: &str| -> Option<(i32, i32)> {
+        let spec = crate::source::table_spec(t)?;
+        let table = src.scan(spec, &[]).ok()?;
+        let df = table
+            .frame
+            .clone()
+            .select([
+                col(spec.ts).min().alias("first"),
+                col(spec.ts).max().alias("last"),
+            ])
+            .collect()
+            .ok()?;
+        let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
+        Some((get("first")?, get("last")?))
+    };
+    let day = |n: i32| crate::source::date_of_day(n);
+    if let Some((first, _)) = day_range("customers") {
+        if as_of < day(first) {
+            return Err(PipelineError::AsOf(format!(
+                "as-of {as_of} is before the first customer signed up ({}, in {source_uri}): there is nobody to score; choose --as-of {} or later",
+                day(first),
+                day(first)
+            )));
+        }
+    }
+    if allow_past_data {
+        return Ok(());
+    }
+    let mut last: Option<(i32, &str)> = None;
+    for t in tables.iter().filter(|t| **t != "customers") {
+        if let Some((_, l)) = day_range(t) {
+            if last.is_none_or(|(d, _)| l > d) {
+                last = Some((l, t));
+            }
+        }
+    }
+    if let Some((l, t)) = last {
+        if as_of > day(l) {
+            return Err(PipelineError::AsOf(format!(
+                "as-of {as_of} is after the sources' last event ({}, in table {t} of {source_uri}): features would be computed from data that has not arrived yet, and product {}'s latest version could then never move back to a real date. Use --as-of {} or earlier, wait for the producers' data, or pass --allow-as-of-past-data if this is intended",
+                day(l),
+                job.def.product.name,
+                day(l)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that every model input and included column exists in the model's sets.
 fn check_columns(job: &Job, model_features: &[String], sets: &[FeatureSet]) -> Result<()> {
     let have = |c: &str| sets.iter().any(|s| s.outputs().iter().any(|f| f.name == c));
@@ -479,6 +556,16 @@ fn check_columns(job: &Job, model_features: &[String], sets: &[FeatureSet]) -> R
                     .join(", ")
             )));
         }
+    }
+    if let Some((i, reason)) =
+        crate::features::lineage::pii_includes(&job.def.product.include, sets)
+            .into_iter()
+            .next()
+    {
+        return Err(PipelineError::Definition(format!(
+            "{}: product.include[{i}]: {reason}",
+            job.file.display()
+        )));
     }
     for c in &job.def.product.include {
         if !have(c) {

@@ -120,7 +120,7 @@ impl From<ProductError> for ServiceError {
 impl From<PipelineError> for ServiceError {
     fn from(e: PipelineError) -> Self {
         match e {
-            PipelineError::Definition(m) => ServiceError::Unprocessable(m),
+            PipelineError::Definition(m) | PipelineError::AsOf(m) => ServiceError::Unprocessable(m),
             e => ServiceError::Internal(e.to_string()),
         }
     }

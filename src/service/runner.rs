@@ -328,7 +328,7 @@ impl Observer for ServiceObserver {
 
 fn pipeline_error(e: PipelineError) -> ServiceError {
     match e {
-        PipelineError::Definition(m) => ServiceError::Unprocessable(m),
+        PipelineError::Definition(m) | PipelineError::AsOf(m) => ServiceError::Unprocessable(m),
         e => ServiceError::Internal(e.to_string()),
     }
 }

@@ -1,0 +1,241 @@
+//! Validation that neither misses nor misleads (issue 19, kinds 3 and 7): PII judged by
+//! lineage, non-finite and overflowing settings, `[service]` checked by `c360 validate`, one
+//! broken file reported once, and as-of dates the sources cannot support.
+
+use crate::pipeline::TestProject;
+
+fn output(cmd: &mut std::process::Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A project whose `features/` is its own copy of the shipped sets, plus `extra` files.
+fn project_with_features(
+    extra: &[(&str, &str)],
+    job_edit: impl Fn(String) -> String,
+) -> TestProject {
+    let p = TestProject::new(job_edit);
+    let dir = p.path().join("features");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["rfm.toml", "churn_signals.toml"] {
+        std::fs::copy(
+            crate::features::repo().join("features").join(f),
+            dir.join(f),
+        )
+        .unwrap();
+    }
+    for (name, text) in extra {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let cfg = std::fs::read_to_string(p.path().join("c360.toml")).unwrap();
+    let cfg = cfg.replace(
+        &format!(
+            "features = \"{}\"",
+            crate::features::repo().join("features").display()
+        ),
+        "features = \"features\"",
+    );
+    std::fs::write(p.path().join("c360.toml"), cfg).unwrap();
+    p
+}
+
+/// A churn_signals copy with a feature that reads an email under an innocent name, and one
+/// derived from it.
+fn churn_with_contact() -> String {
+    let base = std::fs::read_to_string(crate::features::repo().join("features/churn_signals.toml"))
+        .unwrap();
+    let (head, labels) = base.split_once("[[label]]").unwrap();
+    format!(
+        "{head}\n[[feature]]\nname = \"contact\"\ntable = \"customers\"\nagg = \"first\"\ncolumn = \"email\"\n\n[[feature]]\nname = \"reachable\"\nexpr = \"contact is not null\"\n\n[[label]]{labels}"
+    )
+}
+
+#[test]
+fn pii_is_judged_by_lineage_in_validate_run_and_show() {
+    let p = project_with_features(&[], |j| {
+        j.replace(
+            "include = [\"rfm_segment\"",
+            "include = [\"reachable\", \"rfm_segment\"",
+        )
+    });
+    std::fs::write(
+        p.path().join("features/churn_signals.toml"),
+        churn_with_contact(),
+    )
+    .unwrap();
+    // validate: refused, with the job file, the key and the PII source named.
+    let (code, text) = output(p.cmd().arg("validate"));
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("churn_weekly.toml: product.include[0]")
+            && text.contains("reachable")
+            && text.contains("customers.email"),
+        "{text}"
+    );
+    assert!(text.contains("1 problem(s)"), "exactly one problem: {text}");
+    // `features show` marks both PII features with their source.
+    let (code, text) = output(p.cmd().args(["features", "show", "churn_signals"]));
+    assert_eq!(code, 0, "{text}");
+    let marked = text.split("PII by lineage").nth(1).unwrap_or_default();
+    assert!(
+        marked.contains("contact ")
+            && marked.contains("reachable ")
+            && marked.contains("from customers.email"),
+        "{text}"
+    );
+    assert!(!marked.contains("orders_90d"), "{text}");
+    // A run refuses before computing anything; nothing is published.
+    p.generate(100);
+    let (code, text) = p.run("2024-06-30");
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("customers.email"), "{text}");
+    assert!(p.latest().is_none());
+    assert!(!p.store().join("products").exists());
+}
+
+#[test]
+fn non_finite_and_overflowing_job_settings_are_refused() {
+    let cases: Vec<(&str, &str)> = vec![
+        ("[gates]\nmin_score = nan\n", "gates.min_score"),
+        ("[gates]\nmax_score = inf\n", "gates.max_score"),
+        ("[gates]\nmax_mean_shift = nan\n", "gates.max_mean_shift"),
+        ("[gates]\nmax_mean_shift = -0.1\n", "gates.max_mean_shift"),
+        (
+            "[transform]\nmax_payload_mb = 2\nmax_concurrent_transforms = 2147483648\n",
+            "transform.max_concurrent_transforms",
+        ),
+        (
+            "[transform]\nmax_concurrent_transforms = 101\n",
+            "transform.max_concurrent_transforms",
+        ),
+        (
+            "[transform]\ninstance_count = 0\n",
+            "transform.instance_count",
+        ),
+    ];
+    for (table, key) in cases {
+        let p = TestProject::new(|j| {
+            // Replace the job's own [gates]/[transform] table with the case's.
+            let name = table.lines().next().unwrap();
+            let mut out = String::new();
+            let mut skip = false;
+            for line in j.lines() {
+                if line.starts_with('[') {
+                    skip = line == name;
+                }
+                if !skip {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            out + "\n" + table
+        });
+        let (code, text) = output(p.cmd().arg("validate"));
+        assert_eq!(code, 3, "{key}: {text}");
+        assert!(
+            text.contains(&format!("churn_weekly.toml: {key}")),
+            "{key}: {text}"
+        );
+    }
+}
+
+#[test]
+fn validate_checks_the_service_section() {
+    let cases = [
+        ("[service]\nreload_seconds = nan\n", "reload_seconds"),
+        (
+            "[service]\n[[service.tokens]]\nname = \"ci\"\nsha256 = \"not-a-hash\"\nrole = \"admin\"\n",
+            "tokens[0]",
+        ),
+        (
+            "[service]\n[[service.tokens]]\nname = \"ci\"\nsha256 = \"2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\"\nrole = \"superuser\"\n",
+            "superuser",
+        ),
+    ];
+    for (section, needle) in cases {
+        let p = TestProject::new(|j| j);
+        let cfg = std::fs::read_to_string(p.path().join("c360.toml")).unwrap();
+        std::fs::write(p.path().join("c360.toml"), cfg + section).unwrap();
+        let (code, text) = output(p.cmd().arg("validate").env_remove("C360_SERVICE_TOKENS"));
+        assert_eq!(code, 3, "{section}: {text}");
+        assert!(
+            text.contains("c360.toml: service") && text.contains(needle),
+            "{section}: {text}"
+        );
+    }
+}
+
+#[test]
+fn one_broken_feature_file_is_reported_once() {
+    let p = project_with_features(
+        &[("experiment.toml", "name = \"experiment\"\nversion = 1\n[[feature]]\nname = \"x\"\ntable = \"orders\"\nagg = \"median\"\n")],
+        |j| j,
+    );
+    // And one set file that does not parse at all.
+    std::fs::write(
+        p.path().join("features/broken.toml"),
+        "name = \"broken\"\nversion = \n",
+    )
+    .unwrap();
+    let (code, text) = output(p.cmd().arg("validate"));
+    assert_eq!(code, 3, "{text}");
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(
+        problems.len(),
+        2,
+        "only the two broken files' problems: {text}"
+    );
+    assert!(
+        problems.iter().any(|l| l.contains("experiment.toml")),
+        "{text}"
+    );
+    assert!(problems.iter().any(|l| l.contains("broken.toml")), "{text}");
+    assert!(
+        !text.contains("model.toml"),
+        "no follow-on errors about the models: {text}"
+    );
+}
+
+#[test]
+fn as_of_outside_the_data_is_refused_with_the_reason() {
+    let p = TestProject::new(|j| j);
+    p.generate(100);
+    // Before the first customer: nobody to score (used to fail a gate with `"score" not found`).
+    let (code, text) = p.run("1999-01-01");
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("before the first customer signed up"),
+        "{text}"
+    );
+    assert!(!text.contains("not found"), "{text}");
+    assert!(p.latest().is_none());
+    // After the sources' last event: refused unless asked explicitly.
+    let (code, text) = p.run("2999-12-31");
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("after the sources' last event") && text.contains("--allow-as-of-past-data"),
+        "{text}"
+    );
+    assert!(p.latest().is_none(), "nothing published");
+    assert!(!p.store().join("products").exists());
+    // The dry run says the same before touching anything.
+    let (code, text) =
+        output(
+            p.cmd()
+                .args(["run", "churn_weekly", "--as-of", "2999-12-31", "--dry-run"]),
+        );
+    assert_eq!(code, 2, "{text}");
+    // The flag lets a deliberate late as-of through (and it publishes).
+    let (code, text) = output(p.cmd().args([
+        "run",
+        "churn_weekly",
+        "--as-of",
+        "2025-01-15",
+        "--allow-as-of-past-data",
+    ]));
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(p.latest().unwrap()["as_of"], "2025-01-15");
+}
