@@ -1176,6 +1176,13 @@ fn collect_and_gate(
         .unwrap_or_default();
     df.rechunk_mut();
     let n = df.height();
+    if n == 0 {
+        // Nothing to gate (and no score column to read): say so instead of a polars error.
+        return Err(gate(format!(
+            "no customer was scored ({expected} input rows): the feature snapshot as of {} is empty",
+            p.as_of
+        )));
+    }
     if n != expected {
         return Err(gate(format!("{n} scores for {expected} input rows")));
     }
