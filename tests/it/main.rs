@@ -3,6 +3,7 @@
 mod aws;
 mod common;
 mod features;
+mod hardening_source;
 mod pipeline;
 mod scoring;
 mod service;

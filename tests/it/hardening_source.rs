@@ -1,0 +1,309 @@
+//! Issue 19, source hardening: every encoding a producer writes (pandas, Spark,
+//! warehouses) is read by its documented rule or refused clearly, and ids with control
+//! characters are contract violations. Fixtures: `tests/fixtures/encodings/<case>/`,
+//! written by `scripts/fixtures/make_encodings.py` (same rows in every case, encodings
+//! differ).
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::features::{c360, repo};
+
+const AS_OF: &str = "2024-06-30";
+
+fn case(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/encodings").join(name)
+}
+
+fn parquet_files(p: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                parquet_files(&path, out);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+}
+
+/// Runs `c360 features build <set>` on a source; returns (exit code, stderr, store).
+fn build(source: &Path, set: &str) -> (i32, String, tempfile::TempDir) {
+    let store = tempfile::tempdir().expect("store");
+    let out = c360()
+        .args(["features", "build", set, "--as-of", AS_OF, "--source"])
+        .arg(source)
+        .arg("--store")
+        .arg(store.path())
+        .output()
+        .expect("run c360");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        store,
+    )
+}
+
+/// The published features of a successful build, sorted by customer_id.
+fn built(source: &Path, set: &str) -> DataFrame {
+    let (code, stderr, store) = build(source, set);
+    assert_eq!(code, 0, "{set} on {}: {stderr}", source.display());
+    let mut files = Vec::new();
+    parquet_files(&store.path().join("features").join(set), &mut files);
+    assert!(!files.is_empty(), "{set}: a published part");
+    let mut df: Option<DataFrame> = None;
+    for f in files {
+        let part = ParquetReader::new(std::fs::File::open(&f).expect("part"))
+            .finish()
+            .expect("read part");
+        match &mut df {
+            Some(d) => {
+                d.vstack_mut(&part).expect("stack");
+            }
+            None => df = Some(part),
+        }
+    }
+    df.expect("parts")
+        .sort(["customer_id"], SortMultipleOptions::default())
+        .expect("sort")
+}
+
+fn f64_of(df: &DataFrame, column: &str, id: &str) -> Option<f64> {
+    let ids = df.column("customer_id").expect("ids");
+    let i = (0..df.height())
+        .find(|i| {
+            ids.get(*i)
+                .ok()
+                .and_then(|v| v.get_str().map(str::to_string))
+                == Some(id.into())
+        })
+        .unwrap_or_else(|| panic!("customer {id} in the features"));
+    df.column(column)
+        .expect("column")
+        .get(i)
+        .expect("row")
+        .extract::<f64>()
+}
+
+/// Every readable producer encoding gives exactly (bit for bit) the baseline's features,
+/// and the baseline's features are the right values.
+#[test]
+fn every_producer_encoding_gives_exactly_the_baseline_features() {
+    let rfm = built(&case("baseline"), "rfm");
+    let churn = built(&case("baseline"), "churn_signals");
+    assert_eq!(rfm.height(), 8, "eight customers");
+    // 1001: completed 19.99 + 5.01 + 120.10 by 2024-06-30 (0.10 returned; later orders
+    // after the as-of). 1007: one order of 12345678.91.
+    let total = f64_of(&rfm, "monetary_total", "1001").expect("1001 bought");
+    assert!((total - 145.10).abs() < 1e-9, "1001 monetary_total {total}");
+    assert_eq!(f64_of(&rfm, "frequency_orders", "1001"), Some(3.0));
+    assert_eq!(
+        f64_of(&rfm, "monetary_total", "1007"),
+        Some(12345678.91),
+        "a DECIMAL amount is the Float64 nearest to it"
+    );
+    assert_eq!(f64_of(&rfm, "frequency_orders", "1002"), Some(2.0));
+    // csat of 1004's tickets resolved within 365 days: 5 (1 resolved after the as-of).
+    assert_eq!(f64_of(&churn, "avg_csat_365d", "1004"), Some(5.0));
+    // 1001's ticket of 2024-06-20 is not resolved.
+    assert_eq!(f64_of(&churn, "open_tickets", "1001"), Some(1.0));
+
+    for c in ["pandas", "pandas_codes", "spark", "warehouse", "extras"] {
+        for (set, want) in [("rfm", &rfm), ("churn_signals", &churn)] {
+            let got = built(&case(c), set);
+            assert!(
+                got.equals_missing(want),
+                "{set} on the {c} encoding differs from the baseline:\n{got}\nexpected:\n{want}"
+            );
+        }
+    }
+}
+
+/// Encodings that cannot stand for a contract column exit 4 naming table, column and type
+/// (and, for a fractional DECIMAL csat, an example row), and commit nothing.
+#[test]
+fn unreadable_encodings_are_refused_naming_table_column_and_type() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "bad_decimal_csat",
+            "churn_signals",
+            &[
+                "support_tickets",
+                "csat",
+                "are not whole numbers",
+                "4.5",
+                "ticket_id=\"70004\"",
+            ],
+        ),
+        (
+            "bad_time_order_ts",
+            "rfm",
+            &[
+                "orders",
+                "order_ts",
+                "time",
+                "cannot be read as Datetime",
+                "a time of day has no date",
+            ],
+        ),
+        (
+            "bad_far_order_ts",
+            "rfm",
+            &[
+                "table orders, column order_ts: 1 row(s)",
+                "outside the supported dates",
+                "order_id=\"50008\"",
+            ],
+        ),
+        (
+            "bad_binary_id",
+            "churn_signals",
+            &[
+                "interactions",
+                "customer_id",
+                "binary",
+                "cannot be read as Utf8",
+                "bytes are not text",
+            ],
+        ),
+        (
+            "bad_decimal_id",
+            "rfm",
+            &[
+                "orders",
+                "order_id",
+                "decimal",
+                "a DECIMAL with a fraction is not an id",
+            ],
+        ),
+        (
+            "bad_struct_amount",
+            "rfm",
+            &["orders", "amount", "struct", "cannot be read as Float64"],
+        ),
+    ];
+    for (c, set, needles) in cases {
+        let (code, stderr, store) = build(&case(c), set);
+        assert_eq!(code, 4, "{c}: exit 4 for bad input; stderr: {stderr}");
+        for n in *needles {
+            assert!(
+                stderr.contains(n),
+                "{c}: error should mention {n:?}: {stderr}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{c}: no panic: {stderr}");
+        let mut files = Vec::new();
+        parquet_files(store.path(), &mut files);
+        assert!(files.is_empty(), "{c}: nothing published: {files:?}");
+    }
+}
+
+/// The baseline source with `column` of `table` set to `value` on the row whose `key` is
+/// `row`.
+fn with_id(table: &str, key: &str, row: &str, column: &str, value: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for t in ["customers", "orders", "interactions", "support_tickets"] {
+        let src = case("baseline").join(format!("{t}.parquet"));
+        let dst = dir.path().join(format!("{t}.parquet"));
+        if t == table {
+            let mut df = LazyFrame::scan_parquet(
+                PlRefPath::new(src.display().to_string()),
+                Default::default(),
+            )
+            .expect("scan")
+            .with_column(
+                when(col(key).eq(lit(row)))
+                    .then(lit(value.to_string()))
+                    .otherwise(col(column))
+                    .alias(column),
+            )
+            .collect()
+            .expect("changed table");
+            ParquetWriter::new(std::fs::File::create(&dst).expect("create"))
+                .finish(&mut df)
+                .expect("write");
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+    dir
+}
+
+/// An id with a control character (newline, tab, NEL, carriage return) in any id column
+/// of any table is refused at the source: exit 4, table, column and the example row with
+/// the character escaped, nothing published.
+#[test]
+fn ids_with_control_characters_are_refused_at_the_source() {
+    let cases = [
+        // (table, key, row, column, value, set, example)
+        (
+            "customers",
+            "customer_id",
+            "1003",
+            "customer_id",
+            "10\n03",
+            "rfm",
+            r#"customer_id="10\n03""#,
+        ),
+        (
+            "orders",
+            "order_id",
+            "50005",
+            "order_id",
+            "500\t05",
+            "rfm",
+            r#"order_id="500\t05""#,
+        ),
+        (
+            "support_tickets",
+            "ticket_id",
+            "70003",
+            "ticket_id",
+            "70003\u{85}",
+            "churn_signals",
+            r#"ticket_id="70003\u{85}""#,
+        ),
+        (
+            "interactions",
+            "customer_id",
+            "1005",
+            "customer_id",
+            "1005\r",
+            "churn_signals",
+            r#"customer_id="1005\r""#,
+        ),
+        (
+            "orders",
+            "order_id",
+            "50009",
+            "customer_id",
+            "\u{0}1004",
+            "rfm",
+            r#"customer_id="\01004""#,
+        ),
+    ];
+    for (table, key, row, column, value, set, example) in cases {
+        let dir = with_id(table, key, row, column, value);
+        let (code, stderr, store) = build(dir.path(), set);
+        assert_eq!(
+            code, 4,
+            "{table}.{column} {value:?}: exit 4; stderr: {stderr}"
+        );
+        for n in [
+            format!("table {table}, column {column}"),
+            "control character".to_string(),
+            example.to_string(),
+        ] {
+            assert!(
+                stderr.contains(&n),
+                "{table}.{column} {value:?}: error should mention {n:?}: {stderr}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+        let mut files = Vec::new();
+        parquet_files(store.path(), &mut files);
+        assert!(files.is_empty(), "nothing published: {files:?}");
+    }
+}
