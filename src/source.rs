@@ -535,8 +535,7 @@ impl Source {
         self.fetch(table.name, &loc.files)?;
         let mut n = 0u64;
         for f in &loc.files {
-            let df = scan_file(f, loc.csv)
-                .and_then(|lf| lf.select([len()]).collect())
+            let df = guard(|| scan_file(f, loc.csv).and_then(|lf| lf.select([len()]).collect()))
                 .map_err(|e| SourceError::Unreadable {
                     table: table.name.into(),
                     path: f.display().to_string(),
@@ -569,8 +568,7 @@ impl Source {
         // Per-file schemas: catches unreadable files and files that disagree on a type.
         let mut first: Option<(PathBuf, Schema)> = None;
         for f in &loc.files {
-            let mut lf = scan_file(f, loc.csv).map_err(pe(f))?;
-            let schema = lf.collect_schema().map_err(pe(f))?;
+            let schema = guard(|| scan_file(f, loc.csv)?.collect_schema()).map_err(pe(f))?;
             let schema = (*schema).clone();
             if let Some((f0, s0)) = &first {
                 for (cname, t) in schema.iter() {
@@ -623,7 +621,7 @@ impl Source {
         } else {
             scan_file(&loc.path, loc.csv).map_err(pe(&loc.path))?
         };
-        let schema = lf.collect_schema().map_err(pe(&loc.path))?;
+        let schema = guard(|| lf.collect_schema()).map_err(pe(&loc.path))?;
         let mut exprs = Vec::new();
         let mut checks = Vec::new();
         for c in table.columns.iter() {
@@ -682,6 +680,47 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Guards still running [`guard`]ed reads; while there are any, the panic hook logs
+/// instead of printing (the guard reports the failure as an error).
+static GUARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs a polars read of source files, turning a panic inside the reader into an error.
+/// Some malformed files panic polars instead of failing (e.g. Parquet whose polars
+/// dictionary metadata is garbled); the caller names the table and file.
+pub(crate) fn guard<T>(f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
+    use std::sync::atomic::Ordering::SeqCst;
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDS.load(SeqCst) > 0 {
+                tracing::debug!(at = ?info.location(), "reader failure: {}", panic_text(info.payload()));
+            } else {
+                previous(info)
+            }
+        }));
+    });
+    GUARDS.fetch_add(1, SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDS.fetch_sub(1, SeqCst);
+    r.unwrap_or_else(|p| {
+        Err(PolarsError::ComputeError(
+            format!(
+                "the reader failed on malformed data or metadata ({}); rewrite the file with a standard Parquet or CSV writer",
+                panic_text(p.as_ref())
+            )
+            .into(),
+        ))
+    })
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown reader failure".into())
 }
 
 fn scan_file(path: &Path, csv: bool) -> PolarsResult<LazyFrame> {
@@ -1069,15 +1108,11 @@ impl Table {
     /// Reads the normalised table into memory once, so that the contract checks and the
     /// feature plans that follow share one decode of the files.
     pub fn materialize(&mut self) -> Result<()> {
-        let df = self
-            .frame
-            .clone()
-            .collect()
-            .map_err(|e| SourceError::Unreadable {
-                table: self.spec.name.into(),
-                path: self.location.path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let df = guard(|| self.frame.clone().collect()).map_err(|e| SourceError::Unreadable {
+            table: self.spec.name.into(),
+            path: self.location.path.display().to_string(),
+            message: e.to_string(),
+        })?;
         self.frame = df.lazy();
         Ok(())
     }
@@ -1233,7 +1268,7 @@ impl Table {
         let passed = std::thread::scope(|scope| -> Result<bool> {
             scope.spawn(move || {
                 for (off, n) in batches {
-                    let batch = frame.clone().slice(off as i64, n as IdxSize).collect();
+                    let batch = guard(|| frame.clone().slice(off as i64, n as IdxSize).collect());
                     let failed = batch.is_err();
                     // A closed channel means the checks stopped early.
                     if tx.send(batch).is_err() || failed {
@@ -1524,17 +1559,18 @@ impl Table {
             }
         }
         for c in raw_checks {
-            let raw = self.raw_frame().map_err(perr)?;
-            let n = raw
-                .select([c
-                    .bad
-                    .clone()
-                    .fill_null(lit(false))
-                    .sum()
-                    .cast(DataType::UInt64)
-                    .alias("n")])
-                .collect()
-                .map_err(perr)?;
+            let n = guard(|| {
+                self.raw_frame()?
+                    .select([c
+                        .bad
+                        .clone()
+                        .fill_null(lit(false))
+                        .sum()
+                        .cast(DataType::UInt64)
+                        .alias("n")])
+                    .collect()
+            })
+            .map_err(perr)?;
             let n = scalar_u64(&n, "n");
             if n > 0 {
                 return Err(self.violation(&c.column, &c.problem, n, c.bad.clone(), true));
@@ -1695,7 +1731,7 @@ impl Table {
             Ok(self.frame.clone())
         };
         let example = frame
-            .and_then(|f| f.filter(bad.fill_null(lit(false))).limit(1).collect())
+            .and_then(|f| guard(|| f.filter(bad.fill_null(lit(false))).limit(1).collect()))
             .map(|df| describe_row(&df))
             .unwrap_or_else(|e| format!("(could not fetch an example: {e})"));
         SourceError::Violation {

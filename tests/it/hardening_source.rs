@@ -179,6 +179,15 @@ fn unreadable_encodings_are_refused_naming_table_column_and_type() {
             ],
         ),
         (
+            "bad_polars_metadata",
+            "rfm",
+            &[
+                "table orders",
+                "orders.parquet",
+                "the reader failed on malformed data or metadata",
+            ],
+        ),
+        (
             "bad_struct_amount",
             "rfm",
             &["orders", "amount", "struct", "cannot be read as Float64"],
@@ -305,5 +314,46 @@ fn ids_with_control_characters_are_refused_at_the_source() {
         let mut files = Vec::new();
         parquet_files(store.path(), &mut files);
         assert!(files.is_empty(), "nothing published: {files:?}");
+    }
+}
+
+/// Damaged bytes anywhere in a Parquet file (header, pages, footer) give a build that
+/// either succeeds or exits 4 naming the table: never a panic or another exit code.
+#[test]
+fn damaged_parquet_bytes_give_a_clear_error_never_a_panic() {
+    let base = case("baseline");
+    for table in ["orders", "support_tickets"] {
+        let data = std::fs::read(base.join(format!("{table}.parquet"))).expect("fixture");
+        let n = data.len();
+        // Offsets spread over the file, and every byte of the footer's last 16.
+        let offsets: Vec<usize> = (0..24)
+            .map(|i| (i * 7919 + i * i) % n)
+            .chain(n.saturating_sub(16)..n)
+            .collect();
+        for (i, off) in offsets.into_iter().enumerate() {
+            let dir = tempfile::tempdir().expect("tmp");
+            for t in ["customers", "orders", "interactions", "support_tickets"] {
+                std::fs::copy(
+                    base.join(format!("{t}.parquet")),
+                    dir.path().join(format!("{t}.parquet")),
+                )
+                .expect("copy");
+            }
+            let mut bad = data.clone();
+            bad[off] ^= if i % 2 == 0 { 0xff } else { 0x5a };
+            std::fs::write(dir.path().join(format!("{table}.parquet")), &bad).expect("write");
+            let (code, stderr, _store) = build(dir.path(), "churn_signals");
+            assert!(
+                code == 0 || code == 4,
+                "{table} byte {off}: exit {code} (0 or 4 expected): {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{table} byte {off}: {stderr}");
+            if code == 4 {
+                assert!(
+                    stderr.contains(&format!("table {table}")),
+                    "{table} byte {off}: the error names the table: {stderr}"
+                );
+            }
+        }
     }
 }
