@@ -1861,13 +1861,24 @@ pub fn contains_control(s: &str) -> bool {
 fn has_control_char(c: Expr) -> Expr {
     c.map(
         |c: Column| {
+            use rayon::prelude::*;
+            let none = || BooleanChunked::full(c.name().clone(), false, c.len());
             let out = match c.dtype() {
-                DataType::String => c
-                    .str()?
-                    .iter()
-                    .map(|v| Some(v.is_some_and(contains_control)))
-                    .collect::<BooleanChunked>(),
-                _ => BooleanChunked::full(c.name().clone(), false, c.len()),
+                DataType::String => {
+                    let ca = c.str()?;
+                    // Almost always clean: one parallel pass without building a mask.
+                    let any = pieces(ca)
+                        .par_iter()
+                        .any(|arr| arr.values_iter().any(contains_control));
+                    if any {
+                        ca.iter()
+                            .map(|v| Some(v.is_some_and(contains_control)))
+                            .collect::<BooleanChunked>()
+                    } else {
+                        none()
+                    }
+                }
+                _ => none(),
             };
             Ok(out.with_name(c.name().clone()).into_column())
         },
