@@ -682,29 +682,39 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Guards still running [`guard`]ed reads; while there are any, the panic hook logs
-/// instead of printing (the guard reports the failure as an error).
-static GUARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    /// Whether this thread runs a [`guard`]ed read.
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Runs a polars read of source files, turning a panic inside the reader into an error.
 /// Some malformed files panic polars instead of failing (e.g. Parquet whose polars
-/// dictionary metadata is garbled); the caller names the table and file.
+/// dictionary metadata is garbled); the caller names the table and file. The panic hook
+/// logs such a panic at debug level instead of printing it: one raised on a guarded
+/// thread, or inside polars (its worker threads) while a guard runs; any other panic is
+/// printed as before.
 pub(crate) fn guard<T>(f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
-    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    static GUARDS: AtomicUsize = AtomicUsize::new(0);
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if GUARDS.load(SeqCst) > 0 {
+            let in_reader = IN_GUARD.with(|g| g.get())
+                || (GUARDS.load(SeqCst) > 0
+                    && info.location().is_some_and(|l| l.file().contains("polars")));
+            if in_reader {
                 tracing::debug!(at = ?info.location(), "reader failure: {}", panic_text(info.payload()));
             } else {
                 previous(info)
             }
         }));
     });
+    let outer = IN_GUARD.with(|g| g.replace(true));
     GUARDS.fetch_add(1, SeqCst);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     GUARDS.fetch_sub(1, SeqCst);
+    IN_GUARD.with(|g| g.set(outer));
     r.unwrap_or_else(|p| {
         Err(PolarsError::ComputeError(
             format!(
@@ -819,7 +829,9 @@ fn type_hint(ty: ColType, dt: &DataType) -> String {
             "a DECIMAL with a fraction is not an id; "
         }
         DataType::Duration(_) => "a duration is not a point in time; ",
-        DataType::String if ty == ColType::Timestamp => "text is not read as a timestamp; ",
+        DataType::String if ty == ColType::Timestamp => {
+            "text is not read as a timestamp (in CSV, write ISO 8601: 2024-01-31 or 2024-01-31T12:00:00Z); "
+        }
         DataType::Struct(_) | DataType::List(_) | DataType::Array(_, _) => {
             "a nested value is not a single value; "
         }
