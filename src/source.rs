@@ -565,13 +565,15 @@ impl Source {
                 message: e.to_string(),
             }
         };
-        // Per-file schemas: catches unreadable files and files that disagree on a type.
+        // Per-file schemas: catches unreadable files and files that disagree on the type
+        // of a column the table reads (others may differ: they are never decoded).
+        let read = |c: &str| table.column(c).is_some() || extra.iter().any(|x| x == c);
         let mut first: Option<(PathBuf, Schema)> = None;
         for f in &loc.files {
             let schema = guard(|| scan_file(f, loc.csv)?.collect_schema()).map_err(pe(f))?;
             let schema = (*schema).clone();
             if let Some((f0, s0)) = &first {
-                for (cname, t) in schema.iter() {
+                for (cname, t) in schema.iter().filter(|(c, _)| read(c.as_str())) {
                     if let Some(t0) = s0.get(cname) {
                         if t0 != t && !(t0.is_null() || t.is_null()) {
                             return Err(SourceError::TypeDisagreement {

@@ -357,3 +357,75 @@ fn damaged_parquet_bytes_give_a_clear_error_never_a_panic() {
         }
     }
 }
+
+/// A partitioned table whose files disagree on a column no feature reads (a DECIMAL in
+/// one file, text in another, missing in a third) builds the baseline's features; a
+/// disagreement on a column the features read is still named.
+#[test]
+fn files_may_disagree_on_columns_no_feature_reads() {
+    let base = case("baseline");
+    let dir = tempfile::tempdir().expect("tmp");
+    for t in ["customers", "interactions", "support_tickets"] {
+        std::fs::copy(
+            base.join(format!("{t}.parquet")),
+            dir.path().join(format!("{t}.parquet")),
+        )
+        .expect("copy");
+    }
+    let orders = ParquetReader::new(std::fs::File::open(base.join("orders.parquet")).expect("o"))
+        .finish()
+        .expect("orders");
+    std::fs::create_dir(dir.path().join("orders")).expect("folder");
+    let n = orders.height() as i64;
+    let write = |i: usize, mut df: DataFrame| {
+        ParquetWriter::new(
+            std::fs::File::create(dir.path().join(format!("orders/part-{i}.parquet")))
+                .expect("part"),
+        )
+        .finish(&mut df)
+        .expect("write part");
+    };
+    let part = |off: i64, len: usize| orders.clone().lazy().slice(off, len as IdxSize);
+    write(
+        0,
+        part(0, 7)
+            .with_column(lit("1.50").cast(DataType::Decimal(10, 2)).alias("note"))
+            .collect()
+            .expect("decimal note"),
+    );
+    write(
+        1,
+        part(7, 7)
+            .with_column(lit("a note").alias("note"))
+            .collect()
+            .expect("text note"),
+    );
+    write(2, part(14, (n - 14) as usize).collect().expect("no note"));
+    for set in ["rfm", "churn_signals"] {
+        let got = built(dir.path(), set);
+        let want = built(&base, set);
+        assert!(
+            got.equals_missing(&want),
+            "{set}:\n{got}\nexpected:\n{want}"
+        );
+    }
+
+    // A read column (status) as text in one file and a dictionary in another is named.
+    write(
+        1,
+        part(7, 7)
+            .with_column(col("status").cast(DataType::from_categories(Categories::global())))
+            .collect()
+            .expect("categorical status"),
+    );
+    let (code, stderr, _store) = build(dir.path(), "rfm");
+    assert_eq!(code, 4, "{stderr}");
+    for n in [
+        "table orders",
+        "column status",
+        "part-0.parquet",
+        "part-1.parquet",
+    ] {
+        assert!(stderr.contains(n), "{n:?} in {stderr}");
+    }
+}
