@@ -535,12 +535,13 @@ impl Source {
         self.fetch(table.name, &loc.files)?;
         let mut n = 0u64;
         for f in &loc.files {
-            let df = guard(|| scan_file(f, loc.csv).and_then(|lf| lf.select([len()]).collect()))
-                .map_err(|e| SourceError::Unreadable {
-                    table: table.name.into(),
-                    path: f.display().to_string(),
-                    message: e.to_string(),
-                })?;
+            let df =
+                guard(|| scan_file(f, loc.csv, table).and_then(|lf| lf.select([len()]).collect()))
+                    .map_err(|e| SourceError::Unreadable {
+                        table: table.name.into(),
+                        path: f.display().to_string(),
+                        message: e.to_string(),
+                    })?;
             n += df
                 .column("len")
                 .ok()
@@ -570,7 +571,7 @@ impl Source {
         let read = |c: &str| table.column(c).is_some() || extra.iter().any(|x| x == c);
         let mut first: Option<(PathBuf, Schema)> = None;
         for f in &loc.files {
-            let schema = guard(|| scan_file(f, loc.csv)?.collect_schema()).map_err(pe(f))?;
+            let schema = guard(|| scan_file(f, loc.csv, table)?.collect_schema()).map_err(pe(f))?;
             let schema = (*schema).clone();
             if let Some((f0, s0)) = &first {
                 for (cname, t) in schema.iter().filter(|(c, _)| read(c.as_str())) {
@@ -614,14 +615,11 @@ impl Source {
                 .iter()
                 .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
                 .collect();
-            LazyCsvReader::new_paths(paths.into_iter().collect())
-                .with_has_header(true)
-                .with_try_parse_dates(true)
-                .with_infer_schema_length(Some(10_000))
+            csv_reader(LazyCsvReader::new_paths(paths.into_iter().collect()), table)
                 .finish()
                 .map_err(pe(&loc.path))?
         } else {
-            scan_file(&loc.path, loc.csv).map_err(pe(&loc.path))?
+            scan_file(&loc.path, loc.csv, table).map_err(pe(&loc.path))?
         };
         let schema = guard(|| lf.collect_schema()).map_err(pe(&loc.path))?;
         let mut exprs = Vec::new();
@@ -735,14 +733,25 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown reader failure".into())
 }
 
-fn scan_file(path: &Path, csv: bool) -> PolarsResult<LazyFrame> {
+/// The CSV options of a table's files. Id columns are read as text, never inferred:
+/// inference would read `00123` as the integer 123 (its text `123`), and the same id
+/// written as `00123` in a Parquet table would no longer match.
+fn csv_reader(r: LazyCsvReader, table: &TableSpec) -> LazyCsvReader {
+    let ids = Schema::from_iter(
+        id_columns(table)
+            .into_iter()
+            .map(|c| Field::new(c.into(), DataType::String)),
+    );
+    r.with_has_header(true)
+        .with_try_parse_dates(true)
+        .with_infer_schema_length(Some(10_000))
+        .with_dtype_overwrite(Some(Arc::new(ids)))
+}
+
+fn scan_file(path: &Path, csv: bool, table: &TableSpec) -> PolarsResult<LazyFrame> {
     let p = PlRefPath::new(path.to_string_lossy().to_string());
     if csv {
-        LazyCsvReader::new(p)
-            .with_has_header(true)
-            .with_try_parse_dates(true)
-            .with_infer_schema_length(Some(10_000))
-            .finish()
+        csv_reader(LazyCsvReader::new(p), table).finish()
     } else {
         LazyFrame::scan_parquet(p, ScanArgsParquet::default())
     }
@@ -1706,7 +1715,7 @@ impl Table {
     fn raw_frame(&self) -> PolarsResult<LazyFrame> {
         let loc = &self.location;
         if loc.files.len() == 1 {
-            return scan_file(&loc.files[0], loc.csv);
+            return scan_file(&loc.files[0], loc.csv, self.spec);
         }
         let paths: Vec<PlRefPath> = loc
             .files
@@ -1714,11 +1723,11 @@ impl Table {
             .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
             .collect();
         if loc.csv {
-            LazyCsvReader::new_paths(paths.into_iter().collect())
-                .with_has_header(true)
-                .with_try_parse_dates(true)
-                .with_infer_schema_length(Some(10_000))
-                .finish()
+            csv_reader(
+                LazyCsvReader::new_paths(paths.into_iter().collect()),
+                self.spec,
+            )
+            .finish()
         } else {
             LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
         }

@@ -429,3 +429,67 @@ fn files_may_disagree_on_columns_no_feature_reads() {
         assert!(stderr.contains(n), "{n:?} in {stderr}");
     }
 }
+
+/// Excel-style CSV (UTF-8 byte order mark, CRLF line ends) with numeric-looking ids that
+/// have leading zeros: the ids stay text (`0001`, not `1`), so they match the same ids in
+/// Parquet tables, and the features equal those of an all-Parquet source.
+#[test]
+fn csv_ids_with_leading_zeros_stay_text_and_match_parquet_tables() {
+    let base = case("baseline");
+    let zeros = |df: DataFrame| {
+        df.lazy()
+            .with_column(
+                col("customer_id")
+                    .str()
+                    .replace(lit("1"), lit("0"), true)
+                    .alias("customer_id"),
+            )
+            .collect()
+            .expect("leading zeros")
+    };
+    let parquet = tempfile::tempdir().expect("tmp");
+    let csv = tempfile::tempdir().expect("tmp");
+    for t in ["customers", "orders", "interactions", "support_tickets"] {
+        let df = ParquetReader::new(
+            std::fs::File::open(base.join(format!("{t}.parquet"))).expect("open"),
+        )
+        .finish()
+        .expect("read");
+        let mut df = zeros(df);
+        for dir in [&parquet, &csv] {
+            if t == "customers" && dir.path() == csv.path() {
+                let mut text = Vec::new();
+                CsvWriter::new(&mut text).finish(&mut df).expect("csv");
+                let text = String::from_utf8(text).expect("utf8").replace('\n', "\r\n");
+                let mut bytes = b"\xef\xbb\xbf".to_vec();
+                bytes.extend(text.as_bytes());
+                std::fs::write(dir.path().join("customers.csv"), bytes).expect("write csv");
+            } else {
+                ParquetWriter::new(
+                    std::fs::File::create(dir.path().join(format!("{t}.parquet"))).expect("f"),
+                )
+                .finish(&mut df)
+                .expect("write");
+            }
+        }
+    }
+    let ids = std::fs::read_to_string(csv.path().join("customers.csv")).expect("csv");
+    assert!(ids.contains("\r\n0001,"), "the CSV holds 0001: {ids}");
+    for set in ["rfm", "churn_signals"] {
+        let got = built(csv.path(), set);
+        let want = built(parquet.path(), set);
+        assert!(
+            got.column("customer_id")
+                .expect("ids")
+                .str()
+                .expect("text")
+                .iter()
+                .any(|id| id == Some("0001")),
+            "{set}: ids keep their zeros: {got}"
+        );
+        assert!(
+            got.equals_missing(&want),
+            "{set}:\n{got}\nexpected:\n{want}"
+        );
+    }
+}
