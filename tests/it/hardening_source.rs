@@ -493,3 +493,56 @@ fn csv_ids_with_leading_zeros_stay_text_and_match_parquet_tables() {
         );
     }
 }
+
+/// An extra column a feature set declares (`customers.credit_limit = "float"`) stored as
+/// DECIMAL(12,2) is read like a contract amount: the Float64 nearest to each value.
+#[test]
+fn a_declared_decimal_extra_column_reads_as_the_nearest_float() {
+    let defs = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        defs.path().join("money.toml"),
+        r#"name = "money"
+version = 1
+owner = "tests"
+description = "an extra DECIMAL column"
+
+[columns.customers]
+credit_limit = "float"
+
+[[feature]]
+name = "credit_limit"
+table = "customers"
+agg = "first"
+column = "credit_limit"
+"#,
+    )
+    .expect("write set");
+    let set = c360::features::find_set(defs.path(), "money").expect("set loads");
+    let want = [
+        ("1001", Some(1500.0)),
+        ("1002", Some(25000.5)),
+        ("1003", None),
+        ("1004", Some(0.01)),
+        ("1005", Some(9999999999.99)),
+        ("1006", Some(100.0)),
+        ("1007", Some(42.42)),
+        ("1008", Some(7.7)),
+    ];
+    for c in ["spark", "warehouse", "extras"] {
+        let src = c360::source::Source::open(&case(c).display().to_string()).expect("source");
+        let loaded = c360::features::load_tables(&set, &src, &[]).expect("tables load");
+        let date = AS_OF.parse().expect("date");
+        let snap = c360::features::snapshot(&set, &loaded, date)
+            .expect("snapshot")
+            .sort(["customer_id"], SortMultipleOptions::default())
+            .expect("sort");
+        assert_eq!(
+            snap.column("credit_limit").expect("feature").dtype(),
+            &DataType::Float64,
+            "{c}"
+        );
+        for (id, v) in want {
+            assert_eq!(f64_of(&snap, "credit_limit", id), v, "{c}: {id}");
+        }
+    }
+}
