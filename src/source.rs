@@ -5,6 +5,46 @@
 //! Parquet files (Hive partitions allowed). Tables are normalised on the way in: ids
 //! become strings and every timestamp becomes its UTC calendar day as an `Int32` day
 //! number (days since 1970-01-01), which is all that point-in-time features need.
+//!
+//! # Encodings producers write, and how each is read
+//!
+//! Every Arrow/Parquet type is either read by a documented rule or refused with a
+//! [`SourceError::WrongType`] naming table, column, type and how to fix it (exit code 4).
+//! Columns a feature set does not read are never decoded, whatever their type (DECIMAL,
+//! struct, list, map, time, binary, float16, duration, ...).
+//!
+//! | contract type | read from | rule |
+//! |---|---|---|
+//! | Utf8 | string, large_string, string_view | as is |
+//! | Utf8 | dictionary / categorical / enum of strings (pandas `category`) | its values |
+//! | Utf8 (ids) | any integer, DECIMAL(p,0) | the integer's decimal text (`1001`) |
+//! | Datetime | timestamp of any unit (s/ms/us/ns, INT96) and any time zone | UTC day of the instant (the physical value is UTC) |
+//! | Datetime | date32, date64 | that day |
+//! | Datetime | a day outside chrono's dates (years -262143..262142) | an error naming the row, not a null |
+//! | Float64 | float16/32/64, any integer | widened (exact for floats and integers up to 2^53) |
+//! | Float64 | DECIMAL(p,s), p <= 38 | the Float64 nearest to the exact decimal value |
+//! | Int64 | any integer | as is; values outside Int64 are an error |
+//! | Int64 | float, DECIMAL(p,s) | only if every value is whole, else "are not whole numbers" with an example row |
+//! | Boolean | boolean | as is |
+//! | any | all-null column | nulls |
+//!
+//! Refused, for example: time of day or duration for a Datetime, binary for text,
+//! DECIMAL with a fraction for an id, struct/list for any contract column, text for a
+//! number in Parquet.
+//!
+//! **DECIMAL money** (`orders.amount` as Spark's or a warehouse's DECIMAL(p,s)) becomes the
+//! Float64 nearest to its exact value: for p <= 15 by one correctly rounded division of
+//! two exact floats, wider through the decimal's exact text parsed with correct rounding.
+//! Precision: a value of up to 15 significant digits round-trips exactly (its Float64
+//! prints back as the same decimal); beyond that the relative error is at most 2^-53
+//! (1.1e-16). Sums of amounts are Float64 sums, as for a float column.
+//!
+//! # Ids
+//!
+//! Id columns (`customer_id` of every table, `order_id`, `ticket_id`) may not hold a
+//! control character (Unicode Cc: C0 including newline, tab and NUL, DEL, C1 such as
+//! NEL): line-based consumers (the batch transform's CSV) would split a record there. Both
+//! the batched and the whole-table checks report it with table, column and an example row.
 
 use std::path::{Path, PathBuf};
 
@@ -184,12 +224,14 @@ pub enum SourceError {
         column: String,
         found: String,
     },
-    #[error("table {table}: column {column} has type {found}, which cannot be read as {expected}")]
+    #[error("table {table}: column {column} has type {found}, which cannot be read as {expected}: {hint}")]
     WrongType {
         table: String,
         column: String,
         found: String,
         expected: String,
+        /// Why, and how the producer can fix the column.
+        hint: String,
     },
     #[error("table {table}: files disagree on the type of column {column}: {file_a} has {type_a}, {file_b} has {type_b}")]
     TypeDisagreement {
@@ -493,13 +535,13 @@ impl Source {
         self.fetch(table.name, &loc.files)?;
         let mut n = 0u64;
         for f in &loc.files {
-            let df = scan_file(f, loc.csv)
-                .and_then(|lf| lf.select([len()]).collect())
-                .map_err(|e| SourceError::Unreadable {
-                    table: table.name.into(),
-                    path: f.display().to_string(),
-                    message: e.to_string(),
-                })?;
+            let df =
+                guard(|| scan_file(f, loc.csv, table).and_then(|lf| lf.select([len()]).collect()))
+                    .map_err(|e| SourceError::Unreadable {
+                        table: table.name.into(),
+                        path: f.display().to_string(),
+                        message: e.to_string(),
+                    })?;
             n += df
                 .column("len")
                 .ok()
@@ -524,14 +566,15 @@ impl Source {
                 message: e.to_string(),
             }
         };
-        // Per-file schemas: catches unreadable files and files that disagree on a type.
+        // Per-file schemas: catches unreadable files and files that disagree on the type
+        // of a column the table reads (others may differ: they are never decoded).
+        let read = |c: &str| table.column(c).is_some() || extra.iter().any(|x| x == c);
         let mut first: Option<(PathBuf, Schema)> = None;
         for f in &loc.files {
-            let mut lf = scan_file(f, loc.csv).map_err(pe(f))?;
-            let schema = lf.collect_schema().map_err(pe(f))?;
+            let schema = guard(|| scan_file(f, loc.csv, table)?.collect_schema()).map_err(pe(f))?;
             let schema = (*schema).clone();
             if let Some((f0, s0)) = &first {
-                for (cname, t) in schema.iter() {
+                for (cname, t) in schema.iter().filter(|(c, _)| read(c.as_str())) {
                     if let Some(t0) = s0.get(cname) {
                         if t0 != t && !(t0.is_null() || t.is_null()) {
                             return Err(SourceError::TypeDisagreement {
@@ -572,16 +615,13 @@ impl Source {
                 .iter()
                 .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
                 .collect();
-            LazyCsvReader::new_paths(paths.into_iter().collect())
-                .with_has_header(true)
-                .with_try_parse_dates(true)
-                .with_infer_schema_length(Some(10_000))
+            csv_reader(LazyCsvReader::new_paths(paths.into_iter().collect()), table)
                 .finish()
                 .map_err(pe(&loc.path))?
         } else {
-            scan_file(&loc.path, loc.csv).map_err(pe(&loc.path))?
+            scan_file(&loc.path, loc.csv, table).map_err(pe(&loc.path))?
         };
-        let schema = lf.collect_schema().map_err(pe(&loc.path))?;
+        let schema = guard(|| lf.collect_schema()).map_err(pe(&loc.path))?;
         let mut exprs = Vec::new();
         let mut checks = Vec::new();
         for c in table.columns.iter() {
@@ -603,15 +643,15 @@ impl Source {
             if table.column(x).is_some() {
                 continue;
             }
-            if schema.get(x.as_str()).is_none() {
+            let Some(dt) = schema.get(x.as_str()) else {
                 let found: Vec<_> = schema.iter_names().map(|s| s.to_string()).collect();
                 return Err(SourceError::MissingColumn {
                     table: name.into(),
                     column: x.clone(),
                     found: found.join(", "),
                 });
-            }
-            exprs.push(polars::prelude::col(x.as_str()));
+            };
+            exprs.push(normalise_extra(x, dt).alias(x.as_str()));
         }
         Ok(Table {
             spec: table,
@@ -642,14 +682,76 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn scan_file(path: &Path, csv: bool) -> PolarsResult<LazyFrame> {
+thread_local! {
+    /// Whether this thread runs a [`guard`]ed read.
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a polars read of source files, turning a panic inside the reader into an error.
+/// Some malformed files panic polars instead of failing (e.g. Parquet whose polars
+/// dictionary metadata is garbled); the caller names the table and file. The panic hook
+/// logs such a panic at debug level instead of printing it: one raised on a guarded
+/// thread, or inside polars (its worker threads) while a guard runs; any other panic is
+/// printed as before.
+pub(crate) fn guard<T>(f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    static GUARDS: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_reader = IN_GUARD.with(|g| g.get())
+                || (GUARDS.load(SeqCst) > 0
+                    && info.location().is_some_and(|l| l.file().contains("polars")));
+            if in_reader {
+                tracing::debug!(at = ?info.location(), "reader failure: {}", panic_text(info.payload()));
+            } else {
+                previous(info)
+            }
+        }));
+    });
+    let outer = IN_GUARD.with(|g| g.replace(true));
+    GUARDS.fetch_add(1, SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDS.fetch_sub(1, SeqCst);
+    IN_GUARD.with(|g| g.set(outer));
+    r.unwrap_or_else(|p| {
+        Err(PolarsError::ComputeError(
+            format!(
+                "the reader failed on malformed data or metadata ({}); rewrite the file with a standard Parquet or CSV writer",
+                panic_text(p.as_ref())
+            )
+            .into(),
+        ))
+    })
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown reader failure".into())
+}
+
+/// The CSV options of a table's files. Id columns are read as text, never inferred:
+/// inference would read `00123` as the integer 123 (its text `123`), and the same id
+/// written as `00123` in a Parquet table would no longer match.
+fn csv_reader(r: LazyCsvReader, table: &TableSpec) -> LazyCsvReader {
+    let ids = Schema::from_iter(
+        id_columns(table)
+            .into_iter()
+            .map(|c| Field::new(c.into(), DataType::String)),
+    );
+    r.with_has_header(true)
+        .with_try_parse_dates(true)
+        .with_infer_schema_length(Some(10_000))
+        .with_dtype_overwrite(Some(Arc::new(ids)))
+}
+
+fn scan_file(path: &Path, csv: bool, table: &TableSpec) -> PolarsResult<LazyFrame> {
     let p = PlRefPath::new(path.to_string_lossy().to_string());
     if csv {
-        LazyCsvReader::new(p)
-            .with_has_header(true)
-            .with_try_parse_dates(true)
-            .with_infer_schema_length(Some(10_000))
-            .finish()
+        csv_reader(LazyCsvReader::new(p), table).finish()
     } else {
         LazyFrame::scan_parquet(p, ScanArgsParquet::default())
     }
@@ -667,8 +769,115 @@ pub struct RawCheck {
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// Decimals of up to this many digits convert to Float64 by one division of two exact
+/// floats (the unscaled integer is below 2^53, and 10^scale is exact for scale <= 22),
+/// which IEEE rounds correctly; wider decimals go through their exact text, parsed with
+/// correct rounding. Either way the result is the Float64 nearest to the exact value.
+const DECIMAL_EXACT_DIGITS: usize = 15;
+
+/// The Float64 nearest to the exact value of a DECIMAL column (see the module header).
+fn decimal_to_f64(c: Expr, precision: usize, scale: usize) -> Expr {
+    if precision <= DECIMAL_EXACT_DIGITS && scale <= 22 {
+        c.cast(DataType::Float64)
+    } else {
+        c.cast(DataType::String).cast(DataType::Float64)
+    }
+}
+
+/// True on the values of a DECIMAL column with a non-zero fraction. Exact: the decimal's
+/// text shows every digit of its scale (`4.50`), so a whole value ends in `.` once its
+/// trailing zeros are stripped.
+fn decimal_has_fraction(c: Expr, scale: usize) -> Expr {
+    if scale == 0 {
+        return lit(false);
+    }
+    c.clone().is_not_null().and(
+        c.cast(DataType::String)
+            .str()
+            .strip_chars_end(lit("0"))
+            .str()
+            .ends_with(lit("."))
+            .not(),
+    )
+}
+
+/// The day number a timestamp column holds where a day is outside the supported dates
+/// (see [`day_in_range`]); the contract checks report it.
+pub const DAY_OUT_OF_RANGE: i32 = i32::MIN;
+
+/// The supported day numbers: chrono's dates (years -262143..262142), so that day
+/// arithmetic against an as-of date never overflows an `Int32`.
+fn supported_days() -> (i64, i64) {
+    let day = |d: chrono::NaiveDate| day_number(d) as i64;
+    (day(chrono::NaiveDate::MIN), day(chrono::NaiveDate::MAX))
+}
+
+/// An Int64 day number as `Int32`, [`DAY_OUT_OF_RANGE`] outside the supported dates (a
+/// plain cast would turn them into nulls, reported as missing values).
+fn day_in_range(day: Expr) -> Expr {
+    let (lo, hi) = supported_days();
+    when(day.clone().lt(lit(lo)).or(day.clone().gt(lit(hi))))
+        .then(lit(DAY_OUT_OF_RANGE))
+        .otherwise(day)
+        .cast(DataType::Int32)
+}
+
+/// True on the non-null values that a non-strict cast to Int64 turns into null (outside
+/// the Int64 range).
+fn overflows_int64(c: Expr) -> Expr {
+    c.clone()
+        .is_not_null()
+        .and(c.cast(DataType::Int64).is_null())
+}
+
+/// How a producer can fix a column of a type the contract cannot read.
+fn type_hint(ty: ColType, dt: &DataType) -> String {
+    let why = match dt {
+        DataType::Time => "a time of day has no date; ",
+        DataType::Binary | DataType::BinaryOffset => "bytes are not text; ",
+        DataType::Decimal(p, _) if *p > 38 => "DECIMAL precision above 38 is not supported; ",
+        DataType::Decimal(_, s) if *s > 0 && ty == ColType::Str => {
+            "a DECIMAL with a fraction is not an id; "
+        }
+        DataType::Duration(_) => "a duration is not a point in time; ",
+        DataType::String if ty == ColType::Timestamp => {
+            "text is not read as a timestamp (in CSV, write ISO 8601: 2024-01-31 or 2024-01-31T12:00:00Z); "
+        }
+        DataType::Struct(_) | DataType::List(_) | DataType::Array(_, _) => {
+            "a nested value is not a single value; "
+        }
+        _ => "",
+    };
+    let how = match ty {
+        ColType::Str => {
+            "write it as text (string, large_string, string_view, or a dictionary/category of strings) or as whole numbers (integers or DECIMAL(p,0))"
+        }
+        ColType::Timestamp => {
+            "write it as a timestamp (any unit; any time zone, the instant is read in UTC) or as a date"
+        }
+        ColType::Float => "write it as numbers (floats, integers or DECIMAL(p,s))",
+        ColType::Int => {
+            "write it as whole numbers (integers, or floats or DECIMAL(p,s) holding whole values)"
+        }
+        ColType::Bool => "write it as booleans",
+    };
+    format!("{why}{how}")
+}
+
 /// The normalising expression of one contract column, and a raw check if the cast can hide
-/// bad values.
+/// bad values. Conversion rules, by contract type (anything else is a [`SourceError::WrongType`]
+/// that names the type and how to fix it):
+///
+/// - Utf8: text of any Arrow encoding (string, large_string, string_view); dictionary,
+///   categorical and enum text as its values; integers and DECIMAL(p,0) as the integer's
+///   decimal text (`1001`); an all-null column as nulls.
+/// - Datetime: a timestamp of any unit and time zone as the UTC day of its instant (the
+///   physical value is UTC); INT96 (read as ns) alike; date32 and date64 as their day.
+/// - Float64: floats (float16/32 widen exactly), integers, and DECIMAL(p,s) as the Float64
+///   nearest to the exact decimal value ([`decimal_to_f64`]).
+/// - Int64: integers (a value outside the Int64 range is an error), floats and
+///   DECIMAL(p,s) only when every value is whole (else an error with an example row).
+/// - Boolean: booleans.
 fn normalise(
     table: &str,
     name: &'static str,
@@ -681,12 +890,16 @@ fn normalise(
         column: name.into(),
         found: dt.to_string(),
         expected: ty.name().into(),
+        hint: type_hint(ty, dt),
     };
     Ok(match ty {
         ColType::Str => match dt {
             DataType::String => (c, None),
             DataType::Null => (c.cast(DataType::String), None),
+            DataType::Categorical(..) | DataType::Enum(..) => (c.cast(DataType::String), None),
             d if d.is_integer() => (c.cast(DataType::String), None),
+            // Scale 0: the unscaled integer is the id (its text has no point).
+            DataType::Decimal(p, 0) if *p <= 38 => (c.cast(DataType::String), None),
             _ => return Err(wrong()),
         },
         ColType::Timestamp => match dt {
@@ -699,26 +912,39 @@ fn normalise(
                     TimeUnit::Milliseconds => MICROS_PER_DAY / 1000,
                 };
                 (
-                    c.cast(DataType::Int64)
-                        .floor_div(lit(per_day))
-                        .cast(DataType::Int32),
+                    day_in_range(c.cast(DataType::Int64).floor_div(lit(per_day))),
                     None,
                 )
             }
-            DataType::Date => (c.cast(DataType::Int32), None),
+            DataType::Date => (day_in_range(c.cast(DataType::Int64)), None),
             DataType::Null => (c.cast(DataType::Int32), None),
             _ => return Err(wrong()),
         },
         ColType::Float => match dt {
             DataType::Float64 => (c, None),
             DataType::Null => (c.cast(DataType::Float64), None),
+            DataType::Decimal(p, s) if *p <= 38 => (decimal_to_f64(c, *p, *s), None),
             d if d.is_primitive_numeric() => (c.cast(DataType::Float64), None),
             _ => return Err(wrong()),
         },
         ColType::Int => match dt {
-            d if d.is_integer() => (c.cast(DataType::Int64), None),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => (c.cast(DataType::Int64), None),
+            d if d.is_integer() => (
+                c.clone().cast(DataType::Int64),
+                Some(RawCheck {
+                    column: name,
+                    problem: "are outside the Int64 range".into(),
+                    bad: overflows_int64(c),
+                }),
+            ),
             DataType::Null => (c.cast(DataType::Int64), None),
-            DataType::Float32 | DataType::Float64 => (
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => (
                 c.clone().cast(DataType::Int64),
                 Some(RawCheck {
                     column: name,
@@ -726,9 +952,18 @@ fn normalise(
                     bad: c.clone().is_not_null().and(
                         c.clone()
                             .neq(c.clone().floor())
-                            .or(c.is_nan())
+                            .or(c.clone().is_nan())
+                            .or(overflows_int64(c))
                             .fill_null(lit(false)),
                     ),
+                }),
+            ),
+            DataType::Decimal(p, s) if *p <= 38 => (
+                c.clone().cast(DataType::Int64),
+                Some(RawCheck {
+                    column: name,
+                    problem: "are not whole numbers".into(),
+                    bad: decimal_has_fraction(c.clone(), *s).or(overflows_int64(c)),
                 }),
             ),
             _ => return Err(wrong()),
@@ -739,6 +974,18 @@ fn normalise(
             _ => return Err(wrong()),
         },
     })
+}
+
+/// An extra column (one a feature set names beyond the contract) as features read it:
+/// dictionary text as text and DECIMAL as the nearest Float64, like the contract columns;
+/// other types as stored.
+fn normalise_extra(name: &str, dt: &DataType) -> Expr {
+    let c = polars::prelude::col(name);
+    match dt {
+        DataType::Categorical(..) | DataType::Enum(..) => c.cast(DataType::String),
+        DataType::Decimal(p, s) if *p <= 38 => decimal_to_f64(c, *p, *s),
+        _ => c,
+    }
 }
 
 /// The internal customer key: a customer's row number in the (materialised) customers
@@ -884,15 +1131,11 @@ impl Table {
     /// Reads the normalised table into memory once, so that the contract checks and the
     /// feature plans that follow share one decode of the files.
     pub fn materialize(&mut self) -> Result<()> {
-        let df = self
-            .frame
-            .clone()
-            .collect()
-            .map_err(|e| SourceError::Unreadable {
-                table: self.spec.name.into(),
-                path: self.location.path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let df = guard(|| self.frame.clone().collect()).map_err(|e| SourceError::Unreadable {
+            table: self.spec.name.into(),
+            path: self.location.path.display().to_string(),
+            message: e.to_string(),
+        })?;
         self.frame = df.lazy();
         Ok(())
     }
@@ -1048,7 +1291,7 @@ impl Table {
         let passed = std::thread::scope(|scope| -> Result<bool> {
             scope.spawn(move || {
                 for (off, n) in batches {
-                    let batch = frame.clone().slice(off as i64, n as IdxSize).collect();
+                    let batch = guard(|| frame.clone().slice(off as i64, n as IdxSize).collect());
                     let failed = batch.is_err();
                     // A closed channel means the checks stopped early.
                     if tx.send(batch).is_err() || failed {
@@ -1238,6 +1481,26 @@ impl Table {
                 });
             }
         }
+        for c in spec.columns.iter().filter(|c| c.ty == ColType::Timestamp) {
+            checks.push(Check {
+                column: c.name.into(),
+                problem: "are outside the supported dates (years -262143 to 262142; shown as day -2147483648)".into(),
+                bad: polars::prelude::col(c.name).eq(lit(DAY_OUT_OF_RANGE)),
+                raw: false,
+                one_of: false,
+                not_null: false,
+            });
+        }
+        for id in id_columns(spec) {
+            checks.push(Check {
+                column: id.into(),
+                problem: "contain a control character (newline, tab, NUL, DEL or another Unicode Cc character), which ids may not hold: remove it at the producer".into(),
+                bad: has_control_char(polars::prelude::col(id)),
+                raw: false,
+                one_of: false,
+                not_null: false,
+            });
+        }
         for r in spec.rules {
             match r {
                 Rule::OneOf(column, allowed) => {
@@ -1319,17 +1582,18 @@ impl Table {
             }
         }
         for c in raw_checks {
-            let raw = self.raw_frame().map_err(perr)?;
-            let n = raw
-                .select([c
-                    .bad
-                    .clone()
-                    .fill_null(lit(false))
-                    .sum()
-                    .cast(DataType::UInt64)
-                    .alias("n")])
-                .collect()
-                .map_err(perr)?;
+            let n = guard(|| {
+                self.raw_frame()?
+                    .select([c
+                        .bad
+                        .clone()
+                        .fill_null(lit(false))
+                        .sum()
+                        .cast(DataType::UInt64)
+                        .alias("n")])
+                    .collect()
+            })
+            .map_err(perr)?;
             let n = scalar_u64(&n, "n");
             if n > 0 {
                 return Err(self.violation(&c.column, &c.problem, n, c.bad.clone(), true));
@@ -1451,7 +1715,7 @@ impl Table {
     fn raw_frame(&self) -> PolarsResult<LazyFrame> {
         let loc = &self.location;
         if loc.files.len() == 1 {
-            return scan_file(&loc.files[0], loc.csv);
+            return scan_file(&loc.files[0], loc.csv, self.spec);
         }
         let paths: Vec<PlRefPath> = loc
             .files
@@ -1459,11 +1723,11 @@ impl Table {
             .map(|p| PlRefPath::new(p.to_string_lossy().to_string()))
             .collect();
         if loc.csv {
-            LazyCsvReader::new_paths(paths.into_iter().collect())
-                .with_has_header(true)
-                .with_try_parse_dates(true)
-                .with_infer_schema_length(Some(10_000))
-                .finish()
+            csv_reader(
+                LazyCsvReader::new_paths(paths.into_iter().collect()),
+                self.spec,
+            )
+            .finish()
         } else {
             LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
         }
@@ -1478,12 +1742,19 @@ impl Table {
         raw: bool,
     ) -> SourceError {
         let frame = if raw {
-            self.raw_frame()
+            // Only the contract's columns: other columns may be of types no example needs.
+            let cols: Vec<Expr> = self
+                .spec
+                .columns
+                .iter()
+                .map(|c| polars::prelude::col(c.name))
+                .collect();
+            self.raw_frame().map(|f| f.select(cols))
         } else {
             Ok(self.frame.clone())
         };
         let example = frame
-            .and_then(|f| f.filter(bad.fill_null(lit(false))).limit(1).collect())
+            .and_then(|f| guard(|| f.filter(bad.fill_null(lit(false))).limit(1).collect()))
             .map(|df| describe_row(&df))
             .unwrap_or_else(|e| format!("(could not fetch an example: {e})"));
         SourceError::Violation {
@@ -1591,6 +1862,53 @@ fn piece_customer_keys(
     Some(out)
 }
 
+/// The id columns of a table: its key and its customer reference.
+fn id_columns(spec: &TableSpec) -> Vec<&'static str> {
+    let mut ids: Vec<&'static str> = spec.key.into_iter().collect();
+    if spec.column("customer_id").is_some() && !ids.contains(&"customer_id") {
+        ids.push("customer_id");
+    }
+    ids
+}
+
+/// Whether text holds a control character (Unicode category Cc: C0 including `\n`, `\r`,
+/// `\t` and NUL, DEL, and C1 such as NEL). A line-based consumer (the batch transform's
+/// CSV) would split a record at one.
+pub fn contains_control(s: &str) -> bool {
+    // C0 and DEL are single bytes; C1 is U+0080..U+009F, whose UTF-8 starts with 0xC2.
+    s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) && s.chars().any(char::is_control)
+}
+
+/// True on the text values holding a control character ([`contains_control`]); false on
+/// nulls and non-text columns.
+fn has_control_char(c: Expr) -> Expr {
+    c.map(
+        |c: Column| {
+            use rayon::prelude::*;
+            let none = || BooleanChunked::full(c.name().clone(), false, c.len());
+            let out = match c.dtype() {
+                DataType::String => {
+                    let ca = c.str()?;
+                    // Almost always clean: one parallel pass without building a mask.
+                    let any = pieces(ca)
+                        .par_iter()
+                        .any(|arr| arr.values_iter().any(contains_control));
+                    if any {
+                        ca.iter()
+                            .map(|v| Some(v.is_some_and(contains_control)))
+                            .collect::<BooleanChunked>()
+                    } else {
+                        none()
+                    }
+                }
+                _ => none(),
+            };
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), DataType::Boolean)),
+    )
+}
+
 /// `c0, c1, ...`: the number of rows each check finds bad.
 fn count_exprs<'a>(checks: impl Iterator<Item = &'a Check>) -> Vec<Expr> {
     checks
@@ -1693,7 +2011,14 @@ pub fn describe_row(df: &DataFrame) -> String {
     }
     let mut parts = Vec::new();
     for c in df.columns() {
-        let v = c.get(0).map(|v| v.to_string()).unwrap_or_default();
+        // Text is quoted with control characters escaped (`"10\n01"`), so an example never
+        // breaks the message's line.
+        let v = match c.get(0) {
+            Ok(AnyValue::String(s)) => format!("{s:?}"),
+            Ok(AnyValue::StringOwned(s)) => format!("{:?}", s.as_str()),
+            Ok(v) => v.to_string(),
+            Err(_) => String::new(),
+        };
         parts.push(format!("{}={}", c.name(), v));
     }
     parts.join(", ")
@@ -1706,15 +2031,362 @@ pub fn day_number(d: chrono::NaiveDate) -> i32 {
 }
 
 /// The date of a day number.
+/// Day numbers beyond chrono's range (about 262,000 years) clamp to its first or last day.
 pub fn date_of_day(n: i32) -> chrono::NaiveDate {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    epoch + chrono::Duration::days(n as i64)
+    epoch
+        .checked_add_signed(chrono::Duration::days(n as i64))
+        .unwrap_or(if n < 0 {
+            chrono::NaiveDate::MIN
+        } else {
+            chrono::NaiveDate::MAX
+        })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{batch_plan, customer_keys, enum_codes, CustomerMap};
+    use super::{
+        batch_plan, contains_control, customer_keys, enum_codes, normalise, table_spec, ColType,
+        CustomerMap, Source, DAY_OUT_OF_RANGE,
+    };
     use polars::prelude::*;
+
+    #[test]
+    fn control_characters_are_unicode_cc() {
+        for bad in [
+            "a\nb", "\r", "\t1", "\u{0}", "x\u{1f}", "\u{7f}", "C1\u{85}", "\u{80}", "\u{9f}z",
+        ] {
+            assert!(contains_control(bad), "{bad:?}");
+        }
+        // Not Cc: printable non-ASCII, NBSP (C2 A0), a format character (Cf), emoji.
+        for ok in [
+            "C0001",
+            "",
+            "Zoë",
+            "a\u{a0}b",
+            "\u{a9}",
+            "x\u{200b}",
+            "€5",
+            "\u{1f600}",
+        ] {
+            assert!(!contains_control(ok), "{ok:?}");
+        }
+    }
+
+    /// One column of `values` (text) cast to `dt`.
+    fn column(name: &str, values: &[Option<&str>], dt: DataType) -> Column {
+        Series::new(name.into(), values)
+            .strict_cast(&dt)
+            .expect("test column")
+            .into_column()
+    }
+
+    /// The normalised values of a column and the rows its raw check finds bad.
+    fn read(df: &DataFrame, name: &'static str, ty: ColType) -> (Column, Option<Vec<bool>>) {
+        let dt = df.column(name).expect("column").dtype().clone();
+        let (e, check) = normalise("t", name, ty, &dt).expect("readable");
+        let out = df
+            .clone()
+            .lazy()
+            .select([e.alias(name)])
+            .collect()
+            .expect("normalised");
+        let bad = check.map(|c| {
+            let b = df
+                .clone()
+                .lazy()
+                .select([c.bad.fill_null(lit(false)).alias("b")])
+                .collect()
+                .expect("check");
+            b.column("b")
+                .expect("b")
+                .bool()
+                .expect("bool")
+                .iter()
+                .map(|v| v.unwrap_or(false))
+                .collect()
+        });
+        (out.column(name).expect("out").clone(), bad)
+    }
+
+    #[test]
+    fn producer_types_normalise_by_the_documented_rules() {
+        let df = DataFrame::new_infer_height(vec![
+            column(
+                "amount",
+                &[Some("19.99"), Some("0.07"), Some("12345678.91"), None],
+                DataType::Decimal(18, 2),
+            ),
+            column(
+                "wide",
+                &[
+                    Some("1234567890.1234567891"),
+                    Some("0.1"),
+                    Some("-3.3"),
+                    Some("99999999999999999999.9999999999"),
+                ],
+                DataType::Decimal(38, 10),
+            ),
+            column(
+                "id",
+                &[Some("1001"), Some("9999999999"), Some("0"), None],
+                DataType::Decimal(10, 0),
+            ),
+            column(
+                "status",
+                &[Some("completed"), Some("returned"), Some("completed"), None],
+                DataType::from_categories(Categories::global()),
+            ),
+            column(
+                "csat",
+                &[Some("4.00"), Some("1.00"), Some("4.50"), None],
+                DataType::Decimal(5, 2),
+            ),
+            column(
+                "small",
+                &[Some("1"), Some("5"), Some("3"), None],
+                DataType::Int8,
+            ),
+            column(
+                "huge",
+                &[Some("18446744073709551615"), Some("3"), None, Some("2")],
+                DataType::UInt64,
+            ),
+            column(
+                "fcsat",
+                &[Some("2.0"), Some("1e30"), Some("NaN"), Some("2.5")],
+                DataType::Float64,
+            ),
+            column(
+                "f32",
+                &[Some("0.5"), Some("3.25"), None, Some("1e-3")],
+                DataType::Float32,
+            ),
+        ])
+        .expect("frame");
+        let f64s = |c: &Column| c.f64().expect("f64").iter().collect::<Vec<_>>();
+        let (amount, check) = read(&df, "amount", ColType::Float);
+        assert!(check.is_none());
+        assert_eq!(
+            f64s(&amount),
+            [Some(19.99), Some(0.07), Some(12345678.91), None]
+        );
+        // Wider than 15 digits: still the nearest Float64 (through the exact text).
+        let (wide, _) = read(&df, "wide", ColType::Float);
+        let nearest = |s: &str| s.parse::<f64>().ok();
+        assert_eq!(
+            f64s(&wide),
+            [
+                nearest("1234567890.1234567891"),
+                Some(0.1),
+                Some(-3.3),
+                nearest("99999999999999999999.9999999999"),
+            ]
+        );
+        let (f32s, _) = read(&df, "f32", ColType::Float);
+        assert_eq!(
+            f64s(&f32s),
+            [Some(0.5), Some(3.25), None, Some(0.001f32 as f64)]
+        );
+        let strs = |c: &Column| {
+            c.str()
+                .expect("str")
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        let (id, _) = read(&df, "id", ColType::Str);
+        assert_eq!(
+            strs(&id),
+            [
+                Some("1001".into()),
+                Some("9999999999".into()),
+                Some("0".into()),
+                None
+            ]
+        );
+        let (status, _) = read(&df, "status", ColType::Str);
+        assert_eq!(
+            strs(&status),
+            [
+                Some("completed".into()),
+                Some("returned".into()),
+                Some("completed".into()),
+                None
+            ]
+        );
+        let i64s = |c: &Column| c.i64().expect("i64").iter().collect::<Vec<_>>();
+        let (csat, bad) = read(&df, "csat", ColType::Int);
+        assert_eq!(i64s(&csat)[..2], [Some(4), Some(1)]);
+        assert_eq!(
+            bad,
+            Some(vec![false, false, true, false]),
+            "4.50 is not whole"
+        );
+        let (small, bad) = read(&df, "small", ColType::Int);
+        assert_eq!(i64s(&small), [Some(1), Some(5), Some(3), None]);
+        assert!(bad.is_none(), "int8 always fits");
+        let (_, bad) = read(&df, "huge", ColType::Int);
+        assert_eq!(bad, Some(vec![true, false, false, false]), "beyond Int64");
+        // Days outside the supported dates become the marker the contract check reports.
+        let days = DataFrame::new_infer_height(vec![
+            Column::new(
+                "ms".into(),
+                [Some(1i64 << 62), Some(-(1i64 << 62)), Some(0), None],
+            )
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
+            .expect("ms"),
+            Column::new(
+                "d".into(),
+                [Some(i32::MAX), Some(i32::MIN + 1), Some(19904), None],
+            )
+            .cast(&DataType::Date)
+            .expect("date"),
+        ])
+        .expect("days");
+        let out = DAY_OUT_OF_RANGE;
+        for (name, want) in [
+            ("ms", [Some(out), Some(out), Some(0), None]),
+            ("d", [Some(out), Some(out), Some(19904), None]),
+        ] {
+            let (c, check) = read(&days, name, ColType::Timestamp);
+            assert!(check.is_none());
+            let got: Vec<Option<i32>> = c.i32().expect("i32").iter().collect();
+            assert_eq!(got, want, "{name}");
+        }
+        let (_, bad) = read(&df, "fcsat", ColType::Int);
+        assert_eq!(bad, Some(vec![false, true, true, true]), "1e30, NaN, 2.5");
+    }
+
+    #[test]
+    fn types_that_cannot_stand_for_a_contract_column_are_named_with_a_fix() {
+        let cases: Vec<(ColType, DataType, &str)> = vec![
+            (
+                ColType::Timestamp,
+                DataType::Time,
+                "a time of day has no date",
+            ),
+            (
+                ColType::Timestamp,
+                DataType::Duration(TimeUnit::Milliseconds),
+                "a duration is not a point in time",
+            ),
+            (
+                ColType::Timestamp,
+                DataType::String,
+                "text is not read as a timestamp",
+            ),
+            (ColType::Str, DataType::Binary, "bytes are not text"),
+            (
+                ColType::Str,
+                DataType::Decimal(10, 2),
+                "a DECIMAL with a fraction is not an id",
+            ),
+            (ColType::Str, DataType::Float64, "write it as text"),
+            (
+                ColType::Float,
+                DataType::Struct(vec![Field::new("v".into(), DataType::Float64)]),
+                "a nested value is not a single value",
+            ),
+            (
+                ColType::Float,
+                DataType::Decimal(60, 2),
+                "DECIMAL precision above 38 is not supported",
+            ),
+            (ColType::Float, DataType::String, "write it as numbers"),
+            (
+                ColType::Int,
+                DataType::List(Box::new(DataType::Int64)),
+                "a nested value",
+            ),
+            (ColType::Bool, DataType::Int8, "write it as booleans"),
+        ];
+        for (ty, dt, hint) in cases {
+            let err = normalise("orders", "x", ty, &dt)
+                .err()
+                .unwrap_or_else(|| panic!("{dt} refused as {ty:?}"))
+                .to_string();
+            for n in [
+                "table orders",
+                "column x",
+                &format!("has type {dt}"),
+                &format!("cannot be read as {}", ty.name()),
+                hint,
+            ] {
+                assert!(err.contains(n), "{dt} as {ty:?}: {n:?} in {err}");
+            }
+        }
+    }
+
+    /// A control character in an id stops the batched reader (it changes nothing), and the
+    /// whole-table check names table, column and row; a clean table passes both.
+    #[test]
+    fn control_character_ids_fail_the_batched_and_the_whole_table_checks() {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/encodings/baseline");
+        let dir = tempfile::tempdir().expect("tmp");
+        for t in ["customers", "orders", "interactions", "support_tickets"] {
+            std::fs::copy(
+                base.join(format!("{t}.parquet")),
+                dir.path().join(format!("{t}.parquet")),
+            )
+            .expect("copy");
+        }
+        let src = Source::open(&dir.path().display().to_string()).expect("source");
+        let cols: std::collections::BTreeSet<String> =
+            ["amount".to_string(), "status".to_string()].into();
+        let load = |src: &Source| {
+            let spec = |n| table_spec(n).expect("contract table");
+            let mut customers = src.scan(spec("customers"), &[]).expect("customers");
+            customers.materialize().expect("customers read");
+            customers.check(None).expect("customers pass");
+            let orders = src.scan(spec("orders"), &[]).expect("orders");
+            (customers, orders)
+        };
+        let (customers, mut orders) = load(&src);
+        assert!(
+            orders
+                .load_trimmed(&customers, &cols, None)
+                .expect("batches"),
+            "a clean table passes the batched checks"
+        );
+
+        let orders_file = dir.path().join("orders.parquet");
+        let mut df = ParquetReader::new(std::fs::File::open(&orders_file).expect("open"))
+            .finish()
+            .expect("read")
+            .lazy()
+            .with_column(
+                when(col("order_id").eq(lit("50011")))
+                    .then(lit("500\u{85}11"))
+                    .otherwise(col("order_id"))
+                    .alias("order_id"),
+            )
+            .collect()
+            .expect("changed");
+        ParquetWriter::new(std::fs::File::create(&orders_file).expect("create"))
+            .finish(&mut df)
+            .expect("write");
+        let (customers, mut orders) = load(&src);
+        assert!(
+            !orders
+                .load_trimmed(&customers, &cols, None)
+                .expect("batches"),
+            "the batched checks refuse a control character"
+        );
+        orders.materialize().expect("read");
+        let err = orders
+            .check(Some(&customers))
+            .expect_err("whole-table check refuses it")
+            .to_string();
+        for n in [
+            "table orders, column order_id: 1 row(s) contain a control character",
+            r#"order_id="500\u{85}11""#,
+            r#"customer_id="1004""#,
+        ] {
+            assert!(err.contains(n), "{n:?} in {err}");
+        }
+    }
 
     #[test]
     fn customer_map_finds_every_id_in_any_order() {
