@@ -213,7 +213,16 @@ impl ServiceConfig {
             .tokens_env
             .clone()
             .unwrap_or_else(|| auth::DEFAULT_TOKENS_ENV.into());
-        let env_tokens = std::env::var(&env_name).ok();
+        let env_tokens = match std::env::var(&env_name) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            // Never shown: it holds tokens.
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(ServiceError::Config(format!(
+                    "{env_name} is not valid UTF-8 (its value is not shown: it holds tokens)"
+                )))
+            }
+        };
         let auth = auth::Auth::from_config(Some(&s), env_tokens.as_deref())
             .map_err(|e| ServiceError::Config(e.to_string()))?;
         let reload = s.reload_seconds.unwrap_or(2.0);

@@ -181,19 +181,7 @@ fn slow_clients(addr: SocketAddr, pid: u32, health: &str, post: &str) -> Vec<Dur
     }
     assert!(
         fds_loaded >= base_fds + 200,
-        "the 200 idle connections were accepted: {base_fds} -> {fds_loaded} descriptors; {}",
-        String::from_utf8_lossy(
-            &std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "ss -tan | grep {} | awk '{{print $1}}' | sort | uniq -c; ss -ltn | grep {}",
-                    addr.port(),
-                    addr.port()
-                ))
-                .output()
-                .unwrap()
-                .stdout
-        )
+        "the 200 idle connections were accepted: {base_fds} -> {fds_loaded} descriptors"
     );
     // Health under load: every request within 100 ms.
     let mut lat = Vec::new();
@@ -216,10 +204,12 @@ fn slow_clients(addr: SocketAddr, pid: u32, health: &str, post: &str) -> Vec<Dur
         "{text}"
     );
     assert!(took < Duration::from_millis(500), "413 took {took:?}");
+    eprintln!("{health}: Content-Length 10^12 answered 413 in {took:?}");
 
     // The half header line: closed after the header timeout (not before, not much later).
     closed_after(&mut half, Duration::from_secs(10)).expect("the half-header connection is closed");
     let closed = half_started.elapsed();
+    eprintln!("{health}: half header line closed after {closed:?}");
     assert!(
         closed >= HEADER_TIMEOUT - Duration::from_millis(100)
             && closed < HEADER_TIMEOUT + Duration::from_secs(2),
@@ -230,6 +220,7 @@ fn slow_clients(addr: SocketAddr, pid: u32, health: &str, post: &str) -> Vec<Dur
     let (_, text) =
         closed_after(&mut trickle, Duration::from_secs(15)).expect("the trickling body is cut off");
     let after = started.elapsed();
+    eprintln!("{health}: trickling body answered 408 and closed after {after:?}");
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("did not arrive within 2 s"), "{text:?}");
     assert!(
@@ -343,7 +334,24 @@ fn service_survives_slow_and_idle_clients() {
         text.contains(r#""error":"payload_too_large""#) && text.contains("1048576 bytes"),
         "{text}"
     );
+    // SIGTERM with an idle connection and an unfinished body open: the service still
+    // stops, within the body timeout.
+    let _idle = TcpStream::connect(addr).unwrap();
+    let mut unfinished = TcpStream::connect(addr).unwrap();
+    unfinished
+        .write_all(
+            b"POST /jobs/churn_weekly/runs HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
     s.stop();
+    let took = t.elapsed();
+    eprintln!("serve: SIGTERM with an unfinished body open stopped in {took:?}");
+    assert!(
+        took < BODY_TIMEOUT + Duration::from_secs(3),
+        "stopping took {took:?}"
+    );
 
     // Bad bounds are refused at start (exit 3), naming the key.
     for (extra, key) in [
@@ -554,6 +562,29 @@ fn malformed_tokens_are_refused_without_showing_them() {
             + &String::from_utf8_lossy(&out.stderr);
         assert!(!all.contains(secret), "validate leaked the token: {all}");
     }
+    // A value that is not UTF-8: refused, not ignored, and not shown.
+    use std::os::unix::ffi::OsStringExt as _;
+    let raw = std::ffi::OsString::from_vec(
+        format!("me:admin:{secret}\u{7f}")
+            .into_bytes()
+            .into_iter()
+            .chain([0xff])
+            .collect(),
+    );
+    let out = p
+        .cmd()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("C360_SERVICE_TOKENS", raw)
+        .output()
+        .unwrap();
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("C360_SERVICE_TOKENS is not valid UTF-8"),
+        "{all}"
+    );
+    assert!(!all.contains(secret), "{all}");
 }
 
 #[test]
