@@ -334,6 +334,20 @@ fn service_survives_slow_and_idle_clients() {
         text.contains(r#""error":"payload_too_large""#) && text.contains("1048576 bytes"),
         "{text}"
     );
+    // A chunked body (no declared length) gets 413 as soon as it passes the limit: the
+    // last chunk takes it one byte over.
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"POST /jobs/churn_weekly/runs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n")
+        .unwrap();
+    c.write_all(&vec![b' '; 1 << 20]).unwrap();
+    c.write_all(b"\r\n1\r\n \r\n").unwrap();
+    let (_, text) = closed_after(&mut c, Duration::from_secs(10)).expect("answered and closed");
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.contains("exceeds the limit of 1048576 bytes"),
+        "{text}"
+    );
+
     // SIGTERM with an idle connection and an unfinished body open: the service still
     // stops, within the body timeout.
     let _idle = TcpStream::connect(addr).unwrap();
