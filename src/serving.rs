@@ -636,6 +636,34 @@ mod tests {
     }
 
     #[test]
+    fn server_limits_are_range_checked() {
+        assert_eq!(parse_seconds(" 0.5 "), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "nan", "inf", "1e300", "3601", "x", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+        let ok = ServeConfig::default().limits();
+        assert_eq!(ok.check(MAX_MODEL_BODY_BYTES), Ok(()));
+        let e = ServerLimits {
+            max_connections: 0,
+            ..ok
+        }
+        .check(MAX_MODEL_BODY_BYTES)
+        .unwrap_err();
+        assert_eq!(e, "max connections 0: 1 to 65536");
+        let e = ServerLimits {
+            max_body_bytes: MAX_MODEL_BODY_BYTES + 1,
+            ..ok
+        }
+        .check(MAX_MODEL_BODY_BYTES)
+        .unwrap_err();
+        assert!(
+            e.starts_with("max body bytes 104923137: 1 to 104923136"),
+            "{e}"
+        );
+        assert_eq!(effective_max_connections(1), 1);
+    }
+
+    #[test]
     fn execution_parameters_serialize_like_the_contract() {
         let p = ExecutionParameters {
             max_concurrent_transforms: 4,

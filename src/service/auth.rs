@@ -220,9 +220,12 @@ impl Auth {
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&bytes);
             if !roles.contains_key(&t.role) {
+                // The value is not echoed: a token pasted into the wrong field must not
+                // reach a log.
+                let known = roles.keys().cloned().collect::<Vec<_>>().join(", ");
                 return Err(err(
                     format!("tokens[{i}].role"),
-                    format!("no role {:?}", t.role),
+                    format!("token {:?} names no known role (roles: {known})", t.name),
                 ));
             }
             tokens.push(Token {
@@ -360,8 +363,12 @@ mod tests {
     #[test]
     fn bad_config_is_refused() {
         let mut s = section();
-        s.tokens[0].role = "nobody".into();
-        assert!(Auth::from_config(Some(&s), None).is_err());
+        s.tokens[0].role = "SECRET123".into();
+        let e = Auth::from_config(Some(&s), None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "[service] tokens[0].role: token \"mkt\" names no known role (roles: admin, marketing, operator)"
+        );
         let mut s = section();
         s.tokens[0].sha256 = "abc".into();
         assert!(Auth::from_config(Some(&s), None).is_err());

@@ -280,6 +280,23 @@ fn model_server_survives_slow_and_idle_clients() {
 }
 
 #[test]
+fn keep_alive_connections_idle_past_the_header_timeout_are_closed() {
+    let s = ModelServer::start(&[]);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    let t = Instant::now();
+    c.write_all(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (_, text) = closed_after(&mut c, Duration::from_secs(10)).expect("closed when idle");
+    let idle = t.elapsed();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        idle >= HEADER_TIMEOUT - Duration::from_millis(100)
+            && idle < HEADER_TIMEOUT + Duration::from_secs(2),
+        "idle keep-alive connection closed after {idle:?}"
+    );
+}
+
+#[test]
 fn model_server_caps_connections_and_checks_its_settings() {
     let s = ModelServer::start(&["--max-connections", "8"]);
     let base = open_fds(s.pid());
