@@ -209,7 +209,8 @@ pub struct ServerLimits {
     /// previous response ended (keep-alive idle); otherwise the connection is closed.
     pub header_timeout: Duration,
     /// The whole request body must arrive within this, or the answer is 408 and the
-    /// connection is closed.
+    /// connection is closed. Also the longest a response write may stay blocked (a client
+    /// that stops reading the response is cut off).
     pub body_timeout: Duration,
     /// Connections served at once; further ones wait in the kernel's listen backlog until
     /// a slot frees (never past the process's descriptor limit).
@@ -316,6 +317,112 @@ fn effective_max_connections(configured: usize) -> usize {
             configured.min(room)
         }
         None => configured,
+    }
+}
+
+/// A connection whose writes may stall at most `limit`: a client that stops reading the
+/// response (its receive window full) is cut off instead of holding a connection slot for
+/// ever. The timer runs only while a write is blocked, so a slow handler is never cut.
+struct WriteStall<T> {
+    io: T,
+    limit: Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteStall<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        WriteStall {
+            io,
+            limit,
+            timer: None,
+        }
+    }
+
+    fn progress<R>(
+        &mut self,
+        p: std::task::Poll<std::io::Result<R>>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        match p {
+            Poll::Ready(r) => {
+                self.timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let t = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match t.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.timer = None;
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "the client read nothing of the response for {} s",
+                                limit.as_secs_f64()
+                            ),
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteStall<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let p = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.progress(p, cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let p = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.progress(p, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let p = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.progress(p, cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let p = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.progress(p, cx)
     }
 }
 
@@ -453,6 +560,7 @@ pub async fn serve_bounded(
         let svc = TowerToHyperService::new(app.clone());
         let mut closing = close_rx.clone();
         let header_timeout = limits.header_timeout;
+        let io = TokioIo::new(WriteStall::new(stream, limits.body_timeout));
         conns.spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -460,7 +568,7 @@ pub async fn serve_bounded(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let conn = builder.serve_connection(io, svc);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
@@ -633,6 +741,44 @@ mod tests {
         assert!(e.to_string().contains("line 1 has 3 fields, expected 2"));
         let e = InvocationError::TooLarge { size: 2, limit: 1 };
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        use tokio::io::AsyncWriteExt as _;
+        let (a, _b) = tokio::io::duplex(1024);
+        let mut w = WriteStall::new(a, Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        let big = vec![0u8; 64 * 1024];
+        let e = w.write_all(&big).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(e
+            .to_string()
+            .contains("read nothing of the response for 0.2 s"));
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // A reader that keeps up is never cut, however long it takes overall.
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut w = WriteStall::new(a, Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut n = 0;
+            let mut buf = [0u8; 512];
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match b.read(&mut buf).await {
+                    Ok(0) | Err(_) => return n,
+                    Ok(k) => n += k,
+                }
+            }
+        });
+        w.write_all(&vec![1u8; 16 * 1024]).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        assert_eq!(reader.await.unwrap(), 16 * 1024);
     }
 
     #[test]
