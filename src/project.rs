@@ -155,7 +155,8 @@ pub struct ServiceSection {
     /// connection is closed (default 10; 0.05 to 3600).
     #[serde(default)]
     pub header_timeout_seconds: Option<f64>,
-    /// Seconds for a whole request body to arrive; past it 408 (default 30; 0.05 to 3600).
+    /// Seconds for a whole request body to arrive, past it 408, and the longest a response
+    /// write may stay blocked by a client that stops reading (default 30; 0.05 to 3600).
     #[serde(default)]
     pub body_timeout_seconds: Option<f64>,
     /// Connections served at once; more wait in the listen backlog (default 512; 1 to

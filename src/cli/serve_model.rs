@@ -57,7 +57,8 @@ pub struct ServeModelArgs {
     /// closed. 0.05 to 3600.
     #[arg(long, value_name = "SECONDS", default_value = "10", env = "C360_SERVE_HEADER_TIMEOUT_SECONDS", value_parser = serving::parse_seconds)]
     pub header_timeout_seconds: Duration,
-    /// Seconds for a whole request body to arrive; past it 408. 0.05 to 3600.
+    /// Seconds for a whole request body to arrive (past it 408), and the longest a response
+    /// write may stay blocked by a client that stops reading. 0.05 to 3600.
     #[arg(long, value_name = "SECONDS", default_value = "60", env = "C360_SERVE_BODY_TIMEOUT_SECONDS", value_parser = serving::parse_seconds)]
     pub body_timeout_seconds: Duration,
     /// Connections served at once; more wait in the listen backlog (lowered to fit the
