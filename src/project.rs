@@ -150,6 +150,23 @@ pub struct ServiceSection {
     /// (default 30).
     #[serde(default)]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Seconds for a request's headers to arrive, from the connection's opening or the
+    /// end of the previous response (so also the keep-alive idle timeout); past it the
+    /// connection is closed (default 10; 0.05 to 3600).
+    #[serde(default)]
+    pub header_timeout_seconds: Option<f64>,
+    /// Seconds for a whole request body to arrive, past it 408, and the longest a response
+    /// write may stay blocked by a client that stops reading (default 30; 0.05 to 3600).
+    #[serde(default)]
+    pub body_timeout_seconds: Option<f64>,
+    /// Connections served at once; more wait in the listen backlog (default 512; 1 to
+    /// 65536; lowered to fit the descriptor limit).
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// The largest request body in bytes: a larger Content-Length gets 413 before the
+    /// body is read (default 1048576; 1 to 104857600).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
     /// Environment variable with more tokens, `name:role:token` separated by commas
     /// (default `C360_SERVICE_TOKENS`); the tokens are hashed on load.
     #[serde(default)]

@@ -21,7 +21,10 @@ Examples:
 Tokens: [[service.tokens]] in c360.toml (SHA-256 hashes, `echo -n TOKEN | sha256sum`) or
 C360_SERVICE_TOKENS=name:role:token,... Roles: admin, operator, marketing (or [[service.roles]]).
 The routes are described at /openapi.json. SIGTERM/SIGINT: drain requests, give runs
-shutdown_grace_seconds, leave the rest to be resumed by the next start.";
+shutdown_grace_seconds, leave the rest to be resumed by the next start.
+Bounds ([service] keys): header_timeout_seconds = 10 (also the keep-alive idle limit),
+body_timeout_seconds = 30 (then 408), max_body_bytes = 1048576 (a larger Content-Length
+gets 413 before the body is read), max_connections = 512 (more wait in the backlog).";
 
 /// Arguments of `c360 serve`.
 #[derive(Debug, Clone, clap::Args)]

@@ -546,6 +546,41 @@ struct RowsQuery {
 /// The largest page.
 const MAX_LIMIT: usize = 10_000;
 
+/// First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
+/// Injection"): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell made inert for spreadsheets: one leading `'` when it starts with a formula
+/// trigger (the quote shows in the cell; the text after it is the value).
+pub fn csv_safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(FORMULA_TRIGGERS) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// The page as it is exported to CSV: every text column (and the header) through
+/// [`csv_safe_cell`]; typed numbers, dates and booleans as they are (a negative score stays
+/// a number). RFC 4180 quoting is the writer's (`QuoteStyle::Necessary`).
+pub fn csv_safe(page: &DataFrame) -> PolarsResult<DataFrame> {
+    let mut cols = Vec::with_capacity(page.width());
+    for c in page.columns() {
+        let name = csv_safe_cell(c.name().as_str()).into_owned();
+        let c = match c.dtype() {
+            DataType::String | DataType::Categorical(..) | DataType::Enum(..) => {
+                let text = c.cast(&DataType::String)?;
+                let safe: StringChunked =
+                    text.str()?.iter().map(|v| v.map(csv_safe_cell)).collect();
+                safe.into_series().into_column()
+            }
+            _ => c.clone(),
+        };
+        cols.push(c.with_name(name.into()));
+    }
+    DataFrame::new(page.height(), cols)
+}
+
 async fn get_rows(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -589,9 +624,12 @@ async fn get_rows(
         }
         let total_h = total.to_string();
         if csv {
+            let mut page = csv_safe(&page)
+                .map_err(|e| ServiceError::Internal(format!("encoding CSV: {e}")))?;
             let mut buf = Vec::new();
             CsvWriter::new(&mut buf)
                 .include_header(true)
+                .with_quote_style(QuoteStyle::Necessary)
                 .finish(&mut page)
                 .map_err(|e| ServiceError::Internal(format!("encoding CSV: {e}")))?;
             return Ok((
@@ -621,4 +659,59 @@ async fn get_rows(
             .into_response())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_export_is_inert_in_spreadsheets_and_rfc4180_quoted() {
+        let ids = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "a,b",
+            "a\"b",
+            "C1",
+        ];
+        let mut df = df!(
+            "customer_id" => ids,
+            "score" => [-0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "=bad" => [-1i64, 0, 0, 0, 0, 0, 0, 0, 0],
+        )
+        .unwrap();
+        df.with_column(
+            df.column("customer_id")
+                .unwrap()
+                .cast(&DataType::from_categories(Categories::global()))
+                .unwrap()
+                .with_name("segment".into()),
+        )
+        .unwrap();
+        let mut safe = csv_safe(&df).unwrap();
+        let mut buf = Vec::new();
+        CsvWriter::new(&mut buf)
+            .include_header(true)
+            .with_quote_style(QuoteStyle::Necessary)
+            .finish(&mut safe)
+            .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let want = "customer_id,score,'=bad,segment\n\
+            \"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-0.5,-1,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n\
+            '+1,1.0,0,'+1\n\
+            '-2,2.0,0,'-2\n\
+            '@SUM(A1),3.0,0,'@SUM(A1)\n\
+            '\tx,4.0,0,'\tx\n\
+            \"'\rx\",5.0,0,\"'\rx\"\n\
+            \"a,b\",6.0,0,\"a,b\"\n\
+            \"a\"\"b\",7.0,0,\"a\"\"b\"\n\
+            C1,8.0,0,C1\n";
+        assert_eq!(text, want);
+        assert_eq!(csv_safe_cell("plain"), "plain");
+        assert_eq!(csv_safe_cell(""), "");
+    }
 }

@@ -65,11 +65,22 @@ pub struct Principal {
     pub role: Role,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Token {
     name: String,
     hash: [u8; 32],
     role: String,
+}
+
+/// Never the hash: a debug print of the configuration must not help guess a token.
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("hash", &"(redacted)")
+            .finish()
+    }
 }
 
 /// A configuration problem in `[service]` (tokens or roles).
@@ -113,6 +124,43 @@ fn builtin_roles() -> BTreeMap<String, Role> {
         );
     }
     m
+}
+
+/// Splits one `name:role:token` entry of the tokens variable. The error never quotes a
+/// field: when the role is wrong the fields may be swapped and any of them may be the
+/// token, so it names only the entry's position (and its name once the role is right).
+fn parse_env_entry<'a>(
+    entry: &'a str,
+    roles: &BTreeMap<String, Role>,
+) -> Result<(&'a str, &'a str, &'a str), String> {
+    let known = roles.keys().cloned().collect::<Vec<_>>().join(", ");
+    let fields: Vec<&str> = entry.trim().splitn(3, ':').collect();
+    let [name, role, token] = fields[..] else {
+        return Err(format!(
+            "has {} of the 3 fields; write name:role:token (the entry is not shown: it may hold a token)",
+            fields.len()
+        ));
+    };
+    let (name, role) = (name.trim(), role.trim());
+    if !roles.contains_key(role) {
+        let hint = if roles.contains_key(token.trim()) || roles.contains_key(name) {
+            "the fields look swapped: the role is the second field"
+        } else {
+            "the second field is not a role"
+        };
+        return Err(format!(
+            "{hint}; write name:role:token with a role among {known} (the entry is not shown: it may hold a token)"
+        ));
+    }
+    if name.is_empty() {
+        return Err("the name (first field) is empty; write name:role:token".into());
+    }
+    if token.trim().is_empty() {
+        return Err(format!(
+            "({name:?}) has an empty token (third field); write name:role:token"
+        ));
+    }
+    Ok((name, role, token.trim()))
 }
 
 /// The default environment variable with extra tokens.
@@ -172,9 +220,12 @@ impl Auth {
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&bytes);
             if !roles.contains_key(&t.role) {
+                // The value is not echoed: a token pasted into the wrong field must not
+                // reach a log.
+                let known = roles.keys().cloned().collect::<Vec<_>>().join(", ");
                 return Err(err(
                     format!("tokens[{i}].role"),
-                    format!("no role {:?}", t.role),
+                    format!("token {:?} names no known role (roles: {known})", t.name),
                 ));
             }
             tokens.push(Token {
@@ -186,21 +237,8 @@ impl Auth {
         let env_name = s.tokens_env.as_deref().unwrap_or(DEFAULT_TOKENS_ENV);
         if let Some(v) = env_tokens {
             for (i, entry) in v.split(',').filter(|e| !e.trim().is_empty()).enumerate() {
-                let mut it = entry.trim().splitn(3, ':');
-                let (Some(name), Some(role), Some(token)) = (it.next(), it.next(), it.next())
-                else {
-                    // Never echo the entry: it holds a token.
-                    return Err(err(
-                        format!("{env_name} entry {}", i + 1),
-                        "write name:role:token".into(),
-                    ));
-                };
-                if !roles.contains_key(role) || token.is_empty() {
-                    return Err(err(
-                        format!("{env_name} entry {}", i + 1),
-                        format!("no role {role:?} or an empty token"),
-                    ));
-                }
+                let (name, role, token) = parse_env_entry(entry, &roles)
+                    .map_err(|reason| err(format!("{env_name} entry {}", i + 1), reason))?;
                 tokens.push(Token {
                     name: name.into(),
                     hash: sha256(token.as_bytes()),
@@ -325,13 +363,58 @@ mod tests {
     #[test]
     fn bad_config_is_refused() {
         let mut s = section();
-        s.tokens[0].role = "nobody".into();
-        assert!(Auth::from_config(Some(&s), None).is_err());
+        s.tokens[0].role = "SECRET123".into();
+        let e = Auth::from_config(Some(&s), None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "[service] tokens[0].role: token \"mkt\" names no known role (roles: admin, marketing, operator)"
+        );
         let mut s = section();
         s.tokens[0].sha256 = "abc".into();
         assert!(Auth::from_config(Some(&s), None).is_err());
         let e = Auth::from_config(None, Some("only-a-secret-token")).unwrap_err();
         assert!(!e.to_string().contains("only-a-secret-token"));
+    }
+
+    #[test]
+    fn malformed_env_entries_never_show_the_token() {
+        let cases = [
+            (
+                "me:SECRET123:admin",
+                "C360_SERVICE_TOKENS entry 1: the fields look swapped",
+            ),
+            (
+                "SECRET123:me:admin",
+                "C360_SERVICE_TOKENS entry 1: the fields look swapped",
+            ),
+            (
+                "ok:admin:t0k,me:SECRET123",
+                "C360_SERVICE_TOKENS entry 2: has 2 of the 3 fields",
+            ),
+            (
+                "me:SECRET123:x",
+                "C360_SERVICE_TOKENS entry 1: the second field is not a role",
+            ),
+            (
+                "me:admin:",
+                "C360_SERVICE_TOKENS entry 1: (\"me\") has an empty token",
+            ),
+            (
+                ":admin:SECRET123",
+                "C360_SERVICE_TOKENS entry 1: the name (first field) is empty",
+            ),
+        ];
+        for (v, want) in cases {
+            let e = Auth::from_config(None, Some(v)).unwrap_err().to_string();
+            assert!(e.contains(want), "{v}: {e}");
+            assert!(!e.contains("SECRET123") && !e.contains("t0k"), "{v}: {e}");
+        }
+        let a = Auth::from_config(Some(&section()), Some(" me : admin : tok ")).unwrap();
+        assert_eq!(a.authenticate(Some("Bearer tok")).unwrap().name, "me");
+        let dbg = format!("{a:?}");
+        assert!(dbg.contains("(redacted)"), "{dbg}");
+        assert!(!dbg.contains(&hex::encode(sha256(b"tok"))), "{dbg}");
+        assert!(!dbg.contains(&hex::encode(sha256(b"s3cret"))), "{dbg}");
     }
 
     #[test]

@@ -144,6 +144,59 @@ pub struct ServiceConfig {
     pub reload: Duration,
     pub grace: Duration,
     pub auth: auth::Auth,
+    /// Header and body timeouts, connection and body limits of the HTTP server.
+    pub limits: crate::serving::ServerLimits,
+}
+
+/// Default `[service] body_timeout_seconds`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `[service] max_body_bytes`: the API takes small JSON bodies only.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest `[service] max_body_bytes`.
+pub const MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
+
+/// `[service]` server bounds, validated; errors name the key.
+fn server_limits(
+    s: &crate::project::ServiceSection,
+) -> Result<crate::serving::ServerLimits, ServiceError> {
+    use crate::serving::{check_seconds, MAX_CONNECTIONS_RANGE};
+    let secs = |key: &str, v: Option<f64>, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => check_seconds(key, v).map_err(ServiceError::Config),
+    };
+    let header_timeout = secs(
+        "header_timeout_seconds",
+        s.header_timeout_seconds,
+        crate::serving::DEFAULT_HEADER_TIMEOUT,
+    )?;
+    let body_timeout = secs(
+        "body_timeout_seconds",
+        s.body_timeout_seconds,
+        DEFAULT_BODY_TIMEOUT,
+    )?;
+    let (lo, hi) = MAX_CONNECTIONS_RANGE;
+    let max_connections = match s.max_connections {
+        None => crate::serving::DEFAULT_MAX_CONNECTIONS,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| ServiceError::Config(format!("max_connections {n}: {lo} to {hi}")))?,
+    };
+    let max_body_bytes = match s.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_BODY_BYTES).contains(n))
+            .ok_or_else(|| {
+                ServiceError::Config(format!("max_body_bytes {n}: 1 to {MAX_BODY_BYTES}"))
+            })?,
+    };
+    Ok(crate::serving::ServerLimits {
+        header_timeout,
+        body_timeout,
+        max_connections,
+        max_body_bytes,
+    })
 }
 
 impl ServiceConfig {
@@ -160,7 +213,16 @@ impl ServiceConfig {
             .tokens_env
             .clone()
             .unwrap_or_else(|| auth::DEFAULT_TOKENS_ENV.into());
-        let env_tokens = std::env::var(&env_name).ok();
+        let env_tokens = match std::env::var(&env_name) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            // Never shown: it holds tokens.
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(ServiceError::Config(format!(
+                    "{env_name} is not valid UTF-8 (its value is not shown: it holds tokens)"
+                )))
+            }
+        };
         let auth = auth::Auth::from_config(Some(&s), env_tokens.as_deref())
             .map_err(|e| ServiceError::Config(e.to_string()))?;
         let reload = s.reload_seconds.unwrap_or(2.0);
@@ -174,6 +236,7 @@ impl ServiceConfig {
             reload: Duration::from_secs_f64(reload),
             grace: Duration::from_secs(s.shutdown_grace_seconds.unwrap_or(30)),
             auth,
+            limits: server_limits(&s)?,
         })
     }
 }
@@ -273,7 +336,7 @@ async fn reloader(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
 /// Runs the service until SIGTERM/SIGINT. Prints `listening on http://ADDR` on stdout
 /// once the socket is bound (with `--bind 127.0.0.1:0` the port the OS chose).
 pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), ServiceError> {
-    let listener = tokio::net::TcpListener::bind(config.bind)
+    let listener = crate::serving::bind(&config.bind.to_string())
         .await
         .map_err(|e| ServiceError::Config(format!("cannot bind {}: {e}", config.bind)))?;
     let addr = listener
@@ -281,6 +344,7 @@ pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), Servic
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let scheduler_on = config.scheduler;
     let grace = config.grace;
+    let limits = config.limits;
     let state = AppState::new(project, config)?;
     if state.auth.token_count() == 0 {
         tracing::warn!("no tokens configured ([[service.tokens]] or C360_SERVICE_TOKENS): every protected route answers 401");
@@ -292,11 +356,16 @@ pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), Servic
         tasks.extend(scheduler::start(&state, &rx));
     }
     let (app, _) = api::router(state.clone());
+    let app = crate::serving::bound_router(app, limits, true);
     let mut srx = rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = srx.wait_for(|v| *v).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(crate::serving::serve_bounded(
+        listener,
+        app,
+        limits,
+        async move {
+            let _ = srx.wait_for(|v| *v).await;
+        },
+    ));
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");

@@ -105,6 +105,7 @@ pub fn document() -> Value {
                 "parameters": [product.clone(), path_param("customer_id", "e.g. C0000042")],
                 "responses": {"200": ok("The row", obj()), "404": err("No such product or customer")}}), "read_products")},
             "/products/{product}/rows": {"get": secured(json!({"summary": "A page of the latest version, JSON or CSV", "operationId": "getRows",
+                "description": "format=csv is RFC 4180 CSV (UTF-8, a header line, a field quoted when it holds a comma, a double quote, CR or LF; a quote inside is doubled) made safe for spreadsheets as OWASP recommends against CSV injection: a text cell (and a header) that starts with =, +, -, @, tab or carriage return gets one leading single quote ('), so a spreadsheet shows it as text and never runs it as a formula. Strip that one leading quote to get the stored value back. Typed numbers (a negative score too), dates and booleans are written as they are.",
                 "parameters": [product,
                     param("offset", "query", "First row (default 0)", false, json!({"type": "integer", "minimum": 0})),
                     param("limit", "query", "Rows (default 1000, at most 10000)", false, json!({"type": "integer", "minimum": 1, "maximum": 10000})),
