@@ -633,15 +633,26 @@ pub fn build_snapshot(
             fingerprints.insert(t.to_string(), src.fingerprint(&loc));
         }
     }
+    // Reuse verifies: every listed part is checked (size, SHA-256) before it is trusted; a
+    // damaged snapshot is built again and replaces exactly the manifest version read.
+    let mut replacing: Option<String> = None;
     if !force {
-        if let Some(m) = offline::read_manifest(st, &prefix)? {
+        if let Some((m, version)) = offline::read_manifest_versioned(st, &prefix)? {
             if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
-                tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
-                return Ok(Built {
-                    manifest: m,
-                    prefix,
-                    reused: true,
-                });
+                match offline::verify_partition(st, &prefix, &m)? {
+                    None => {
+                        tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
+                        return Ok(Built {
+                            manifest: m,
+                            prefix,
+                            reused: true,
+                        });
+                    }
+                    Some(damage) => {
+                        tracing::warn!(set = %s.name, %as_of, %damage, "committed snapshot is damaged; building it again");
+                        replacing = Some(version);
+                    }
+                }
             }
         }
     }
@@ -658,18 +669,47 @@ pub fn build_snapshot(
         version: s.version,
         as_of,
         files: vec![],
+        file_checks: Default::default(),
         rows: 0,
         schema: vec![],
         definition_hash: s.hash.clone(),
         source: source_uri.to_string(),
-        source_fingerprints: fingerprints,
+        source_fingerprints: fingerprints.clone(),
         model: None,
         run_id: offline::new_run_id(),
         created_by: offline::c360_version(),
         created_at: chrono::Utc::now(),
         extra: Default::default(),
     };
-    let m = offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {})?;
+    let committed = match &replacing {
+        Some(v) => {
+            offline::commit_partition_replacing(st, &prefix, &df, manifest, Some(v), &|_, _| {})
+        }
+        None => offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {}),
+    };
+    let m = match committed {
+        Ok(m) => m,
+        // A concurrent build of the same definition and source committed first: its
+        // snapshot is the one this build would have written, so it is used.
+        Err(offline::OfflineError::ConcurrentCommit { key }) => {
+            match offline::read_manifest(st, &prefix)? {
+                Some(m)
+                    if m.definition_hash == s.hash
+                        && m.source_fingerprints == fingerprints
+                        && offline::verify_partition(st, &prefix, &m)?.is_none() =>
+                {
+                    tracing::info!(set = %s.name, %as_of, "a concurrent build committed the same snapshot first; using it");
+                    return Ok(Built {
+                        manifest: m,
+                        prefix,
+                        reused: true,
+                    });
+                }
+                _ => return Err(offline::OfflineError::ConcurrentCommit { key }.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Built {
         manifest: m,
         prefix,

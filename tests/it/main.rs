@@ -3,6 +3,7 @@
 mod aws;
 mod common;
 mod features;
+mod hardening_commits;
 mod pipeline;
 mod scoring;
 mod service;
