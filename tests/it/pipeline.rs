@@ -601,8 +601,14 @@ fn a_run_killed_at_any_moment_never_shows_a_partial_product() {
     assert_eq!(l["status"], "succeeded");
     assert!(l["attempts"].as_u64().unwrap() >= 1);
     assert_eq!(p.ledgers().len(), 2, "one run per as-of date");
+    // The committed manifest lists one part, alone in its attempt directory (killed
+    // attempts leave their own directories, unreferenced, for garbage collection).
     let part = p.store().join(latest["path"].as_str().unwrap());
-    let n: usize = std::fs::read_dir(&part)
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(part.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["files"].as_array().unwrap().len(), 1, "{m}");
+    let attempt = first_part(&part).parent().unwrap().to_path_buf();
+    let n: usize = std::fs::read_dir(&attempt)
         .unwrap()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
