@@ -434,3 +434,58 @@ pub fn new_run_id() -> String {
 pub fn c360_version() -> String {
     format!("c360 {}", env!("CARGO_PKG_VERSION"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    #[test]
+    fn a_manifest_from_before_checksums_loads() {
+        let old = r#"{"kind":"feature_snapshot","name":"rfm","version":1,"as_of":"2024-09-29",
+            "files":["part-0.parquet"],"rows":2,"schema":[],"definition_hash":"sha256:x",
+            "source":"data","source_fingerprints":{},"model":null,"run_id":"r",
+            "created_by":"c360 0.1.0","created_at":"2024-09-30T01:02:03Z"}"#;
+        let m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.files, ["part-0.parquet"]);
+        assert!(m.file_checks.is_empty());
+        // Written again without the empty map: old readers keep reading new manifests.
+        assert!(!serde_json::to_string(&m).unwrap().contains("file_checks"));
+    }
+
+    #[test]
+    fn parts_go_to_a_fresh_attempt_directory_with_sizes_and_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = LocalStore::new(dir.path());
+        let df = df!("customer_id" => ["a", "b"], "x" => [1.0, 2.0]).unwrap();
+        let w1 = write_parts(&st, "p/as_of=2024-01-01", &df, "run/../1", &|_, _| {}).unwrap();
+        let w2 = write_parts(&st, "p/as_of=2024-01-01", &df, "run/../1", &|_, _| {}).unwrap();
+        assert_ne!(
+            w1.files, w2.files,
+            "the same run never writes the same location twice"
+        );
+        let f = &w1.files[0];
+        assert!(
+            f.starts_with("run=run____1-") && f.ends_with("/part-0.parquet"),
+            "{f}"
+        );
+        let bytes = st.get(&format!("p/as_of=2024-01-01/{f}")).unwrap();
+        assert_eq!(w1.checks[f].size, bytes.len() as u64);
+        assert_eq!(w1.checks[f].sha256, sha256_hex(&bytes));
+        assert_eq!(w1.rows, 2);
+    }
+
+    #[test]
+    fn attempt_dirs_are_safe_keys_for_any_run_id() {
+        for id in ["", "..", "a/b", "x\ny", "é", &"z".repeat(500)] {
+            let d = attempt_dir(id);
+            assert!(d.starts_with("run="), "{d}");
+            assert!(d.len() <= 4 + 100 + 9, "{d}");
+            assert!(
+                d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=-_".contains(c)),
+                "{d}"
+            );
+        }
+    }
+}

@@ -1722,3 +1722,121 @@ fn lineage(r: &Run) -> Lineage {
         transform: t,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(run_id: &str, owner: Option<String>, idle_secs: i64) -> Ledger {
+        let t = Utc::now() - chrono::Duration::seconds(idle_secs);
+        Ledger {
+            job: "j".into(),
+            run_id: run_id.into(),
+            as_of: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            status: Status::Running,
+            backend: "local".into(),
+            started_at: t,
+            updated_at: t,
+            finished_at: None,
+            attempts: 1,
+            steps: vec![StepRecord {
+                name: "transform".into(),
+                status: Status::Running,
+                started_at: t,
+                finished_at: None,
+                seconds: None,
+                rows: None,
+                detail: Value::Null,
+                error: None,
+            }],
+            error: None,
+            product: None,
+            created_by: "c360".into(),
+            owner,
+            notes: vec![],
+        }
+    }
+
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn only_running_ledgers_without_a_live_owner_are_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store::LocalStore::new(dir.path());
+        let host = hostname();
+        let dead = format!("{host}:{}:0000abcd", dead_pid());
+        let cases = [
+            ("dead", Some(dead.clone()), 0, true),
+            ("mine", Some(process_owner().to_string()), 0, false),
+            ("alive", Some(format!("{host}:1:0000abcd")), 0, false),
+            (
+                "elsewhere-fresh",
+                Some("other-host:7:0000abcd".into()),
+                60,
+                false,
+            ),
+            (
+                "elsewhere-stale",
+                Some("other-host:7:0000abcd".into()),
+                7 * 3600,
+                true,
+            ),
+            ("unrecorded-stale", None, 7 * 3600, true),
+            ("keep", Some(dead.clone()), 0, false),
+        ];
+        for (id, owner, idle, _) in &cases {
+            save_ledger(&st, &ledger(id, owner.clone(), *idle)).unwrap();
+        }
+        let mut reaped = reap_orphans(&st, "j", "keep").unwrap();
+        reaped.sort();
+        let mut want: Vec<String> = cases
+            .iter()
+            .filter(|c| c.3)
+            .map(|c| c.0.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(reaped, want);
+        let l: Ledger = serde_json::from_slice(&st.get(&ledger_key("j", "dead")).unwrap()).unwrap();
+        assert_eq!(l.status, Status::Failed);
+        assert_eq!(l.steps[0].status, Status::Failed);
+        let e = l.error.unwrap();
+        assert!(
+            e.starts_with("transform: interrupted: no live owner") && e.contains(&dead),
+            "{e}"
+        );
+        // A live lease naming the run protects it even when its owner cannot be probed.
+        save_ledger(
+            &st,
+            &ledger("leased", Some("other-host:7:0000abcd".into()), 7 * 3600),
+        )
+        .unwrap();
+        let lease = json!({"owner": "other-host:7:0000abcd", "job": "j", "run_id": "leased",
+            "acquired_at": Utc::now(), "expires_at": Utc::now() + chrono::Duration::seconds(60)});
+        st.put("runs/j/lease.json", lease.to_string().as_bytes())
+            .unwrap();
+        assert!(reap_orphans(&st, "j", "keep").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dead_run_is_marked_failed_once_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store::LocalStore::new(dir.path());
+        save_ledger(&st, &ledger("r", None, 0)).unwrap();
+        assert!(mark_failed(&st, "j", "r", "the run's task panicked: boom").unwrap());
+        assert!(
+            !mark_failed(&st, "j", "r", "again").unwrap(),
+            "already ended"
+        );
+        assert!(!mark_failed(&st, "j", "nope", "x").unwrap());
+        let l: Ledger = serde_json::from_slice(&st.get(&ledger_key("j", "r")).unwrap()).unwrap();
+        assert_eq!(
+            l.error.as_deref(),
+            Some("transform: the run's task panicked: boom")
+        );
+    }
+}

@@ -91,10 +91,37 @@ fn race<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + 
 fn concurrent_publishers_never_leave_latest_naming_data_that_differs_from_its_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
+    let (both, refused) = paired_publishes(&store, 60);
+    eprintln!(
+        "60 paired publishes (local): {both} both committed in turn, {refused} with one refused"
+    );
+}
+
+/// The same pairs through S3 (moto): conditional puts are `If-None-Match`/`If-Match` there.
+#[test]
+fn concurrent_publishers_on_s3_never_leave_latest_naming_data_that_differs_from_its_manifest() {
+    let Some(m) = crate::aws::moto() else { return };
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let bucket = format!(
+        "c360-paired-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    m.create_bucket(&bucket);
+    let store = c360::store::S3Store::open(&format!("s3://{bucket}/store"), &m.settings()).unwrap();
+    let (both, refused) = paired_publishes(&store, 8);
+    eprintln!("8 paired publishes (S3): {both} both committed in turn, {refused} with one refused");
+}
+
+/// `pairs` times: two publishers (different run ids, different frames) of the same product
+/// and date at once; after each pair latest.json names a partition whose manifest's files
+/// all check out and hold exactly one publisher's rows. Returns (pairs where both
+/// committed in turn, pairs where one was refused).
+fn paired_publishes(store: &dyn ObjectStore, pairs: u32) -> (u32, u32) {
     let sp = spec("paired");
     let base = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
     let (mut both_ok, mut one_refused) = (0, 0);
-    for i in 0..60u32 {
+    for i in 0..pairs {
         let as_of = base + chrono::Duration::days(i as i64);
         let fa = frame(40 + (i as usize % 7), 0.1);
         let fb = frame(55 + (i as usize % 5), 0.6);
@@ -102,11 +129,11 @@ fn concurrent_publishers_never_leave_latest_naming_data_that_differs_from_its_ma
         // Every other pair contends over a partition an earlier run already committed.
         let old = frame(10, 0.9);
         if i % 2 == 1 {
-            product::publish(&store, &sp, &old, as_of, &lineage("old"), json!({})).unwrap();
+            product::publish(store, &sp, &old, as_of, &lineage("old"), json!({})).unwrap();
         }
         let (a, b) = race(
-            || product::publish(&store, &sp, &fa, as_of, &lineage(&ra), json!({})),
-            || product::publish(&store, &sp, &fb, as_of, &lineage(&rb), json!({})),
+            || product::publish(store, &sp, &fa, as_of, &lineage(&ra), json!({})),
+            || product::publish(store, &sp, &fb, as_of, &lineage(&rb), json!({})),
         );
         for r in [&a, &b] {
             if let Err(e) = r {
@@ -122,30 +149,28 @@ fn concurrent_publishers_never_leave_latest_naming_data_that_differs_from_its_ma
         } else {
             one_refused += 1;
         }
-        let latest = product::latest(&store, "paired").unwrap().unwrap();
+        let latest = product::latest(store, "paired").unwrap().unwrap();
         assert_eq!(latest.as_of, as_of, "pair {i}");
-        let m = offline::read_manifest(&store, &latest.path)
+        let m = offline::read_manifest(store, &latest.path)
             .unwrap()
             .unwrap();
-        assert_checks_hold(&store, &latest.path, &m);
+        assert_checks_hold(store, &latest.path, &m);
         // latest.json describes the committed manifest, not a loser's.
         assert_eq!(
             (latest.run_id.as_str(), latest.rows),
-            (m.run_id.as_str(), m.rows)
+            (m.run_id.as_str(), m.rows),
+            "pair {i}"
         );
-        let (_, got) = product::read_latest(&store, "paired").unwrap();
-        let expected = if m.run_id == ra { &fa } else { &fb };
+        let (_, got) = product::read_latest(store, "paired").unwrap();
         assert!(m.run_id == ra || m.run_id == rb, "pair {i}: {}", m.run_id);
+        let expected = if m.run_id == ra { &fa } else { &fb };
         assert!(
             got.equals(expected),
             "pair {i}: rows of {} differ",
             m.run_id
         );
     }
-    // Every attempt wrote under its own directory: the committed parts were never rewritten.
-    eprintln!(
-        "60 paired publishes: {both_ok} both committed in turn, {one_refused} with one refused"
-    );
+    (both_ok, one_refused)
 }
 
 fn snapshot_manifest(run_id: &str, as_of: NaiveDate) -> Manifest {
