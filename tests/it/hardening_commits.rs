@@ -133,7 +133,14 @@ fn paired_publishes(store: &dyn ObjectStore, pairs: u32) -> (u32, u32) {
         }
         let (a, b) = race(
             || product::publish(store, &sp, &fa, as_of, &lineage(&ra), json!({})),
-            || product::publish(store, &sp, &fb, as_of, &lineage(&rb), json!({})),
+            || {
+                // Every third pair staggers the second publisher a little, so that it
+                // sometimes replaces the first one's fresh commit while latest.json moves.
+                if i % 3 == 2 {
+                    std::thread::sleep(Duration::from_millis((i % 8) as u64 * 3));
+                }
+                product::publish(store, &sp, &fb, as_of, &lineage(&rb), json!({}))
+            },
         );
         for r in [&a, &b] {
             if let Err(e) = r {
