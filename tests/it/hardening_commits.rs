@@ -688,3 +688,34 @@ fn a_sigkilled_cli_run_is_reported_failed_by_serve_once_it_runs_the_job() {
     assert_eq!(l["status"], "succeeded", "{l}");
     assert!(l["notes"].to_string().contains("resumed by"), "{l}");
 }
+
+/// Under `serve`: an interrupted run that cannot be resumed (its model is gone) is marked
+/// failed, so the API never reports it `running` without an owner.
+#[test]
+fn an_interrupted_run_serve_cannot_resume_is_reported_failed() {
+    let p = TestProject::new(|j| j);
+    p.use_local_model();
+    p.generate(300);
+    let dead = kill_mid_transform(&p, "2024-09-22");
+    std::fs::remove_file(p.path().join("models/churn_xgb/xgboost-model.json")).unwrap();
+    configure(&p, "scheduler = false");
+    let s = Service::start(&p, &[]);
+    let h = Http::new();
+    let l = wait_for("the interrupted run to be marked failed", 120, || {
+        let l = h
+            .get(
+                &s.url(&format!("/jobs/churn_weekly/runs/{dead}")),
+                Some(OPS),
+            )
+            .json();
+        (l["status"] != "running").then_some(l)
+    });
+    assert_eq!(l["status"], "failed", "{l}");
+    assert!(
+        l["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("transform: interrupted: no live owner"),
+        "{l}"
+    );
+}
