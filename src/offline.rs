@@ -131,6 +131,15 @@ pub fn read_manifest_versioned(
     }
 }
 
+/// The store version of a partition's manifest object (even an unreadable one), if any.
+pub fn manifest_version(store: &dyn ObjectStore, prefix: &str) -> Result<Option<String>> {
+    match store.get_versioned(&manifest_key(prefix)) {
+        Ok((_, v)) => Ok(Some(v)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Commits a manifest: created only if absent, or replacing exactly `previous` (a version
 /// from [`read_manifest_versioned`]); two writers can never both commit.
 pub fn commit_manifest(
@@ -284,11 +293,7 @@ pub fn commit_partition(
 ) -> Result<Manifest> {
     // The version of whatever is committed now (even an unreadable manifest): replace
     // exactly it, so a build committed concurrently in between is never overwritten.
-    let previous = match store.get_versioned(&manifest_key(prefix)) {
-        Ok((_, v)) => Some(v),
-        Err(StoreError::NotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let previous = manifest_version(store, prefix)?;
     commit_partition_replacing(store, prefix, df, manifest, previous.as_deref(), on_part)
 }
 

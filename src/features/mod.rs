@@ -633,25 +633,32 @@ pub fn build_snapshot(
             fingerprints.insert(t.to_string(), src.fingerprint(&loc));
         }
     }
-    // Reuse verifies: every listed part is checked (size, SHA-256) before it is trusted; a
-    // damaged snapshot is built again and replaces exactly the manifest version read.
-    let mut replacing: Option<String> = None;
-    if !force {
-        if let Some((m, version)) = offline::read_manifest_versioned(st, &prefix)? {
-            if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
-                match offline::verify_partition(st, &prefix, &m)? {
-                    None => {
-                        tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
-                        return Ok(Built {
-                            manifest: m,
-                            prefix,
-                            reused: true,
-                        });
-                    }
-                    Some(damage) => {
-                        tracing::warn!(set = %s.name, %as_of, %damage, "committed snapshot is damaged; building it again");
-                        replacing = Some(version);
-                    }
+    // The commit replaces exactly the manifest version read here (none: create), so a
+    // concurrent build that commits in between is never overwritten (this one then uses
+    // it, below). Reuse verifies: every listed part is checked (size, SHA-256) before it
+    // is trusted; a damaged snapshot is built again.
+    let (current, replacing) = match offline::read_manifest_versioned(st, &prefix) {
+        Ok(Some((m, v))) => (Some(m), Some(v)),
+        Ok(None) => (None, None),
+        // An unreadable manifest is replaced (exactly that version).
+        Err(offline::OfflineError::BadManifest { .. }) => {
+            (None, offline::manifest_version(st, &prefix)?)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let (false, Some(m)) = (force, current) {
+        if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
+            match offline::verify_partition(st, &prefix, &m)? {
+                None => {
+                    tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
+                    return Ok(Built {
+                        manifest: m,
+                        prefix,
+                        reused: true,
+                    });
+                }
+                Some(damage) => {
+                    tracing::warn!(set = %s.name, %as_of, %damage, "committed snapshot is damaged; building it again");
                 }
             }
         }
@@ -681,12 +688,14 @@ pub fn build_snapshot(
         created_at: chrono::Utc::now(),
         extra: Default::default(),
     };
-    let committed = match &replacing {
-        Some(v) => {
-            offline::commit_partition_replacing(st, &prefix, &df, manifest, Some(v), &|_, _| {})
-        }
-        None => offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {}),
-    };
+    let committed = offline::commit_partition_replacing(
+        st,
+        &prefix,
+        &df,
+        manifest,
+        replacing.as_deref(),
+        &|_, _| {},
+    );
     let m = match committed {
         Ok(m) => m,
         // A concurrent build of the same definition and source committed first: its

@@ -719,3 +719,43 @@ fn an_interrupted_run_serve_cannot_resume_is_reported_failed() {
         "{l}"
     );
 }
+
+/// `features build` of the same set, date and source by two builders at once: both end
+/// with the one committed snapshot (the later one reuses it), whole and checked.
+#[test]
+fn concurrent_builds_of_one_snapshot_both_end_with_the_committed_one() {
+    let data = tempfile::tempdir().unwrap();
+    let out = crate::features::c360()
+        .args(["generate", "--customers", "200", "--seed", "9", "--out"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    crate::features::assert_ok(&out);
+    let src = data.path().to_str().unwrap().to_string();
+    let set = crate::features::set("rfm");
+    let as_of = NaiveDate::from_ymd_opt(2024, 6, 30).unwrap();
+    let mut reference: Option<DataFrame> = None;
+    for i in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let (a, b) = race(
+            || c360::features::build_snapshot(&set, &src, &store, as_of, false),
+            || c360::features::build_snapshot(&set, &src, &store, as_of, false),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            a.manifest, b.manifest,
+            "pair {i}: both name the committed snapshot"
+        );
+        let prefix = offline::partition_prefix("rfm", set.version, as_of);
+        let m = offline::read_manifest(&store, &prefix).unwrap().unwrap();
+        assert_eq!(m, a.manifest);
+        assert_checks_hold(&store, &prefix, &m);
+        let df = offline::read_partition(&store, &prefix, &m).unwrap();
+        assert_eq!(df.height() as u64, m.rows);
+        match &reference {
+            None => reference = Some(df),
+            Some(r) => assert!(r.equals_missing(&df), "pair {i}"),
+        }
+    }
+}
