@@ -1101,7 +1101,7 @@ fn run_steps(run: &mut Run<'_>) -> Result<Option<Value>> {
     let (scores, stats) = match checked {
         Some(c) => c,
         // Gates were done by an earlier attempt: read the results again (cheap, deterministic).
-        None => collect_and_gate(&p, &input_prefix, &output_prefix)?,
+        None => collect_and_gate(p, &input_prefix, &output_prefix)?,
     };
 
     // 5. Publish.

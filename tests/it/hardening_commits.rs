@@ -739,8 +739,14 @@ fn concurrent_builds_of_one_snapshot_both_end_with_the_committed_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
         let (a, b) = race(
-            || c360::features::build_snapshot(&set, &src, &store, as_of, false),
-            || c360::features::build_snapshot(&set, &src, &store, as_of, false),
+            || {
+                c360::features::build_snapshot(&set, &src, &store, as_of, false)
+                    .map_err(|e| e.to_string())
+            },
+            || {
+                c360::features::build_snapshot(&set, &src, &store, as_of, false)
+                    .map_err(|e| e.to_string())
+            },
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(
