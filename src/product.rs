@@ -199,11 +199,19 @@ pub fn publish(
         }
     }
     let prefix = partition_prefix(&spec.name, spec.major, as_of);
-    let existing = offline::read_manifest_versioned(store, &prefix)?;
+    let existing = match offline::read_manifest_versioned(store, &prefix) {
+        Ok(e) => e.map(|(m, v)| (Some(m), v)),
+        // An unreadable manifest is replaced (exactly that version), never trusted.
+        Err(offline::OfflineError::BadManifest { key, message }) => {
+            tracing::warn!(product = %spec.name, %key, %message, "the committed manifest is unreadable; publishing the partition again");
+            offline::manifest_version(store, &prefix)?.map(|v| (None, v))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut redone = None;
     let manifest = match existing {
         // Published by this run already: trusted only once every part checks out.
-        Some((m, version)) if m.run_id == lineage.run_id => {
+        Some((Some(m), version)) if m.run_id == lineage.run_id => {
             match offline::verify_partition(store, &prefix, &m)? {
                 None => m,
                 Some(damage) => {

@@ -303,6 +303,14 @@ fn readers_name_a_damaged_part_and_reuse_redoes_it_under_a_new_location() {
     store.delete(&k2).unwrap();
     let e = product::read_latest(&store, "dmg").unwrap_err().to_string();
     assert!(e.contains(&k2) && e.contains("missing"), "{e}");
+    // An unreadable manifest is named by readers, and replaced by the next publish.
+    let mkey = format!("{}/_manifest.json", again.prefix);
+    store.put(&mkey, b"{not json").unwrap();
+    let e = product::read_latest(&store, "dmg").unwrap_err().to_string();
+    assert!(e.contains(&mkey), "{e}");
+    product::publish(&store, &sp, &f, as_of, &lineage("r1"), json!({})).unwrap();
+    let (_, got) = product::read_latest(&store, "dmg").unwrap();
+    assert!(got.equals(&f));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
