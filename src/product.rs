@@ -342,9 +342,15 @@ fn move_latest(
         // concurrent publisher of the same date may have replaced it since, and latest.json
         // must describe what the partition holds.
         let committed = offline::read_manifest(store, prefix)?;
+        let ours = &m.run_id;
         let m = committed.as_ref().unwrap_or(m);
         if let Some((cur, _)) = &cur {
-            if cur.as_of > m.as_of || (cur.as_of == m.as_of && cur.run_id == m.run_id) {
+            if cur.as_of == m.as_of && cur.run_id == m.run_id {
+                // Already names this partition: "moved" when it is our version (a re-run
+                // that redid a damaged partition in place).
+                return Ok(&m.run_id == ours);
+            }
+            if cur.as_of > m.as_of {
                 return Ok(false);
             }
         }

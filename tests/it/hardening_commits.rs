@@ -476,6 +476,7 @@ fn a_reused_run_whose_published_part_was_truncated_is_detected_and_redone() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("nothing redone"), "{out}");
     assert!(out.contains("damaged"), "the log says why: {out}");
+    assert!(!out.contains("latest not moved"), "{out}");
     let ledgers = ledger_files(&p);
     assert_eq!(ledgers.len(), 1);
     let l = &ledgers[0];
