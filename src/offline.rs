@@ -1,16 +1,26 @@
 //! The offline store: feature snapshots as Parquet partitions with a manifest.
 //!
 //! ```text
-//! features/<set>/v<version>/as_of=<YYYY-MM-DD>/part-<n>.parquet
+//! features/<set>/v<version>/as_of=<YYYY-MM-DD>/run=<run_id>-<8 hex>/part-<n>.parquet
 //! features/<set>/v<version>/as_of=<YYYY-MM-DD>/_manifest.json    written last = committed
 //! ```
 //!
-//! Commit protocol (the same on local disk and S3, which has no rename): a rebuild first
-//! removes the manifest (the partition is then uncommitted), then replaces the part files,
-//! and writes the manifest last. A reader trusts a partition only when its manifest
-//! exists and reads only the files it lists, so a build killed at any point leaves no
-//! committed partition with mixed or partial content. Rebuilding with the same definition
-//! and the same source is a no-op (the manifest is reused).
+//! Commit protocol (the same on local disk and S3, which has no rename; data products use
+//! it too): every attempt writes its parts under a directory of its own
+//! (`run=<run_id>-<random>`, see [`write_parts`]), so a location named by a committed
+//! manifest is never written again and nothing under it is ever deleted. Then the manifest
+//! is committed conditionally ([`commit_manifest`]: created if absent, or replacing exactly
+//! the version read), which is the commit point: of two concurrent writers exactly one
+//! wins, and the loser's parts are simply unreferenced. A reader trusts a partition only
+//! when its manifest exists and reads only the files it lists, so a build killed at any
+//! point leaves no committed partition with mixed or partial content.
+//!
+//! Manifests list each part's size and SHA-256 (`file_checks`). Readers check sizes;
+//! reuse (a rebuild with the same definition and source, a re-run of a finished job) checks
+//! both through the store before trusting a partition ([`verify_partition`]), and a damaged
+//! one is written again under a new attempt directory. Manifests written before checksums
+//! (plain `part-<n>.parquet` at the partition root, no `file_checks`) still load and read.
+//! Superseded attempt directories are left in place (garbage collection is separate work).
 
 use std::collections::BTreeMap;
 
@@ -31,6 +41,8 @@ pub enum OfflineError {
     Encode { what: String, message: String },
     #[error("manifest {key} is unreadable: {message}")]
     BadManifest { key: String, message: String },
+    #[error("part {key} is damaged: {message}")]
+    Damaged { key: String, message: String },
     #[error("another writer committed {key} at the same moment; this commit was refused and nothing of it is referenced (run again: the committed one is reused when it matches)")]
     ConcurrentCommit { key: String },
     #[error("no committed snapshot of {set} v{version} as of {as_of} in {store} (build it with `c360 features build {set} --as-of {as_of}`)")]
@@ -51,6 +63,15 @@ pub struct ColumnInfo {
     pub dtype: String,
 }
 
+/// Size and checksum of one part file, as committed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileCheck {
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the whole object.
+    pub sha256: String,
+}
+
 /// What a committed partition holds and where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -60,6 +81,10 @@ pub struct Manifest {
     pub as_of: NaiveDate,
     /// Part files, relative to the partition.
     pub files: Vec<String>,
+    /// Part file (as in `files`) -> its size and checksum. Empty in manifests written
+    /// before checksums existed; such partitions are read without checks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub file_checks: BTreeMap<String, FileCheck>,
     pub rows: u64,
     pub schema: Vec<ColumnInfo>,
     pub definition_hash: String,
@@ -101,6 +126,15 @@ pub fn read_manifest_versioned(
                 key,
                 message: e.to_string(),
             }),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The store version of a partition's manifest object (even an unreadable one), if any.
+pub fn manifest_version(store: &dyn ObjectStore, prefix: &str) -> Result<Option<String>> {
+    match store.get_versioned(&manifest_key(prefix)) {
+        Ok((_, v)) => Ok(Some(v)),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -152,54 +186,178 @@ pub fn schema_of(df: &DataFrame) -> Vec<ColumnInfo> {
         .collect()
 }
 
-/// Writes `df` as the partition at `prefix` and commits it with `manifest` (whose
-/// `files`, `rows` and `schema` are filled in here). Returns the committed manifest.
-pub fn commit_partition(
+/// Parts written by one attempt, not yet committed.
+#[derive(Debug, Clone)]
+pub struct WrittenParts {
+    /// Part files, relative to the partition (`run=<run_id>-<hex>/part-<n>.parquet`).
+    pub files: Vec<String>,
+    pub checks: BTreeMap<String, FileCheck>,
+    pub rows: u64,
+    pub schema: Vec<ColumnInfo>,
+}
+
+impl WrittenParts {
+    /// Fills a manifest's `files`, `file_checks`, `rows` and `schema`.
+    pub fn fill(&self, m: &mut Manifest) {
+        m.files = self.files.clone();
+        m.file_checks = self.checks.clone();
+        m.rows = self.rows;
+        m.schema = self.schema.clone();
+    }
+}
+
+/// The directory (relative to a partition) one write attempt of `run_id` owns: unique
+/// to the attempt, so even the same run redoing a damaged partition writes elsewhere.
+pub fn attempt_dir(run_id: &str) -> String {
+    use rand::Rng;
+    let safe: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let r: u32 = rand::thread_rng().gen();
+    format!("run={safe}-{r:08x}")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `df` as Parquet parts (`PART_ROWS` rows each, at least one) under a fresh
+/// attempt directory of the partition at `prefix`; commits nothing. The one writer of
+/// part files for feature snapshots and data products.
+pub fn write_parts(
     store: &dyn ObjectStore,
     prefix: &str,
     df: &DataFrame,
-    mut manifest: Manifest,
+    run_id: &str,
     on_part: &dyn Fn(usize, usize),
-) -> Result<Manifest> {
-    // Uncommit first, then clear whatever an earlier (maybe killed) build left behind.
-    store.delete(&manifest_key(prefix))?;
-    store.delete_prefix(prefix)?;
+) -> Result<WrittenParts> {
+    let dir = attempt_dir(run_id);
     let n = df.height();
     let parts = n.div_ceil(PART_ROWS).max(1);
     let mut files = Vec::with_capacity(parts);
+    let mut checks = BTreeMap::new();
     for p in 0..parts {
         let offset = p * PART_ROWS;
         let len = PART_ROWS.min(n.saturating_sub(offset));
         let mut part = df.slice(offset as i64, len);
-        let name = format!("part-{p}.parquet");
+        let name = format!("{dir}/part-{p}.parquet");
+        let key = format!("{prefix}/{name}");
         let t = std::time::Instant::now();
-        let bytes = parquet_bytes(&mut part, &format!("{prefix}/{name}"))?;
+        let bytes = parquet_bytes(&mut part, &key)?;
         let encoded = t.elapsed().as_secs_f64();
-        store.put(&format!("{prefix}/{name}"), &bytes)?;
+        store.put(&key, &bytes)?;
         tracing::debug!(
-            part = %name,
+            part = %key,
             bytes = bytes.len(),
             encode_secs = encoded,
             put_secs = t.elapsed().as_secs_f64() - encoded,
             "part written"
         );
+        checks.insert(
+            name.clone(),
+            FileCheck {
+                size: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            },
+        );
         files.push(name);
         on_part(p + 1, parts);
     }
-    manifest.files = files;
-    manifest.rows = n as u64;
-    manifest.schema = schema_of(df);
+    Ok(WrittenParts {
+        files,
+        checks,
+        rows: n as u64,
+        schema: schema_of(df),
+    })
+}
+
+/// Writes `df` as the partition at `prefix` and commits it with `manifest` (whose
+/// `files`, `file_checks`, `rows` and `schema` are filled in here), replacing whatever
+/// manifest was committed when this call started (and only that). Returns the committed
+/// manifest.
+pub fn commit_partition(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    df: &DataFrame,
+    manifest: Manifest,
+    on_part: &dyn Fn(usize, usize),
+) -> Result<Manifest> {
+    // The version of whatever is committed now (even an unreadable manifest): replace
+    // exactly it, so a build committed concurrently in between is never overwritten.
+    let previous = manifest_version(store, prefix)?;
+    commit_partition_replacing(store, prefix, df, manifest, previous.as_deref(), on_part)
+}
+
+/// [`commit_partition`] with the manifest version to replace given (`None`: the
+/// partition must not be committed yet).
+pub fn commit_partition_replacing(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    df: &DataFrame,
+    mut manifest: Manifest,
+    previous: Option<&str>,
+    on_part: &dyn Fn(usize, usize),
+) -> Result<Manifest> {
+    let written = write_parts(store, prefix, df, &manifest.run_id, on_part)?;
+    written.fill(&mut manifest);
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| OfflineError::Encode {
         what: "manifest".into(),
         message: e.to_string(),
     })?;
     // The commit point: conditional, so a concurrent build of the same partition that
     // committed first makes this one fail instead of both "winning".
-    commit_manifest(store, prefix, &json, None)?;
+    commit_manifest(store, prefix, &json, previous)?;
     Ok(manifest)
 }
 
-/// Reads a committed partition's rows (only the files its manifest lists).
+/// Checks every file a manifest lists through the store: present, and (when the
+/// manifest has them) of the listed size and SHA-256. `Ok(None)` when intact, else what
+/// is wrong (naming the key); store errors other than a missing object are errors.
+pub fn verify_partition(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    manifest: &Manifest,
+) -> Result<Option<String>> {
+    for f in &manifest.files {
+        let key = format!("{prefix}/{f}");
+        let bytes = match store.get(&key) {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(Some(format!("part {key} is missing")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(c) = manifest.file_checks.get(f) {
+            if bytes.len() as u64 != c.size {
+                return Ok(Some(format!(
+                    "part {key} is {} bytes but its manifest lists {} (truncated or replaced since it was committed)",
+                    bytes.len(),
+                    c.size
+                )));
+            }
+            let sha = sha256_hex(&bytes);
+            if sha != c.sha256 {
+                return Ok(Some(format!(
+                    "part {key} has SHA-256 {sha} but its manifest lists {} (changed since it was committed)",
+                    c.sha256
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a committed partition's rows (only the files its manifest lists), checking each
+/// part's size against the manifest when it lists sizes.
 pub fn read_partition(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -208,12 +366,33 @@ pub fn read_partition(
     let mut frames = Vec::new();
     for f in &manifest.files {
         let key = format!("{prefix}/{f}");
-        let bytes = store.get(&key)?;
+        let bytes = match store.get(&key) {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(OfflineError::Damaged {
+                    key,
+                    message: "listed by the committed manifest but missing from the store; rebuild the partition (re-run the job, or `c360 features build` for a feature snapshot)".into(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(c) = manifest.file_checks.get(f) {
+            if bytes.len() as u64 != c.size {
+                return Err(OfflineError::Damaged {
+                    key,
+                    message: format!(
+                        "{} bytes but the committed manifest lists {} (truncated or replaced since); rebuild the partition (re-run the job, or `c360 features build` for a feature snapshot)",
+                        bytes.len(),
+                        c.size
+                    ),
+                });
+            }
+        }
         let df = ParquetReader::new(std::io::Cursor::new(bytes))
             .finish()
-            .map_err(|e| OfflineError::BadManifest {
+            .map_err(|e| OfflineError::Damaged {
                 key: key.clone(),
-                message: format!("part file unreadable: {e}"),
+                message: format!("not readable as Parquet: {e}"),
             })?;
         frames.push(df);
     }
@@ -259,4 +438,59 @@ pub fn new_run_id() -> String {
 
 pub fn c360_version() -> String {
     format!("c360 {}", env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    #[test]
+    fn a_manifest_from_before_checksums_loads() {
+        let old = r#"{"kind":"feature_snapshot","name":"rfm","version":1,"as_of":"2024-09-29",
+            "files":["part-0.parquet"],"rows":2,"schema":[],"definition_hash":"sha256:x",
+            "source":"data","source_fingerprints":{},"model":null,"run_id":"r",
+            "created_by":"c360 0.1.0","created_at":"2024-09-30T01:02:03Z"}"#;
+        let m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.files, ["part-0.parquet"]);
+        assert!(m.file_checks.is_empty());
+        // Written again without the empty map: old readers keep reading new manifests.
+        assert!(!serde_json::to_string(&m).unwrap().contains("file_checks"));
+    }
+
+    #[test]
+    fn parts_go_to_a_fresh_attempt_directory_with_sizes_and_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = LocalStore::new(dir.path());
+        let df = df!("customer_id" => ["a", "b"], "x" => [1.0, 2.0]).unwrap();
+        let w1 = write_parts(&st, "p/as_of=2024-01-01", &df, "run/../1", &|_, _| {}).unwrap();
+        let w2 = write_parts(&st, "p/as_of=2024-01-01", &df, "run/../1", &|_, _| {}).unwrap();
+        assert_ne!(
+            w1.files, w2.files,
+            "the same run never writes the same location twice"
+        );
+        let f = &w1.files[0];
+        assert!(
+            f.starts_with("run=run____1-") && f.ends_with("/part-0.parquet"),
+            "{f}"
+        );
+        let bytes = st.get(&format!("p/as_of=2024-01-01/{f}")).unwrap();
+        assert_eq!(w1.checks[f].size, bytes.len() as u64);
+        assert_eq!(w1.checks[f].sha256, sha256_hex(&bytes));
+        assert_eq!(w1.rows, 2);
+    }
+
+    #[test]
+    fn attempt_dirs_are_safe_keys_for_any_run_id() {
+        for id in ["", "..", "a/b", "x\ny", "é", &"z".repeat(500)] {
+            let d = attempt_dir(id);
+            assert!(d.starts_with("run="), "{d}");
+            assert!(d.len() <= 4 + 100 + 9, "{d}");
+            assert!(
+                d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=-_".contains(c)),
+                "{d}"
+            );
+        }
+    }
 }

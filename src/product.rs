@@ -1,17 +1,21 @@
 //! Data products: publishing scored customers as a governed product that marketing reads.
 //!
 //! ```text
-//! products/<p>/v<major>/as_of=<D>/part-<n>.parquet (+ _manifest.json, written last)
+//! products/<p>/v<major>/as_of=<D>/run=<run_id>-<hex>/part-<n>.parquet
+//! products/<p>/v<major>/as_of=<D>/_manifest.json      the commit point
 //! products/<p>/contract.yaml     Open Data Contract Standard v3
 //! products/<p>/latest.json       moved only after everything else is committed
 //! catalog/<p>.json
 //! ```
 //!
-//! A committed partition is never left without its files: re-publishing an as-of date
-//! writes the new parts under `r-<run>/` inside the partition, swaps the manifest (one
-//! atomic put), and only then deletes the old parts, so `latest.json` always names a
-//! partition whose manifest lists files that exist. `latest.json` never moves backwards
-//! (an older as-of date re-published does not displace a newer one).
+//! The offline store's commit protocol (see [`crate::offline`]): every publish attempt
+//! writes its parts under a directory of its own, then commits the manifest conditionally
+//! (created if absent, or replacing exactly the version read), then moves `latest.json`.
+//! A committed location is never written again and nothing a committed manifest names is
+//! deleted, so `latest.json` always names a partition whose manifest lists files that
+//! exist with the listed sizes and checksums. `latest.json` never moves backwards (an
+//! older as-of date re-published does not displace a newer one) and always describes the
+//! manifest committed at the partition when it was written.
 
 use std::collections::BTreeMap;
 
@@ -166,6 +170,9 @@ pub struct Published {
     pub prefix: String,
     pub manifest: offline::Manifest,
     pub latest_moved: bool,
+    /// Why a partition this run had committed before was published again (a part was
+    /// missing, truncated or changed), if it was.
+    pub redone: Option<String>,
 }
 
 /// Publishes `df` as the product's partition for `as_of`, then the contract, the catalog
@@ -192,78 +199,49 @@ pub fn publish(
         }
     }
     let prefix = partition_prefix(&spec.name, spec.major, as_of);
-    let existing_v = offline::read_manifest_versioned(store, &prefix)?;
-    let previous_version = existing_v.as_ref().map(|(_, v)| v.clone());
-    let existing = existing_v.map(|(m, _)| m);
+    let existing = match offline::read_manifest_versioned(store, &prefix) {
+        Ok(e) => e.map(|(m, v)| (Some(m), v)),
+        // An unreadable manifest is replaced (exactly that version), never trusted.
+        Err(offline::OfflineError::BadManifest { key, message }) => {
+            tracing::warn!(product = %spec.name, %key, %message, "the committed manifest is unreadable; publishing the partition again");
+            offline::manifest_version(store, &prefix)?.map(|v| (None, v))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut redone = None;
     let manifest = match existing {
-        Some(m) if m.run_id == lineage.run_id => m,
-        existing => {
-            // Fresh partition: part-<n>.parquet; replacing one: r-<run>/part-<n>.parquet.
-            let sub = if existing.is_some() {
-                format!("r-{}/", lineage.run_id)
-            } else {
-                String::new()
-            };
-            let n = df.height();
-            let parts = n.div_ceil(offline::PART_ROWS).max(1);
-            let mut files = Vec::new();
-            for p in 0..parts {
-                let off = p * offline::PART_ROWS;
-                let mut part = df.slice(off as i64, offline::PART_ROWS.min(n - off.min(n)));
-                let name = format!("{sub}part-{p}.parquet");
-                let bytes = offline::parquet_bytes(&mut part, &name)?;
-                store.put(&format!("{prefix}/{name}"), &bytes)?;
-                files.push(name);
-            }
-            let mut extra = BTreeMap::new();
-            extra.insert(
-                "lineage".to_string(),
-                serde_json::to_value(lineage).unwrap_or(Value::Null),
-            );
-            extra.insert("score_statistics".to_string(), stats);
-            extra.insert(
-                "product".to_string(),
-                json!({"name": spec.name, "major": spec.major}),
-            );
-            let m = offline::Manifest {
-                kind: "data_product".into(),
-                name: spec.name.clone(),
-                version: spec.major,
-                as_of,
-                files: files.clone(),
-                rows: n as u64,
-                schema: offline::schema_of(df),
-                definition_hash: lineage
-                    .feature_sets
-                    .values()
-                    .filter_map(|v| v.get("definition_hash").and_then(|h| h.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                source: lineage.source.clone(),
-                source_fingerprints: lineage.source_fingerprints.clone(),
-                model: lineage
-                    .model
-                    .get("name")
-                    .and_then(|v| v.as_str())
-                    .map(String::from),
-                run_id: lineage.run_id.clone(),
-                created_by: offline::c360_version(),
-                created_at: Utc::now(),
-                extra,
-            };
-            let json = serde_json::to_vec_pretty(&m).map_err(|e| ProductError::Invalid {
-                product: spec.name.clone(),
-                message: e.to_string(),
-            })?;
-            // The commit point: created if absent, else replacing exactly the version read.
-            offline::commit_manifest(store, &prefix, &json, previous_version.as_deref())?;
-            // The old parts are unreferenced now.
-            if let Some(old) = existing {
-                for f in old.files.iter().filter(|f| !files.contains(f)) {
-                    store.delete(&format!("{prefix}/{f}"))?;
+        // Published by this run already: trusted only once every part checks out.
+        Some((Some(m), version)) if m.run_id == lineage.run_id => {
+            match offline::verify_partition(store, &prefix, &m)? {
+                None => m,
+                Some(damage) => {
+                    tracing::warn!(product = %spec.name, %as_of, run_id = %lineage.run_id, %damage, "the committed partition is damaged; publishing it again under a new location");
+                    redone = Some(damage);
+                    write_and_commit(
+                        store,
+                        spec,
+                        df,
+                        as_of,
+                        lineage,
+                        stats,
+                        &prefix,
+                        Some(&version),
+                    )?
                 }
             }
-            m
+        }
+        existing => {
+            let version = existing.map(|(_, v)| v);
+            write_and_commit(
+                store,
+                spec,
+                df,
+                as_of,
+                lineage,
+                stats,
+                &prefix,
+                version.as_deref(),
+            )?
         }
     };
     write_contract(store, spec)?;
@@ -273,7 +251,70 @@ pub fn publish(
         prefix,
         manifest,
         latest_moved,
+        redone,
     })
+}
+
+/// Writes the parts under a new attempt directory and commits the manifest: created if
+/// `previous` is `None`, else replacing exactly that version.
+#[allow(clippy::too_many_arguments)]
+fn write_and_commit(
+    store: &dyn ObjectStore,
+    spec: &ProductSpec,
+    df: &DataFrame,
+    as_of: NaiveDate,
+    lineage: &Lineage,
+    stats: Value,
+    prefix: &str,
+    previous: Option<&str>,
+) -> Result<offline::Manifest> {
+    let written = offline::write_parts(store, prefix, df, &lineage.run_id, &|_, _| {})?;
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "lineage".to_string(),
+        serde_json::to_value(lineage).unwrap_or(Value::Null),
+    );
+    extra.insert("score_statistics".to_string(), stats);
+    extra.insert(
+        "product".to_string(),
+        json!({"name": spec.name, "major": spec.major}),
+    );
+    let mut m = offline::Manifest {
+        kind: "data_product".into(),
+        name: spec.name.clone(),
+        version: spec.major,
+        as_of,
+        files: vec![],
+        file_checks: BTreeMap::new(),
+        rows: 0,
+        schema: vec![],
+        definition_hash: lineage
+            .feature_sets
+            .values()
+            .filter_map(|v| v.get("definition_hash").and_then(|h| h.as_str()))
+            .collect::<Vec<_>>()
+            .join(","),
+        source: lineage.source.clone(),
+        source_fingerprints: lineage.source_fingerprints.clone(),
+        model: lineage
+            .model
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(String::from),
+        run_id: lineage.run_id.clone(),
+        created_by: offline::c360_version(),
+        created_at: Utc::now(),
+        extra,
+    };
+    written.fill(&mut m);
+    let json = serde_json::to_vec_pretty(&m).map_err(|e| ProductError::Invalid {
+        product: spec.name.clone(),
+        message: e.to_string(),
+    })?;
+    // The commit point. The parts of a replaced manifest stay where they are (a reader
+    // that read the old manifest may still be reading them).
+    offline::commit_manifest(store, prefix, &json, previous)?;
+    Ok(m)
 }
 
 fn move_latest(
@@ -297,8 +338,19 @@ fn move_latest(
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
+        // Decide from the manifest committed at the partition now, not from ours: a
+        // concurrent publisher of the same date may have replaced it since, and latest.json
+        // must describe what the partition holds.
+        let committed = offline::read_manifest(store, prefix)?;
+        let ours = &m.run_id;
+        let m = committed.as_ref().unwrap_or(m);
         if let Some((cur, _)) = &cur {
-            if cur.as_of > m.as_of || (cur.as_of == m.as_of && cur.run_id == m.run_id) {
+            if cur.as_of == m.as_of && cur.run_id == m.run_id {
+                // Already names this partition: "moved" when it is our version (a re-run
+                // that redid a damaged partition in place).
+                return Ok(&m.run_id == ours);
+            }
+            if cur.as_of > m.as_of {
                 return Ok(false);
             }
         }

@@ -666,15 +666,33 @@ pub fn build_snapshot(
             fingerprints.insert(t.to_string(), src.fingerprint(&loc));
         }
     }
-    if !force {
-        if let Some(m) = offline::read_manifest(st, &prefix)? {
-            if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
-                tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
-                return Ok(Built {
-                    manifest: m,
-                    prefix,
-                    reused: true,
-                });
+    // The commit replaces exactly the manifest version read here (none: create), so a
+    // concurrent build that commits in between is never overwritten (this one then uses
+    // it, below). Reuse verifies: every listed part is checked (size, SHA-256) before it
+    // is trusted; a damaged snapshot is built again.
+    let (current, replacing) = match offline::read_manifest_versioned(st, &prefix) {
+        Ok(Some((m, v))) => (Some(m), Some(v)),
+        Ok(None) => (None, None),
+        // An unreadable manifest is replaced (exactly that version).
+        Err(offline::OfflineError::BadManifest { .. }) => {
+            (None, offline::manifest_version(st, &prefix)?)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let (false, Some(m)) = (force, current) {
+        if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
+            match offline::verify_partition(st, &prefix, &m)? {
+                None => {
+                    tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
+                    return Ok(Built {
+                        manifest: m,
+                        prefix,
+                        reused: true,
+                    });
+                }
+                Some(damage) => {
+                    tracing::warn!(set = %s.name, %as_of, %damage, "committed snapshot is damaged; building it again");
+                }
             }
         }
     }
@@ -691,18 +709,49 @@ pub fn build_snapshot(
         version: s.version,
         as_of,
         files: vec![],
+        file_checks: Default::default(),
         rows: 0,
         schema: vec![],
         definition_hash: s.hash.clone(),
         source: source_uri.to_string(),
-        source_fingerprints: fingerprints,
+        source_fingerprints: fingerprints.clone(),
         model: None,
         run_id: offline::new_run_id(),
         created_by: offline::c360_version(),
         created_at: chrono::Utc::now(),
         extra: pii_extra(s),
     };
-    let m = offline::commit_partition(st, &prefix, &df, manifest, &|_, _| {})?;
+    let committed = offline::commit_partition_replacing(
+        st,
+        &prefix,
+        &df,
+        manifest,
+        replacing.as_deref(),
+        &|_, _| {},
+    );
+    let m = match committed {
+        Ok(m) => m,
+        // A concurrent build of the same definition and source committed first: its
+        // snapshot is the one this build would have written, so it is used.
+        Err(offline::OfflineError::ConcurrentCommit { key }) => {
+            match offline::read_manifest(st, &prefix)? {
+                Some(m)
+                    if m.definition_hash == s.hash
+                        && m.source_fingerprints == fingerprints
+                        && offline::verify_partition(st, &prefix, &m)?.is_none() =>
+                {
+                    tracing::info!(set = %s.name, %as_of, "a concurrent build committed the same snapshot first; using it");
+                    return Ok(Built {
+                        manifest: m,
+                        prefix,
+                        reused: true,
+                    });
+                }
+                _ => return Err(offline::OfflineError::ConcurrentCommit { key }.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Built {
         manifest: m,
         prefix,

@@ -9,6 +9,19 @@
 //! model artifact, feature definitions, source fingerprints): the same inputs give the
 //! same run id, so a second invocation resumes (or, when finished, reuses) the first
 //! one's work instead of duplicating it; changed inputs give a new run.
+//!
+//! No run is left `running` without an owner. A panic inside a run is caught at the run
+//! boundary and recorded (run and step `failed`, the panic message as the reason). A ledger
+//! names its owner (`host:pid:nonce` of the process working on it); a `running` ledger
+//! whose owner is gone (a process on this host that no longer exists, or on another host
+//! with no live lease and no ledger update for [`STALE_UNKNOWN_OWNER`]) is marked failed
+//! ("interrupted") by the next run of its job, or resumed when the next run has its run id.
+//! A finished run that is reused first verifies its published partition (sizes and
+//! checksums); a damaged one is published again and the ledger notes it.
+//!
+//! Testing aid, debug builds only: `C360_FAILPOINT=panic:<step>` panics at the start of
+//! that step, `C360_FAILPOINT=sleep:<step>:<ms>` sleeps there (to kill a run mid-step).
+//! Release builds ignore the variable.
 
 pub mod job;
 
@@ -118,6 +131,14 @@ pub struct Ledger {
     #[serde(default)]
     pub product: Option<Value>,
     pub created_by: String,
+    /// The process working on the run (`host:pid:nonce`, see [`process_owner`]); absent in
+    /// ledgers written before owners were recorded.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// What happened to the run besides its steps (resumed after an interruption, a
+    /// damaged published partition redone, marked failed as interrupted), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Ledger {
@@ -137,7 +158,13 @@ impl Ledger {
             error: None,
             product: None,
             created_by: offline::c360_version(),
+            owner: Some(process_owner().to_string()),
+            notes: vec![],
         }
+    }
+
+    fn note(&mut self, n: String) {
+        self.notes.push(format!("{}: {n}", Utc::now().to_rfc3339()));
     }
 
     fn step(&self, name: &str) -> Option<&StepRecord> {
@@ -150,6 +177,190 @@ impl Ledger {
 
 pub fn ledger_key(job: &str, run_id: &str) -> String {
     format!("runs/{job}/{run_id}/run.json")
+}
+
+/// A `running` ledger whose owner runs on another host (which cannot be probed) is taken
+/// as interrupted when no live lease holds its job and it was not updated for this long.
+pub const STALE_UNKNOWN_OWNER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into())
+}
+
+/// This process as a ledger owner: `host:pid:nonce` (the nonce tells two processes that
+/// got the same pid apart).
+pub fn process_owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        use rand::Rng;
+        let nonce: u32 = rand::thread_rng().gen();
+        format!("{}:{}:{nonce:08x}", hostname(), std::process::id())
+    })
+}
+
+/// Whether the owner of a `running` ledger is gone: `Some(true)` gone, `Some(false)`
+/// alive, `None` when it cannot be told (another host, or no owner recorded).
+fn owner_gone(owner: Option<&str>) -> Option<bool> {
+    let owner = owner?;
+    if owner == process_owner() {
+        return Some(false);
+    }
+    let mut it = owner.rsplitn(3, ':');
+    let (_nonce, pid, host) = (it.next()?, it.next()?, it.next()?);
+    let pid: u32 = pid.parse().ok()?;
+    if host != hostname() {
+        return None;
+    }
+    if pid == std::process::id() {
+        // This process, an earlier run in it: it is not working on that run any more
+        // (a run in progress here carries this process's own owner string).
+        return Some(true);
+    }
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None; // no procfs: cannot probe
+    }
+    Some(!proc.join(pid.to_string()).exists())
+}
+
+/// The job's lease (`runs/<job>/lease.json`, taken by the service) when it is live:
+/// `(owner, run_id)`.
+fn live_lease(store: &dyn ObjectStore, job: &str) -> Option<(String, Option<String>)> {
+    let raw = store.get(&format!("runs/{job}/lease.json")).ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    let expires: DateTime<Utc> = v.get("expires_at")?.as_str()?.parse().ok()?;
+    if expires <= Utc::now() {
+        return None;
+    }
+    Some((
+        v.get("owner")?.as_str()?.to_string(),
+        v.get("run_id").and_then(|r| r.as_str()).map(String::from),
+    ))
+}
+
+/// Whether a `running` ledger has no live owner.
+fn is_orphaned(store: &dyn ObjectStore, l: &Ledger) -> bool {
+    if l.status != Status::Running {
+        return false;
+    }
+    if let Some((owner, run)) = live_lease(store, &l.job) {
+        if run.as_deref() == Some(l.run_id.as_str()) || Some(owner.as_str()) == l.owner.as_deref() {
+            return false; // a live lease holder works on it
+        }
+    }
+    match owner_gone(l.owner.as_deref()) {
+        Some(gone) => gone,
+        None => {
+            let idle = Utc::now() - l.updated_at;
+            live_lease(store, &l.job).is_none()
+                && idle.to_std().is_ok_and(|d| d > STALE_UNKNOWN_OWNER)
+        }
+    }
+}
+
+fn save_ledger(store: &dyn ObjectStore, l: &Ledger) -> Result<()> {
+    let json = serde_json::to_vec_pretty(l).map_err(|e| PipelineError::Run {
+        run: l.run_id.clone(),
+        message: e.to_string(),
+    })?;
+    store.put(&ledger_key(&l.job, &l.run_id), &json)?;
+    Ok(())
+}
+
+/// Records a run as failed with `reason` (its running step too), when its ledger still
+/// says `running`. Returns whether it changed anything. Used where a run's task died
+/// without recording its end (the service's join of a panicked task).
+pub fn mark_failed(store: &dyn ObjectStore, job: &str, run_id: &str, reason: &str) -> Result<bool> {
+    let mut l: Ledger = match store.get(&ledger_key(job, run_id)) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(l) => l,
+            Err(_) => return Ok(false),
+        },
+        Err(store::StoreError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if l.status != Status::Running {
+        return Ok(false);
+    }
+    fail_ledger(&mut l, reason);
+    save_ledger(store, &l)?;
+    Ok(true)
+}
+
+fn fail_ledger(l: &mut Ledger, reason: &str) {
+    let now = Utc::now();
+    let mut step = None;
+    for s in l.steps.iter_mut().filter(|s| s.status == Status::Running) {
+        s.status = Status::Failed;
+        s.error = Some(reason.to_string());
+        s.finished_at = Some(now);
+        step = Some(s.name.clone());
+    }
+    l.status = Status::Failed;
+    l.error = Some(match step {
+        Some(s) => format!("{s}: {reason}"),
+        None => reason.to_string(),
+    });
+    l.finished_at = Some(now);
+    l.updated_at = now;
+}
+
+/// Marks every `running` ledger of `job` other than `keep` whose owner is gone as failed
+/// (interrupted). Returns the run ids marked.
+pub fn reap_orphans(store: &dyn ObjectStore, job: &str, keep: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for mut l in ledgers(store, job)? {
+        if l.run_id == keep || !is_orphaned(store, &l) {
+            continue;
+        }
+        let reason = format!(
+            "interrupted: no live owner (its process {} is gone); marked failed by run {keep} ({})",
+            l.owner.as_deref().unwrap_or("unrecorded"),
+            process_owner()
+        );
+        tracing::warn!(job, run_id = %l.run_id, %reason, "a run was left running by a process that died");
+        fail_ledger(&mut l, &reason);
+        l.note(reason);
+        save_ledger(store, &l)?;
+        out.push(l.run_id.clone());
+    }
+    Ok(out)
+}
+
+/// The panic payload as text.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Debug builds only: `C360_FAILPOINT=panic:<step>` / `sleep:<step>:<ms>` (see the module).
+fn failpoint(step: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Ok(v) = std::env::var("C360_FAILPOINT") else {
+        return;
+    };
+    let mut it = v.splitn(3, ':');
+    match (it.next(), it.next(), it.next()) {
+        (Some("panic"), Some(s), None) if s == step => {
+            panic!("failpoint: panic at step {step}")
+        }
+        (Some("sleep"), Some(s), Some(ms)) if s == step => {
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+        }
+        _ => {}
+    }
 }
 
 /// Every ledger of a job, newest first.
@@ -641,6 +852,7 @@ impl Run<'_> {
         self.save()?;
         let span = tracing::info_span!("step", run_id = %self.ledger.run_id, job = %self.ledger.job, step = name);
         let _g = span.enter();
+        failpoint(name);
         let out = f(self);
         let idx = self.ledger.steps.len() - 1;
         let rec = &mut self.ledger.steps[idx];
@@ -745,25 +957,61 @@ pub fn run(
         Ok(b) => serde_json::from_slice(&b).ok(),
         Err(_) => None,
     };
+    // Runs of this job left `running` by a process that died are marked failed.
+    match reap_orphans(p.store.as_ref(), &p.job.def.name, &p.run_id) {
+        Ok(reaped) if !reaped.is_empty() => {
+            tracing::warn!(job = %p.job.def.name, runs = ?reaped, "marked interrupted runs failed")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(job = %p.job.def.name, error = %e, "could not check for interrupted runs")
+        }
+    }
+    let mut redo: Option<String> = None;
     if let Some(l) = &previous {
         if l.status == Status::Succeeded {
-            return Ok(RunReport {
-                summary: l.product.clone(),
-                ledger: l.clone(),
-                store_uri,
-                reused: true,
-                plan: p.plan.clone(),
-            });
+            // Reuse verifies: the published partition must still hold what was committed.
+            match verify_published(&p, l)? {
+                None => {
+                    return Ok(RunReport {
+                        summary: l.product.clone(),
+                        ledger: l.clone(),
+                        store_uri,
+                        reused: true,
+                        plan: p.plan.clone(),
+                    })
+                }
+                Some(damage) => {
+                    tracing::warn!(run_id = %p.run_id, %damage, "the finished run's published data is damaged; publishing it again");
+                    redo = Some(damage);
+                }
+            }
         }
     }
     let ledger = match previous {
         Some(mut l) => {
+            if l.status == Status::Running {
+                let note = format!(
+                    "resumed by {} after an interruption (previous owner {})",
+                    process_owner(),
+                    l.owner.as_deref().unwrap_or("unrecorded")
+                );
+                tracing::info!(run_id = %p.run_id, %note, "resuming an interrupted run");
+                l.note(note);
+            }
             l.attempts += 1;
             l.status = Status::Running;
             l.error = None;
             l.finished_at = None;
+            l.owner = Some(process_owner().to_string());
             // Failed or interrupted steps are redone.
             l.steps.retain(|s| s.status == Status::Done);
+            if let Some(damage) = &redo {
+                // The snapshots are verified again (rebuilt if damaged), then published again.
+                l.steps
+                    .retain(|s| s.name != "features" && s.name != "publish");
+                l.note(format!("redone: {damage}"));
+            }
             l
         }
         None => Ledger::new(&p, 1),
@@ -775,6 +1023,62 @@ pub fn run(
         obs,
     };
     run.save()?;
+    // A panic anywhere in the steps is caught here and recorded: the run and its step end
+    // `failed` with the panic message, never `running` without an owner.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_steps(&mut run)));
+    match outcome {
+        Ok(Ok(summary)) => Ok(RunReport {
+            ledger: run.ledger,
+            store_uri,
+            reused: false,
+            plan: p.plan.clone(),
+            summary,
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(payload) => {
+            let msg = panic_message(payload.as_ref());
+            let reason =
+                format!("panicked: {msg} (a bug in c360; please report it with this run's log)");
+            tracing::error!(run_id = %p.run_id, %reason, "the run panicked");
+            fail_ledger(&mut run.ledger, &reason);
+            let err = run.ledger.error.clone().unwrap_or_else(|| reason.clone());
+            run.save()?;
+            Err(PipelineError::Run {
+                run: p.run_id.clone(),
+                message: err,
+            })
+        }
+    }
+}
+
+/// Why a finished run's published partition cannot be trusted any more, if it cannot.
+fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
+    let prefix = l
+        .product
+        .as_ref()
+        .and_then(|v| v.get("partition"))
+        .and_then(|v| v.as_str())
+        .map(String::from)
+        .unwrap_or_else(|| {
+            product::partition_prefix(&p.job.def.product.name, p.job.def.product.major, p.as_of)
+        });
+    let m = match offline::read_manifest(p.store.as_ref(), &prefix) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(Some(format!("{prefix} has no committed manifest"))),
+        Err(offline::OfflineError::BadManifest { key, message }) => {
+            return Ok(Some(format!("manifest {key} is unreadable: {message}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if m.run_id != p.run_id {
+        return Ok(None); // published again since by another run: that one is not ours to check
+    }
+    Ok(offline::verify_partition(p.store.as_ref(), &prefix, &m)?)
+}
+
+/// The steps of a run (each skipped when the ledger has it done); the product summary.
+fn run_steps(run: &mut Run<'_>) -> Result<Option<Value>> {
+    let p = run.p;
     tracing::info!(run_id = %p.run_id, job = %p.job.def.name, as_of = %p.as_of, "run started");
     let job_name = p.job.def.name.clone();
     let run_prefix = format!("runs/{job_name}/{}", p.run_id);
@@ -884,7 +1188,7 @@ pub fn run(
     let (scores, stats) = match checked {
         Some(c) => c,
         // Gates were done by an earlier attempt: read the results again (cheap, deterministic).
-        None => collect_and_gate(&p, &input_prefix, &output_prefix)?,
+        None => collect_and_gate(p, &input_prefix, &output_prefix)?,
     };
 
     // 5. Publish.
@@ -899,13 +1203,16 @@ pub fn run(
             &lineage,
             stats.clone(),
         )?;
-        let summary = json!({
+        let mut summary = json!({
             "product": spec.name,
             "partition": pubd.prefix,
             "rows": pubd.manifest.rows,
             "latest_moved": pubd.latest_moved,
             "score_statistics": stats,
         });
+        if let Some(d) = &pubd.redone {
+            summary["redone"] = json!(d);
+        }
         Ok((summary.clone(), Some(pubd.manifest.rows), summary))
     })?;
     let summary = published.or_else(|| run.ledger.step("publish").map(|s| s.detail.clone()));
@@ -914,13 +1221,7 @@ pub fn run(
     run.ledger.product = summary.clone();
     run.save()?;
     tracing::info!(run_id = %p.run_id, "run succeeded");
-    Ok(RunReport {
-        ledger: run.ledger,
-        store_uri,
-        reused: false,
-        plan: p.plan.clone(),
-        summary,
-    })
+    Ok(summary)
 }
 
 /// The planner's choice for `rows` rows of `bytes` CSV.
@@ -1513,5 +1814,123 @@ fn lineage(r: &Run) -> Lineage {
         feature_sets: sets,
         model: r.p.plan["model"].clone(),
         transform: t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(run_id: &str, owner: Option<String>, idle_secs: i64) -> Ledger {
+        let t = Utc::now() - chrono::Duration::seconds(idle_secs);
+        Ledger {
+            job: "j".into(),
+            run_id: run_id.into(),
+            as_of: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            status: Status::Running,
+            backend: "local".into(),
+            started_at: t,
+            updated_at: t,
+            finished_at: None,
+            attempts: 1,
+            steps: vec![StepRecord {
+                name: "transform".into(),
+                status: Status::Running,
+                started_at: t,
+                finished_at: None,
+                seconds: None,
+                rows: None,
+                detail: Value::Null,
+                error: None,
+            }],
+            error: None,
+            product: None,
+            created_by: "c360".into(),
+            owner,
+            notes: vec![],
+        }
+    }
+
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn only_running_ledgers_without_a_live_owner_are_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store::LocalStore::new(dir.path());
+        let host = hostname();
+        let dead = format!("{host}:{}:0000abcd", dead_pid());
+        let cases = [
+            ("dead", Some(dead.clone()), 0, true),
+            ("mine", Some(process_owner().to_string()), 0, false),
+            ("alive", Some(format!("{host}:1:0000abcd")), 0, false),
+            (
+                "elsewhere-fresh",
+                Some("other-host:7:0000abcd".into()),
+                60,
+                false,
+            ),
+            (
+                "elsewhere-stale",
+                Some("other-host:7:0000abcd".into()),
+                7 * 3600,
+                true,
+            ),
+            ("unrecorded-stale", None, 7 * 3600, true),
+            ("keep", Some(dead.clone()), 0, false),
+        ];
+        for (id, owner, idle, _) in &cases {
+            save_ledger(&st, &ledger(id, owner.clone(), *idle)).unwrap();
+        }
+        let mut reaped = reap_orphans(&st, "j", "keep").unwrap();
+        reaped.sort();
+        let mut want: Vec<String> = cases
+            .iter()
+            .filter(|c| c.3)
+            .map(|c| c.0.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(reaped, want);
+        let l: Ledger = serde_json::from_slice(&st.get(&ledger_key("j", "dead")).unwrap()).unwrap();
+        assert_eq!(l.status, Status::Failed);
+        assert_eq!(l.steps[0].status, Status::Failed);
+        let e = l.error.unwrap();
+        assert!(
+            e.starts_with("transform: interrupted: no live owner") && e.contains(&dead),
+            "{e}"
+        );
+        // A live lease naming the run protects it even when its owner cannot be probed.
+        save_ledger(
+            &st,
+            &ledger("leased", Some("other-host:7:0000abcd".into()), 7 * 3600),
+        )
+        .unwrap();
+        let lease = json!({"owner": "other-host:7:0000abcd", "job": "j", "run_id": "leased",
+            "acquired_at": Utc::now(), "expires_at": Utc::now() + chrono::Duration::seconds(60)});
+        st.put("runs/j/lease.json", lease.to_string().as_bytes())
+            .unwrap();
+        assert!(reap_orphans(&st, "j", "keep").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dead_run_is_marked_failed_once_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store::LocalStore::new(dir.path());
+        save_ledger(&st, &ledger("r", None, 0)).unwrap();
+        assert!(mark_failed(&st, "j", "r", "the run's task panicked: boom").unwrap());
+        assert!(
+            !mark_failed(&st, "j", "r", "again").unwrap(),
+            "already ended"
+        );
+        assert!(!mark_failed(&st, "j", "nope", "x").unwrap());
+        let l: Ledger = serde_json::from_slice(&st.get(&ledger_key("j", "r")).unwrap()).unwrap();
+        assert_eq!(
+            l.error.as_deref(),
+            Some("transform: the run's task panicked: boom")
+        );
     }
 }

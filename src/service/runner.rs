@@ -183,19 +183,15 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(lease_ttl: Duration) -> Runner {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "host".into());
-        let nonce = &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes(),
-        ))[..8];
         let step_delay = std::env::var("C360_SERVICE_STEP_DELAY_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or_default();
         Runner {
-            owner: format!("{host}:{}:{nonce}", std::process::id()),
+            // The same owner string the run ledgers carry, so a lease and the runs it
+            // covers name one owner.
+            owner: pipeline::process_owner().to_string(),
             lease_ttl,
             running: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
@@ -460,10 +456,35 @@ pub async fn start(
                 status: "failed".into(),
                 error: Some(e),
             },
-            Err(e) => Finished {
-                status: "failed".into(),
-                error: Some(format!("the run's task died: {e}")),
-            },
+            Err(e) => {
+                // The pipeline records its own panics; this is the backstop for a task that
+                // died anyway: its ledger must not stay `running`.
+                let reason = if e.is_panic() {
+                    format!(
+                        "the run's task panicked: {}",
+                        pipeline::panic_message(e.into_panic().as_ref())
+                    )
+                } else {
+                    format!("the run's task died: {e}")
+                };
+                let st2 = st.clone();
+                let (j, r, why) = (job.clone(), run_id.clone(), reason.clone());
+                let marked = tokio::task::spawn_blocking(move || {
+                    pipeline::mark_failed(st2.store.as_ref(), &j, &r, &why)
+                })
+                .await;
+                if !matches!(marked, Ok(Ok(_))) {
+                    tracing::error!(
+                        job,
+                        run_id,
+                        "could not record the dead run as failed in its ledger"
+                    );
+                }
+                Finished {
+                    status: "failed".into(),
+                    error: Some(reason),
+                }
+            }
         };
         match &fin.error {
             None => tracing::info!(job, run_id, status = %fin.status, "run finished"),

@@ -387,6 +387,13 @@ pub fn resume_interrupted(
                         Err(ServiceError::Conflict(_)) => {}
                         Err(e) => {
                             tracing::error!(job, error = %e, "cannot resume the interrupted run");
+                            // Not resumable: it must not stay `running` without an owner.
+                            let st = state.store.clone();
+                            let jn = job.clone();
+                            let _ = tokio::task::spawn_blocking(move || {
+                                pipeline::reap_orphans(st.as_ref(), &jn, "")
+                            })
+                            .await;
                             return;
                         }
                     }

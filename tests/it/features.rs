@@ -968,7 +968,19 @@ fn build_writes_the_layout_manifest_last_and_rebuilds_idempotently() {
     assert!(out.contains("372 rows built"), "{out}");
     let m = manifest(store.path(), "churn_signals");
     assert_eq!(m["rows"], 372);
-    assert_eq!(m["files"], serde_json::json!(["part-0.parquet"]));
+    // One part, under the build's own attempt directory, with its size and checksum.
+    let files = m["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{m}");
+    let file = files[0].as_str().unwrap().to_string();
+    assert!(
+        file.starts_with(&format!("run={}-", m["run_id"].as_str().unwrap()))
+            && file.ends_with("/part-0.parquet"),
+        "{file}"
+    );
+    assert_eq!(
+        m["file_checks"][&file]["sha256"].as_str().unwrap().len(),
+        64
+    );
     assert_eq!(m["as_of"], DATES[0]);
     assert!(m["definition_hash"]
         .as_str()
@@ -995,7 +1007,7 @@ fn build_writes_the_layout_manifest_last_and_rebuilds_idempotently() {
         "hidden features are not stored"
     );
     let part = store.path().join(format!(
-        "features/churn_signals/v1/as_of={}/part-0.parquet",
+        "features/churn_signals/v1/as_of={}/{file}",
         DATES[0]
     ));
     let df = ParquetReader::new(std::fs::File::open(&part).unwrap())
@@ -1015,7 +1027,13 @@ fn build_writes_the_layout_manifest_last_and_rebuilds_idempotently() {
     assert_eq!(code, 0);
     let m2 = manifest(store.path(), "churn_signals");
     assert_ne!(m2["run_id"], run_id);
-    let df2 = ParquetReader::new(std::fs::File::open(&part).unwrap())
+    let part2 = store.path().join(format!(
+        "features/churn_signals/v1/as_of={}/{}",
+        DATES[0],
+        m2["files"][0].as_str().unwrap()
+    ));
+    assert_ne!(part2, part, "a rebuild never rewrites a committed location");
+    let df2 = ParquetReader::new(std::fs::File::open(&part2).unwrap())
         .finish()
         .unwrap();
     assert!(df.equals_missing(&df2), "rebuild gives identical rows");

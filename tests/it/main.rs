@@ -3,6 +3,7 @@
 mod aws;
 mod common;
 mod features;
+mod hardening_commits;
 mod hardening_servers;
 mod hardening_source;
 mod hardening_validate;

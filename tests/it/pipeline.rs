@@ -134,6 +134,13 @@ impl TestProject {
     }
 }
 
+/// The first part file a committed partition's manifest lists.
+fn first_part(partition: &Path) -> std::path::PathBuf {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(partition.join("_manifest.json")).unwrap()).unwrap();
+    partition.join(m["files"][0].as_str().unwrap())
+}
+
 fn read_parquet(p: &Path) -> DataFrame {
     ParquetReader::new(std::fs::File::open(p).unwrap())
         .finish()
@@ -184,9 +191,7 @@ fn demo_publishes_a_product_that_independent_readers_read() {
     .unwrap();
     assert_eq!(latest["as_of"], "2024-09-30");
     assert_latest_is_whole(&store, &latest);
-    let part = store
-        .join(latest["path"].as_str().unwrap())
-        .join("part-0.parquet");
+    let part = first_part(&store.join(latest["path"].as_str().unwrap()));
     let df = read_parquet(&part);
     let names: Vec<String> = df
         .get_column_names()
@@ -232,8 +237,9 @@ fn demo_publishes_a_product_that_independent_readers_read() {
         .unwrap();
     assert_eq!(bad.height(), 0);
     // One row per customer of the snapshot.
-    let snap =
-        read_parquet(&store.join("features/churn_signals/v1/as_of=2024-09-30/part-0.parquet"));
+    let snap = read_parquet(&first_part(
+        &store.join("features/churn_signals/v1/as_of=2024-09-30"),
+    ));
     assert_eq!(n, snap.height());
 
     // DuckDB and polars (Python) read the same rows.
@@ -595,8 +601,14 @@ fn a_run_killed_at_any_moment_never_shows_a_partial_product() {
     assert_eq!(l["status"], "succeeded");
     assert!(l["attempts"].as_u64().unwrap() >= 1);
     assert_eq!(p.ledgers().len(), 2, "one run per as-of date");
+    // The committed manifest lists one part, alone in its attempt directory (killed
+    // attempts leave their own directories, unreferenced, for garbage collection).
     let part = p.store().join(latest["path"].as_str().unwrap());
-    let n: usize = std::fs::read_dir(&part)
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(part.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["files"].as_array().unwrap().len(), 1, "{m}");
+    let attempt = first_part(&part).parent().unwrap().to_path_buf();
+    let n: usize = std::fs::read_dir(&attempt)
         .unwrap()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
