@@ -55,7 +55,7 @@ pub struct FitArgs {
     pub store: Option<String>,
     /// L2 penalty on the parameters, as lifetimes' penalizer_coef (default: [clv] penalizer
     /// in model.toml, else 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub penalizer: Option<f64>,
     /// Print the fitted parameters as one JSON object.
     #[arg(long)]

@@ -266,35 +266,6 @@ pub fn bg_nbd_objective(
     (value, grad)
 }
 
-struct BgNbdProblem<'a> {
-    x: &'a [f64],
-    rec: Vec<f64>,
-    t: Vec<f64>,
-    penalizer: f64,
-}
-
-impl CostFunction for BgNbdProblem<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        Ok(finite_or_inf(
-            bg_nbd_objective(p, self.x, &self.rec, &self.t, self.penalizer).0,
-        ))
-    }
-}
-
-impl Gradient for BgNbdProblem<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(
-            bg_nbd_objective(p, self.x, &self.rec, &self.t, self.penalizer)
-                .1
-                .to_vec(),
-        )
-    }
-}
-
 fn finite_or_inf(v: f64) -> f64 {
     if v.is_nan() {
         f64::INFINITY
@@ -332,18 +303,14 @@ pub fn fit_bg_nbd(data: &BtydData, opts: &FitOptions) -> Result<Fit<BgNbdParams>
     }
     // lifetimes' _scale_time: the largest age becomes 1.
     let scale = 1.0 / max_t;
-    let problem = BgNbdProblem {
-        x: &data.frequency,
-        rec: data.recency.iter().map(|v| v * scale).collect(),
-        t: data.t.iter().map(|v| v * scale).collect(),
-        penalizer: opts.penalizer,
+    let x = &data.frequency;
+    let rec: Vec<f64> = data.recency.iter().map(|v| v * scale).collect();
+    let t: Vec<f64> = data.t.iter().map(|v| v * scale).collect();
+    let f = |p: &[f64]| {
+        let (v, g) = bg_nbd_objective(p, x, &rec, &t, opts.penalizer);
+        (v, g.to_vec())
     };
-    let (theta, iterations) = minimise(MODEL, &problem, 4, |p| {
-        bg_nbd_objective(p, problem.x, &problem.rec, &problem.t, problem.penalizer)
-            .1
-            .to_vec()
-    })?;
-    let objective = bg_nbd_objective(&theta, problem.x, &problem.rec, &problem.t, opts.penalizer).0;
+    let (theta, objective, iterations) = minimise(MODEL, 4, &f)?;
     let params = BgNbdParams {
         r: theta[0].exp(),
         alpha: theta[1].exp() / scale,
@@ -370,25 +337,63 @@ fn check_params(model: &'static str, p: &[f64]) -> Result<(), ClvError> {
     }
 }
 
-/// L-BFGS from lifetimes' start; returns the log-parameters and the iteration count, or why
-/// the optimum was not reached.
-fn minimise<P>(
+/// The objective as argmin sees it: value and gradient are computed together, once per point
+/// (argmin asks for them separately, usually at the same point).
+struct Objective<'f, F> {
+    f: &'f F,
+    last: std::sync::Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
+}
+
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Objective<'_, F> {
+    fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
+        if let Ok(last) = self.last.lock() {
+            if let Some((q, v, g)) = last.as_ref() {
+                if q.as_slice() == p {
+                    return (*v, g.clone());
+                }
+            }
+        }
+        let (v, g) = (self.f)(p);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((p.to_vec(), v, g.clone()));
+        }
+        (v, g)
+    }
+}
+
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> CostFunction for Objective<'_, F> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        Ok(finite_or_inf(self.eval(p).0))
+    }
+}
+
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Gradient for Objective<'_, F> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        Ok(self.eval(p).1)
+    }
+}
+
+/// L-BFGS (More-Thuente line search) from lifetimes' start; returns the log-parameters, the
+/// objective there and the iteration count, or why the optimum was not reached.
+fn minimise<F: Fn(&[f64]) -> (f64, Vec<f64>)>(
     model: &'static str,
-    problem: &P,
     dim: usize,
-    gradient: impl Fn(&[f64]) -> Vec<f64>,
-) -> Result<(Vec<f64>, u64), ClvError>
-where
-    P: CostFunction<Param = Vec<f64>, Output = f64>
-        + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>
-        + Clone,
-{
+    f: &F,
+) -> Result<(Vec<f64>, f64, u64), ClvError> {
     let fail = |reason: String| ClvError::NoConvergence { model, reason };
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
         .with_tolerance_grad(1e-10)
         .and_then(|s| s.with_tolerance_cost(0.0))
         .map_err(|e| fail(e.to_string()))?;
-    let res = Executor::new(problem.clone(), solver)
+    let problem = Objective {
+        f,
+        last: std::sync::Mutex::new(None),
+    };
+    let res = Executor::new(problem, solver)
         .configure(|s| s.param(vec![START; dim]).max_iters(MAX_ITERATIONS))
         .run()
         .map_err(|e| fail(e.to_string()))?;
@@ -397,9 +402,9 @@ where
         .get_best_param()
         .cloned()
         .ok_or_else(|| fail("no parameters".into()))?;
-    let g = gradient(&theta);
+    let (value, g) = f(&theta);
     let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if !(gmax <= GRADIENT_OK) {
+    if !(gmax <= GRADIENT_OK && value.is_finite()) {
         let why = match state.get_termination_reason() {
             Some(TerminationReason::MaxItersReached) => {
                 format!("{MAX_ITERATIONS} iterations")
@@ -411,18 +416,7 @@ where
             "{why}; the gradient is still {gmax:.3e} at the best point"
         )));
     }
-    Ok((theta, state.get_iter()))
-}
-
-impl Clone for BgNbdProblem<'_> {
-    fn clone(&self) -> Self {
-        BgNbdProblem {
-            x: self.x,
-            rec: self.rec.clone(),
-            t: self.t.clone(),
-            penalizer: self.penalizer,
-        }
-    }
+    Ok((theta, value, state.get_iter()))
 }
 
 impl BgNbdParams {
@@ -549,33 +543,6 @@ pub fn gamma_gamma_objective(
     (value, grad)
 }
 
-#[derive(Clone)]
-struct GammaGammaProblem {
-    x: Vec<f64>,
-    m: Vec<f64>,
-    penalizer: f64,
-}
-
-impl CostFunction for GammaGammaProblem {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        Ok(finite_or_inf(
-            gamma_gamma_objective(p, &self.x, &self.m, self.penalizer).0,
-        ))
-    }
-}
-
-impl Gradient for GammaGammaProblem {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        Ok(gamma_gamma_objective(p, &self.x, &self.m, self.penalizer)
-            .1
-            .to_vec())
-    }
-}
-
 /// Fits Gamma-Gamma as lifetimes' `GammaGammaFitter.fit`, over the customers with
 /// `frequency > 0` and `monetary_value > 0` (the others are left out, as the standard tools do).
 pub fn fit_gamma_gamma(
@@ -603,17 +570,11 @@ pub fn fit_gamma_gamma(
         });
     }
     let n = x.len();
-    let problem = GammaGammaProblem {
-        x,
-        m,
-        penalizer: opts.penalizer,
+    let f = |p: &[f64]| {
+        let (v, g) = gamma_gamma_objective(p, &x, &m, opts.penalizer);
+        (v, g.to_vec())
     };
-    let (theta, iterations) = minimise(MODEL, &problem, 3, |p| {
-        gamma_gamma_objective(p, &problem.x, &problem.m, problem.penalizer)
-            .1
-            .to_vec()
-    })?;
-    let objective = gamma_gamma_objective(&theta, &problem.x, &problem.m, opts.penalizer).0;
+    let (theta, objective, iterations) = minimise(MODEL, 3, &f)?;
     let params = GammaGammaParams {
         p: theta[0].exp(),
         q: theta[1].exp(),
