@@ -341,8 +341,11 @@ fn check_params(model: &'static str, p: &[f64]) -> Result<(), ClvError> {
 /// (argmin asks for them separately, usually at the same point).
 struct Objective<'f, F> {
     f: &'f F,
-    last: std::sync::Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    last: std::sync::Mutex<Option<Evaluated>>,
 }
+
+/// A point with the objective's value and gradient there.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
 
 impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Objective<'_, F> {
     fn eval(&self, p: &[f64]) -> (f64, Vec<f64>) {
