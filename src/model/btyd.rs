@@ -224,6 +224,9 @@ pub fn bg_nbd_objective(
     t: &[f64],
     penalizer: f64,
 ) -> (f64, [f64; 4]) {
+    if log_params.len() != 4 || rec.len() != x.len() || t.len() != x.len() {
+        return (f64::NAN, [f64::NAN; 4]);
+    }
     let p = [
         log_params[0].exp(),
         log_params[1].exp(),
@@ -515,6 +518,9 @@ pub fn gamma_gamma_objective(
     m: &[f64],
     penalizer: f64,
 ) -> (f64, [f64; 3]) {
+    if log_params.len() != 3 || m.len() != x.len() {
+        return (f64::NAN, [f64::NAN; 3]);
+    }
     let pv = [
         log_params[0].exp(),
         log_params[1].exp(),
@@ -1096,6 +1102,55 @@ mod tests {
                 assert!(e.to_string().starts_with(want), "{e}");
             }
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(48))]
+        /// Any summary, however odd, gives finite positive parameters or an error: never a
+        /// panic, never a NaN parameter.
+        #[test]
+        fn fits_never_panic(
+            rows in proptest::collection::vec(
+                (0u32..40, 0.0f64..1.0, 0.0f64..2000.0, 0.0f64..1e4),
+                0..40,
+            ),
+            penalizer in proptest::sample::select(vec![0.0, 0.001, 1.0]),
+        ) {
+            let rows: Vec<(f64, f64, f64, f64)> = rows
+                .into_iter()
+                .map(|(x, rf, t, m)| {
+                    let x = x as f64;
+                    let rec = if x == 0.0 { 0.0 } else { (rf * t).floor() };
+                    (x, rec, t.floor(), if x == 0.0 { 0.0 } else { m })
+                })
+                .collect();
+            let d = data(&rows);
+            let opts = FitOptions { penalizer };
+            if let Ok(f) = fit_bg_nbd(&d, &opts) {
+                let p = f.params;
+                for v in [p.r, p.alpha, p.a, p.b] {
+                    proptest::prop_assert!(v.is_finite() && v > 0.0);
+                }
+                for i in 0..d.len() {
+                    let pa = p.p_alive(d.frequency[i], d.recency[i], d.t[i]);
+                    proptest::prop_assert!(!(pa < 0.0 || pa > 1.0), "{pa}");
+                    let _ = p.expected_purchases(90.0, d.frequency[i], d.recency[i], d.t[i]);
+                }
+            }
+            if let Ok(f) = fit_gamma_gamma(&d, &opts) {
+                let p = f.params;
+                for v in [p.p, p.q, p.v] {
+                    proptest::prop_assert!(v.is_finite() && v > 0.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn objectives_refuse_wrong_shapes_without_panicking() {
+        assert!(bg_nbd_objective(&[0.0; 3], &X, &R, &T, 0.0).0.is_nan());
+        assert!(bg_nbd_objective(&[0.0; 4], &X, &R[..2], &T, 0.0).0.is_nan());
+        assert!(gamma_gamma_objective(&[0.0; 4], &X, &M, 0.0).0.is_nan());
     }
 
     #[test]
