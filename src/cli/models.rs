@@ -356,11 +356,27 @@ pub fn validate_clv(dir: &Path, sets: &[features::FeatureSet]) -> Option<(bool, 
         key: key.into(),
         reason,
     };
-    let (spec, _fitted): (ClvSpec, _) = match res {
+    let (spec, fitted): (ClvSpec, Option<Fitted>) = match res {
         Err(e) => return Some((false, vec![err("(model)", e.to_string())])),
         Ok(v) => v,
     };
     let mut errs = Vec::new();
+    if let Some(f) = fitted {
+        if f.feature_set != spec.feature_set || f.feature_set_version != spec.feature_set_version {
+            errs.push(DefError {
+                file: dir.join(btyd::FITTED_FILE).display().to_string(),
+                key: "feature_set".into(),
+                reason: format!(
+                    "fitted on {} v{}, but model.toml says {} v{}: re-fit with `c360 models fit {} --as-of DATE`",
+                    f.feature_set,
+                    f.feature_set_version,
+                    spec.feature_set,
+                    spec.feature_set_version,
+                    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                ),
+            });
+        }
+    }
     match sets.iter().find(|s| s.name == spec.feature_set) {
         None => errs.push(err(
             "feature_set",

@@ -286,6 +286,19 @@ fn clv_models_fit_on_generated_data_is_finite_and_repeatable() {
         err.contains("no model nope") && err.contains("clv_bgnbd"),
         "{err}"
     );
+    let fitted = p.path().join("models/clv_gamma_gamma/fitted.json");
+    let text = std::fs::read_to_string(&fitted).unwrap();
+    std::fs::write(
+        &fitted,
+        text.replace("\"feature_set_version\": 1", "\"feature_set_version\": 7"),
+    )
+    .unwrap();
+    let (code, err) = run(&["validate"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("clv_gamma_gamma/fitted.json: feature_set: fitted on rfm v7, but model.toml says rfm v1"),
+        "{err}"
+    );
     let fitted = p.path().join("models/clv_bgnbd/fitted.json");
     let text = std::fs::read_to_string(&fitted).unwrap();
     std::fs::write(&fitted, text.replacen("\"alpha\":", "\"alpha_typo\":", 1)).unwrap();
