@@ -1133,7 +1133,7 @@ mod tests {
                 }
                 for i in 0..d.len() {
                     let pa = p.p_alive(d.frequency[i], d.recency[i], d.t[i]);
-                    proptest::prop_assert!(!(pa < 0.0 || pa > 1.0), "{pa}");
+                    proptest::prop_assert!((0.0..=1.0).contains(&pa), "{pa}");
                     let _ = p.expected_purchases(90.0, d.frequency[i], d.recency[i], d.t[i]);
                 }
             }
