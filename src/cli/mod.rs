@@ -376,6 +376,7 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     // Models: each spec parses, its artifact loads, and its features exist.
     let mut models = Vec::new();
     let mut broken_models = Vec::new();
+    let mut clv_models = Vec::new();
     if let Ok(rd) = std::fs::read_dir(project.models_dir()) {
         let mut dirs: Vec<_> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -397,6 +398,7 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
             if let Some((ok, e)) = models::validate_clv(&d, &sets) {
                 errs.extend(e);
                 if ok {
+                    clv_models.push(dir_name.clone());
                     models.push(dir_name)
                 } else {
                     broken_models.push(dir_name)
@@ -470,6 +472,14 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
         }
         if broken_models.contains(&j.def.model) {
             continue; // reported with the model
+        }
+        if clv_models.contains(&j.def.model) {
+            errs.push(crate::features::DefError {
+                file: j.file.display().to_string(),
+                key: "model".into(),
+                reason: format!("{} is a customer lifetime value model (fitted by `c360 models fit`); a job scores an XGBoost model", j.def.model),
+            });
+            continue;
         }
         if !models.contains(&j.def.model) {
             errs.push(crate::features::DefError {

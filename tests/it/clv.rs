@@ -317,6 +317,25 @@ fn clv_models_fit_on_generated_data_is_finite_and_repeatable() {
         err.contains("clv_gamma_gamma/model.toml: kind") && err.contains("gama_gama"),
         "{err}"
     );
+    // A job cannot score a CLV model (yet): validate says so instead of the run failing.
+    let job = std::fs::read_to_string(repo().join("jobs/churn_weekly.toml")).unwrap();
+    assert!(job.contains("model = \"churn_xgb\""));
+    std::fs::write(
+        p.path().join("jobs/churn_weekly.toml"),
+        job.replace("model = \"churn_xgb\"", "model = \"clv_bgnbd\""),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("models/clv_bgnbd/fitted.json"),
+        p.path().join("models/clv_bgnbd/fitted.json"),
+    )
+    .unwrap();
+    let (code, err) = run(&["validate"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("churn_weekly.toml: model: clv_bgnbd is a customer lifetime value model"),
+        "{err}"
+    );
 }
 
 #[test]
