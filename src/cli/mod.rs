@@ -2,6 +2,7 @@
 //! own: every command calls into the library.
 
 pub mod features;
+pub mod models;
 pub mod plan;
 pub mod run;
 pub mod score;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Feature sets: list, show, build snapshots, make training sets.
     #[command(subcommand)]
     Features(features::FeaturesCmd),
+    /// Models: fit the customer lifetime value models (BG/NBD, Gamma-Gamma).
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
     /// Run a scoring job: features, batch transform, quality gates, data product.
     Run(run::RunArgs),
     /// Published data products: list, show, get one customer.
@@ -206,6 +210,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Generate(a) => generate(a),
         Command::Validate => validate(cli.config.as_deref()),
         Command::Features(cmd) => features::run(cli.config.as_deref(), cmd),
+        Command::Models(cmd) => models::run(cli.config.as_deref(), cmd),
         Command::Run(a) => run::run(cli.config.as_deref(), a),
         Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
         Command::Score(a) => score::run(a).map_err(Failure::from),
@@ -371,6 +376,7 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     // Models: each spec parses, its artifact loads, and its features exist.
     let mut models = Vec::new();
     let mut broken_models = Vec::new();
+    let mut clv_models = Vec::new();
     if let Ok(rd) = std::fs::read_dir(project.models_dir()) {
         let mut dirs: Vec<_> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -388,6 +394,17 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
+            // CLV models (kind = "bg_nbd" / "gamma_gamma") have no artifact to load.
+            if let Some((ok, e)) = models::validate_clv(&d, &sets) {
+                errs.extend(e);
+                if ok {
+                    clv_models.push(dir_name.clone());
+                    models.push(dir_name)
+                } else {
+                    broken_models.push(dir_name)
+                }
+                continue;
+            }
             match crate::model::load(&d) {
                 Err(e) => {
                     errs.push(err("(model)", e.to_string()));
@@ -455,6 +472,14 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
         }
         if broken_models.contains(&j.def.model) {
             continue; // reported with the model
+        }
+        if clv_models.contains(&j.def.model) {
+            errs.push(crate::features::DefError {
+                file: j.file.display().to_string(),
+                key: "model".into(),
+                reason: format!("{} is a customer lifetime value model (fitted by `c360 models fit`); a job scores an XGBoost model", j.def.model),
+            });
+            continue;
         }
         if !models.contains(&j.def.model) {
             errs.push(crate::features::DefError {

@@ -33,6 +33,7 @@
 //! name = "high"                       # the last band may omit `below`: everything else
 //! ```
 
+pub mod btyd;
 pub mod csv;
 pub mod ubjson;
 pub mod xgb;

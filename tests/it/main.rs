@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link against polars); each area is a module.
 
 mod aws;
+mod clv;
 mod common;
 mod features;
 mod hardening_commits;
