@@ -152,7 +152,7 @@ fn validate_checks_the_service_section() {
         ),
         (
             "[service]\n[[service.tokens]]\nname = \"ci\"\nsha256 = \"2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\"\nrole = \"superuser\"\n",
-            "superuser",
+            "tokens[0].role",
         ),
     ];
     for (section, needle) in cases {
