@@ -231,7 +231,11 @@ impl Project {
                     .map(|s| {
                         format!(
                             "line {}",
-                            text[..s.start.min(text.len())].matches('\n').count() + 1
+                            text.as_bytes()[..s.start.min(text.len())]
+                                .iter()
+                                .filter(|&&b| b == b'\n')
+                                .count()
+                                + 1
                         )
                     })
                     .unwrap_or_else(|| "(document)".into()),
@@ -298,6 +302,13 @@ impl Project {
                     });
                 }
             }
+        }
+        if let Some(s) = &self.config.service {
+            crate::service::ServiceDurations::check(s).map_err(|reason| ProjectError::Config {
+                file: self.file_name(),
+                key: "[service]".into(),
+                reason,
+            })?;
         }
         let s3 = self.config.store.uri.starts_with("s3://");
         let errs = self.config.aws.validate(s3);

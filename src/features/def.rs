@@ -299,6 +299,11 @@ impl FeatureSet {
     }
 }
 
+/// The most features (and labels) one set may define.
+pub const MAX_FEATURES: usize = 500;
+/// The most cases one mapping table may have.
+pub const MAX_CASES: usize = 128;
+
 /// Loads and validates one feature-set file.
 pub fn load(path: &Path) -> Result<FeatureSet, DefErrors> {
     let file = path.display().to_string();
@@ -329,7 +334,13 @@ pub fn parse(text: &str, path: &Path) -> Result<FeatureSet, DefErrors> {
 fn toml_key(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            // Bytes, not a str slice: a span inside a character must not panic.
+            let end = span.start.min(text.len());
+            let line = text.as_bytes()[..end]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             let snippet = text
                 .lines()
                 .nth(line - 1)
@@ -480,6 +491,19 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         file: path.display().to_string(),
         errors: Vec::new(),
     };
+    // Dependency order and compilation walk the features recursively: bounded.
+    for (what, n, max) in [
+        ("feature", set.features.len(), MAX_FEATURES),
+        ("label", set.labels.len(), MAX_FEATURES),
+    ] {
+        if n > max {
+            cx.err(
+                what,
+                format!("{n} [[{what}]] entries; a set holds at most {max} (split it into several sets)"),
+            );
+            return Err(DefErrors(cx.errors));
+        }
+    }
     if !valid_name(&set.name) {
         cx.err(
             "name",
@@ -1161,6 +1185,14 @@ fn pending_kind(cx: &mut Ctx, key: &str, f: &FeatureDef) -> Option<Pending> {
             cx.err(
                 format!("{key}.cases"),
                 "a mapping table needs at least one case",
+            );
+            return None;
+        }
+        if cases.len() > MAX_CASES {
+            // The cases compile to nested conditionals: bounded, like expressions.
+            cx.err(
+                format!("{key}.cases"),
+                format!("{} cases; at most {MAX_CASES}", cases.len()),
             );
             return None;
         }

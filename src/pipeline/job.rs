@@ -245,7 +245,11 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             .map(|s| {
                 format!(
                     "line {}",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                    text.as_bytes()[..s.start.min(text.len())]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count()
+                        + 1
                 )
             })
             .unwrap_or_else(|| "(document)".into());
@@ -336,12 +340,28 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             ));
         }
         if let Some(c) = t.max_concurrent_transforms {
-            if c * mb > 100 {
+            if u64::from(c) * u64::from(mb) > 100 {
                 errs.push(err(
                     "transform.max_concurrent_transforms",
                     format!("{c} x max_payload_mb {mb} is over SageMaker's limit of 100 (MaxConcurrentTransforms x MaxPayloadInMB)"),
                 ));
             }
+        }
+    }
+    if let Some(n) = t.instance_count {
+        if !(1..=100).contains(&n) {
+            errs.push(err(
+                "transform.instance_count",
+                format!("{n} is out of range: 1 to 100 (SageMaker's InstanceCount)"),
+            ));
+        }
+    }
+    if let Some(c) = t.max_concurrent_transforms {
+        if c > 100 {
+            errs.push(err(
+                "transform.max_concurrent_transforms",
+                format!("{c} is out of range: 0 (as the model says) to 100"),
+            ));
         }
     }
     if let Some(r) = t.invocation_max_retries {

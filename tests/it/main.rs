@@ -3,6 +3,8 @@
 mod aws;
 mod common;
 mod features;
+mod fuzz;
+mod hardening_panics;
 mod pipeline;
 mod scoring;
 mod service;
