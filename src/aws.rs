@@ -396,7 +396,7 @@ impl AwsSettings {
                 "poll_seconds must be > 0 and at most max_poll_seconds".into(),
             );
         }
-        if !(sm.max_poll_seconds <= 3600.0) {
+        if sm.max_poll_seconds.is_nan() || sm.max_poll_seconds > 3600.0 {
             bad(
                 "sagemaker.max_poll_seconds",
                 format!("{} is out of range: at most 3600", sm.max_poll_seconds),

@@ -218,7 +218,7 @@ fn model_counts_are_bounded_before_they_size_anything() {
     }
     assert_eq!(
         load_with("num_class", serde_json::json!(1e19), None),
-        "model.json: learner.learner_model_param.num_class: 1e19 is out of range (at most 10000)"
+        "model.json: learner.learner_model_param.num_class: 1e+19 is out of range (at most 10000)"
     );
     assert_eq!(
         load_with("num_feature", Value::String("1e19".into()), None),
