@@ -199,6 +199,17 @@ pub enum ProjectError {
     Definitions(#[from] DefErrors),
 }
 
+/// The reason of a TOML error. The parser gives no text for some (a carriage return not
+/// followed by a newline, other control characters): say what to look for.
+pub fn toml_reason(e: &toml::de::Error) -> String {
+    match e.message().trim() {
+        "" => "not valid TOML here: look for a control character (e.g. a carriage return \
+               without a newline) and save the file as plain text"
+            .into(),
+        m => m.to_string(),
+    }
+}
+
 /// A loaded project: config with overrides applied, paths resolved.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -239,7 +250,7 @@ impl Project {
                         )
                     })
                     .unwrap_or_else(|| "(document)".into()),
-                reason: e.message().to_string(),
+                reason: toml_reason(&e),
             })?;
             (cfg, Some(file.clone()))
         } else if must_exist {

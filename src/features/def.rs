@@ -324,7 +324,7 @@ pub fn parse(text: &str, path: &Path) -> Result<FeatureSet, DefErrors> {
         DefErrors(vec![DefError {
             file: file.clone(),
             key: toml_key(text, &e),
-            reason: e.message().to_string(),
+            reason: crate::project::toml_reason(&e),
         }])
     })?;
     validate(set, path)

@@ -253,7 +253,7 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
                 )
             })
             .unwrap_or_else(|| "(document)".into());
-        vec![err(&line, e.message().to_string())]
+        vec![err(&line, crate::project::toml_reason(&e))]
     })?;
     let mut errs = Vec::new();
     if !valid_name(&def.name) {

@@ -65,7 +65,17 @@ where
         });
         if let Err(e) = r {
             let msg = e.to_string();
-            let short: String = msg.chars().take(4000).collect();
+            // The minimal failing input is at the end of the message.
+            let cs: Vec<char> = msg.chars().collect();
+            let short: String = if cs.len() > 6000 {
+                cs[..2000]
+                    .iter()
+                    .chain(['…'].iter())
+                    .chain(cs[cs.len() - 4000..].iter())
+                    .collect()
+            } else {
+                msg
+            };
             panic!("{name}: a case failed after {} cases: {short}", cases.get());
         }
         if Instant::now() >= deadline {

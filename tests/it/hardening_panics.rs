@@ -122,6 +122,23 @@ fn validate_refuses_expressions_too_deep_or_too_long_without_crashing() {
 }
 
 #[test]
+fn validate_explains_toml_errors_the_parser_gives_no_text_for() {
+    // A lone carriage return (an old Mac line end, or pasted text) in a set and in a job.
+    let dir = project_with_sets(&[("cr.toml", "\r# cr\nname = \"cr\"\nversion = 1\n".into())]);
+    std::fs::write(
+        dir.path().join("jobs/j.toml"),
+        "# a job\r\n#\rname = \"j\"\n",
+    )
+    .unwrap();
+    let out = validate(dir.path());
+    let t = text(&out);
+    assert_eq!(code(&out), 3, "{t}");
+    let why = "not valid TOML here: look for a control character (e.g. a carriage return without a newline) and save the file as plain text";
+    assert!(t.contains(&format!("cr.toml: line 1 (# cr): {why}")), "{t}");
+    assert!(t.contains(&format!("j.toml: line 2: {why}")), "{t}");
+}
+
+#[test]
 fn validate_bounds_the_number_of_features_in_a_set() {
     let mut set = String::from("name = \"many\"\nversion = 1\n\n[[feature]]\nname = \"f0\"\ntable = \"orders\"\nagg = \"count\"\n");
     for i in 1..=600 {
