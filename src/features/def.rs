@@ -301,6 +301,8 @@ impl FeatureSet {
 
 /// The most features (and labels) one set may define.
 pub const MAX_FEATURES: usize = 500;
+/// The longest chain of features computed from one another (`a` from `b` from `c` ...).
+pub const MAX_CHAIN: usize = 32;
 /// The most cases one mapping table may have.
 pub const MAX_CASES: usize = 128;
 
@@ -624,6 +626,32 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         deps.insert(f.name.clone(), d);
     }
     let order = topo_order(&mut cx, &set, &deps);
+    // Each link of a dependency chain is one step of the compiled plan, and polars runs the
+    // steps recursively: bound the longest chain.
+    let mut chain: HashMap<&str, usize> = HashMap::new();
+    for name in &order {
+        let d = deps.get(name).map_or(0, |ds| {
+            ds.iter()
+                .filter_map(|x| chain.get(x.as_str()).map(|v| v + 1))
+                .max()
+                .unwrap_or(0)
+        });
+        chain.insert(name.as_str(), d);
+        if d > MAX_CHAIN {
+            let idx = set
+                .features
+                .iter()
+                .position(|f| &f.name == name)
+                .unwrap_or(0);
+            cx.err(
+                format!("feature[{idx}] ({name})"),
+                format!(
+                    "ends a chain of {d} features computed from one another; at most {MAX_CHAIN}"
+                ),
+            );
+            return Err(DefErrors(cx.errors));
+        }
+    }
 
     let mut types: HashMap<String, Ty> = HashMap::new();
     let mut features: Vec<Feature> = Vec::new();
@@ -979,7 +1007,12 @@ fn parse_expr(cx: &mut Ctx, key: &str, src: &str) -> Option<Expr> {
     match expr::parse(src) {
         Ok(e) => Some(e),
         Err(e) => {
-            cx.err(key, format!("{e} in {src:?}"));
+            // Quote the expression, cut (by characters) when long.
+            let mut shown: String = src.chars().take(100).collect();
+            if shown.len() < src.len() {
+                shown.push('…');
+            }
+            cx.err(key, format!("{e} in {shown:?}"));
             None
         }
     }

@@ -158,6 +158,31 @@ fn validate_bounds_the_number_of_features_in_a_set() {
 }
 
 #[test]
+fn validate_bounds_chains_of_features_computed_from_one_another() {
+    let chain = |n: usize| {
+        let mut set = String::from("name = \"chain\"\nversion = 1\n\n[[feature]]\nname = \"f0\"\ntable = \"orders\"\nagg = \"count\"\n");
+        for i in 1..=n {
+            set.push_str(&format!(
+                "\n[[feature]]\nname = \"f{i}\"\nexpr = \"f{} + 1\"\n",
+                i - 1
+            ));
+        }
+        set
+    };
+    let dir = project_with_sets(&[("chain.toml", chain(40))]);
+    let out = validate(dir.path());
+    let t = text(&out);
+    assert_eq!(code(&out), 3, "{t}");
+    assert!(
+        t.contains("chain.toml: feature[33] (f33): ends a chain of 33 features computed from one another; at most 32"),
+        "{t}"
+    );
+    let dir = project_with_sets(&[("chain.toml", chain(32))]);
+    let out = validate(dir.path());
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
+
+#[test]
 fn serve_answers_422_for_bad_expressions_and_stays_up() {
     let p = TestProject::new(|j| j);
     let features = p.path().join("features");
