@@ -10,6 +10,10 @@
 //!
 //! Null semantics follow SQL: arithmetic with a null is null; `a / b` is null when `b` is 0
 //! (SQL `a / NULLIF(b, 0)`); `if(c, a, b)` gives `b` when `c` is false or null.
+//!
+//! Any input is safe: text is read by character (names and operators are ASCII, quoted
+//! strings any script), and size is bounded while parsing ([`MAX_CHARS`], [`MAX_NESTING`],
+//! [`MAX_HEIGHT`], [`MAX_NODES`]), so every later recursive pass has a bounded depth.
 
 use std::fmt;
 
