@@ -5,6 +5,7 @@
 //! command-line flags, in that order of precedence (flags win).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -162,6 +163,49 @@ pub struct ServiceSection {
     pub roles: Vec<RoleSection>,
 }
 
+/// The durations of `[service]`, range-checked so that no deadline computed from them can
+/// overflow (pure: `c360 validate` and every command check them when c360.toml loads).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServiceDurations {
+    pub lease: Duration,
+    pub reload: Duration,
+    pub grace: Duration,
+}
+
+impl ServiceSection {
+    /// `lease_seconds` 1..=86400 (default 60), `reload_seconds` 0.05..=3600 (default 2),
+    /// `shutdown_grace_seconds` 0..=86400 (default 30); an error names the key and range.
+    pub fn durations(&self) -> Result<ServiceDurations, String> {
+        let secs = |key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
+            let v = v.unwrap_or(default);
+            if (lo..=hi).contains(&v) {
+                Ok(Duration::from_secs(v))
+            } else {
+                Err(format!(
+                    "service.{key} = {v} is out of range: {lo} to {hi} seconds"
+                ))
+            }
+        };
+        let reload = self.reload_seconds.unwrap_or(2.0);
+        if !(0.05..=3600.0).contains(&reload) {
+            return Err(format!(
+                "service.reload_seconds = {reload} is out of range: 0.05 to 3600 seconds"
+            ));
+        }
+        Ok(ServiceDurations {
+            lease: secs("lease_seconds", self.lease_seconds, 60, 1, 86_400)?,
+            reload: Duration::from_secs_f64(reload),
+            grace: secs(
+                "shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                30,
+                0,
+                86_400,
+            )?,
+        })
+    }
+}
+
 /// `[[service.tokens]]`: one bearer token.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -315,7 +359,7 @@ impl Project {
             }
         }
         if let Some(s) = &self.config.service {
-            crate::service::ServiceDurations::check(s).map_err(|reason| ProjectError::Config {
+            s.durations().map_err(|reason| ProjectError::Config {
                 file: self.file_name(),
                 key: "[service]".into(),
                 reason,

@@ -163,7 +163,7 @@ impl ServiceConfig {
         let env_tokens = std::env::var(&env_name).ok();
         let auth = auth::Auth::from_config(Some(&s), env_tokens.as_deref())
             .map_err(|e| ServiceError::Config(e.to_string()))?;
-        let d = ServiceDurations::check(&s).map_err(ServiceError::Config)?;
+        let d = s.durations().map_err(ServiceError::Config)?;
         Ok(ServiceConfig {
             bind,
             scheduler: s.scheduler.unwrap_or(true),
@@ -171,49 +171,6 @@ impl ServiceConfig {
             reload: d.reload,
             grace: d.grace,
             auth,
-        })
-    }
-}
-
-/// The durations of `[service]`, range-checked so that no deadline computed from them can
-/// overflow (pure: `c360 validate` and every command check them when c360.toml loads).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ServiceDurations {
-    pub lease: Duration,
-    pub reload: Duration,
-    pub grace: Duration,
-}
-
-impl ServiceDurations {
-    /// `lease_seconds` 1..=86400 (default 60), `reload_seconds` 0.05..=3600 (default 2),
-    /// `shutdown_grace_seconds` 0..=86400 (default 30); an error names the key and range.
-    pub fn check(s: &crate::project::ServiceSection) -> Result<ServiceDurations, String> {
-        let secs = |key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
-            let v = v.unwrap_or(default);
-            if (lo..=hi).contains(&v) {
-                Ok(Duration::from_secs(v))
-            } else {
-                Err(format!(
-                    "service.{key} = {v} is out of range: {lo} to {hi} seconds"
-                ))
-            }
-        };
-        let reload = s.reload_seconds.unwrap_or(2.0);
-        if !(0.05..=3600.0).contains(&reload) {
-            return Err(format!(
-                "service.reload_seconds = {reload} is out of range: 0.05 to 3600 seconds"
-            ));
-        }
-        Ok(ServiceDurations {
-            lease: secs("lease_seconds", s.lease_seconds, 60, 1, 86_400)?,
-            reload: Duration::from_secs_f64(reload),
-            grace: secs(
-                "shutdown_grace_seconds",
-                s.shutdown_grace_seconds,
-                30,
-                0,
-                86_400,
-            )?,
         })
     }
 }

@@ -1010,7 +1010,7 @@ max_instances = 20
 #[test]
 fn fuzz_config_and_jobs() {
     use c360::project::{Config as ProjectConfig, Project};
-    use c360::service::{ServiceConfig, ServiceDurations};
+    use c360::service::ServiceConfig;
     let config: toml::Value = toml::from_str(CONFIG).expect("base config");
     let job_text =
         std::fs::read_to_string(repo().join("jobs/churn_weekly.toml")).expect("shipped job");
@@ -1075,7 +1075,7 @@ fn fuzz_config_and_jobs() {
             for e in cfg.aws.validate(false) {
                 prop_assert!(e.key.starts_with("aws.") && !e.reason.is_empty());
             }
-            let checked = cfg.service.as_ref().map(ServiceDurations::check);
+            let checked = cfg.service.as_ref().map(|s| s.durations());
             let project = Project {
                 root: dir.path().to_path_buf(),
                 config_file: None,
