@@ -401,6 +401,12 @@ impl AwsSettings {
                     .into(),
             );
         }
+        if sm.max_poll_seconds.is_nan() || sm.max_poll_seconds > 3600.0 {
+            bad(
+                "sagemaker.max_poll_seconds",
+                format!("{} is out of range: at most 3600", sm.max_poll_seconds),
+            );
+        }
         if let Some(t) = sm.throughput_rows_per_vcpu {
             if !(t.is_finite() && t > 0.0) {
                 bad(
@@ -410,10 +416,10 @@ impl AwsSettings {
             }
         }
         if let Some(d) = sm.deadline_minutes {
-            if !(d.is_finite() && d > 0.0) {
+            if !(d.is_finite() && d > 0.0 && d <= 10_080.0) {
                 bad(
                     "sagemaker.deadline_minutes",
-                    format!("{d} is not a positive number"),
+                    format!("{d} is out of range: more than 0, at most 10080 (a week)"),
                 );
             }
         }

@@ -58,6 +58,10 @@ pub enum GenError {
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// The longest period generated (20 years).
+pub const MAX_SPAN_DAYS: i64 = 7_305;
+/// The most customers generated (about 1 GB of memory per million).
+pub const MAX_CUSTOMERS: usize = 10_000_000;
 const COUNTRIES: &[&str] = &["US", "GB", "DE", "FR", "NL", "ES", "IT", "SE", "PL", "CA"];
 const CHANNELS: &[&str] = &["web", "store", "app"];
 const CATEGORIES: &[&str] = &["billing", "delivery", "product", "account"];
@@ -386,6 +390,31 @@ pub fn generate(
         return Err(GenError::Config(
             "the end date must be after the start date".into(),
         ));
+    }
+    // Every customer is simulated day by day over the period: bound it, and keep every
+    // day number far inside the calendar's range.
+    let (lo, hi) = (
+        NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default(),
+        NaiveDate::from_ymd_opt(2199, 12, 31).unwrap_or_default(),
+    );
+    for (flag, d) in [("--start", cfg.start), ("--end", cfg.end)] {
+        if d < lo || d > hi {
+            return Err(GenError::Config(format!(
+                "{flag} {d} is out of range: the allowed range is {lo} to {hi}"
+            )));
+        }
+    }
+    if (cfg.end - cfg.start).num_days() > MAX_SPAN_DAYS {
+        return Err(GenError::Config(format!(
+            "--start {} to --end {} is more than {MAX_SPAN_DAYS} days (20 years): generate a shorter period",
+            cfg.start, cfg.end
+        )));
+    }
+    if cfg.customers > MAX_CUSTOMERS {
+        return Err(GenError::Config(format!(
+            "--customers {} is out of range: the allowed range is 1 to {MAX_CUSTOMERS}",
+            cfg.customers
+        )));
     }
     std::fs::create_dir_all(out).map_err(|e| GenError::Write {
         path: out.display().to_string(),

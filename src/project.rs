@@ -5,6 +5,7 @@
 //! command-line flags, in that order of precedence (flags win).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +180,49 @@ pub struct ServiceSection {
     pub roles: Vec<RoleSection>,
 }
 
+/// The durations of `[service]`, range-checked so that no deadline computed from them can
+/// overflow (pure: `c360 validate` and every command check them when c360.toml loads).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServiceDurations {
+    pub lease: Duration,
+    pub reload: Duration,
+    pub grace: Duration,
+}
+
+impl ServiceSection {
+    /// `lease_seconds` 1..=86400 (default 60), `reload_seconds` 0.05..=3600 (default 2),
+    /// `shutdown_grace_seconds` 0..=86400 (default 30); an error names the key and range.
+    pub fn durations(&self) -> Result<ServiceDurations, String> {
+        let secs = |key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
+            let v = v.unwrap_or(default);
+            if (lo..=hi).contains(&v) {
+                Ok(Duration::from_secs(v))
+            } else {
+                Err(format!(
+                    "service.{key} = {v} is out of range: {lo} to {hi} seconds"
+                ))
+            }
+        };
+        let reload = self.reload_seconds.unwrap_or(2.0);
+        if !(0.05..=3600.0).contains(&reload) {
+            return Err(format!(
+                "service.reload_seconds = {reload} is out of range: 0.05 to 3600 seconds"
+            ));
+        }
+        Ok(ServiceDurations {
+            lease: secs("lease_seconds", self.lease_seconds, 60, 1, 86_400)?,
+            reload: Duration::from_secs_f64(reload),
+            grace: secs(
+                "shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                30,
+                0,
+                86_400,
+            )?,
+        })
+    }
+}
+
 /// `[[service.tokens]]`: one bearer token.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +260,17 @@ pub enum ProjectError {
     Definitions(#[from] DefErrors),
 }
 
+/// The reason of a TOML error. The parser gives no text for some (a carriage return not
+/// followed by a newline, other control characters): say what to look for.
+pub fn toml_reason(e: &toml::de::Error) -> String {
+    match e.message().trim() {
+        "" => "not valid TOML here: look for a control character (e.g. a carriage return \
+               without a newline) and save the file as plain text"
+            .into(),
+        m => m.to_string(),
+    }
+}
+
 /// A loaded project: config with overrides applied, paths resolved.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -248,11 +303,15 @@ impl Project {
                     .map(|s| {
                         format!(
                             "line {}",
-                            text[..s.start.min(text.len())].matches('\n').count() + 1
+                            text.as_bytes()[..s.start.min(text.len())]
+                                .iter()
+                                .filter(|&&b| b == b'\n')
+                                .count()
+                                + 1
                         )
                     })
                     .unwrap_or_else(|| "(document)".into()),
-                reason: e.message().to_string(),
+                reason: toml_reason(&e),
             })?;
             (cfg, Some(file.clone()))
         } else if must_exist {
@@ -315,6 +374,13 @@ impl Project {
                     });
                 }
             }
+        }
+        if let Some(s) = &self.config.service {
+            s.durations().map_err(|reason| ProjectError::Config {
+                file: self.file_name(),
+                key: "[service]".into(),
+                reason,
+            })?;
         }
         let s3 = self.config.store.uri.starts_with("s3://");
         let errs = self.config.aws.validate(s3);

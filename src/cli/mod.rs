@@ -95,8 +95,8 @@ pub enum Command {
 #[command(after_help = "Example:\n  c360 demo --customers 100000\n\n\
 Writes the sample Customer 360 tables under <dir>/data and the store under <dir>/store.")]
 pub struct DemoArgs {
-    /// How many sample customers.
-    #[arg(long, default_value_t = 10_000)]
+    /// How many sample customers (1 to 10,000,000).
+    #[arg(long, default_value_t = 10_000, value_parser = parse_customers)]
     pub customers: usize,
     /// Working folder for the demo's data and store.
     #[arg(long, default_value = ".c360/demo")]
@@ -109,6 +109,17 @@ pub struct DemoArgs {
     pub as_of: chrono::NaiveDate,
 }
 
+/// `--customers`: a whole number in 1..=[`crate::generate::MAX_CUSTOMERS`].
+fn parse_customers(s: &str) -> Result<usize, String> {
+    use crate::generate::MAX_CUSTOMERS;
+    let range = format!("the allowed range is 1 to {MAX_CUSTOMERS}");
+    match s.trim().replace('_', "").parse::<u128>() {
+        Ok(n) if (1..=MAX_CUSTOMERS as u128).contains(&n) => Ok(n as usize),
+        Ok(n) => Err(format!("{n} is out of range: {range}")),
+        Err(_) => Err(format!("{s:?} is not a whole number: {range}")),
+    }
+}
+
 /// `c360 generate`
 #[derive(Debug, clap::Args)]
 #[command(
@@ -117,8 +128,8 @@ Writes customers.parquet, orders.parquet, interactions.parquet and support_ticke
 about 10 orders and 30 interactions per customer. The same seed gives the same data."
 )]
 pub struct GenerateArgs {
-    /// How many customers.
-    #[arg(long, default_value_t = 10_000)]
+    /// How many customers (1 to 10,000,000).
+    #[arg(long, default_value_t = 10_000, value_parser = parse_customers)]
     pub customers: usize,
     /// Output folder.
     #[arg(long)]
@@ -229,7 +240,13 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
     };
     let pb = crate::telemetry::bar(a.customers as u64, "generating customers", "customers");
     let t = std::time::Instant::now();
-    let s = crate::generate::generate(&cfg, &a.out, &|n| pb.inc(n))?;
+    let s = crate::generate::generate(&cfg, &a.out, &|n| pb.inc(n)).map_err(|e| Failure {
+        code: match e {
+            crate::generate::GenError::Config(_) => exit::USAGE,
+            _ => exit::FAILURE,
+        },
+        error: e.into(),
+    })?;
     pb.finish_and_clear();
     println!(
         "wrote {} customers, {} orders, {} interactions, {} support tickets to {} in {:.1}s ({} customers churn before {})",

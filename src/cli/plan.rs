@@ -44,7 +44,7 @@ Sizes take units: 250, 64MiB, 30GB, 2GiB. Counts: 10000000, 10M, 250k. Durations
 #[command(after_long_help = EXAMPLES, after_help = "Example:\n  c360 plan --rows 100M --deadline 20m --compare-default\n\n(--help shows more)")]
 pub struct PlanArgs {
     /// Rows (CSV records) to score, e.g. 10000000 or 10M.
-    #[arg(long, value_name = "N", value_parser = parse_count)]
+    #[arg(long, value_name = "N", value_parser = parse_rows)]
     pub rows: u64,
     /// Size of the whole transform input [default: --rows x --row-bytes].
     #[arg(long, value_name = "B", value_parser = parse_bytes)]
@@ -61,13 +61,13 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     pub deadline: Duration,
     /// Rows per second one vCPU of the model container scores (measure it on your model).
-    #[arg(long, value_name = "ROWS_PER_SEC_PER_VCPU", default_value_t = planner::DEFAULT_ROWS_PER_SECOND_PER_VCPU)]
+    #[arg(long, value_name = "ROWS_PER_SEC_PER_VCPU", default_value_t = planner::DEFAULT_ROWS_PER_SECOND_PER_VCPU, value_parser = parse_throughput)]
     pub throughput: f64,
     /// Instance provisioning plus container start, billed on every instance.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "7m")]
     pub startup: Duration,
     /// Most instances to use (SageMaker allows 100; your account quota may be lower).
-    #[arg(long, value_name = "N", default_value_t = planner::MAX_INSTANCES)]
+    #[arg(long, value_name = "N", default_value_t = planner::MAX_INSTANCES, value_parser = clap::value_parser!(u32).range(1..=i64::from(planner::MAX_INSTANCES)))]
     pub max_instances: u32,
     /// Only these instance types, comma-separated [default: every type in the price table].
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
@@ -275,6 +275,30 @@ fn failure(e: PlanError) -> Failure {
     Failure {
         code,
         error: e.into(),
+    }
+}
+
+/// The most rows `plan` sizes (10^13, far past any batch transform).
+const MAX_ROWS: u64 = 10_000_000_000_000;
+
+/// `--rows`: a count up to [`MAX_ROWS`].
+fn parse_rows(s: &str) -> Result<u64, String> {
+    let n = parse_count(s)?;
+    if n > MAX_ROWS {
+        return Err(format!(
+            "{n} is out of range: the allowed range is 0 to {MAX_ROWS}"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--throughput`: rows per second per vCPU, more than 0 and at most 10^9.
+fn parse_throughput(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1e9 => Ok(x),
+        _ => Err(format!(
+            "{s:?} is out of range: a number of rows per second above 0 and at most 1000000000"
+        )),
     }
 }
 

@@ -95,7 +95,7 @@ pub struct ScoreArgs {
     pub max_payload_mb: Option<u32>,
     /// Requests in flight per instance; 0 asks the model (one per CPU). Times
     /// --max-payload-mb at most 100.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_concurrent_transforms: u32,
     /// Fields of each input record sent to the model, e.g. '$[1:]' to drop an id column.
     #[arg(long, value_name = "JSONPATH", default_value = "$")]
@@ -111,13 +111,13 @@ pub struct ScoreArgs {
     #[arg(long, value_enum)]
     pub assemble_with: Option<AssembleArg>,
     /// Simulated instances; input objects (not records) are spread over them.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub instance_count: u32,
     /// Seconds each request may take, 1..=3600.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub invocation_timeout: u32,
     /// Retries of a failed request, 0..=3.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3))]
     pub max_retries: u32,
     /// No progress bar.
     #[arg(long)]
@@ -127,7 +127,7 @@ pub struct ScoreArgs {
     #[arg(long, hide = true)]
     pub bench_in_process: bool,
     /// Repetitions of the prediction in benchmark mode (the best is reported).
-    #[arg(long, hide = true, default_value_t = 3)]
+    #[arg(long, hide = true, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub bench_repeat: u32,
 }
 

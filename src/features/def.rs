@@ -299,6 +299,13 @@ impl FeatureSet {
     }
 }
 
+/// The most features (and labels) one set may define.
+pub const MAX_FEATURES: usize = 500;
+/// The longest chain of features computed from one another (`a` from `b` from `c` ...).
+pub const MAX_CHAIN: usize = 32;
+/// The most cases one mapping table may have.
+pub const MAX_CASES: usize = 128;
+
 /// Loads and validates one feature-set file.
 pub fn load(path: &Path) -> Result<FeatureSet, DefErrors> {
     let file = path.display().to_string();
@@ -319,7 +326,7 @@ pub fn parse(text: &str, path: &Path) -> Result<FeatureSet, DefErrors> {
         DefErrors(vec![DefError {
             file: file.clone(),
             key: toml_key(text, &e),
-            reason: e.message().to_string(),
+            reason: crate::project::toml_reason(&e),
         }])
     })?;
     validate(set, path)
@@ -329,7 +336,13 @@ pub fn parse(text: &str, path: &Path) -> Result<FeatureSet, DefErrors> {
 fn toml_key(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            // Bytes, not a str slice: a span inside a character must not panic.
+            let end = span.start.min(text.len());
+            let line = text.as_bytes()[..end]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             let snippet = text
                 .lines()
                 .nth(line - 1)
@@ -480,6 +493,19 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         file: path.display().to_string(),
         errors: Vec::new(),
     };
+    // Dependency order and compilation walk the features recursively: bounded.
+    for (what, n, max) in [
+        ("feature", set.features.len(), MAX_FEATURES),
+        ("label", set.labels.len(), MAX_FEATURES),
+    ] {
+        if n > max {
+            cx.err(
+                what,
+                format!("{n} [[{what}]] entries; a set holds at most {max} (split it into several sets)"),
+            );
+            return Err(DefErrors(cx.errors));
+        }
+    }
     if !valid_name(&set.name) {
         cx.err(
             "name",
@@ -600,6 +626,32 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         deps.insert(f.name.clone(), d);
     }
     let order = topo_order(&mut cx, &set, &deps);
+    // Each link of a dependency chain is one step of the compiled plan, and polars runs the
+    // steps recursively: bound the longest chain.
+    let mut chain: HashMap<&str, usize> = HashMap::new();
+    for name in &order {
+        let d = deps.get(name).map_or(0, |ds| {
+            ds.iter()
+                .filter_map(|x| chain.get(x.as_str()).map(|v| v + 1))
+                .max()
+                .unwrap_or(0)
+        });
+        chain.insert(name.as_str(), d);
+        if d > MAX_CHAIN {
+            let idx = set
+                .features
+                .iter()
+                .position(|f| &f.name == name)
+                .unwrap_or(0);
+            cx.err(
+                format!("feature[{idx}] ({name})"),
+                format!(
+                    "ends a chain of {d} features computed from one another; at most {MAX_CHAIN}"
+                ),
+            );
+            return Err(DefErrors(cx.errors));
+        }
+    }
 
     let mut types: HashMap<String, Ty> = HashMap::new();
     let mut features: Vec<Feature> = Vec::new();
@@ -955,7 +1007,12 @@ fn parse_expr(cx: &mut Ctx, key: &str, src: &str) -> Option<Expr> {
     match expr::parse(src) {
         Ok(e) => Some(e),
         Err(e) => {
-            cx.err(key, format!("{e} in {src:?}"));
+            // Quote the expression, cut (by characters) when long.
+            let mut shown: String = src.chars().take(100).collect();
+            if shown.len() < src.len() {
+                shown.push('…');
+            }
+            cx.err(key, format!("{e} in {shown:?}"));
             None
         }
     }
@@ -1161,6 +1218,14 @@ fn pending_kind(cx: &mut Ctx, key: &str, f: &FeatureDef) -> Option<Pending> {
             cx.err(
                 format!("{key}.cases"),
                 "a mapping table needs at least one case",
+            );
+            return None;
+        }
+        if cases.len() > MAX_CASES {
+            // The cases compile to nested conditionals: bounded, like expressions.
+            cx.err(
+                format!("{key}.cases"),
+                format!("{} cases; at most {MAX_CASES}", cases.len()),
             );
             return None;
         }

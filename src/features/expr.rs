@@ -10,6 +10,10 @@
 //!
 //! Null semantics follow SQL: arithmetic with a null is null; `a / b` is null when `b` is 0
 //! (SQL `a / NULLIF(b, 0)`); `if(c, a, b)` gives `b` when `c` is false or null.
+//!
+//! Any input is safe: text is read by character (names and operators are ASCII, quoted
+//! strings any script), and size is bounded while parsing ([`MAX_CHARS`], [`MAX_NESTING`],
+//! [`MAX_HEIGHT`], [`MAX_NODES`]), so every later recursive pass has a bounded depth.
 
 use std::fmt;
 
@@ -140,6 +144,21 @@ pub const FUNCTIONS: &[(&str, Option<usize>, &str)] = &[
     ),
 ];
 
+/// The longest expression accepted, in characters.
+pub const MAX_CHARS: usize = 10_000;
+/// How deeply parentheses, calls, `not` and unary minus may nest inside one another.
+pub const MAX_NESTING: u32 = 64;
+/// The height of the parsed tree: how many operators may chain (`a + b + ... ` with more
+/// terms than this is refused). Every later pass over the tree (names, type check, compile
+/// to polars, printing) recurses at most this deep, so no input can overflow the stack.
+pub const MAX_HEIGHT: u32 = 128;
+/// The most nodes (names, literals, operators, calls) one expression may have.
+pub const MAX_NODES: usize = 2_000;
+/// With less stack than this left, recursion continues on a new segment of STACK_SEGMENT.
+const RED_ZONE: usize = 128 * 1024;
+const STACK_SEGMENT: usize = 2 * 1024 * 1024;
+
+/// Why an expression could not be parsed; `pos` counts characters (not bytes) from 0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (at character {pos})")]
 pub struct ParseError {
@@ -158,72 +177,98 @@ enum Tok {
     Comma,
 }
 
+/// What to say about a character the language does not know.
+fn unexpected_char(c: char) -> String {
+    let hint = match c {
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{201C}' | '\u{201D}'
+        | '\u{201E}' | '\u{201F}' | '\u{00AB}' | '\u{00BB}' | '\u{2039}' | '\u{203A}'
+        | '\u{00B4}' | '`' => ", a typographic quote: write strings in straight quotes ' or \"",
+        _ if !c.is_ascii() => ", outside the expression language (names and operators are ASCII; other text belongs in quoted strings)",
+        _ => "",
+    };
+    format!("unexpected character {c:?} (U+{:04X}{hint})", c as u32)
+}
+
+/// Splits `src` into tokens; positions are character indexes, so text in any script is
+/// handled whole (no byte slicing).
 fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
-    let b = src.as_bytes();
+    let n = src.chars().count();
+    if n > MAX_CHARS {
+        return Err(ParseError {
+            message: format!(
+                "expression too long: {n} characters, at most {MAX_CHARS}; split it into several features"
+            ),
+            pos: MAX_CHARS,
+        });
+    }
+    let b: Vec<char> = src.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
     let err = |m: String, pos| Err(ParseError { message: m, pos });
+    let text = |from: usize, to: usize| b[from..to].iter().collect::<String>();
     while i < b.len() {
-        let c = b[i] as char;
+        let c = b[i];
         if c.is_whitespace() {
             i += 1;
             continue;
         }
         let start = i;
-        if c.is_ascii_digit() || (c == '.' && i + 1 < b.len() && b[i + 1].is_ascii_digit()) {
-            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.' || b[i] == b'_') {
+        let next = b.get(i + 1).copied();
+        if c.is_ascii_digit() || (c == '.' && next.is_some_and(|n| n.is_ascii_digit())) {
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == '.' || b[i] == '_') {
                 i += 1;
             }
-            if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+            if i < b.len() && (b[i] == 'e' || b[i] == 'E') {
                 i += 1;
-                if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                if i < b.len() && (b[i] == '+' || b[i] == '-') {
                     i += 1;
                 }
                 while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
                 }
             }
-            out.push((Tok::Num(src[start..i].replace('_', "")), start));
+            out.push((Tok::Num(text(start, i).replace('_', "")), start));
             continue;
         }
         if c.is_ascii_alphabetic() || c == '_' {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == '_') {
                 i += 1;
             }
-            out.push((Tok::Ident(src[start..i].to_string()), start));
+            out.push((Tok::Ident(text(start, i)), start));
             continue;
         }
         if c == '\'' || c == '"' {
-            let q = b[i];
+            let q = c;
             i += 1;
             let mut s = String::new();
             loop {
-                if i >= b.len() {
-                    return err("unterminated string literal".into(), start);
-                }
-                if b[i] == q {
-                    if i + 1 < b.len() && b[i + 1] == q {
-                        s.push(q as char);
+                let Some(&ch) = b.get(i) else {
+                    return err(
+                        format!("unterminated string literal (no closing {q})"),
+                        start,
+                    );
+                };
+                if ch == q {
+                    if b.get(i + 1) == Some(&q) {
+                        s.push(q);
                         i += 2;
                         continue;
                     }
                     i += 1;
                     break;
                 }
-                let ch = src[i..].chars().next().unwrap_or('?');
                 s.push(ch);
-                i += ch.len_utf8();
+                i += 1;
             }
             out.push((Tok::Str(s), start));
             continue;
         }
-        let two = if i + 1 < b.len() { &src[i..i + 2] } else { "" };
-        let op: Option<&'static str> = match two {
-            "==" => Some("=="),
-            "!=" => Some("!="),
-            "<>" => Some("!="),
-            "<=" => Some("<="),
-            ">=" => Some(">="),
+        let op: Option<&'static str> = match (c, next) {
+            ('=', Some('=')) => Some("=="),
+            ('!', Some('=')) => Some("!="),
+            ('<', Some('>')) => Some("!="),
+            ('<', Some('=')) => Some("<="),
+            ('>', Some('=')) => Some(">="),
             _ => None,
         };
         if let Some(op) = op {
@@ -242,7 +287,7 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             '<' => Tok::Op("<"),
             '>' => Tok::Op(">"),
             '=' => Tok::Op("=="),
-            _ => return err(format!("unexpected character {c:?}"), start),
+            _ => return err(unexpected_char(c), start),
         };
         out.push((tok, start));
         i += 1;
@@ -250,10 +295,15 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
     Ok(out)
 }
 
+/// A parsed subtree and its height (a leaf is 1).
+type Parsed = Result<(Expr, u32), ParseError>;
+
 struct Parser {
     toks: Vec<(Tok, usize)>,
     i: usize,
     len: usize,
+    nesting: u32,
+    nodes: usize,
 }
 
 impl Parser {
@@ -296,36 +346,84 @@ impl Parser {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, ParseError> {
+    /// Counts a new node of height `h`, refusing trees past the limits before they grow.
+    fn node(&mut self, e: Expr, h: u32) -> Parsed {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return self.err(format!(
+                "expression too large: more than {MAX_NODES} terms and operators; split it into several features"
+            ));
+        }
+        if h > MAX_HEIGHT {
+            return self.err(format!(
+                "expression too deep: more than {MAX_HEIGHT} chained operators; split it into several features"
+            ));
+        }
+        Ok((e, h))
+    }
+    fn bin(&mut self, op: BinOp, l: (Expr, u32), r: (Expr, u32)) -> Parsed {
+        let h = l.1.max(r.1) + 1;
+        self.node(Expr::Bin(op, Box::new(l.0), Box::new(r.0)), h)
+    }
+    /// Enters one level of nesting (parentheses, a call, `not`, unary minus).
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            // The token that opened the level (just consumed) is the one to point at.
+            let pos = self
+                .i
+                .checked_sub(1)
+                .and_then(|j| self.toks.get(j))
+                .map_or(self.len, |t| t.1);
+            return Err(ParseError { pos, message: format!(
+                "expression nested too deeply: more than {MAX_NESTING} levels of parentheses, calls, 'not' or '-'"
+            )});
+        }
+        Ok(())
+    }
+    fn leave(&mut self) {
+        self.nesting -= 1;
+    }
+
+    /// Every nested level (parentheses, call arguments) starts here: the stack grows on
+    /// demand, so the bounded depth fits any thread (2 MiB async workers, debug builds).
+    fn or(&mut self) -> Parsed {
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.or_chain())
+    }
+    fn or_chain(&mut self) -> Parsed {
         let mut l = self.and()?;
         while self.eat_kw("or") {
             let r = self.and()?;
-            l = Expr::Bin(BinOp::Or, Box::new(l), Box::new(r));
+            l = self.bin(BinOp::Or, l, r)?;
         }
         Ok(l)
     }
-    fn and(&mut self) -> Result<Expr, ParseError> {
+    fn and(&mut self) -> Parsed {
         let mut l = self.not()?;
         while self.eat_kw("and") {
             let r = self.not()?;
-            l = Expr::Bin(BinOp::And, Box::new(l), Box::new(r));
+            l = self.bin(BinOp::And, l, r)?;
         }
         Ok(l)
     }
-    fn not(&mut self) -> Result<Expr, ParseError> {
+    fn not(&mut self) -> Parsed {
         if self.eat_kw("not") {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.enter()?;
+            let (e, h) = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.not())?;
+            self.leave();
+            return self.node(Expr::Not(Box::new(e)), h + 1);
         }
         self.cmp()
     }
-    fn cmp(&mut self) -> Result<Expr, ParseError> {
+    fn cmp(&mut self) -> Parsed {
         let l = self.add()?;
         if self.eat_kw("is") {
             let negated = self.eat_kw("not");
             if !self.eat_kw("null") {
                 return self.err("expected 'null' after 'is'");
             }
-            return Ok(Expr::IsNull(Box::new(l), negated));
+            let h = l.1 + 1;
+            return self.node(Expr::IsNull(Box::new(l.0), negated), h);
         }
         let negated_in = if self.kw("not") {
             // `x not in (...)`
@@ -340,14 +438,19 @@ impl Parser {
         if self.eat_kw("in") {
             self.expect(&Tok::LParen, "'(' after 'in'")?;
             let mut items = Vec::new();
+            let mut h = l.1;
             loop {
-                items.push(self.unary()?);
+                let (it, ih) = self.unary()?;
+                h = h.max(ih);
+                items.push(it);
                 if !self.eat(&Tok::Comma) {
                     break;
                 }
             }
             self.expect(&Tok::RParen, "')' closing the 'in' list")?;
-            return Ok(Expr::In(Box::new(l), items, negated_in));
+            // Compiled as a balanced `or` of comparisons: log2(items) levels.
+            let h = h + 1 + usize::BITS - items.len().leading_zeros();
+            return self.node(Expr::In(Box::new(l.0), items, negated_in), h);
         }
         let op = match self.peek() {
             Some(Tok::Op("==")) => BinOp::Eq,
@@ -360,9 +463,9 @@ impl Parser {
         };
         self.i += 1;
         let r = self.add()?;
-        Ok(Expr::Bin(op, Box::new(l), Box::new(r)))
+        self.bin(op, l, r)
     }
-    fn add(&mut self) -> Result<Expr, ParseError> {
+    fn add(&mut self) -> Parsed {
         let mut l = self.mul()?;
         loop {
             let op = match self.peek() {
@@ -372,10 +475,10 @@ impl Parser {
             };
             self.i += 1;
             let r = self.mul()?;
-            l = Expr::Bin(op, Box::new(l), Box::new(r));
+            l = self.bin(op, l, r)?;
         }
     }
-    fn mul(&mut self) -> Result<Expr, ParseError> {
+    fn mul(&mut self) -> Parsed {
         let mut l = self.unary()?;
         loop {
             let op = match self.peek() {
@@ -385,20 +488,23 @@ impl Parser {
             };
             self.i += 1;
             let r = self.unary()?;
-            l = Expr::Bin(op, Box::new(l), Box::new(r));
+            l = self.bin(op, l, r)?;
         }
     }
-    fn unary(&mut self) -> Result<Expr, ParseError> {
+    fn unary(&mut self) -> Parsed {
         if self.eat(&Tok::Op("-")) {
-            return Ok(match self.unary()? {
-                Expr::Int(v) => Expr::Int(-v),
-                Expr::Float(v) => Expr::Float(-v),
-                e => Expr::Neg(Box::new(e)),
-            });
+            self.enter()?;
+            let (e, h) = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.unary())?;
+            self.leave();
+            return match e {
+                Expr::Int(v) if v.checked_neg().is_some() => Ok((Expr::Int(-v), h)),
+                Expr::Float(v) => Ok((Expr::Float(-v), h)),
+                e => self.node(Expr::Neg(Box::new(e)), h + 1),
+            };
         }
         self.primary()
     }
-    fn primary(&mut self) -> Result<Expr, ParseError> {
+    fn primary(&mut self) -> Parsed {
         let pos = self.pos();
         let Some((tok, _)) = self.toks.get(self.i).cloned() else {
             return self.err("unexpected end of expression");
@@ -406,30 +512,35 @@ impl Parser {
         self.i += 1;
         match tok {
             Tok::Num(s) => {
-                if s.contains(['.', 'e', 'E']) {
+                let e = if s.contains(['.', 'e', 'E']) {
                     s.parse::<f64>().map(Expr::Float).map_err(|_| ParseError {
                         message: format!("bad number {s:?}"),
                         pos,
-                    })
+                    })?
                 } else {
                     s.parse::<i64>().map(Expr::Int).map_err(|_| ParseError {
-                        message: format!("bad integer {s:?}"),
+                        message: format!(
+                            "bad integer {s:?} (integers lie between -9223372036854775808 and 9223372036854775807)"
+                        ),
                         pos,
-                    })
-                }
+                    })?
+                };
+                self.node(e, 1)
             }
-            Tok::Str(s) => Ok(Expr::Str(s)),
+            Tok::Str(s) => self.node(Expr::Str(s), 1),
             Tok::LParen => {
+                self.enter()?;
                 let e = self.or()?;
                 self.expect(&Tok::RParen, "')'")?;
+                self.leave();
                 Ok(e)
             }
             Tok::Ident(name) => {
                 let lower = name.to_ascii_lowercase();
                 match lower.as_str() {
-                    "true" => return Ok(Expr::Bool(true)),
-                    "false" => return Ok(Expr::Bool(false)),
-                    "null" => return Ok(Expr::Null),
+                    "true" => return self.node(Expr::Bool(true), 1),
+                    "false" => return self.node(Expr::Bool(false), 1),
+                    "null" => return self.node(Expr::Null, 1),
                     "and" | "or" | "not" | "in" | "is" => {
                         return Err(ParseError {
                             message: format!("unexpected keyword '{name}'"),
@@ -439,16 +550,21 @@ impl Parser {
                     _ => {}
                 }
                 if self.eat(&Tok::LParen) {
+                    self.enter()?;
                     let mut args = Vec::new();
+                    let mut h = 0;
                     if !self.eat(&Tok::RParen) {
                         loop {
-                            args.push(self.or()?);
+                            let (a, ah) = self.or()?;
+                            h = h.max(ah);
+                            args.push(a);
                             if !self.eat(&Tok::Comma) {
                                 break;
                             }
                         }
                         self.expect(&Tok::RParen, "')' closing the call")?;
                     }
+                    self.leave();
                     let Some((_, arity, _)) = FUNCTIONS.iter().find(|f| f.0 == lower) else {
                         let names: Vec<_> = FUNCTIONS.iter().map(|f| f.0).collect();
                         return Err(ParseError {
@@ -477,9 +593,15 @@ impl Parser {
                         }
                         _ => {}
                     }
-                    return Ok(Expr::Call(lower, args));
+                    // coalesce() compiles to a chain as long as its argument list.
+                    let h = if lower == "coalesce" {
+                        h.saturating_add(u32::try_from(args.len()).unwrap_or(u32::MAX))
+                    } else {
+                        h + 1
+                    };
+                    return self.node(Expr::Call(lower, args), h);
                 }
-                Ok(Expr::Name(name))
+                self.node(Expr::Name(name), 1)
             }
             other => Err(ParseError {
                 message: format!("unexpected {}", describe(&other)),
@@ -500,17 +622,20 @@ fn describe(t: &Tok) -> String {
     }
 }
 
-/// Parses an expression.
+/// Parses an expression. Text in any script is safe; sizes are bounded by [`MAX_CHARS`],
+/// [`MAX_NESTING`], [`MAX_HEIGHT`] and [`MAX_NODES`] (an error names the limit).
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
         i: 0,
-        len: src.len(),
+        len: src.chars().count(),
+        nesting: 0,
+        nodes: 0,
     };
-    let e = p.or()?;
-    if p.i < p.toks.len() {
-        let t = p.toks[p.i].0.clone();
+    let (e, _) = p.or()?;
+    if let Some((t, _)) = p.toks.get(p.i) {
+        let t = t.clone();
         return p.err(format!("unexpected {} after the expression", describe(&t)));
     }
     Ok(e)
@@ -597,6 +722,12 @@ pub trait Scope {
 
 /// Type-checks and compiles an expression to a polars expression.
 pub fn compile(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
+    // A compile step takes several KiB of stack in a debug build; the tree is at most
+    // MAX_HEIGHT deep, and the stack grows on demand below RED_ZONE.
+    stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || compile_node(e, scope))
+}
+
+fn compile_node(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
     Ok(match e {
         Expr::Int(v) => (Ty::Int, lit(*v)),
         Expr::Float(v) => (Ty::Float, lit(*v)),
@@ -631,7 +762,7 @@ pub fn compile(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
             {
                 xe = xe.cast(PlType::String);
             }
-            let mut acc: Option<PlExpr> = None;
+            let mut tests = Vec::with_capacity(items.len());
             for it in items {
                 let (ti, ie) = compile(it, scope)?;
                 if t.unify(ti).is_none() {
@@ -639,13 +770,9 @@ pub fn compile(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
                         "'in' compares a {t} value with a {ti} literal {it}"
                     ));
                 }
-                let c = xe.clone().eq(ie);
-                acc = Some(match acc {
-                    None => c,
-                    Some(a) => a.or(c),
-                });
+                tests.push(xe.clone().eq(ie));
             }
-            let e = acc.unwrap_or_else(|| lit(false));
+            let e = balanced_or(tests);
             (Ty::Bool, if *neg { e.not() } else { e })
         }
         Expr::Bin(op, a, b) => {
@@ -728,9 +855,25 @@ pub fn compile(e: &Expr, scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
     })
 }
 
+/// `a or b or ...` as a balanced tree (log2(n) deep, not n), same value.
+fn balanced_or(mut v: Vec<PlExpr>) -> PlExpr {
+    while v.len() > 1 {
+        let mut next = Vec::with_capacity(v.len().div_ceil(2));
+        let mut it = v.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => a.or(b),
+                None => a,
+            });
+        }
+        v = next;
+    }
+    v.pop().unwrap_or_else(|| lit(false))
+}
+
 fn compile_call(name: &str, args: &[Expr], scope: &dyn Scope) -> Result<(Ty, PlExpr), String> {
     if name == "days_ago" {
-        let Expr::Name(col) = &args[0] else {
+        let Some(Expr::Name(col)) = args.first() else {
             return Err("days_ago() takes a timestamp column name".into());
         };
         return Ok((Ty::Int, scope.days_ago(col)?));
@@ -852,5 +995,101 @@ mod tests {
             .message
             .contains("after the expression"));
         assert!(parse("'abc").unwrap_err().message.contains("unterminated"));
+    }
+
+    #[test]
+    fn non_ascii_text_never_splits_a_character() {
+        // Inside quotes any script is text; positions count characters.
+        let e = parse("status == 'complété ✓' and x > 1").unwrap();
+        assert_eq!(e.to_string(), "((status == 'complété ✓') and (x > 1))");
+        let e = parse("status == ‘completed’").unwrap_err();
+        assert_eq!(e.pos, 10);
+        assert!(e.message.contains("typographic quote"), "{e}");
+        assert!(e.message.contains("U+2018"), "{e}");
+        let e = parse("amount > 5€").unwrap_err();
+        assert_eq!(e.pos, 10);
+        assert!(e.message.contains("'€'"), "{e}");
+        let e = parse("é").unwrap_err();
+        assert_eq!(e.pos, 0);
+        assert_eq!(parse("a\u{a0}+\u{2003}b").unwrap().to_string(), "(a + b)");
+        let e = parse("'naïve").unwrap_err();
+        assert!(e.message.contains("unterminated"), "{e}");
+        let e = parse("x ≥ 1").unwrap_err();
+        assert_eq!(e.pos, 2);
+    }
+
+    #[test]
+    fn depth_and_size_are_bounded() {
+        let ok = format!("{}x{}", "(".repeat(64), ")".repeat(64));
+        assert_eq!(parse(&ok).unwrap(), Expr::Name("x".into()));
+        let deep = format!("{}x{}", "(".repeat(1_000), ")".repeat(1_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested too deeply"), "{e}");
+        assert_eq!(e.pos, 64);
+        let nots = "not ".repeat(2_000) + "x";
+        assert!(parse(&nots)
+            .unwrap_err()
+            .message
+            .contains("nested too deeply"));
+        let negs = "-".repeat(9_000) + "x";
+        assert!(parse(&negs)
+            .unwrap_err()
+            .message
+            .contains("nested too deeply"));
+        let calls = "abs(".repeat(1_000) + "x" + &")".repeat(1_000);
+        assert!(parse(&calls)
+            .unwrap_err()
+            .message
+            .contains("nested too deeply"));
+        // A chain of 128 terms is fine; 129 is refused; 100,000 hits the length limit.
+        let sum = |n: usize| {
+            (0..n)
+                .map(|i| format!("a{i}"))
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        let e = parse(&sum(128)).unwrap();
+        assert_eq!(e.names().len(), 128);
+        assert!(e.to_string().starts_with("((((("));
+        let e = parse(&sum(129)).unwrap_err();
+        assert!(e.message.contains("too deep"), "{e}");
+        let flat = vec!["1"; 100_000].join("+");
+        assert!(parse(&flat).unwrap_err().message.contains("too long"));
+        let deep = format!("{}x{}", "(".repeat(20_000), ")".repeat(20_000));
+        assert!(parse(&deep).unwrap_err().message.contains("too long"));
+        // Wide but shallow: the node limit.
+        let wide = format!("max({})", vec!["1"; 2_500].join(","));
+        let e = parse(&wide).unwrap_err();
+        assert!(e.message.contains("too large"), "{e}");
+        let wide_in = format!("x in ({})", vec!["1"; 2_500].join(","));
+        assert!(parse(&wide_in).unwrap_err().message.contains("too large"));
+    }
+
+    #[test]
+    fn trees_at_the_limits_compile_on_a_small_stack() {
+        struct AnyFloat;
+        impl Scope for AnyFloat {
+            fn resolve(&self, name: &str) -> Result<(Ty, PlExpr), String> {
+                Ok((Ty::Float, polars::prelude::col(name)))
+            }
+        }
+        let chain = (0..128)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join("+");
+        let nest = format!("{}x{}", "abs(".repeat(64), ")".repeat(64));
+        let ok = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                for src in [chain, nest] {
+                    let e = parse(&src).unwrap();
+                    let (t, _) = compile(&e, &AnyFloat).unwrap();
+                    assert_eq!(t, Ty::Float);
+                    assert!(!e.to_string().is_empty());
+                }
+            })
+            .unwrap()
+            .join();
+        assert!(ok.is_ok());
     }
 }

@@ -275,6 +275,25 @@ struct JTreeParam {
     size_leaf_vector: Option<Value>,
 }
 
+/// The most features a model may read (xgboost stores feature indexes in 31 bits; c360's
+/// CSV rows are built from feature sets far smaller than this).
+pub const MAX_FEATURES: usize = 1 << 20;
+/// The most classes of a multi-class model.
+pub const MAX_CLASSES: usize = 10_000;
+
+/// A count stored as a number or a string (`"3"`, `3`, `"3E0"`), checked against `max`
+/// before it sizes anything.
+fn count_of(v: &Value, max: usize) -> Result<usize, String> {
+    let f = num_of(v).ok_or_else(|| format!("not a count: {v}"))?;
+    if !(f >= 0.0 && f.fract() == 0.0) {
+        return Err(format!("not a count: {v}"));
+    }
+    if f > max as f64 {
+        return Err(format!("{v} is out of range (at most {max})"));
+    }
+    Ok(f as usize)
+}
+
 /// Reads a number xgboost may store as a string ("5E-1") or as a number.
 fn num_of(v: &Value) -> Option<f64> {
     match v {
@@ -383,23 +402,17 @@ impl Booster {
             )
         })?;
         let p = &l.learner_model_param;
-        let num_feature = num_of(&p.num_feature)
-            .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-            .ok_or_else(|| {
-                invalid(
-                    "learner.learner_model_param.num_feature",
-                    format!("not a count: {}", p.num_feature),
-                )
-            })? as usize;
+        let num_feature = count_of(&p.num_feature, MAX_FEATURES)
+            .map_err(|reason| invalid("learner.learner_model_param.num_feature", reason))?;
+        if num_feature == 0 {
+            return Err(invalid(
+                "learner.learner_model_param.num_feature",
+                "0: a model reads at least one feature".into(),
+            ));
+        }
         let num_class = match &p.num_class {
-            Some(v) => num_of(v)
-                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-                .ok_or_else(|| {
-                    invalid(
-                        "learner.learner_model_param.num_class",
-                        format!("not a count: {v}"),
-                    )
-                })? as usize,
+            Some(v) => count_of(v, MAX_CLASSES)
+                .map_err(|reason| invalid("learner.learner_model_param.num_class", reason))?,
             None => 0,
         };
         if let Some(t) = p.num_target.as_ref().and_then(num_of) {
@@ -592,7 +605,7 @@ impl Booster {
                     ));
                 }
                 let f = t.split_indices[i];
-                if f < 0 || f as usize >= num_feature.max(1) || num_feature == 0 {
+                if f < 0 || f as u64 >= num_feature as u64 {
                     return Err(invalid(
                         &key("split_indices"),
                         format!("node {i} splits on feature {f}, but the model has {num_feature} features"),
@@ -697,7 +710,7 @@ impl Booster {
             return None;
         }
         let ng = self.num_group;
-        let mut out = vec![0f32; rows * ng];
+        let mut out = vec![0f32; rows.checked_mul(ng)?];
         if rows <= CHUNK_ROWS {
             self.score_chunk(x, &mut out);
         } else {

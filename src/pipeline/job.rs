@@ -245,11 +245,15 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             .map(|s| {
                 format!(
                     "line {}",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                    text.as_bytes()[..s.start.min(text.len())]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count()
+                        + 1
                 )
             })
             .unwrap_or_else(|| "(document)".into());
-        vec![err(&line, e.message().to_string())]
+        vec![err(&line, crate::project::toml_reason(&e))]
     })?;
     let mut errs = Vec::new();
     if !valid_name(&def.name) {
@@ -345,7 +349,6 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             ));
         }
         if let Some(c) = t.max_concurrent_transforms {
-            // In u64: 2147483648 x 2 must not wrap to 0 and pass.
             if u64::from(c) * u64::from(mb) > 100 {
                 errs.push(err(
                     "transform.max_concurrent_transforms",
@@ -354,19 +357,19 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
             }
         }
     }
-    if let Some(c) = t.max_concurrent_transforms {
-        if !(1..=100).contains(&c) {
-            errs.push(err(
-                "transform.max_concurrent_transforms",
-                format!("{c} is not in 1..=100 (SageMaker's MaxConcurrentTransforms x MaxPayloadInMB <= 100)"),
-            ));
-        }
-    }
     if let Some(n) = t.instance_count {
         if !(1..=100).contains(&n) {
             errs.push(err(
                 "transform.instance_count",
-                format!("{n} is not in 1..=100 (SageMaker's limit per transform job)"),
+                format!("{n} is out of range: 1 to 100 (SageMaker's InstanceCount)"),
+            ));
+        }
+    }
+    if let Some(c) = t.max_concurrent_transforms {
+        if c > 100 {
+            errs.push(err(
+                "transform.max_concurrent_transforms",
+                format!("{c} is out of range: 0 (as the model says) to 100"),
             ));
         }
     }

@@ -225,16 +225,13 @@ impl ServiceConfig {
         };
         let auth = auth::Auth::from_config(Some(&s), env_tokens.as_deref())
             .map_err(|e| ServiceError::Config(e.to_string()))?;
-        let reload = s.reload_seconds.unwrap_or(2.0);
-        if !(0.05..=3600.0).contains(&reload) {
-            return Err(ServiceError::Config("reload_seconds: 0.05 to 3600".into()));
-        }
+        let d = s.durations().map_err(ServiceError::Config)?;
         Ok(ServiceConfig {
             bind,
             scheduler: s.scheduler.unwrap_or(true),
-            lease: Duration::from_secs(s.lease_seconds.unwrap_or(60).max(1)),
-            reload: Duration::from_secs_f64(reload),
-            grace: Duration::from_secs(s.shutdown_grace_seconds.unwrap_or(30)),
+            lease: d.lease,
+            reload: d.reload,
+            grace: d.grace,
             auth,
             limits: server_limits(&s)?,
         })
