@@ -162,7 +162,7 @@ fn validate_checks_the_service_section() {
         let (code, text) = output(p.cmd().arg("validate").env_remove("C360_SERVICE_TOKENS"));
         assert_eq!(code, 3, "{section}: {text}");
         assert!(
-            text.contains("c360.toml: service") && text.contains(needle),
+            text.contains("c360.toml: ") && text.contains(needle),
             "{section}: {text}"
         );
     }
