@@ -208,31 +208,23 @@ pub fn publish(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut redone = None;
-    let manifest = match existing {
-        // Published by this run already: trusted only once every part checks out.
-        Some((Some(m), version)) if m.run_id == lineage.run_id => {
-            match offline::verify_partition(store, &prefix, &m)? {
-                None => m,
-                Some(damage) => {
-                    tracing::warn!(product = %spec.name, %as_of, run_id = %lineage.run_id, %damage, "the committed partition is damaged; publishing it again under a new location");
-                    redone = Some(damage);
-                    write_and_commit(
-                        store,
-                        spec,
-                        df,
-                        as_of,
-                        lineage,
-                        stats,
-                        &prefix,
-                        Some(&version),
-                    )?
-                }
-            }
+    // Published by this run already: trusted only once every part checks out.
+    let damage = match &existing {
+        Some((Some(m), _)) if m.run_id == lineage.run_id => {
+            Some(offline::verify_partition(store, &prefix, m)?)
         }
-        existing => {
+        _ => None,
+    };
+    let (manifest, redone) = match (existing, damage) {
+        (Some((Some(m), _)), Some(None)) => (m, None),
+        (existing, damage) => {
+            let damage = damage.flatten();
+            if let Some(d) = &damage {
+                tracing::warn!(product = %spec.name, %as_of, run_id = %lineage.run_id, damage = %d, "the committed partition is damaged; publishing it again under a new location");
+            }
+            // Replaces exactly the manifest version read (none: the partition is new).
             let version = existing.map(|(_, v)| v);
-            write_and_commit(
+            let m = write_and_commit(
                 store,
                 spec,
                 df,
@@ -241,7 +233,8 @@ pub fn publish(
                 stats,
                 &prefix,
                 version.as_deref(),
-            )?
+            )?;
+            (m, damage)
         }
     };
     write_contract(store, spec)?;
