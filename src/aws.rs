@@ -391,27 +391,31 @@ impl AwsSettings {
             }
         }
         // Finite and at most a day: the poller builds Durations from them.
-        if !(sm.poll_seconds > 0.0
-            && sm.max_poll_seconds >= sm.poll_seconds
-            && sm.max_poll_seconds <= 86_400.0)
-        {
-            bad(
-                "sagemaker.poll_seconds",
-                "poll_seconds must be > 0 and at most max_poll_seconds, which is at most 86400"
-                    .into(),
-            );
-        }
-        if sm.max_poll_seconds.is_nan() || sm.max_poll_seconds > 3600.0 {
+        // Each key named on its own: finite, positive, poll <= max_poll <= 3600.
+        if !(sm.max_poll_seconds > 0.0 && sm.max_poll_seconds <= 3600.0) {
             bad(
                 "sagemaker.max_poll_seconds",
-                format!("{} is out of range: at most 3600", sm.max_poll_seconds),
+                format!(
+                    "{} is out of range: more than 0, at most 3600",
+                    sm.max_poll_seconds
+                ),
+            );
+        } else if !(sm.poll_seconds > 0.0 && sm.poll_seconds <= sm.max_poll_seconds) {
+            bad(
+                "sagemaker.poll_seconds",
+                format!(
+                    "{} is out of range: more than 0, at most max_poll_seconds ({})",
+                    sm.poll_seconds, sm.max_poll_seconds
+                ),
             );
         }
         if let Some(t) = sm.throughput_rows_per_vcpu {
-            if !(t.is_finite() && t > 0.0) {
+            // 0.001 (one row in 17 minutes) to a billion rows a second per vCPU: outside it
+            // the planner's arithmetic is meaningless.
+            if !(t.is_finite() && (0.001..=1e9).contains(&t)) {
                 bad(
                     "sagemaker.throughput_rows_per_vcpu",
-                    format!("{t} is not a positive number"),
+                    format!("{t} is out of range: 0.001 to 1e9 rows per second per vCPU"),
                 );
             }
         }

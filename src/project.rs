@@ -291,7 +291,7 @@ impl Project {
             None => (PathBuf::from("c360.toml"), false),
         };
         let (config, config_file) = if file.is_file() {
-            let text = std::fs::read_to_string(&file).map_err(|e| ProjectError::Config {
+            let text = read_definition(&file).map_err(|e| ProjectError::Config {
                 file: file.display().to_string(),
                 key: "(file)".into(),
                 reason: e.to_string(),
@@ -462,4 +462,55 @@ impl Project {
         }
         errs
     }
+}
+
+/// Largest definition file c360 reads (feature sets, jobs, `model.toml`, `c360.toml`, price
+/// tables, `fitted.json`): 4 MiB, far above any real one.
+pub const MAX_DEFINITION_BYTES: u64 = 4 << 20;
+
+/// Largest model artifact c360 loads (an xgboost `save_model` file): 1 GiB.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// Reads a whole file of at most `max` bytes. Refuses, before reading, anything that is not
+/// a regular file (a FIFO, or a link to `/dev/zero` or `/dev/urandom`, would block or never
+/// end) and a file over `max`; reads at most `max + 1` bytes in case it grows meanwhile.
+/// Errors are `InvalidData` with the reason (the caller names the file).
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    if !meta.is_file() {
+        return Err(invalid(
+            "not a regular file (a folder, device or pipe cannot be a definition)".into(),
+        ));
+    }
+    if meta.len() > max {
+        return Err(invalid(format!(
+            "{} bytes, over the limit of {max} bytes for this kind of file",
+            meta.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(invalid(format!(
+            "grew past the limit of {max} bytes while being read"
+        )));
+    }
+    Ok(out)
+}
+
+/// [`read_bounded`] for text: UTF-8, at most [`MAX_DEFINITION_BYTES`].
+pub fn read_definition(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, MAX_DEFINITION_BYTES)?).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "not UTF-8 text (first bad byte at offset {}): save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }

@@ -44,6 +44,10 @@ source reuses the committed snapshot (use --force to rebuild)."
         /// Rebuild even when an identical snapshot is committed.
         #[arg(long)]
         force: bool,
+        /// Build even when --as-of is after the sources' last event (refused by default: the
+        /// features would miss data that has not arrived).
+        #[arg(long)]
+        allow_as_of_past_data: bool,
     },
     /// Build a training set: each spine row's features as of its own date, plus a label.
     #[command(
@@ -163,10 +167,26 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             source,
             store,
             force,
+            allow_as_of_past_data,
         } => {
             let s = features::find_set(&project.features_dir(), &set)?;
             let source_uri = source.unwrap_or_else(|| project.source_uri());
             let store_uri = store.unwrap_or_else(|| project.store_uri());
+            let src =
+                crate::source::Source::open(&source_uri).map_err(features::FeatureError::from)?;
+            let tables: Vec<&str> = s.tables().into_iter().collect();
+            features::check_data_reach(
+                &src,
+                &source_uri,
+                &tables,
+                as_of,
+                allow_as_of_past_data,
+                "",
+            )
+            .map_err(|m| Failure {
+                code: super::exit::USAGE,
+                error: anyhow::anyhow!(m),
+            })?;
             let st = store::open(&store_uri)?;
             let t0 = Instant::now();
             let pb = crate::telemetry::spinner(&format!("building {} as of {as_of}", s.name));

@@ -387,6 +387,24 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
             reason: e.to_string(),
         });
     }
+    // The planner's price table (the embedded one, or `[aws.sagemaker] prices`): it must load,
+    // and every pinned instance type must be in it.
+    let config_file = project
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "c360.toml".into());
+    let prices = match crate::transform::planner::load_prices(project.prices_file().as_deref()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errs.push(crate::features::DefError {
+                file: config_file.clone(),
+                key: "aws.sagemaker.prices".into(),
+                reason: e.to_string(),
+            });
+            None
+        }
+    };
     // Cross-checks run over the sets that did load; a set whose file is broken is reported
     // once (above), not again by everything that refers to it.
     let (sets, _, sets_broken) = crate::features::load_sets_partial(&project.features_dir());
@@ -412,7 +430,7 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
             // CLV models (kind = "bg_nbd" / "gamma_gamma") have no artifact to load.
-            if let Some((ok, e)) = models::validate_clv(&d, &sets) {
+            if let Some((ok, e)) = models::validate_clv(&d, &sets, sets_broken) {
                 errs.extend(e);
                 if ok {
                     clv_models.push(dir_name.clone());
@@ -486,6 +504,24 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                 key: format!("product.include[{i}]"),
                 reason,
             });
+        }
+        if let (Some(t), Some(prices)) = (&j.def.transform.instance_type, &prices) {
+            if prices.get(t).is_none() {
+                errs.push(crate::features::DefError {
+                    file: j.file.display().to_string(),
+                    key: "transform.instance_type".into(),
+                    reason: format!(
+                        "{:?} is not a transform instance type of the price table (e.g. {})",
+                        t.escape_debug().to_string(),
+                        prices
+                            .types()
+                            .into_iter()
+                            .take(6)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
         }
         if broken_models.contains(&j.def.model) {
             continue; // reported with the model

@@ -348,7 +348,13 @@ fn list_models(dir: &Path) -> Vec<String> {
 /// `c360 validate` for a CLV model folder: None when `dir` is not one (an XGBoost model);
 /// else the problems found (an empty list when it is fine). A model whose spec is broken is
 /// reported once, as `(model)`.
-pub fn validate_clv(dir: &Path, sets: &[features::FeatureSet]) -> Option<(bool, Vec<DefError>)> {
+/// `sets_broken`: some feature-set file failed to load (reported on its own), so a set
+/// missing from `sets` may be that file and is not reported again here.
+pub fn validate_clv(
+    dir: &Path,
+    sets: &[features::FeatureSet],
+    sets_broken: bool,
+) -> Option<(bool, Vec<DefError>)> {
     let res = btyd::read_clv_dir(dir)?;
     let file = dir.join(crate::model::SPEC_FILE).display().to_string();
     let err = |key: &str, reason: String| DefError {
@@ -378,6 +384,7 @@ pub fn validate_clv(dir: &Path, sets: &[features::FeatureSet]) -> Option<(bool, 
         }
     }
     match sets.iter().find(|s| s.name == spec.feature_set) {
+        None if sets_broken => {}
         None => errs.push(err(
             "feature_set",
             format!("no feature set {} under features/", spec.feature_set),

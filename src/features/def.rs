@@ -309,7 +309,7 @@ pub const MAX_CASES: usize = 128;
 /// Loads and validates one feature-set file.
 pub fn load(path: &Path) -> Result<FeatureSet, DefErrors> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::project::read_definition(path).map_err(|e| {
         DefErrors(vec![DefError {
             file: file.clone(),
             key: "(file)".into(),

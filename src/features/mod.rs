@@ -772,3 +772,66 @@ fn pii_extra(s: &FeatureSet) -> std::collections::BTreeMap<String, serde_json::V
     }
     extra
 }
+
+/// Refuses an as-of date the sources cannot support, with the reason (the `Err` text):
+/// before the first customer signed up (nobody to score), or after the last event of
+/// `tables` (other than customers) unless `allow_past_data`: features would be computed from
+/// data that has not arrived. `why_past` adds a caller's consequence to that message. Dates
+/// are UTC days, as in point-in-time features. Each table costs one lazy min/max over its
+/// event-time column; a table that cannot be read is left to the build, which reports it
+/// with the contract's errors.
+pub fn check_data_reach(
+    src: &Source,
+    source_uri: &str,
+    tables: &[&str],
+    as_of: NaiveDate,
+    allow_past_data: bool,
+    why_past: &str,
+) -> std::result::Result<(), String> {
+    let day_range = |t: &str| -> Option<(i32, i32)> {
+        let spec = source::table_spec(t)?;
+        let table = src.scan(spec, &[]).ok()?;
+        let df = table
+            .frame
+            .clone()
+            .select([
+                col(spec.ts).min().alias("first"),
+                col(spec.ts).max().alias("last"),
+            ])
+            .collect()
+            .ok()?;
+        let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
+        Some((get("first")?, get("last")?))
+    };
+    let day = source::date_of_day;
+    if let Some((first, _)) = day_range("customers") {
+        if as_of < day(first) {
+            return Err(format!(
+                "as-of {as_of} is before the first customer signed up ({}, in {source_uri}): there is nobody to score; choose --as-of {} or later",
+                day(first),
+                day(first)
+            ));
+        }
+    }
+    if allow_past_data {
+        return Ok(());
+    }
+    let mut last: Option<(i32, &str)> = None;
+    for t in tables.iter().filter(|t| **t != "customers") {
+        if let Some((_, l)) = day_range(t) {
+            if last.is_none_or(|(d, _)| l > d) {
+                last = Some((l, t));
+            }
+        }
+    }
+    if let Some((l, t)) = last {
+        if as_of > day(l) {
+            return Err(format!(
+                "as-of {as_of} is after the sources' last event ({}, in table {t} of {source_uri}): features would be computed from data that has not arrived yet{why_past}. Use --as-of {} or earlier, wait for the producers' data, or pass --allow-as-of-past-data if this is intended",
+                day(l),
+                day(l)
+            ));
+        }
+    }
+    Ok(())
+}

@@ -812,7 +812,7 @@ pub fn read_clv_dir(
     dir: &std::path::Path,
 ) -> Option<Result<(ClvSpec, Option<Fitted>), super::ModelError>> {
     let file = dir.join(super::SPEC_FILE);
-    let text = std::fs::read_to_string(&file).ok()?;
+    let text = crate::project::read_definition(&file).ok()?;
     declared_kind(&text)?;
     Some(ClvSpec::parse(&text, &file).and_then(|spec| {
         let fitted = read_fitted(&spec)?;
@@ -824,7 +824,7 @@ pub fn read_clv_dir(
 pub fn read_fitted(spec: &ClvSpec) -> Result<Option<Fitted>, super::ModelError> {
     let dir = spec.file.parent().unwrap_or(std::path::Path::new("."));
     let file = dir.join(FITTED_FILE);
-    let bytes = match std::fs::read(&file) {
+    let bytes = match crate::project::read_bounded(&file, crate::project::MAX_DEFINITION_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {

@@ -192,7 +192,7 @@ fn is_identifier(s: &str) -> bool {
 impl ModelSpec {
     /// Reads and validates `file` (no artifact I/O).
     pub fn read(file: &Path) -> Result<ModelSpec, ModelError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ModelError::Io {
+        let text = crate::project::read_definition(file).map_err(|source| ModelError::Io {
             file: file.display().to_string(),
             source,
         })?;

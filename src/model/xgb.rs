@@ -328,10 +328,12 @@ impl Booster {
     /// Loads a model file, telling JSON from UBJSON by content (not by name).
     pub fn load(path: &Path) -> Result<Booster, XgbError> {
         let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| XgbError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let bytes = crate::project::read_bounded(path, crate::project::MAX_MODEL_BYTES).map_err(
+            |source| XgbError::Io {
+                file: file.clone(),
+                source,
+            },
+        )?;
         Booster::from_bytes(&bytes, &file)
     }
 

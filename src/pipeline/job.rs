@@ -237,7 +237,7 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
         key: key.into(),
         reason,
     };
-    let text = std::fs::read_to_string(path)
+    let text = crate::project::read_definition(path)
         .map_err(|e| vec![err("(file)", format!("cannot read: {e}"))])?;
     let def: JobFile = toml::from_str(&text).map_err(|e| {
         let line = e

@@ -520,7 +520,7 @@ fn hash8(parts: &[&str]) -> String {
 }
 
 fn file_sha256(path: &Path) -> String {
-    std::fs::read(path)
+    crate::project::read_bounded(path, crate::project::MAX_MODEL_BYTES)
         .map(|b| format!("sha256:{}", hex::encode(Sha256::digest(&b))))
         .unwrap_or_default()
 }
@@ -620,7 +620,8 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
     let set_hashes: Vec<String> = sets.iter().map(|s| s.hash.clone()).collect();
     parts.extend(set_hashes.iter().map(|s| s.as_str()));
     parts.extend(fps.iter().map(|s| s.as_str()));
-    let model_toml = std::fs::read_to_string(model_dir.join(model::SPEC_FILE)).unwrap_or_default();
+    let model_toml =
+        crate::project::read_definition(&model_dir.join(model::SPEC_FILE)).unwrap_or_default();
     parts.push(&model_toml);
     let run_id = format!("{as_of}-{}", hash8(&parts));
     let n_parts = job.def.transform.parts.unwrap_or(4);
@@ -690,12 +691,8 @@ fn transform_settings(job: &Job, cloud: Option<&CloudPrep>) -> Value {
     v
 }
 
-/// Refuses an as-of date the sources cannot support: before the first customer signed up
-/// (nothing to score), or after the last event of the tables the job reads unless
-/// `allow_past_data` (features would be computed from data that has not arrived, and the
-/// product's `latest.json`, which never moves backwards, could not return to real dates).
-/// Dates are UTC days, as in point-in-time features. A table that cannot be read is left to
-/// the feature step, which reports it with the contract's errors.
+/// [`features::check_data_reach`] for a run: the product's `latest.json` never moves
+/// backwards, so a run past the data would also strand it.
 fn check_data_reach(
     src: &Source,
     source_uri: &str,
@@ -704,53 +701,12 @@ fn check_data_reach(
     allow_past_data: bool,
     job: &Job,
 ) -> Result<()> {
-    let day_range = |t: &str| -> Option<(i32, i32)> {
-        let spec = crate::source::table_spec(t)?;
-        let table = src.scan(spec, &[]).ok()?;
-        let df = table
-            .frame
-            .clone()
-            .select([
-                col(spec.ts).min().alias("first"),
-                col(spec.ts).max().alias("last"),
-            ])
-            .collect()
-            .ok()?;
-        let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
-        Some((get("first")?, get("last")?))
-    };
-    let day = |n: i32| crate::source::date_of_day(n);
-    if let Some((first, _)) = day_range("customers") {
-        if as_of < day(first) {
-            return Err(PipelineError::AsOf(format!(
-                "as-of {as_of} is before the first customer signed up ({}, in {source_uri}): there is nobody to score; choose --as-of {} or later",
-                day(first),
-                day(first)
-            )));
-        }
-    }
-    if allow_past_data {
-        return Ok(());
-    }
-    let mut last: Option<(i32, &str)> = None;
-    for t in tables.iter().filter(|t| **t != "customers") {
-        if let Some((_, l)) = day_range(t) {
-            if last.is_none_or(|(d, _)| l > d) {
-                last = Some((l, t));
-            }
-        }
-    }
-    if let Some((l, t)) = last {
-        if as_of > day(l) {
-            return Err(PipelineError::AsOf(format!(
-                "as-of {as_of} is after the sources' last event ({}, in table {t} of {source_uri}): features would be computed from data that has not arrived yet, and product {}'s latest version could then never move back to a real date. Use --as-of {} or earlier, wait for the producers' data, or pass --allow-as-of-past-data if this is intended",
-                day(l),
-                job.def.product.name,
-                day(l)
-            )));
-        }
-    }
-    Ok(())
+    let why = format!(
+        ", and product {}'s latest version could then never move back to a real date",
+        job.def.product.name
+    );
+    features::check_data_reach(src, source_uri, tables, as_of, allow_past_data, &why)
+        .map_err(PipelineError::AsOf)
 }
 
 /// Checks that every model input and included column exists in the model's sets.

@@ -213,6 +213,22 @@ impl ServiceConfig {
             .tokens_env
             .clone()
             .unwrap_or_else(|| auth::DEFAULT_TOKENS_ENV.into());
+        // An environment variable name (an empty one would silently read nothing).
+        let valid_env = env_name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && env_name.len() <= 128
+            && env_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_env {
+            return Err(ServiceError::Config(format!(
+                "tokens_env {:?} is not an environment variable name (letters, digits and _, not starting with a digit; default {})",
+                env_name.escape_debug().to_string(),
+                auth::DEFAULT_TOKENS_ENV
+            )));
+        }
         let env_tokens = match std::env::var(&env_name) {
             Ok(v) => Some(v),
             Err(std::env::VarError::NotPresent) => None,

@@ -175,10 +175,11 @@ pub fn load_prices(path: Option<&Path>) -> Result<PriceTable, PlanError> {
     match path {
         None => PriceTable::embedded(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|error| PlanError::ReadPrices {
-                path: p.display().to_string(),
-                error,
-            })?;
+            let text =
+                crate::project::read_definition(p).map_err(|error| PlanError::ReadPrices {
+                    path: p.display().to_string(),
+                    error,
+                })?;
             PriceTable::parse(&text, &p.display().to_string())
         }
     }

@@ -239,3 +239,152 @@ fn as_of_outside_the_data_is_refused_with_the_reason() {
     assert_eq!(code, 0, "{text}");
     assert_eq!(p.latest().unwrap()["as_of"], "2025-01-15");
 }
+
+/// Runs `cmd`, killing it after `secs` (a definition read without bounds would hang or eat
+/// the machine's memory: that is a failure, not a wait).
+fn output_within(cmd: &mut std::process::Command, secs: u64) -> (i32, String) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if t0.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {secs} s: unbounded read");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    output_from(child.wait_with_output().unwrap())
+}
+
+fn output_from(out: std::process::Output) -> (i32, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn definition_files_are_read_with_bounds() {
+    // Too big, a device and a pipe: refused before reading, naming the file.
+    let p = project_with_features(&[], |j| j);
+    let big = "# padding\n".repeat(500_000); // 5 MB of comments: valid TOML, too big
+    std::fs::write(p.path().join("features/big.toml"), big).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", p.path().join("features/zero.toml")).unwrap();
+    let (code, text) = output_within(p.cmd().arg("validate"), 60);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("big.toml") && text.contains("over the limit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("zero.toml") && text.contains("not a regular file"),
+        "{text}"
+    );
+    // A model artifact that never ends.
+    let q = TestProject::new(|j| j);
+    q.use_local_model();
+    let artifact = q.path().join("models/churn_xgb/xgboost-model.json");
+    std::fs::remove_file(&artifact).unwrap();
+    std::os::unix::fs::symlink("/dev/urandom", &artifact).unwrap();
+    let (code, text) = output_within(q.cmd().arg("validate"), 60);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("xgboost-model.json") && text.contains("not a regular file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_set_file_is_reported_once_by_every_model_kind() {
+    // The set the shipped xgboost and CLV models all use is the broken one.
+    let p = project_with_features(&[], |j| j);
+    std::fs::write(
+        p.path().join("features/rfm.toml"),
+        format!("x = {}\n", "[".repeat(100_000)),
+    )
+    .unwrap();
+    let (code, text) = output(p.cmd().arg("validate"));
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("1 problem(s)") && text.contains("rfm.toml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn features_build_refuses_as_of_dates_the_data_cannot_support() {
+    let p = TestProject::new(|j| j);
+    p.generate(100);
+    let build = |as_of: &str, extra: &[&str]| {
+        output(
+            p.cmd()
+                .args(["features", "build", "rfm", "--as-of", as_of])
+                .args(extra),
+        )
+    };
+    let (code, text) = build("9999-12-31", &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("after the sources' last event"), "{text}");
+    let (code, text) = build("1000-01-01", &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("before the first customer signed up"),
+        "{text}"
+    );
+    assert!(!p.store().join("features").exists(), "nothing committed");
+    let (code, text) = build("2025-01-15", &["--allow-as-of-past-data"]);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn settings_validate_used_to_pass_are_refused_with_their_key() {
+    let cases: Vec<(&str, &str)> = vec![
+        ("[service]\ntokens_env = \"\"\n", "tokens_env"),
+        (
+            "[aws.sagemaker]\nprices = \"no-such-prices.toml\"\n",
+            "aws.sagemaker.prices",
+        ),
+        (
+            "[aws.sagemaker]\nthroughput_rows_per_vcpu = 1e-300\n",
+            "throughput_rows_per_vcpu",
+        ),
+        (
+            "[aws.sagemaker]\nthroughput_rows_per_vcpu = 1e308\n",
+            "throughput_rows_per_vcpu",
+        ),
+        (
+            "[aws.sagemaker]\nmax_poll_seconds = -1.0\n",
+            "max_poll_seconds",
+        ),
+    ];
+    for (section, key) in cases {
+        let p = TestProject::new(|j| j);
+        let cfg = std::fs::read_to_string(p.path().join("c360.toml")).unwrap();
+        std::fs::write(p.path().join("c360.toml"), cfg + section).unwrap();
+        let (code, text) = output(p.cmd().arg("validate").env_remove("C360_SERVICE_TOKENS"));
+        assert_eq!(code, 3, "{section}: {text}");
+        assert!(text.contains(key), "{section}: {text}");
+    }
+    for t in ["", "ml.bogus.99xlarge", "ml.m5.xlarge\u{202e}"] {
+        let p = TestProject::new(|j| {
+            j.replace(
+                "[transform]\n",
+                &format!("[transform]\ninstance_type = \"{t}\"\n"),
+            )
+        });
+        let (code, text) = output(p.cmd().arg("validate"));
+        assert_eq!(code, 3, "{t:?}: {text}");
+        assert!(
+            text.contains("churn_weekly.toml: transform.instance_type"),
+            "{t:?}: {text}"
+        );
+    }
+}
