@@ -533,16 +533,13 @@ pub async fn serve_bounded(
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let open = Arc::new(std::sync::Mutex::new(OpenConnections::default()));
     loop {
-        // A slot first, then accept: beyond the limit, clients wait in the backlog and
-        // hold no descriptor of ours.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
+        // Accept, then take a slot. At the limit, the connection that has waited longest
+        // with no request in progress (headers never finished, or idle keep-alive) is
+        // closed to make room: slow or idle clients cannot starve new ones (health checks
+        // among them). When every slot has a request in progress, the new connection gets
+        // a slot within 200 ms or is closed; descriptors stay bounded by the limit.
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -556,11 +553,41 @@ pub async fn serve_bounded(
             },
             _ = &mut shutdown => break,
         };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if let Ok(mut o) = open.lock() {
+                    o.evict_oldest_idle();
+                }
+                match tokio::time::timeout(
+                    Duration::from_millis(200),
+                    slots.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        tracing::debug!("every connection slot has a request in progress; a new connection was closed");
+                        continue;
+                    }
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone());
+        let active = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let evict = Arc::new(tokio::sync::Notify::new());
+        let id = match open.lock() {
+            Ok(mut o) => o.add(active.clone(), evict.clone()),
+            Err(_) => 0,
+        };
+        let svc = Tracking {
+            inner: TowerToHyperService::new(app.clone()),
+            active,
+        };
         let mut closing = close_rx.clone();
         let header_timeout = limits.header_timeout;
         let io = TokioIo::new(WriteStall::new(stream, limits.body_timeout));
+        let open = open.clone();
         conns.spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -580,6 +607,12 @@ pub async fn serve_bounded(
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
+                _ = evict.notified() => {
+                    tracing::debug!("idle connection closed to make room for a new one");
+                }
+            }
+            if let Ok(mut o) = open.lock() {
+                o.remove(id);
             }
         });
         while conns.try_join_next().is_some() {}
@@ -597,6 +630,74 @@ pub async fn serve_bounded(
         conns.abort_all();
     }
     Ok(())
+}
+
+/// The open connections of [`serve_bounded`], oldest first: whether each has a request in
+/// progress, and how to close it.
+#[derive(Default)]
+struct OpenConnections {
+    next: u64,
+    conns: std::collections::VecDeque<(
+        u64,
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<tokio::sync::Notify>,
+    )>,
+}
+
+impl OpenConnections {
+    fn add(
+        &mut self,
+        active: Arc<std::sync::atomic::AtomicBool>,
+        evict: Arc<tokio::sync::Notify>,
+    ) -> u64 {
+        self.next += 1;
+        self.conns.push_back((self.next, active, evict));
+        self.next
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.conns.retain(|c| c.0 != id);
+    }
+
+    /// Closes the oldest connection without a request in progress, if any.
+    fn evict_oldest_idle(&mut self) {
+        use std::sync::atomic::Ordering;
+        if let Some(i) = self.conns.iter().position(|c| !c.1.load(Ordering::SeqCst)) {
+            if let Some((_, _, evict)) = self.conns.remove(i) {
+                evict.notify_one();
+            }
+        }
+    }
+}
+
+/// A connection's service that records whether a request is in progress (from its
+/// headers to its response), so that idle connections can be told apart.
+#[derive(Clone)]
+struct Tracking<S> {
+    inner: S,
+    active: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S, R> hyper::service::Service<R> for Tracking<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        use std::sync::atomic::Ordering;
+        self.active.store(true, Ordering::SeqCst);
+        let fut = self.inner.call(req);
+        let active = self.active.clone();
+        Box::pin(async move {
+            let r = fut.await;
+            active.store(false, Ordering::SeqCst);
+            r
+        })
+    }
 }
 
 struct AppState {
