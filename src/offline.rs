@@ -319,14 +319,16 @@ pub fn commit_partition_replacing(
     Ok(manifest)
 }
 
-/// Checks every file a manifest lists through the store: present, and (when the
-/// manifest has them) of the listed size and SHA-256. `Ok(None)` when intact, else what
+/// Checks every file a manifest lists through the store: present, (when the manifest has
+/// them) of the listed size and SHA-256, readable as Parquet, and together holding the
+/// manifest's `rows`. `Ok(None)` when intact, else what
 /// is wrong (naming the key); store errors other than a missing object are errors.
 pub fn verify_partition(
     store: &dyn ObjectStore,
     prefix: &str,
     manifest: &Manifest,
 ) -> Result<Option<String>> {
+    let mut rows = 0u64;
     for f in &manifest.files {
         let key = format!("{prefix}/{f}");
         let bytes = match store.get(&key) {
@@ -352,12 +354,24 @@ pub fn verify_partition(
                 )));
             }
         }
+        match ParquetReader::new(std::io::Cursor::new(bytes)).num_rows() {
+            Ok(n) => rows += n as u64,
+            Err(e) => return Ok(Some(format!("part {key} is not readable as Parquet: {e}"))),
+        }
+    }
+    if !manifest.files.is_empty() && rows != manifest.rows {
+        return Ok(Some(format!(
+            "manifest {} lists {} rows but its parts hold {rows}",
+            manifest_key(prefix),
+            manifest.rows
+        )));
     }
     Ok(None)
 }
 
 /// Reads a committed partition's rows (only the files its manifest lists), checking each
-/// part's size against the manifest when it lists sizes.
+/// part's size against the manifest when it lists sizes, and the row count against its
+/// `rows`.
 pub fn read_partition(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -403,6 +417,16 @@ pub fn read_partition(
             key: prefix.into(),
             message: e.to_string(),
         })?;
+    }
+    if out.height() as u64 != manifest.rows {
+        return Err(OfflineError::BadManifest {
+            key: manifest_key(prefix),
+            message: format!(
+                "it lists {} rows but its parts hold {}; rebuild the partition (re-run the job, or `c360 features build` for a feature snapshot)",
+                manifest.rows,
+                out.height()
+            ),
+        });
     }
     Ok(out)
 }

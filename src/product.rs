@@ -310,6 +310,14 @@ fn write_and_commit(
     Ok(m)
 }
 
+/// What `move_latest` found at `latest.json`.
+enum CurrentLatest {
+    Absent,
+    /// Not JSON of a [`Latest`] (the parse error), at this version.
+    Unreadable(String, String),
+    Read(Latest, String),
+}
+
 fn move_latest(
     store: &dyn ObjectStore,
     spec: &ProductSpec,
@@ -321,14 +329,11 @@ fn move_latest(
     let key = latest_key(&spec.name);
     for _ in 0..10 {
         let cur = match store.get_versioned(&key) {
-            Ok((b, v)) => {
-                let l: Latest = serde_json::from_slice(&b).map_err(|e| ProductError::Read {
-                    product: spec.name.clone(),
-                    message: format!("latest.json unreadable: {e}"),
-                })?;
-                Some((l, v))
-            }
-            Err(StoreError::NotFound { .. }) => None,
+            Ok((b, v)) => match serde_json::from_slice::<Latest>(&b) {
+                Ok(l) => CurrentLatest::Read(l, v),
+                Err(e) => CurrentLatest::Unreadable(e.to_string(), v),
+            },
+            Err(StoreError::NotFound { .. }) => CurrentLatest::Absent,
             Err(e) => return Err(e.into()),
         };
         // Decide from the manifest committed at the partition now, not from ours: a
@@ -337,33 +342,56 @@ fn move_latest(
         let committed = offline::read_manifest(store, prefix)?;
         let ours = &m.run_id;
         let m = committed.as_ref().unwrap_or(m);
-        if let Some((cur, _)) = &cur {
-            if cur.as_of == m.as_of && cur.run_id == m.run_id {
-                // Already names this partition: "moved" when it is our version (a re-run
-                // that redid a damaged partition in place).
-                return Ok(&m.run_id == ours);
+        let (target_prefix, target, version) = match &cur {
+            CurrentLatest::Absent => (prefix.to_string(), m.clone(), None),
+            CurrentLatest::Unreadable(err, v) => {
+                // Rebuilt from the newest committed version (ours included), so it never
+                // moves backwards.
+                let (p, newest) = newest_committed(store, &spec.name)?
+                    .unwrap_or_else(|| (prefix.to_string(), m.clone()));
+                tracing::warn!(product = %spec.name, key = %key, error = %err, as_of = %newest.as_of, "latest.json is unreadable; rebuilding it from the newest committed version");
+                (p, newest, Some(v))
             }
-            if cur.as_of > m.as_of {
-                return Ok(false);
+            CurrentLatest::Read(cur, v) => {
+                let disagrees = check_latest(store, &spec.name, cur)?.err();
+                if cur.as_of == m.as_of
+                    && cur.run_id == m.run_id
+                    && cur.path == prefix
+                    && disagrees.is_none()
+                {
+                    // Already names this partition: "moved" when it is our version (a re-run
+                    // that redid a damaged partition in place).
+                    return Ok(&m.run_id == ours);
+                }
+                if cur.as_of > m.as_of {
+                    if let Some(d) = &disagrees {
+                        tracing::warn!(product = %spec.name, key = %key, disagreement = %d, "latest.json disagrees with the manifest it names; re-run the job for {} to repair it", cur.as_of);
+                    }
+                    return Ok(false);
+                }
+                if let Some(d) = &disagrees {
+                    tracing::warn!(product = %spec.name, key = %key, disagreement = %d, "latest.json disagrees with the manifest it names; repairing it");
+                }
+                (prefix.to_string(), m.clone(), Some(v))
             }
-        }
+        };
         let l = Latest {
-            path: prefix.to_string(),
-            as_of: m.as_of,
-            run_id: m.run_id.clone(),
+            path: target_prefix.clone(),
+            as_of: target.as_of,
+            run_id: target.run_id.clone(),
             committed_at: Utc::now(),
-            rows: m.rows,
+            rows: target.rows,
         };
         let json = serde_json::to_vec_pretty(&l).map_err(|e| ProductError::Invalid {
             product: spec.name.clone(),
             message: e.to_string(),
         })?;
-        let moved = match &cur {
+        let moved = match version {
             None => store.put_if_absent(&key, &json)?,
-            Some((_, v)) => store.put_if_version(&key, &json, v)?,
+            Some(v) => store.put_if_version(&key, &json, v)?,
         };
         if moved {
-            return Ok(true);
+            return Ok(target_prefix == prefix && &target.run_id == ours);
         }
         tracing::info!(product = %spec.name, "latest.json moved concurrently; deciding again");
     }
@@ -373,18 +401,159 @@ fn move_latest(
     })
 }
 
-/// The product's `latest.json`, if any.
-pub fn latest(store: &dyn ObjectStore, product: &str) -> Result<Option<Latest>> {
-    match store.get(&latest_key(product)) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| ProductError::Read {
-                product: product.into(),
-                message: format!("latest.json unreadable: {e}"),
-            }),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
+/// The newest committed version of a product (latest as-of; of equal dates the highest
+/// major) whose manifest is readable and describes it, with its partition prefix.
+fn newest_committed(
+    store: &dyn ObjectStore,
+    product: &str,
+) -> Result<Option<(String, offline::Manifest)>> {
+    let mut all = versions(store, product)?;
+    all.sort_by_key(|&(major, as_of)| std::cmp::Reverse((as_of, major)));
+    for (major, as_of) in all {
+        let prefix = partition_prefix(product, major, as_of);
+        match offline::read_manifest(store, &prefix) {
+            Ok(Some(m))
+                if m.kind == "data_product"
+                    && m.name == product
+                    && m.as_of == as_of
+                    && m.version == major =>
+            {
+                return Ok(Some((prefix, m)))
+            }
+            Ok(_) => {}
+            Err(offline::OfflineError::BadManifest { key, message }) => {
+                tracing::warn!(product, %key, %message, "skipping an unreadable manifest");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(None)
+}
+
+/// Checks that the manifest `l` names is the version it claims: a data product named
+/// `product`, committed at `l.path` (the product's partition for `l.as_of`), with its
+/// as-of, run id and row count. `Ok(Err(what disagrees))` when not; store errors are errors.
+fn check_latest(
+    store: &dyn ObjectStore,
+    product: &str,
+    l: &Latest,
+) -> Result<std::result::Result<offline::Manifest, String>> {
+    let m = match offline::read_manifest(store, &l.path) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return Ok(Err(format!(
+                "it names {} but there is no committed manifest there",
+                l.path
+            )))
+        }
+        Err(offline::OfflineError::BadManifest { key, message }) => {
+            return Ok(Err(format!(
+                "the manifest it names ({key}) is unreadable: {message}"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let at = &l.path;
+    let what = if m.kind != "data_product" {
+        format!(
+            "it names {at}, which holds a {} ({}), not a data product",
+            m.kind, m.name
+        )
+    } else if m.name != product {
+        format!(
+            "it names {at}, which holds product {}, not {product}",
+            m.name
+        )
+    } else if m.as_of != l.as_of {
+        format!(
+            "it says as_of {} but the manifest at {at} is as of {}",
+            l.as_of, m.as_of
+        )
+    } else if m.run_id != l.run_id {
+        format!(
+            "it says run_id {} but the manifest at {at} was committed by run {}",
+            l.run_id, m.run_id
+        )
+    } else if *at != partition_prefix(product, m.version, m.as_of) {
+        format!(
+            "it names {at}, not the product's partition {}",
+            partition_prefix(product, m.version, m.as_of)
+        )
+    } else if m.rows != l.rows {
+        format!(
+            "it says {} rows but the manifest at {at} lists {}",
+            l.rows, m.rows
+        )
+    } else {
+        return Ok(Ok(m));
+    };
+    Ok(Err(what))
+}
+
+/// The product's `latest.json` resolved to the manifest it names, checked to be that
+/// version (see [`check_latest`]); `None` when nothing is published yet. An unreadable or
+/// disagreeing `latest.json` is an error naming it, what is wrong and how to recover.
+pub fn resolve_latest(
+    store: &dyn ObjectStore,
+    product: &str,
+) -> Result<Option<(Latest, offline::Manifest)>> {
+    let key = latest_key(product);
+    let l: Latest = match store.get(&key) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| ProductError::Read {
+            product: product.into(),
+            message: format!(
+                "{key} is unreadable ({e}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version"
+            ),
+        })?,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match check_latest(store, product, &l)? {
+        Ok(m) => Ok(Some((l, m))),
+        Err(what) => Err(ProductError::Read {
+            product: product.into(),
+            message: format!(
+                "{key} disagrees with the manifest it names: {what}; re-run the job for {} (`c360 run JOB --as-of {}`) to repair it",
+                l.as_of, l.as_of
+            ),
+        }),
+    }
+}
+
+/// What a finished publish of `as_of` left that a re-run must repair although the
+/// partition is intact: a missing `contract.yaml`, or a `latest.json` that is missing,
+/// unreadable, or names `as_of` but disagrees with the manifest it names.
+pub fn publish_damage(
+    store: &dyn ObjectStore,
+    product: &str,
+    as_of: NaiveDate,
+) -> Result<Option<String>> {
+    let contract = format!("products/{product}/contract.yaml");
+    match store.get(&contract) {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => return Ok(Some(format!("{contract} is missing"))),
+        Err(e) => return Err(e.into()),
+    }
+    let key = latest_key(product);
+    let l: Latest = match store.get(&key) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(l) => l,
+            Err(e) => return Ok(Some(format!("{key} is unreadable: {e}"))),
+        },
+        Err(StoreError::NotFound { .. }) => return Ok(Some(format!("{key} is missing"))),
+        Err(e) => return Err(e.into()),
+    };
+    if l.as_of != as_of {
+        return Ok(None);
+    }
+    Ok(check_latest(store, product, &l)?
+        .err()
+        .map(|what| format!("{key} disagrees with the manifest it names: {what}")))
+}
+
+/// The product's `latest.json`, if any, checked against its manifest ([`resolve_latest`]).
+pub fn latest(store: &dyn ObjectStore, product: &str) -> Result<Option<Latest>> {
+    Ok(resolve_latest(store, product)?.map(|(l, _)| l))
 }
 
 /// Committed as-of dates of a product, oldest first.
@@ -411,11 +580,8 @@ pub fn versions(store: &dyn ObjectStore, product: &str) -> Result<Vec<(u32, Naiv
 
 /// Reads the rows of the latest version.
 pub fn read_latest(store: &dyn ObjectStore, product: &str) -> Result<(Latest, DataFrame)> {
-    let l = latest(store, product)?.ok_or_else(|| ProductError::NotFound(product.into()))?;
-    let m = offline::read_manifest(store, &l.path)?.ok_or_else(|| ProductError::Read {
-        product: product.into(),
-        message: format!("latest.json names {} but it has no manifest", l.path),
-    })?;
+    let (l, m) =
+        resolve_latest(store, product)?.ok_or_else(|| ProductError::NotFound(product.into()))?;
     let df = offline::read_partition(store, &l.path, &m)?;
     Ok((l, df))
 }

@@ -260,18 +260,16 @@ pub fn products(config: Option<&Path>, cmd: ProductsCmd) -> Result<(), Failure> 
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            if let Some(l) = product::latest(st.as_ref(), &name)? {
+            if let Some((l, m)) = product::resolve_latest(st.as_ref(), &name)? {
                 println!(
                     "latest:    {} ({} rows, run {}, committed {})",
                     l.as_of, l.rows, l.run_id, l.committed_at
                 );
-                if let Some(m) = crate::offline::read_manifest(st.as_ref(), &l.path)? {
-                    if let Some(s) = m.extra.get("score_statistics") {
-                        println!(
-                            "scores:    {}",
-                            serde_json::to_string(s).unwrap_or_default()
-                        );
-                    }
+                if let Some(s) = m.extra.get("score_statistics") {
+                    println!(
+                        "scores:    {}",
+                        serde_json::to_string(s).unwrap_or_default()
+                    );
                 }
             }
             println!("columns:");

@@ -1029,7 +1029,15 @@ fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
     if m.run_id != p.run_id {
         return Ok(None); // published again since by another run: that one is not ours to check
     }
-    Ok(offline::verify_partition(p.store.as_ref(), &prefix, &m)?)
+    if let Some(damage) = offline::verify_partition(p.store.as_ref(), &prefix, &m)? {
+        return Ok(Some(damage));
+    }
+    // The contract and latest.json are part of what was published.
+    Ok(product::publish_damage(
+        p.store.as_ref(),
+        &p.job.def.product.name,
+        m.as_of,
+    )?)
 }
 
 /// The steps of a run (each skipped when the ledger has it done); the product summary.
@@ -1493,19 +1501,23 @@ fn collect_and_gate(
             .flatten()
             .unwrap_or(f64::NAN)
     };
-    let previous_mean = product::latest(p.store.as_ref(), &p.job.def.product.name)?
-        .and_then(|l| {
-            offline::read_manifest(p.store.as_ref(), &l.path)
-                .ok()
-                .flatten()
-        })
-        .filter(|m| m.run_id != p.run_id)
-        .and_then(|m| {
-            m.extra
-                .get("score_statistics")
-                .and_then(|s| s.get("mean"))
-                .and_then(|v| v.as_f64())
-        });
+    // An unreadable or disagreeing latest.json has no trusted previous version (the
+    // publish rebuilds or repairs it); the gate then has nothing to compare with.
+    let previous_mean = match product::resolve_latest(p.store.as_ref(), &p.job.def.product.name) {
+        Ok(l) => l.map(|(_, m)| m),
+        Err(product::ProductError::Read { message, .. }) => {
+            tracing::warn!(%message, "no previous version to compare the mean score with");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    }
+    .filter(|m| m.run_id != p.run_id)
+    .and_then(|m| {
+        m.extra
+            .get("score_statistics")
+            .and_then(|s| s.get("mean"))
+            .and_then(|v| v.as_f64())
+    });
     if let (Some(max), Some(prev)) = (g.max_mean_shift, previous_mean) {
         if (mean - prev).abs() > max {
             return Err(gate(format!(

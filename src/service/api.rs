@@ -547,13 +547,43 @@ struct RowsQuery {
 const MAX_LIMIT: usize = 10_000;
 
 /// First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
-/// Injection"): `=`, `+`, `-`, `@`, tab and carriage return.
-const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+/// Injection"): `=`, `+`, `-`, `@`, tab and carriage return, and the full-width (`＝＋－＠`)
+/// and small-form (`﹦﹢﹣`) variants that spreadsheets fold to them.
+const FORMULA_TRIGGERS: [char; 13] = [
+    '=', '+', '-', '@', '\t', '\r', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}', '\u{fe66}',
+    '\u{fe62}', '\u{fe63}',
+];
 
-/// A text cell made inert for spreadsheets: one leading `'` when it starts with a formula
-/// trigger (the quote shows in the cell; the text after it is the value).
+/// Characters a spreadsheet may skip before it looks for a formula trigger: Unicode
+/// whitespace (NBSP too), the BOM, zero-width characters, the word joiner and the bidi
+/// marks and controls.
+fn invisible_lead(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{feff}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{00ad}'
+        )
+}
+
+/// Whether a text cell would be read as a formula: it starts with a trigger, or with one
+/// after leading invisible characters (BOM, zero-width, bidi controls, NBSP, whitespace).
+pub fn csv_formula_like(s: &str) -> bool {
+    s.starts_with(FORMULA_TRIGGERS)
+        || s.trim_start_matches(invisible_lead)
+            .starts_with(FORMULA_TRIGGERS)
+}
+
+/// A text cell made inert for spreadsheets: one leading `'` when it would be read as a
+/// formula ([`csv_formula_like`]); the quote shows in the cell, the text after it is the value.
 pub fn csv_safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.starts_with(FORMULA_TRIGGERS) {
+    if csv_formula_like(s) {
         std::borrow::Cow::Owned(format!("'{s}"))
     } else {
         std::borrow::Cow::Borrowed(s)
@@ -712,6 +742,35 @@ mod tests {
             C1,8.0,0,C1\n";
         assert_eq!(text, want);
         assert_eq!(csv_safe_cell("plain"), "plain");
+        // Full-width and small-form triggers, and triggers after invisible leading chars.
+        for s in [
+            "\u{ff1d}1+1",
+            "\u{ff0b}1",
+            "\u{ff0d}1",
+            "\u{ff20}SUM(A1)",
+            "\u{fe66}1+1",
+            "\u{fe62}1",
+            "\u{fe63}1",
+            "\u{feff}=1+1",
+            "\u{200b}=1+1",
+            "\u{200c}+1",
+            "\u{200d}-1",
+            "\u{2060}@x",
+            "\u{202e}=1+1",
+            "\u{202a}=1",
+            "\u{2066}=1",
+            "\u{2069}=1",
+            "\u{a0}=1+1",
+            " =1",
+            "\u{3000}=1",
+            "\u{2003}\u{feff}\u{202e}\u{ff1d}1",
+            "\n=1",
+        ] {
+            assert_eq!(csv_safe_cell(s), format!("'{s}"), "{s:?}");
+        }
+        for s in ["\u{feff}plain", "\u{a0}x", " a=b", "a+b", "\u{ff21}"] {
+            assert_eq!(csv_safe_cell(s), s, "{s:?}");
+        }
         assert_eq!(csv_safe_cell(""), "");
     }
 }

@@ -774,3 +774,302 @@ fn concurrent_builds_of_one_snapshot_both_end_with_the_committed_one() {
         }
     }
 }
+
+// ------------------------------------------------ latest.json checked against its manifest
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 5, d).unwrap()
+}
+
+fn latest_json(store: &dyn ObjectStore, product: &str) -> Value {
+    serde_json::from_slice(
+        &store
+            .get(&format!("products/{product}/latest.json"))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn put_latest(store: &dyn ObjectStore, product: &str, v: &Value) {
+    store
+        .put(
+            &format!("products/{product}/latest.json"),
+            &serde_json::to_vec_pretty(v).unwrap(),
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_latest_json_naming_another_version_is_refused_by_readers_and_repaired_by_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let sp = spec("ptr");
+    product::publish(
+        &store,
+        &sp,
+        &frame(10, 0.1),
+        day(1),
+        &lineage("r1"),
+        json!({}),
+    )
+    .unwrap();
+    let second = product::publish(
+        &store,
+        &sp,
+        &frame(20, 0.2),
+        day(2),
+        &lineage("r2"),
+        json!({}),
+    )
+    .unwrap();
+    let good = latest_json(&store, "ptr");
+    assert_eq!(good["path"], second.prefix.as_str());
+    let snap = "features/rfm/v1/as_of=2024-05-02";
+    let mut sm = snapshot_manifest("r2", day(2));
+    sm.name = "rfm".into();
+    offline::commit_manifest(&store, snap, &serde_json::to_vec(&sm).unwrap(), None).unwrap();
+
+    // path to another as-of partition, to a feature snapshot, to a partition of no
+    // manifest; or a run id / row count that is not the manifest's: every reader refuses.
+    let other = product::partition_prefix("ptr", 1, day(1));
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"path": other}), "as of 2024-05-01"),
+        (json!({"path": snap}), "feature_snapshot"),
+        (
+            json!({"path": "products/ptr/v1/as_of=2024-05-09"}),
+            "no committed manifest",
+        ),
+        (json!({"run_id": "r9"}), "run_id r9"),
+        (json!({"rows": 1}), "1 rows"),
+    ];
+    for (patch, what) in cases {
+        let mut bad = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            bad[k] = v.clone();
+        }
+        put_latest(&store, "ptr", &bad);
+        for e in [
+            product::read_latest(&store, "ptr").unwrap_err().to_string(),
+            product::latest(&store, "ptr").unwrap_err().to_string(),
+            product::get_customer(&store, "ptr", "C0000000")
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(
+                e.contains("products/ptr/latest.json")
+                    && e.contains("disagrees")
+                    && e.contains(what)
+                    && e.contains("re-run the job for 2024-05-02"),
+                "{patch}: {e}"
+            );
+        }
+        // The same run publishing its as-of again repairs it (partition untouched).
+        let again = product::publish(
+            &store,
+            &sp,
+            &frame(20, 0.2),
+            day(2),
+            &lineage("r2"),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(again.redone, None);
+        assert_eq!(again.manifest.files, second.manifest.files);
+        let l = product::latest(&store, "ptr").unwrap().unwrap();
+        assert_eq!(
+            (l.path.as_str(), l.as_of, l.rows),
+            (second.prefix.as_str(), day(2), 20)
+        );
+        assert_eq!(product::read_latest(&store, "ptr").unwrap().1.height(), 20);
+    }
+
+    // A disagreeing latest.json of a newer as-of is not moved backwards by an older publish.
+    let mut bad = good.clone();
+    bad["path"] = json!(other);
+    put_latest(&store, "ptr", &bad);
+    let older = product::publish(
+        &store,
+        &sp,
+        &frame(10, 0.1),
+        day(1),
+        &lineage("r3"),
+        json!({}),
+    )
+    .unwrap();
+    assert!(!older.latest_moved);
+    assert_eq!(latest_json(&store, "ptr"), bad);
+}
+
+#[test]
+fn an_unreadable_latest_json_is_rebuilt_by_the_next_publish_never_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let sp = spec("unr");
+    product::publish(
+        &store,
+        &sp,
+        &frame(10, 0.1),
+        day(1),
+        &lineage("r1"),
+        json!({}),
+    )
+    .unwrap();
+    let second = product::publish(
+        &store,
+        &sp,
+        &frame(20, 0.2),
+        day(2),
+        &lineage("r2"),
+        json!({}),
+    )
+    .unwrap();
+    let key = "products/unr/latest.json";
+    for junk in [&b"{{{"[..], b""] {
+        store.put(key, junk).unwrap();
+        // Readers say what is wrong and how to recover.
+        let e = product::read_latest(&store, "unr").unwrap_err().to_string();
+        assert!(
+            e.contains(key) && e.contains("unreadable") && e.contains("re-run"),
+            "{e}"
+        );
+        // A publish of an older as-of rebuilds it from the newest committed version.
+        let older = product::publish(
+            &store,
+            &sp,
+            &frame(10, 0.1),
+            day(1),
+            &lineage("r3"),
+            json!({}),
+        )
+        .unwrap();
+        assert!(!older.latest_moved);
+        let l = product::latest(&store, "unr").unwrap().unwrap();
+        assert_eq!(
+            (l.path.as_str(), l.as_of, l.run_id.as_str(), l.rows),
+            (second.prefix.as_str(), day(2), "r2", 20)
+        );
+    }
+    // A publish of a newer as-of: the one just committed.
+    store.put(key, b"{{{").unwrap();
+    let third = product::publish(
+        &store,
+        &sp,
+        &frame(30, 0.3),
+        day(3),
+        &lineage("r4"),
+        json!({}),
+    )
+    .unwrap();
+    assert!(third.latest_moved);
+    let (l, df) = product::read_latest(&store, "unr").unwrap();
+    assert_eq!((l.path, l.as_of, df.height()), (third.prefix, day(3), 30));
+}
+
+#[test]
+fn a_manifest_whose_row_count_disagrees_is_refused_by_readers_and_redone_on_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let sp = spec("cnt");
+    let f = frame(248, 0.5);
+    let first = product::publish(&store, &sp, &f, day(1), &lineage("r1"), json!({})).unwrap();
+    let mkey = offline::manifest_key(&first.prefix);
+    let mut m: Value = serde_json::from_slice(&store.get(&mkey).unwrap()).unwrap();
+    m["rows"] = json!(1);
+    store.put(&mkey, &serde_json::to_vec(&m).unwrap()).unwrap();
+    let man: Manifest = serde_json::from_value(m).unwrap();
+    let e = offline::read_partition(&store, &first.prefix, &man)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&mkey) && e.contains("1 rows") && e.contains("248"),
+        "{e}"
+    );
+    let d = offline::verify_partition(&store, &first.prefix, &man)
+        .unwrap()
+        .unwrap();
+    assert!(d.contains(&mkey) && d.contains("248"), "{d}");
+    // latest.json agreeing with the edited manifest: the reader still counts the rows.
+    let mut l = latest_json(&store, "cnt");
+    l["rows"] = json!(1);
+    put_latest(&store, "cnt", &l);
+    let e = product::read_latest(&store, "cnt").unwrap_err().to_string();
+    assert!(e.contains(&mkey) && e.contains("248"), "{e}");
+    // The same run again notices and publishes it again.
+    let again = product::publish(&store, &sp, &f, day(1), &lineage("r1"), json!({})).unwrap();
+    assert!(again.redone.unwrap().contains("248"));
+    assert_eq!(product::read_latest(&store, "cnt").unwrap().1.height(), 248);
+}
+
+#[test]
+fn a_rerun_of_a_finished_run_repairs_latest_json_and_restores_the_contract() {
+    let p = TestProject::new(|j| j);
+    p.generate(200);
+    let (code, out) = p.run("2024-09-22");
+    assert_eq!(code, 0, "{out}");
+    let older = p.latest().unwrap();
+    let (code, out) = p.run("2024-09-29");
+    assert_eq!(code, 0, "{out}");
+    let good = p.latest().unwrap();
+    let latest_file = p.store().join(format!("products/{PRODUCT}/latest.json"));
+    let id = {
+        let store = LocalStore::new(p.store());
+        let (_, df) = product::read_latest(&store, PRODUCT).unwrap();
+        df.column("customer_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string()
+    };
+    let get = || {
+        let out = p
+            .cmd()
+            .args(["products", "get", PRODUCT, &id])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // latest.json names the older partition while keeping its as_of and run_id.
+    let mut bad = good.clone();
+    bad["path"] = older["path"].clone();
+    std::fs::write(&latest_file, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let (code, err) = get();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("products/{PRODUCT}/latest.json"))
+            && err.contains("disagrees")
+            && err.contains("re-run the job for 2024-09-29"),
+        "{err}"
+    );
+    // And the contract is deleted.
+    let contract = p.store().join(format!("products/{PRODUCT}/contract.yaml"));
+    std::fs::remove_file(&contract).unwrap();
+    let (code, out) = p.run("2024-09-29");
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("nothing redone"), "{out}");
+    assert!(contract.exists(), "contract restored");
+    let repaired = p.latest().unwrap();
+    assert_eq!(repaired["path"], good["path"]);
+    let (code, err) = get();
+    assert_eq!(code, Some(0), "{err}");
+    // An unreadable latest.json: readers say how to recover; a re-run of the older as-of
+    // rebuilds it to the newest committed version.
+    std::fs::write(&latest_file, b"{{{").unwrap();
+    let (code, err) = get();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("unreadable") && err.contains("re-run"),
+        "{err}"
+    );
+    let (code, out) = p.run("2024-09-22");
+    assert_eq!(code, 0, "{out}");
+    let rebuilt = p.latest().unwrap();
+    assert_eq!(rebuilt["path"], good["path"]);
+    assert_eq!(rebuilt["as_of"], "2024-09-29");
+    let (code, err) = get();
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -431,7 +431,7 @@ fn service_survives_slow_and_idle_clients() {
 // ---------------------------------------------------------------- CSV export
 
 /// Ids a spreadsheet would run as formulas, and ids needing RFC 4180 quoting.
-const HOSTILE: [(&str, &str); 8] = [
+const HOSTILE: [(&str, &str); 15] = [
     (
         "=HYPERLINK(\"http://x\",\"y\")",
         "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
@@ -443,6 +443,14 @@ const HOSTILE: [(&str, &str); 8] = [
     ("\rx", "\"'\rx\""),
     ("a,b", "\"a,b\""),
     ("a\"b", "\"a\"\"b\""),
+    // Full-width and small-form triggers; triggers after invisible leading characters.
+    ("\u{ff1d}1+1", "'\u{ff1d}1+1"),
+    ("\u{ff20}SUM(A1)", "'\u{ff20}SUM(A1)"),
+    ("\u{fe66}1", "'\u{fe66}1"),
+    ("\u{feff}=1+1", "'\u{feff}=1+1"),
+    ("\u{202e}=1+1", "'\u{202e}=1+1"),
+    ("\u{a0}=1+1", "'\u{a0}=1+1"),
+    ("\u{200b}-1", "'\u{200b}-1"),
 ];
 
 /// Replaces the first customer ids of the latest product part with the hostile ones and
@@ -542,8 +550,8 @@ fn csv_export_neutralises_formulas_and_quotes_per_rfc4180() {
         .finish()
         .unwrap();
     let ids = df.column("customer_id").unwrap().str().unwrap().clone();
-    for (i, (raw, _)) in HOSTILE.iter().enumerate() {
-        let want = if raw.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    for (i, (raw, cell)) in HOSTILE.iter().enumerate() {
+        let want = if cell.starts_with('\'') || cell.starts_with("\"'") {
             format!("'{raw}")
         } else {
             raw.to_string()
