@@ -791,15 +791,18 @@ pub fn check_data_reach(
     let day_range = |t: &str| -> Option<(i32, i32)> {
         let spec = source::table_spec(t)?;
         let table = src.scan(spec, &[]).ok()?;
-        let df = table
-            .frame
-            .clone()
-            .select([
-                col(spec.ts).min().alias("first"),
-                col(spec.ts).max().alias("last"),
-            ])
-            .collect()
-            .ok()?;
+        // Guarded like every source read: a damaged file must not panic here.
+        let df = source::guard(|| {
+            table
+                .frame
+                .clone()
+                .select([
+                    col(spec.ts).min().alias("first"),
+                    col(spec.ts).max().alias("last"),
+                ])
+                .collect()
+        })
+        .ok()?;
         let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
         Some((get("first")?, get("last")?))
     };
