@@ -41,10 +41,14 @@
 //!
 //! # Ids
 //!
-//! Id columns (`customer_id` of every table, `order_id`, `ticket_id`) may not hold a
-//! control character (Unicode Cc: C0 including newline, tab and NUL, DEL, C1 such as
-//! NEL): line-based consumers (the batch transform's CSV) would split a record there. Both
-//! the batched and the whole-table checks report it with table, column and an example row.
+//! Id columns (`customer_id` of every table, `order_id`, `ticket_id`) may not be empty or
+//! blank (only whitespace), nor hold a control character (Unicode Cc: C0 including
+//! newline, tab and NUL, DEL, C1 such as NEL), an invisible format character (Unicode Cf:
+//! zero-width space and joiners, bidi marks, overrides and isolates, BOM, soft hyphen,
+//! Arabic letter mark …) or a line/paragraph separator (Zl, Zp): line-based consumers (the
+//! batch transform's CSV) would split a record there, and an id that looks like another
+//! would silently not match. Both the batched and the whole-table checks report it with
+//! table, column and an example row (escaped).
 
 use std::path::{Path, PathBuf};
 
@@ -205,26 +209,28 @@ pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
     CONTRACT.iter().find(|t| t.name == name)
 }
 
-/// A contract violation or a read failure, naming table, column and an example.
+/// A contract violation or a read failure, naming table, column and an example. Every
+/// source-supplied text (column names, values, file names, reader messages) is shown
+/// through [`escape_text`]: control and invisible characters appear escaped, never raw.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("source {source_uri}: table {table} not found (looked for {table}.parquet, {table}.csv and a folder {table}/)")]
+    #[error("source {}: table {table} not found (looked for {table}.parquet, {table}.csv and a folder {table}/)", escape_text(.source_uri))]
     MissingTable { source_uri: String, table: String },
-    #[error("table {table} ({path}): folder has no Parquet or CSV files")]
+    #[error("table {table} ({}): folder has no Parquet or CSV files", escape_text(.path))]
     EmptyFolder { table: String, path: String },
-    #[error("table {table}: cannot read {path}: {message}")]
+    #[error("table {table}: cannot read {}: {}", escape_text(.path), escape_text(.message))]
     Unreadable {
         table: String,
         path: String,
         message: String,
     },
-    #[error("table {table}: missing column {column} (the table has: {found})")]
+    #[error("table {table}: missing column {} (the table has: {})", escape_text(.column), escape_text(.found))]
     MissingColumn {
         table: String,
         column: String,
         found: String,
     },
-    #[error("table {table}: column {column} has type {found}, which cannot be read as {expected}: {hint}")]
+    #[error("table {table}: column {} has type {found}, which cannot be read as {expected}: {}", escape_text(.column), escape_text(.hint))]
     WrongType {
         table: String,
         column: String,
@@ -233,7 +239,7 @@ pub enum SourceError {
         /// Why, and how the producer can fix the column.
         hint: String,
     },
-    #[error("table {table}: files disagree on the type of column {column}: {file_a} has {type_a}, {file_b} has {type_b}")]
+    #[error("table {table}: files disagree on the type of column {}: {} has {type_a}, {} has {type_b}", escape_text(.column), escape_text(.file_a), escape_text(.file_b))]
     TypeDisagreement {
         table: String,
         column: String,
@@ -242,7 +248,7 @@ pub enum SourceError {
         file_b: String,
         type_b: String,
     },
-    #[error("table {table}, column {column}: {count} row(s) {problem}; example: {example}")]
+    #[error("table {table}, column {}: {count} row(s) {problem}; example: {}", escape_text(.column), escape_text(.example))]
     Violation {
         table: String,
         column: String,
@@ -250,9 +256,15 @@ pub enum SourceError {
         count: u64,
         example: String,
     },
-    #[error("source {source_uri}: {message}")]
+    #[error("table {table} ({}): {}", escape_text(.folder), escape_text(.message))]
+    Partition {
+        table: String,
+        folder: String,
+        message: String,
+    },
+    #[error("source {}: {}", escape_text(.source_uri), escape_text(.message))]
     BadSource { source_uri: String, message: String },
-    #[error("table {table}: {message}")]
+    #[error("table {table}: {}", escape_text(.message))]
     Polars { table: String, message: String },
 }
 
@@ -570,9 +582,31 @@ impl Source {
         // of a column the table reads (others may differ: they are never decoded).
         let read = |c: &str| table.column(c).is_some() || extra.iter().any(|x| x == c);
         let mut first: Option<(PathBuf, Schema)> = None;
+        let mut partition_keys: Option<(PathBuf, Vec<String>)> = None;
         for f in &loc.files {
-            let schema = guard(|| scan_file(f, loc.csv, table)?.collect_schema()).map_err(pe(f))?;
+            let schema = guard(|| scan_file(f, loc.csv, table)?.collect_schema())
+                .map_err(|e| bad_time_zone(name, f, &e).unwrap_or_else(|| pe(f)(e)))?;
             let schema = (*schema).clone();
+            if loc.folder && !loc.csv {
+                let keys = hive_keys(name, &loc.path, f, &schema)?;
+                match &partition_keys {
+                    Some((f0, k0)) if *k0 != keys => {
+                        return Err(SourceError::Partition {
+                            table: name.into(),
+                            folder: loc.path.display().to_string(),
+                            message: format!(
+                                "its files sit in different partition folders ({} is under {}, {} under {}): put every file under the same key=value folders, in the same order",
+                                f0.display(),
+                                shown_keys(k0),
+                                f.display(),
+                                shown_keys(&keys)
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => partition_keys = Some((f.clone(), keys)),
+                }
+            }
             if let Some((f0, s0)) = &first {
                 for (cname, t) in schema.iter().filter(|(c, _)| read(c.as_str())) {
                     if let Some(t0) = s0.get(cname) {
@@ -626,12 +660,7 @@ impl Source {
         let mut checks = Vec::new();
         for c in table.columns.iter() {
             let Some(dt) = schema.get(c.name) else {
-                let found: Vec<_> = schema.iter_names().map(|s| s.to_string()).collect();
-                return Err(SourceError::MissingColumn {
-                    table: name.into(),
-                    column: c.name.into(),
-                    found: found.join(", "),
-                });
+                return Err(missing_column(name, c.name, &schema, loc.csv));
             };
             let (e, check) = normalise(name, c.name, c.ty, dt)?;
             exprs.push(e.alias(c.name));
@@ -644,12 +673,7 @@ impl Source {
                 continue;
             }
             let Some(dt) = schema.get(x.as_str()) else {
-                let found: Vec<_> = schema.iter_names().map(|s| s.to_string()).collect();
-                return Err(SourceError::MissingColumn {
-                    table: name.into(),
-                    column: x.clone(),
-                    found: found.join(", "),
-                });
+                return Err(missing_column(name, x, &schema, loc.csv));
             };
             exprs.push(normalise_extra(x, dt).alias(x.as_str()));
         }
@@ -661,6 +685,36 @@ impl Source {
             raw_checks: checks,
             customer_map: Default::default(),
         })
+    }
+}
+
+/// The error for a contract (or declared extra) column the table lacks: the columns it has
+/// (escaped when shown), and for CSV a hint when the header shows why: NUL bytes or
+/// replacement characters (the file is UTF-16, not UTF-8) or one field holding `;`, a tab
+/// or `|` (another separator than the comma).
+fn missing_column(table: &str, column: &str, schema: &Schema, csv: bool) -> SourceError {
+    let names: Vec<&str> = schema.iter_names().map(|s| s.as_str()).collect();
+    let mut found = names.join(", ");
+    if csv {
+        if names.iter().any(|n| n.contains(['\0', '\u{fffd}'])) {
+            found.push_str(
+                "; the header holds NUL bytes: the file looks like UTF-16: save it as UTF-8 (c360 reads UTF-8 CSV)",
+            );
+        } else if let [one] = names[..] {
+            if let Some((_, shown)) = [(';', "';'"), ('\t', "a tab"), ('|', "'|'")]
+                .into_iter()
+                .find(|(c, _)| one.contains(*c))
+            {
+                found.push_str(&format!(
+                    "; the header has one field: is the separator {shown}? c360 reads comma-separated CSV: write the file with ',' as the separator"
+                ));
+            }
+        }
+    }
+    SourceError::MissingColumn {
+        table: table.into(),
+        column: column.into(),
+        found,
     }
 }
 
@@ -753,7 +807,98 @@ fn scan_file(path: &Path, csv: bool, table: &TableSpec) -> PolarsResult<LazyFram
     if csv {
         csv_reader(LazyCsvReader::new(p), table).finish()
     } else {
-        LazyFrame::scan_parquet(p, ScanArgsParquet::default())
+        // The file's own columns: partition folders are read (and checked) only for a
+        // folder table, by `scan`.
+        let args = ScanArgsParquet {
+            hive_options: HiveOptions::new_disabled(),
+            ..Default::default()
+        };
+        LazyFrame::scan_parquet(p, args)
+    }
+}
+
+/// A Parquet file whose timestamp column carries a time zone polars cannot parse (a
+/// fixed offset such as `+05:30`): the error names table, column and time zone and says
+/// how to fix it, instead of the reader's failure. `None` for any other failure.
+fn bad_time_zone(table: &str, file: &Path, e: &PolarsError) -> Option<SourceError> {
+    let msg = e.to_string();
+    if !msg.contains("unable to parse time zone") {
+        return None;
+    }
+    let schema = guard(|| {
+        let f = std::fs::File::open(file)?;
+        ParquetReader::new(f).schema()
+    })
+    .ok()?;
+    let found = schema.iter().find_map(|(name, field)| match field.dtype() {
+        ArrowDataType::Timestamp(_, Some(tz)) if msg.contains(&format!("'{tz}'")) => {
+            Some(SourceError::WrongType {
+                table: table.into(),
+                column: name.to_string(),
+                found: format!("timestamp with time zone {tz} (in {})", file.display()),
+                expected: "timestamp".into(),
+                hint: format!(
+                    "the fixed-offset time zone {tz} cannot be read; write the column in UTC or with an IANA zone (e.g. Asia/Kolkata)"
+                ),
+            })
+        }
+        _ => None,
+    });
+    found
+}
+
+/// The hive partition keys (`key=value` folders between a table's folder and one of its
+/// Parquet files), in order. Refused, naming table and folder: a malformed segment (empty
+/// key, or a value holding another `=`, as `k=a=b`), a key given twice, and a key that
+/// names a column the file itself holds (the folder value would silently replace the
+/// file's values).
+fn hive_keys(table: &str, folder: &Path, file: &Path, schema: &Schema) -> Result<Vec<String>> {
+    let rel = file.strip_prefix(folder).unwrap_or(file);
+    let mut keys: Vec<String> = Vec::new();
+    let Some(parent) = rel.parent() else {
+        return Ok(keys);
+    };
+    for seg in parent.components() {
+        let seg = seg.as_os_str().to_string_lossy();
+        let Some((key, value)) = seg.split_once('=') else {
+            continue;
+        };
+        let seg_folder = folder.join(parent).display().to_string();
+        let refuse = |message: String| SourceError::Partition {
+            table: table.into(),
+            folder: seg_folder.clone(),
+            message,
+        };
+        if key.is_empty() || value.contains('=') {
+            return Err(refuse(format!(
+                "partition folder {seg:?} is not key=value (one key, one '=', a value without '='): rename the folder"
+            )));
+        }
+        if keys.iter().any(|k| k == key) {
+            return Err(refuse(format!(
+                "partition key {key} appears twice in the path of {}: rename the folders",
+                file.display()
+            )));
+        }
+        if schema.contains(key) {
+            return Err(refuse(format!(
+                "partition folder {seg:?} names column {key}, which the file {} also holds: the folder value would replace the file's values. Rename the folder (e.g. {key}_part={value}) or drop the column from the files",
+                file.display()
+            )));
+        }
+        keys.push(key.to_string());
+    }
+    Ok(keys)
+}
+
+fn shown_keys(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "no partition folder".into()
+    } else {
+        keys.iter()
+            .map(|k| format!("{k}=…"))
+            .collect::<Vec<_>>()
+            .join("/")
     }
 }
 
@@ -1494,7 +1639,7 @@ impl Table {
         for id in id_columns(spec) {
             checks.push(Check {
                 column: id.into(),
-                problem: "contain a control character (newline, tab, NUL, DEL or another Unicode Cc character), which ids may not hold: remove it at the producer".into(),
+                problem: "are empty or blank, or contain a control character or an invisible format/separator character (newline, tab, NUL, DEL, zero-width, bidi override, line separator, BOM …), which ids may not hold: fix them at the producer".into(),
                 bad: has_control_char(polars::prelude::col(id)),
                 raw: false,
                 one_of: false,
@@ -1871,16 +2016,76 @@ fn id_columns(spec: &TableSpec) -> Vec<&'static str> {
     ids
 }
 
-/// Whether text holds a control character (Unicode category Cc: C0 including `\n`, `\r`,
-/// `\t` and NUL, DEL, and C1 such as NEL). A line-based consumer (the batch transform's
-/// CSV) would split a record at one.
+/// Whether an id is unusable: empty or blank (only whitespace), or holding a control
+/// character (Unicode Cc: C0 including `\n`, `\r`, `\t` and NUL, DEL, C1 such as NEL), an
+/// invisible format character (Cf: zero-width, bidi, BOM, soft hyphen …) or a line or
+/// paragraph separator (Zl, Zp). A line-based consumer (the batch transform's CSV) would
+/// split a record at one; an invisible one makes two different ids look the same.
 pub fn contains_control(s: &str) -> bool {
-    // C0 and DEL are single bytes; C1 is U+0080..U+009F, whose UTF-8 starts with 0xC2.
-    s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) && s.chars().any(char::is_control)
+    // Fast path: printable ASCII (almost every id) is bad only when blank.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return s.bytes().all(|b| b == b' ');
+    }
+    s.chars().all(char::is_whitespace) || s.chars().any(is_invisible)
 }
 
-/// True on the text values holding a control character ([`contains_control`]); false on
-/// nulls and non-text columns.
+/// Whether a character is a control (Cc), format (Cf), line (Zl) or paragraph (Zp)
+/// separator character. The Cf list is Unicode 16's `General_Category=Cf`.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+        )
+}
+
+/// Source-supplied text (a column name, a value, a file name) made safe for a message:
+/// control, format and separator characters are escaped as `char::escape_debug` does
+/// (`\n`, `\0`, `\u{1b}`, `\u{202e}`), everything else is kept, so a message never
+/// moves the terminal's cursor, clears it, reorders its text or starts a fake line.
+pub fn escape_text(s: &str) -> String {
+    if !s.chars().any(is_invisible) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_invisible(c) {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\0' => out.push_str("\\0"),
+                _ => out.extend(c.escape_unicode()),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// True on the unusable id values ([`contains_control`]: blank, or holding a control,
+/// format or separator character); false on nulls and non-text columns.
 fn has_control_char(c: Expr) -> Expr {
     c.map(
         |c: Column| {
@@ -2058,22 +2263,49 @@ mod tests {
         ] {
             assert!(contains_control(bad), "{bad:?}");
         }
-        // Not Cc: printable non-ASCII, NBSP (C2 A0), a format character (Cf), emoji.
+        // Not Cc, Cf, Zl or Zp: printable non-ASCII, NBSP inside an id, emoji.
         for ok in [
             "C0001",
-            "",
             "Zoë",
             "a\u{a0}b",
             "\u{a9}",
-            "x\u{200b}",
             "€5",
             "\u{1f600}",
+            " 1 ",
         ] {
             assert!(!contains_control(ok), "{ok:?}");
         }
     }
 
-    /// One column of `values` (text) cast to `dt`.
+    /// Format (Cf) and separator (Zl, Zp) characters and empty or blank ids are refused
+    /// like control characters; every other character is kept.
+    #[test]
+    fn ids_refuse_format_separator_characters_and_blank_text() {
+        for bad in [
+            "",
+            " ",
+            "   ",
+            "\u{a0}",
+            "\u{3000}",
+            "10\u{202e}03",
+            "1003\u{2028}",
+            "\u{2029}1003",
+            "x\u{200b}",
+            "\u{feff}1003",
+            "\u{2066}1003\u{2069}",
+            "\u{61c}1003",
+            "10\u{ad}03",
+            "1003\u{e0041}",
+            "\u{200d}",
+        ] {
+            assert!(contains_control(bad), "{bad:?}");
+        }
+        assert_eq!(
+            super::escape_text("a\u{1b}[2J\u{7}b\nERROR \u{202e}x\0\t\"q\" é"),
+            "a\\u{1b}[2J\\u{7}b\\nERROR \\u{202e}x\\0\\t\"q\" é"
+        );
+    }
+
     fn column(name: &str, values: &[Option<&str>], dt: DataType) -> Column {
         Series::new(name.into(), values)
             .strict_cast(&dt)
@@ -2380,7 +2612,7 @@ mod tests {
             .expect_err("whole-table check refuses it")
             .to_string();
         for n in [
-            "table orders, column order_id: 1 row(s) contain a control character",
+            "table orders, column order_id: 1 row(s) are empty or blank, or contain a control character",
             r#"order_id="500\u{85}11""#,
             r#"customer_id="1004""#,
         ] {

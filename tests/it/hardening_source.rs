@@ -192,6 +192,15 @@ fn unreadable_encodings_are_refused_naming_table_column_and_type() {
             "rfm",
             &["orders", "amount", "struct", "cannot be read as Float64"],
         ),
+        (
+            "bad_offset_tz_order_ts",
+            "rfm",
+            &[
+                "table orders: column order_ts",
+                "time zone +05:30",
+                "write the column in UTC or with an IANA zone",
+            ],
+        ),
     ];
     for (c, set, needles) in cases {
         let (code, stderr, store) = build(&case(c), set);
@@ -545,4 +554,249 @@ column = "credit_limit"
             assert_eq!(f64_of(&snap, "credit_limit", id), v, "{c}: {id}");
         }
     }
+}
+
+/// Format (Cf) and separator (Zl, Zp) characters and empty or blank ids are refused like
+/// control characters, in every id column: exit 4, table, column, the example row with the
+/// character escaped, nothing published.
+#[test]
+fn ids_with_invisible_characters_or_blank_are_refused_at_the_source() {
+    let cases = [
+        // (table, key, row, column, value, set, example)
+        (
+            "customers",
+            "customer_id",
+            "1003",
+            "customer_id",
+            "10\u{202e}03",
+            "rfm",
+            r#"customer_id="10\u{202e}03""#,
+        ),
+        (
+            "orders",
+            "order_id",
+            "50005",
+            "order_id",
+            "50005\u{2028}",
+            "rfm",
+            r#"order_id="50005\u{2028}""#,
+        ),
+        (
+            "support_tickets",
+            "ticket_id",
+            "70003",
+            "ticket_id",
+            "\u{feff}70003",
+            "churn_signals",
+            r#"ticket_id="\u{feff}70003""#,
+        ),
+        (
+            "interactions",
+            "customer_id",
+            "1005",
+            "customer_id",
+            "1005\u{200b}",
+            "churn_signals",
+            r#"customer_id="1005\u{200b}""#,
+        ),
+        (
+            "orders",
+            "order_id",
+            "50009",
+            "customer_id",
+            "",
+            "rfm",
+            r#"customer_id="""#,
+        ),
+        (
+            "customers",
+            "customer_id",
+            "1004",
+            "customer_id",
+            " ",
+            "rfm",
+            r#"customer_id=" ""#,
+        ),
+        (
+            "orders",
+            "order_id",
+            "50005",
+            "order_id",
+            "\u{2066}50005\u{2069}\u{61c}",
+            "rfm",
+            r#"order_id="\u{2066}50005\u{2069}\u{61c}""#,
+        ),
+    ];
+    for (table, key, row, column, value, set, example) in cases {
+        let dir = with_id(table, key, row, column, value);
+        let (code, stderr, store) = build(dir.path(), set);
+        assert_eq!(
+            code, 4,
+            "{table}.{column} {value:?}: exit 4; stderr: {stderr}"
+        );
+        for n in [
+            format!("table {table}, column {column}"),
+            "empty or blank, or contain a control character or an invisible format/separator character".to_string(),
+            example.to_string(),
+        ] {
+            assert!(
+                stderr.contains(&n),
+                "{table}.{column} {value:?}: error should mention {n:?}: {stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains(['\u{202e}', '\u{2028}', '\u{feff}', '\u{200b}', '\u{2066}']),
+            "nothing invisible printed raw: {stderr:?}"
+        );
+        let mut files = Vec::new();
+        parquet_files(store.path(), &mut files);
+        assert!(files.is_empty(), "nothing published: {files:?}");
+    }
+}
+
+/// The baseline source with `orders` replaced by what `write` puts in the folder.
+fn with_orders(write: impl FnOnce(&Path, DataFrame)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for t in ["customers", "interactions", "support_tickets"] {
+        let name = format!("{t}.parquet");
+        std::fs::copy(case("baseline").join(&name), dir.path().join(&name)).expect("copy");
+    }
+    let orders = ParquetReader::new(
+        std::fs::File::open(case("baseline").join("orders.parquet")).expect("orders"),
+    )
+    .finish()
+    .expect("read orders");
+    write(dir.path(), orders);
+    dir
+}
+
+fn write_parquet(path: &Path, mut df: DataFrame) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    ParquetWriter::new(std::fs::File::create(path).expect("create"))
+        .finish(&mut df)
+        .expect("write");
+}
+
+fn csv_text(mut df: DataFrame, separator: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    CsvWriter::new(&mut out)
+        .with_separator(separator)
+        .finish(&mut df)
+        .expect("csv");
+    out
+}
+
+/// Source-supplied text in an error (here a column name holding terminal escapes, a bell
+/// and a newline) is shown escaped: the terminal is never driven and no fake line starts.
+#[test]
+fn source_text_in_errors_is_escaped() {
+    let evil = "\x1b[2J\x1b]0;pwned\x07evil\nERROR fake line";
+    let dir = with_orders(|d, mut orders| {
+        orders.rename("order_ts", evil.into()).expect("rename");
+        write_parquet(&d.join("orders.parquet"), orders);
+    });
+    let (code, stderr, _store) = build(dir.path(), "rfm");
+    assert_eq!(code, 4, "exit 4: {stderr}");
+    for n in [
+        "table orders: missing column order_ts",
+        r"\u{1b}[2J\u{1b}]0;pwned\u{7}evil\nERROR fake line",
+    ] {
+        assert!(stderr.contains(n), "error should mention {n:?}: {stderr:?}");
+    }
+    assert!(
+        !stderr.contains(['\x1b', '\x07']),
+        "no raw escape: {stderr:?}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("ERROR fake line")),
+        "no fake line: {stderr:?}"
+    );
+}
+
+/// A CSV written with another separator, or in UTF-16, is refused with the reason (the
+/// header has one field: the separator; NUL bytes: UTF-16), never raw bytes.
+#[test]
+fn csv_with_another_separator_or_utf16_gets_a_hint() {
+    let semicolon = with_orders(|d, orders| {
+        std::fs::write(d.join("orders.csv"), csv_text(orders, b';')).expect("csv");
+    });
+    let (code, stderr, _store) = build(semicolon.path(), "rfm");
+    assert_eq!(code, 4, "';' CSV: exit 4: {stderr}");
+    for n in [
+        "table orders: missing column order_id",
+        "the header has one field: is the separator ';'?",
+        "comma-separated",
+    ] {
+        assert!(
+            stderr.contains(n),
+            "';' CSV: should mention {n:?}: {stderr}"
+        );
+    }
+
+    let utf16 = with_orders(|d, orders| {
+        let text = String::from_utf8(csv_text(orders, b',')).expect("utf8");
+        let mut bytes = vec![0xff, 0xfe];
+        for u in text.encode_utf16() {
+            bytes.extend(u.to_le_bytes());
+        }
+        std::fs::write(d.join("orders.csv"), bytes).expect("csv");
+    });
+    let (code, stderr, _store) = build(utf16.path(), "rfm");
+    assert_eq!(code, 4, "UTF-16 CSV: exit 4: {stderr:?}");
+    for n in ["table orders", "UTF-16", "save it as UTF-8"] {
+        assert!(
+            stderr.contains(n),
+            "UTF-16 CSV: should mention {n:?}: {stderr:?}"
+        );
+    }
+    assert!(!stderr.contains('\0'), "no raw NUL: {stderr:?}");
+}
+
+/// A hive partition folder named after a column the files hold would silently replace the
+/// files' values: refused naming table, column and folder. Malformed partition folders
+/// (`k=` beside `k=a=b`) are refused naming the folder.
+#[test]
+fn partition_folders_never_replace_file_columns() {
+    let status = with_orders(|d, orders| {
+        let n = orders.height();
+        write_parquet(
+            &d.join("orders/status=completed/part-0.parquet"),
+            orders.slice(0, n / 2),
+        );
+        write_parquet(
+            &d.join("orders/status=returned/part-0.parquet"),
+            orders.slice((n / 2) as i64, n - n / 2),
+        );
+    });
+    let (code, stderr, store) = build(status.path(), "rfm");
+    assert_eq!(code, 4, "status=…: exit 4: {stderr}");
+    for n in [
+        "table orders (",
+        "status=",
+        "names column status",
+        "Rename the folder",
+    ] {
+        assert!(
+            stderr.contains(n),
+            "status=…: should mention {n:?}: {stderr}"
+        );
+    }
+    let mut files = Vec::new();
+    parquet_files(store.path(), &mut files);
+    assert!(files.is_empty(), "nothing published: {files:?}");
+
+    let malformed = with_orders(|d, orders| {
+        let n = orders.height();
+        write_parquet(&d.join("orders/k=/part-0.parquet"), orders.slice(0, n / 2));
+        write_parquet(
+            &d.join("orders/k=a=b/part-1.parquet"),
+            orders.slice((n / 2) as i64, n - n / 2),
+        );
+    });
+    let (code, stderr, _store) = build(malformed.path(), "rfm");
+    assert_eq!(code, 4, "k=a=b: exit 4: {stderr}");
+    for n in ["table orders (", "k=a=b", "is not key=value"] {
+        assert!(stderr.contains(n), "k=a=b: should mention {n:?}: {stderr}");
+    }
+    assert!(!stderr.contains("lengths"), "no length error: {stderr}");
 }
