@@ -87,6 +87,17 @@ fn race<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + 
     })
 }
 
+/// `product::publish` of `df` as of `d` by run `run`, with empty statistics.
+fn publish_at(
+    store: &dyn ObjectStore,
+    sp: &ProductSpec,
+    df: DataFrame,
+    d: NaiveDate,
+    run: &str,
+) -> product::Result<product::Published> {
+    product::publish(store, sp, &df, d, &lineage(run), json!({}))
+}
+
 #[test]
 fn concurrent_publishers_never_leave_latest_naming_data_that_differs_from_its_manifest() {
     let dir = tempfile::tempdir().unwrap();
@@ -804,24 +815,8 @@ fn a_latest_json_naming_another_version_is_refused_by_readers_and_repaired_by_pu
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     let sp = spec("ptr");
-    product::publish(
-        &store,
-        &sp,
-        &frame(10, 0.1),
-        day(1),
-        &lineage("r1"),
-        json!({}),
-    )
-    .unwrap();
-    let second = product::publish(
-        &store,
-        &sp,
-        &frame(20, 0.2),
-        day(2),
-        &lineage("r2"),
-        json!({}),
-    )
-    .unwrap();
+    publish_at(&store, &sp, frame(10, 0.1), day(1), "r1").unwrap();
+    let second = publish_at(&store, &sp, frame(20, 0.2), day(2), "r2").unwrap();
     let good = latest_json(&store, "ptr");
     assert_eq!(good["path"], second.prefix.as_str());
     let snap = "features/rfm/v1/as_of=2024-05-02";
@@ -864,15 +859,7 @@ fn a_latest_json_naming_another_version_is_refused_by_readers_and_repaired_by_pu
             );
         }
         // The same run publishing its as-of again repairs it (partition untouched).
-        let again = product::publish(
-            &store,
-            &sp,
-            &frame(20, 0.2),
-            day(2),
-            &lineage("r2"),
-            json!({}),
-        )
-        .unwrap();
+        let again = publish_at(&store, &sp, frame(20, 0.2), day(2), "r2").unwrap();
         assert_eq!(again.redone, None);
         assert_eq!(again.manifest.files, second.manifest.files);
         let l = product::latest(&store, "ptr").unwrap().unwrap();
@@ -887,15 +874,7 @@ fn a_latest_json_naming_another_version_is_refused_by_readers_and_repaired_by_pu
     let mut bad = good.clone();
     bad["path"] = json!(other);
     put_latest(&store, "ptr", &bad);
-    let older = product::publish(
-        &store,
-        &sp,
-        &frame(10, 0.1),
-        day(1),
-        &lineage("r3"),
-        json!({}),
-    )
-    .unwrap();
+    let older = publish_at(&store, &sp, frame(10, 0.1), day(1), "r3").unwrap();
     assert!(!older.latest_moved);
     assert_eq!(latest_json(&store, "ptr"), bad);
 }
@@ -905,24 +884,8 @@ fn an_unreadable_latest_json_is_rebuilt_by_the_next_publish_never_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     let sp = spec("unr");
-    product::publish(
-        &store,
-        &sp,
-        &frame(10, 0.1),
-        day(1),
-        &lineage("r1"),
-        json!({}),
-    )
-    .unwrap();
-    let second = product::publish(
-        &store,
-        &sp,
-        &frame(20, 0.2),
-        day(2),
-        &lineage("r2"),
-        json!({}),
-    )
-    .unwrap();
+    publish_at(&store, &sp, frame(10, 0.1), day(1), "r1").unwrap();
+    let second = publish_at(&store, &sp, frame(20, 0.2), day(2), "r2").unwrap();
     let key = "products/unr/latest.json";
     for junk in [&b"{{{"[..], b""] {
         store.put(key, junk).unwrap();
@@ -933,15 +896,7 @@ fn an_unreadable_latest_json_is_rebuilt_by_the_next_publish_never_backwards() {
             "{e}"
         );
         // A publish of an older as-of rebuilds it from the newest committed version.
-        let older = product::publish(
-            &store,
-            &sp,
-            &frame(10, 0.1),
-            day(1),
-            &lineage("r3"),
-            json!({}),
-        )
-        .unwrap();
+        let older = publish_at(&store, &sp, frame(10, 0.1), day(1), "r3").unwrap();
         assert!(!older.latest_moved);
         let l = product::latest(&store, "unr").unwrap().unwrap();
         assert_eq!(
@@ -951,15 +906,7 @@ fn an_unreadable_latest_json_is_rebuilt_by_the_next_publish_never_backwards() {
     }
     // A publish of a newer as-of: the one just committed.
     store.put(key, b"{{{").unwrap();
-    let third = product::publish(
-        &store,
-        &sp,
-        &frame(30, 0.3),
-        day(3),
-        &lineage("r4"),
-        json!({}),
-    )
-    .unwrap();
+    let third = publish_at(&store, &sp, frame(30, 0.3), day(3), "r4").unwrap();
     assert!(third.latest_moved);
     let (l, df) = product::read_latest(&store, "unr").unwrap();
     assert_eq!((l.path, l.as_of, df.height()), (third.prefix, day(3), 30));
