@@ -261,7 +261,6 @@ fn write_and_commit(
     prefix: &str,
     previous: Option<&str>,
 ) -> Result<offline::Manifest> {
-    let written = offline::write_parts(store, prefix, df, &lineage.run_id, &|_, _| {})?;
     let mut extra = BTreeMap::new();
     extra.insert(
         "lineage".to_string(),
@@ -272,7 +271,7 @@ fn write_and_commit(
         "product".to_string(),
         json!({"name": spec.name, "major": spec.major}),
     );
-    let mut m = offline::Manifest {
+    let m = offline::Manifest {
         kind: "data_product".into(),
         name: spec.name.clone(),
         version: spec.major,
@@ -299,15 +298,18 @@ fn write_and_commit(
         created_at: Utc::now(),
         extra,
     };
-    written.fill(&mut m);
-    let json = serde_json::to_vec_pretty(&m).map_err(|e| ProductError::Invalid {
-        product: spec.name.clone(),
-        message: e.to_string(),
-    })?;
-    // The commit point. The parts of a replaced manifest stay where they are (a reader
-    // that read the old manifest may still be reading them).
-    offline::commit_manifest(store, prefix, &json, previous)?;
-    Ok(m)
+    // The one commit protocol of the store (the same as feature snapshots'): parts under a
+    // new attempt directory, then the manifest, conditionally. The parts of a replaced
+    // manifest stay where they are (a reader that read the old manifest may still be
+    // reading them).
+    Ok(offline::commit_partition_replacing(
+        store,
+        prefix,
+        df,
+        m,
+        previous,
+        &|_, _| {},
+    )?)
 }
 
 /// What `move_latest` found at `latest.json`.
