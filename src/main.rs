@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() {
     one_malloc_arena();
+    quiet_broken_pipe();
     let cli = c360::cli::Cli::parse();
     match c360::cli::run(cli) {
         Ok(()) => {}
@@ -37,3 +38,24 @@ fn one_malloc_arena() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn one_malloc_arena() {}
+
+/// Output piped into `head` (or any reader that stops early) ends the process quietly with
+/// 141 (128 + SIGPIPE, as a shell reports it), as other command-line tools do, instead of a
+/// "failed printing to stdout" panic. SIGPIPE itself stays ignored: the service and the S3
+/// and SageMaker clients write to sockets whose peer may close, which must be an error, not
+/// the end of the process.
+fn quiet_broken_pipe() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        previous(info)
+    }));
+}

@@ -25,7 +25,8 @@ pub enum FeaturesCmd {
     /// Build a point-in-time snapshot of a set into the offline store.
     #[command(
         after_help = "Example:\n  c360 features build churn_signals --as-of 2024-06-30 --source data/c360\n\n\
-Writes features/<set>/v<version>/as_of=<date>/part-<n>.parquet and, last, _manifest.json.\n\
+Writes features/<set>/v<version>/as_of=<date>/run=<run_id>-<hex>/part-<n>.parquet and, last,\n\
+_manifest.json in as_of=<date>/.\n\
 Only events dated on or before the as-of date count. Re-running with the same definition and\n\
 source reuses the committed snapshot (use --force to rebuild)."
     )]

@@ -60,6 +60,10 @@ pub struct FitArgs {
     /// Print the fitted parameters as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Fit even when --as-of is after the sources' last event (refused by default: the
+    /// BTYD summary would count days with no data as days without purchases).
+    #[arg(long)]
+    pub allow_as_of_past_data: bool,
 }
 
 pub fn run(config: Option<&Path>, cmd: ModelsCmd) -> Result<(), Failure> {
@@ -181,6 +185,18 @@ pub fn fit(project: &Project, a: &FitArgs) -> Result<Fitted, Failure> {
     }
     let source_uri = a.source.clone().unwrap_or_else(|| project.source_uri());
     let store_uri = a.store.clone().unwrap_or_else(|| project.store_uri());
+    // The as-of checks `run` and `features build` apply (exit 2, nothing written).
+    let src = crate::source::Source::open(&source_uri).map_err(features::FeatureError::from)?;
+    let tables: Vec<&str> = set.tables().into_iter().collect();
+    features::check_data_reach(
+        &src,
+        &source_uri,
+        &tables,
+        a.as_of,
+        a.allow_as_of_past_data,
+        "",
+    )
+    .map_err(|m| fail(exit::USAGE, anyhow::anyhow!(m)))?;
     let st = store::open(&store_uri)?;
     let pb = crate::telemetry::spinner(&format!("building {} as of {}", set.name, a.as_of));
     let built = features::build_snapshot(&set, &source_uri, st.as_ref(), a.as_of, false)?;

@@ -31,10 +31,10 @@ pub struct RunArgs {
     /// Print the plan (inputs, parts, transform settings, outputs) and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Customer 360 source folder or URI.
+    /// Customer 360 source folder or URI (default: [source] uri in c360.toml).
     #[arg(long)]
     pub source: Option<String>,
-    /// Store folder or URI.
+    /// Store folder or URI (default: [store] uri in c360.toml).
     #[arg(long)]
     pub store: Option<String>,
     /// Score even when --as-of is after the sources' last event (refused by default: the

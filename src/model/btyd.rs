@@ -813,7 +813,8 @@ pub fn read_clv_dir(
 ) -> Option<Result<(ClvSpec, Option<Fitted>), super::ModelError>> {
     let file = dir.join(super::SPEC_FILE);
     let text = crate::project::read_definition(&file).ok()?;
-    declared_kind(&text)?;
+    // No kind, or `xgboost`: not a CLV model.
+    declared_kind(&text).filter(|k| k != "xgboost")?;
     Some(ClvSpec::parse(&text, &file).and_then(|spec| {
         let fitted = read_fitted(&spec)?;
         Ok((spec, fitted))

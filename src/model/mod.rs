@@ -78,6 +78,10 @@ pub enum ModelError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpecFile {
+    /// The model kind: `xgboost` (the default; `bg_nbd` and `gamma_gamma` are read by
+    /// [`btyd`]).
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Free text shown in listings.
     #[serde(default)]
     pub description: Option<String>,
@@ -215,6 +219,12 @@ impl ModelSpec {
             key: key.to_string(),
             reason,
         };
+        if let Some(k) = raw.kind.as_deref().filter(|k| *k != "xgboost") {
+            return Err(invalid(
+                "kind",
+                format!("{k:?}: use xgboost (or leave it out), bg_nbd or gamma_gamma"),
+            ));
+        }
         let mut sets: Vec<(String, u32)> = Vec::new();
         match (&raw.feature_set, raw.feature_set_version, raw.feature_sets.is_empty()) {
             (Some(s), Some(v), true) => sets.push((s.clone(), v)),
@@ -569,6 +579,16 @@ name = "high"
 
     fn parse(s: &str) -> Result<ModelSpec, ModelError> {
         ModelSpec::parse(s, Path::new("models/churn/model.toml"))
+    }
+
+    #[test]
+    fn kind_xgboost_may_be_written_and_other_kinds_are_named() {
+        let explicit = parse(&format!("kind = \"xgboost\"\n{SPEC}")).unwrap();
+        assert_eq!(explicit, parse(SPEC).unwrap());
+        let e = parse(&format!("kind = \"svm\"\n{SPEC}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kind") && e.contains("svm"), "{e}");
     }
 
     #[test]

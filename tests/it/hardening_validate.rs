@@ -342,6 +342,49 @@ fn features_build_refuses_as_of_dates_the_data_cannot_support() {
     assert!(!p.store().join("features").exists(), "nothing committed");
     let (code, text) = build("2025-01-15", &["--allow-as-of-past-data"]);
     assert_eq!(code, 0, "{text}");
+    // `models fit` builds the same snapshot: the same refusal, before anything is written.
+    let fitted = crate::features::repo().join("models/clv_bgnbd/fitted.json");
+    let before = std::fs::read(&fitted).unwrap();
+    let (code, text) = output(
+        p.cmd().args([
+            "models",
+            "fit",
+            &crate::features::repo()
+                .join("models/clv_bgnbd")
+                .display()
+                .to_string(),
+            "--as-of",
+            "2025-06-30",
+        ]),
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("after the sources' last event"), "{text}");
+    assert_eq!(
+        std::fs::read(&fitted).unwrap(),
+        before,
+        "fitted.json untouched"
+    );
+}
+
+#[test]
+fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = crate::features::c360()
+        .current_dir(crate::features::repo())
+        .args(["features", "show", "churn_signals"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(141)),
+        "{:?} {err}",
+        out.status
+    );
 }
 
 #[test]
