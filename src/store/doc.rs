@@ -17,6 +17,11 @@ pub trait Document: Serialize + DeserializeOwned {
     const WHAT: &'static str;
 }
 
+/// Any JSON, for documents read without their type (the service shows them as they are).
+impl Document for serde_json::Value {
+    const WHAT: &'static str = "JSON document";
+}
+
 /// Decodes the bytes of the document at `key`; a decode failure is
 /// [`StoreError::Corrupt`] naming the store and key.
 pub fn decode<T: DeserializeOwned>(
