@@ -131,7 +131,7 @@ where
         if written {
             return Ok(Some(out));
         }
-        tracing::debug!(key, "document changed concurrently; deciding again");
+        tracing::info!(key, "moved concurrently; deciding again");
     }
     Ok(None)
 }
