@@ -314,10 +314,7 @@ pub fn commit_partition_replacing(
 ) -> Result<Manifest> {
     let written = write_parts(store, prefix, df, &manifest.run_id, on_part)?;
     written.fill(&mut manifest);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| OfflineError::Encode {
-        what: "manifest".into(),
-        message: e.to_string(),
-    })?;
+    let json = doc::encode(&manifest_key(prefix), &manifest)?;
     // The commit point: conditional, so a concurrent build of the same partition that
     // committed first makes this one fail instead of both "winning".
     commit_manifest(store, prefix, &json, previous)?;
