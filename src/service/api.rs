@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::pipeline::{self, job};
 use crate::product;
-use crate::store::StoreError;
+use crate::store::{doc, layout, StoreError};
 
 use super::auth::{is_pii_column, Action, Principal};
 use super::runner::{self, Trigger};
@@ -300,9 +300,10 @@ async fn get_job(
         let mut v = job_summary(&state, &j);
         v["schedule_state"] = json!(scheduler::load_state(&state.store, &name)?);
         v["recent_fires"] = json!(scheduler::recent_fires(&state.store, &name, 50)?);
-        v["lease"] = match state.store.get(&runner::lease_key(&name)) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
-            Err(StoreError::NotFound { .. }) => Value::Null,
+        // A damaged lease shows as none (the runner takes it over as an expired one).
+        v["lease"] = match doc::get_json::<Value>(state.store.as_ref(), &layout::lease(&name)) {
+            Ok(l) => l.unwrap_or(Value::Null),
+            Err(StoreError::Corrupt { .. }) => Value::Null,
             Err(e) => return Err(e.into()),
         };
         Ok(Json(v))
@@ -339,17 +340,14 @@ async fn get_run(
     valid_name("job", &name)?;
     valid_name("run id", &run_id)?;
     blocking(move || {
-        let b = state
-            .store
-            .get(&pipeline::ledger_key(&name, &run_id))
+        let v: Value = doc::get_json(state.store.as_ref(), &layout::ledger(&name, &run_id))
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => {
-                    ServiceError::NotFound(format!("no run {run_id} of job {name}"))
+                StoreError::Corrupt { source, .. } => {
+                    ServiceError::Internal(format!("unreadable ledger: {source}"))
                 }
                 e => e.into(),
-            })?;
-        let v: Value = serde_json::from_slice(&b)
-            .map_err(|e| ServiceError::Internal(format!("unreadable ledger: {e}")))?;
+            })?
+            .ok_or_else(|| ServiceError::NotFound(format!("no run {run_id} of job {name}")))?;
         Ok(Json(v))
     })
     .await
@@ -456,15 +454,15 @@ async fn get_product(
     )?;
     valid_name("product", &name)?;
     blocking(move || {
-        let b = state
-            .store
-            .get(&format!("catalog/{name}.json"))
+        let key = layout::catalog_entry(&name);
+        let entry: product::CatalogEntry = doc::get_json(state.store.as_ref(), &key)
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => ServiceError::NotFound(format!("no product {name}")),
+                StoreError::Corrupt { source, .. } => {
+                    ServiceError::Internal(format!("{key}: {source}"))
+                }
                 e => e.into(),
-            })?;
-        let entry: product::CatalogEntry = serde_json::from_slice(&b)
-            .map_err(|e| ServiceError::Internal(format!("catalog/{name}.json: {e}")))?;
+            })?
+            .ok_or_else(|| ServiceError::NotFound(format!("no product {name}")))?;
         let versions = product::versions(state.store.as_ref(), &name)?;
         let latest = product::latest(state.store.as_ref(), &name)?;
         let mut v = catalog_json(&entry, &p);
@@ -493,7 +491,7 @@ async fn get_contract(
     let yaml = blocking(move || {
         state
             .store
-            .get(&format!("products/{name}/contract.yaml"))
+            .get(&layout::product_contract(&name))
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => {
                     ServiceError::NotFound(format!("product {name} has no contract"))

@@ -22,7 +22,8 @@ use tokio::sync::watch;
 
 use crate::pipeline::job::{self, CatchUp, Job};
 use crate::pipeline::{self, Status};
-use crate::store::{DynStore, StoreError};
+use crate::store::doc::{self, Document};
+use crate::store::{layout, DynStore, StoreError};
 
 use super::runner::{self, Trigger};
 use super::{AppState, ServiceError};
@@ -119,26 +120,40 @@ pub struct Fire {
     pub error: Option<String>,
 }
 
+impl Document for ScheduleState {
+    const WHAT: &'static str = "schedule state";
+}
+
+impl Document for Fire {
+    const WHAT: &'static str = "scheduled fire";
+}
+
+/// The job's schedule state ([`layout::schedule_state`]).
 pub fn state_key(job: &str) -> String {
-    format!("runs/{job}/schedule.json")
+    layout::schedule_state(job)
 }
 
+/// The record of one fire of the job ([`layout::tick`]).
 pub fn tick_key(job: &str, tick: DateTime<Utc>) -> String {
-    format!("runs/{job}/ticks/{}.json", tick.format("%Y%m%dT%H%M%SZ"))
+    layout::tick(job, tick)
 }
 
+/// The job's schedule state; `None` when there is none, or when it is damaged (the
+/// scheduler then starts afresh and rewrites it at its next fire).
 pub fn load_state(store: &DynStore, job: &str) -> Result<Option<ScheduleState>, StoreError> {
-    match store.get(&state_key(job)) {
-        Ok(b) => Ok(serde_json::from_slice(&b).ok()),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
+    match doc::get_json(store.as_ref(), &state_key(job)) {
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(job, error = %e, "ignoring an unreadable schedule state");
+            Ok(None)
+        }
+        r => r,
     }
 }
 
 /// The most recent fires of a job, newest first.
 pub fn recent_fires(store: &DynStore, job: &str, n: usize) -> Result<Vec<Fire>, StoreError> {
     let mut keys: Vec<String> = store
-        .list(&format!("runs/{job}/ticks"))?
+        .list(&layout::ticks(job))?
         .into_iter()
         .map(|o| o.key)
         .filter(|k| k.ends_with(".json"))
@@ -147,8 +162,11 @@ pub fn recent_fires(store: &DynStore, job: &str, n: usize) -> Result<Vec<Fire>, 
     keys.reverse();
     let mut out = Vec::new();
     for k in keys.into_iter().take(n) {
-        if let Ok(f) = serde_json::from_slice::<Fire>(&store.get(&k)?) {
-            out.push(f);
+        // A damaged record hides that one fire, not the job's history.
+        match doc::get_json::<Fire>(store.as_ref(), &k) {
+            Ok(Some(f)) => out.push(f),
+            Ok(None) | Err(StoreError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
@@ -169,8 +187,7 @@ async fn save_state(state: &Arc<AppState>, job: &str, last_fire: DateTime<Utc>) 
     };
     let store = state.store.clone();
     let key = state_key(job);
-    let body = serde_json::to_vec_pretty(&s).unwrap_or_default();
-    if let Err(e) = blocking(move || store.put(&key, &body)).await {
+    if let Err(e) = blocking(move || doc::put_json(store.as_ref(), &key, &s)).await {
         tracing::error!(job, error = %e, "cannot save the schedule state");
     }
 }
@@ -180,15 +197,15 @@ async fn save_state(state: &Arc<AppState>, job: &str, last_fire: DateTime<Utc>) 
 async fn claim(state: &Arc<AppState>, fire: &Fire) -> Result<bool, ServiceError> {
     let store = state.store.clone();
     let key = tick_key(&fire.job, fire.tick);
-    let body = serde_json::to_vec_pretty(fire).unwrap_or_default();
-    blocking(move || store.put_if_absent(&key, &body)).await
+    let body = fire.clone();
+    blocking(move || doc::create_json(store.as_ref(), &key, &body)).await
 }
 
 async fn record(state: &Arc<AppState>, fire: &Fire) {
     let store = state.store.clone();
     let key = tick_key(&fire.job, fire.tick);
-    let body = serde_json::to_vec_pretty(fire).unwrap_or_default();
-    let _ = blocking(move || store.put(&key, &body)).await;
+    let body = fire.clone();
+    let _ = blocking(move || doc::put_json(store.as_ref(), &key, &body)).await;
 }
 
 /// Fires one tick; with `wait`, also waits for the run to end (catch-up runs go in order).
