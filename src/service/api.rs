@@ -202,7 +202,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
                 return ServiceError::Unavailable(format!("SageMaker does not answer: {e}"))
                     .into_response()
             }
-            Ok(Err(e)) => return ServiceError::Internal(e.to_string()).into_response(),
+            Ok(Err(e)) => return ServiceError::Task(e).into_response(),
             Err(_) => {
                 return ServiceError::Unavailable("SageMaker did not answer within 10 s".into())
                     .into_response()
