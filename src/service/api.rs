@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
@@ -22,10 +22,16 @@ use crate::pipeline::{self, job};
 use crate::product;
 use crate::store::StoreError;
 
-use super::auth::{is_pii_column, Action, Principal};
+use super::auth::{is_pii_column, Principal};
 use super::runner::{self, Trigger};
 use super::scheduler::{self, Schedule};
 use super::{AppState, ServiceError};
+
+mod extract;
+
+use extract::{
+    Caller, CustomerPath, JobPath, ProductPath, ReadProducts, ReadRuns, RunPath, TriggerRuns,
+};
 
 type Shared = Arc<AppState>;
 type ApiResult<T> = Result<T, ServiceError>;
@@ -128,34 +134,6 @@ async fn no_route() -> Response {
         Json(json!({"error": "no_route", "message": "no such route (see /openapi.json)"})),
     )
         .into_response()
-}
-
-fn check(
-    state: &AppState,
-    headers: &HeaderMap,
-    action: Action,
-    route: &str,
-) -> ApiResult<Principal> {
-    let h = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    state.auth.authorize(h, action, route)
-}
-
-/// Names that become store keys: no path tricks.
-fn valid_name(kind: &str, s: &str) -> ApiResult<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !s.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::BadRequest(format!(
-            "{kind} {s:?}: letters, digits, '_' and '-' only"
-        )))
-    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -267,8 +245,7 @@ fn load_job(state: &AppState, name: &str) -> ApiResult<job::Job> {
     })
 }
 
-async fn list_jobs(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs")?;
+async fn list_jobs(State(state): State<Shared>, _: Caller<ReadRuns>) -> ApiResult<Json<Value>> {
     blocking(move || {
         let (jobs, errs) = job::load_all(&state.project.jobs_dir());
         let mut out = Vec::new();
@@ -290,11 +267,9 @@ async fn list_jobs(State(state): State<Shared>, headers: HeaderMap) -> ApiResult
 
 async fn get_job(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _: Caller<ReadRuns>,
+    JobPath(name): JobPath,
 ) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs/{job}")?;
-    valid_name("job", &name)?;
     blocking(move || {
         let j = load_job(&state, &name)?;
         let mut v = job_summary(&state, &j);
@@ -312,11 +287,9 @@ async fn get_job(
 
 async fn list_runs(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _: Caller<ReadRuns>,
+    JobPath(name): JobPath,
 ) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs/{job}/runs")?;
-    valid_name("job", &name)?;
     blocking(move || {
         load_job(&state, &name)?;
         let runs = pipeline::ledgers(state.store.as_ref(), &name)?;
@@ -327,17 +300,9 @@ async fn list_runs(
 
 async fn get_run(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path((name, run_id)): Path<(String, String)>,
+    _: Caller<ReadRuns>,
+    RunPath { job: name, run_id }: RunPath,
 ) -> ApiResult<Json<Value>> {
-    check(
-        &state,
-        &headers,
-        Action::ReadRuns,
-        "/jobs/{job}/runs/{run_id}",
-    )?;
-    valid_name("job", &name)?;
-    valid_name("run id", &run_id)?;
     blocking(move || {
         let b = state
             .store
@@ -363,12 +328,10 @@ struct TriggerBody {
 
 async fn trigger_run(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    Caller(who, _): Caller<TriggerRuns>,
+    JobPath(name): JobPath,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let who = check(&state, &headers, Action::TriggerRuns, "/jobs/{job}/runs")?;
-    valid_name("job", &name)?;
     let req: TriggerBody = if body.iter().all(|b| b.is_ascii_whitespace()) {
         TriggerBody::default()
     } else {
@@ -392,8 +355,7 @@ async fn trigger_run(
         .into_response())
 }
 
-async fn feature_sets(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/feature-sets")?;
+async fn feature_sets(State(state): State<Shared>, _: Caller<ReadRuns>) -> ApiResult<Json<Value>> {
     blocking(move || {
         let sets = state
             .project
@@ -432,8 +394,10 @@ fn visible_row(mut row: Value, p: &Principal) -> Value {
     row
 }
 
-async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let p = check(&state, &headers, Action::ReadProducts, "/products")?;
+async fn list_products(
+    State(state): State<Shared>,
+    Caller(p, _): Caller<ReadProducts>,
+) -> ApiResult<Json<Value>> {
     blocking(move || {
         let list = product::list(state.store.as_ref())?;
         Ok(Json(
@@ -445,16 +409,9 @@ async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> ApiRe
 
 async fn get_product(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    Caller(p, _): Caller<ReadProducts>,
+    ProductPath(name): ProductPath,
 ) -> ApiResult<Json<Value>> {
-    let p = check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}",
-    )?;
-    valid_name("product", &name)?;
     blocking(move || {
         let b = state
             .store
@@ -480,16 +437,9 @@ async fn get_product(
 
 async fn get_contract(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _: Caller<ReadProducts>,
+    ProductPath(name): ProductPath,
 ) -> ApiResult<Response> {
-    check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}/contract",
-    )?;
-    valid_name("product", &name)?;
     let yaml = blocking(move || {
         state
             .store
@@ -507,16 +457,12 @@ async fn get_contract(
 
 async fn get_customer(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path((name, id)): Path<(String, String)>,
+    Caller(p, _): Caller<ReadProducts>,
+    CustomerPath {
+        product: name,
+        customer_id: id,
+    }: CustomerPath,
 ) -> ApiResult<Json<Value>> {
-    let p = check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}/customers/{customer_id}",
-    )?;
-    valid_name("product", &name)?;
     let idx = state.index.for_request(&state.store, &name, None).await?;
     if let Some(row) = idx.get(&id) {
         return Ok(Json(visible_row(row, &p)));
@@ -613,17 +559,10 @@ pub fn csv_safe(page: &DataFrame) -> PolarsResult<DataFrame> {
 
 async fn get_rows(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    Caller(p, _): Caller<ReadProducts>,
+    ProductPath(name): ProductPath,
     q: Result<Query<RowsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let p = check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}/rows",
-    )?;
-    valid_name("product", &name)?;
     let Query(q) = q.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
