@@ -32,12 +32,12 @@ mod limits;
 mod stall;
 
 pub use bounded::{bound_router, serve_bounded};
-pub use limits::{bind, check_seconds, parse_seconds, ServerLimits, LISTEN_BACKLOG};
+pub use limits::{bind, check_seconds, parse_seconds, ServerLimits};
 pub use limits::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MODEL_BODY_TIMEOUT};
-pub use limits::{MAX_CONNECTIONS_RANGE, MAX_MODEL_BODY_BYTES, TIMEOUT_RANGE_SECONDS};
+pub use limits::{MAX_CONNECTIONS_RANGE, MAX_MODEL_BODY_BYTES};
 
 /// SageMaker's default payload limit; also what `/execution-parameters` advertises.
-pub const DEFAULT_MAX_PAYLOAD_MB: u64 = 6;
+pub(crate) const DEFAULT_MAX_PAYLOAD_MB: u64 = 6;
 /// Default request-body limit: the advertised payload plus room for framing differences.
 pub const DEFAULT_MAX_BODY_BYTES: usize = (DEFAULT_MAX_PAYLOAD_MB * MIB) as usize + 64 * 1024;
 
@@ -115,7 +115,7 @@ pub enum Invocation {
 
 /// Whether `content_type` is CSV (parameters like `; charset=utf-8` allowed). A missing
 /// content type is taken as CSV, the only type the model reads.
-pub fn is_csv(content_type: Option<&str>) -> bool {
+pub(crate) fn is_csv(content_type: Option<&str>) -> bool {
     match content_type {
         None => true,
         Some(ct) => {

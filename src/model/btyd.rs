@@ -224,7 +224,7 @@ fn check_penalizer(p: f64) -> Result<(), ClvError> {
 // ----- CLV ----------------------------------------------------------------------------------
 
 /// Checks a horizon (days) and a monthly discount rate for [`customer_lifetime_value`].
-pub fn check_clv_settings(horizon_days: f64, discount_rate: f64) -> Result<(), ClvError> {
+pub(crate) fn check_clv_settings(horizon_days: f64, discount_rate: f64) -> Result<(), ClvError> {
     if !(horizon_days > 0.0 && horizon_days <= MAX_HORIZON_DAYS) {
         return Err(ClvError::Setting {
             key: "horizon_days",

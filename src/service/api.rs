@@ -520,7 +520,7 @@ fn invisible_lead(c: char) -> bool {
 
 /// Whether a text cell would be read as a formula: it starts with a trigger, or with one
 /// after leading invisible characters (BOM, zero-width, bidi controls, NBSP, whitespace).
-pub fn csv_formula_like(s: &str) -> bool {
+pub(crate) fn csv_formula_like(s: &str) -> bool {
     s.starts_with(FORMULA_TRIGGERS)
         || s.trim_start_matches(invisible_lead)
             .starts_with(FORMULA_TRIGGERS)
@@ -528,7 +528,7 @@ pub fn csv_formula_like(s: &str) -> bool {
 
 /// A text cell made inert for spreadsheets: one leading `'` when it would be read as a
 /// formula ([`csv_formula_like`]); the quote shows in the cell, the text after it is the value.
-pub fn csv_safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn csv_safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
     if csv_formula_like(s) {
         std::borrow::Cow::Owned(format!("'{s}"))
     } else {
@@ -539,7 +539,7 @@ pub fn csv_safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
 /// The page as it is exported to CSV: every text column (and the header) through
 /// [`csv_safe_cell`]; typed numbers, dates and booleans as they are (a negative score stays
 /// a number). RFC 4180 quoting is the writer's (`QuoteStyle::Necessary`).
-pub fn csv_safe(page: &DataFrame) -> PolarsResult<DataFrame> {
+pub(crate) fn csv_safe(page: &DataFrame) -> PolarsResult<DataFrame> {
     let mut cols = Vec::with_capacity(page.width());
     for c in page.columns() {
         let name = csv_safe_cell(c.name().as_str()).into_owned();

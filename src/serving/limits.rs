@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// largest `MaxPayloadInMB` (100) plus the 64 KiB of slack.
 pub const MAX_MODEL_BODY_BYTES: usize = (100 * MIB) as usize + 64 * 1024;
 /// Bounds of the settings (checked by [`ServerLimits::check`]).
-pub const TIMEOUT_RANGE_SECONDS: (f64, f64) = (0.05, 3600.0);
+pub(crate) const TIMEOUT_RANGE_SECONDS: (f64, f64) = (0.05, 3600.0);
 pub const MAX_CONNECTIONS_RANGE: (usize, usize) = (1, 65_536);
 /// Descriptors kept free for everything but client connections (store files, logs, the
 /// listener, outgoing calls).
@@ -88,7 +88,7 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 /// The listen backlog: a burst of connections waits in the kernel instead of having its
 /// handshakes dropped (the 128 of a plain bind overflows under a burst of idle clients).
-pub const LISTEN_BACKLOG: u32 = 1024;
+pub(crate) const LISTEN_BACKLOG: u32 = 1024;
 
 /// Binds `addr` (`HOST:PORT`, the host a name or an address) with [`LISTEN_BACKLOG`].
 pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
