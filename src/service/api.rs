@@ -531,14 +531,13 @@ async fn get_rows(
         }
         let total_h = total.to_string();
         if csv {
-            let mut page = csv_safe(&page)
-                .map_err(|e| ServiceError::Internal(format!("encoding CSV: {e}")))?;
+            let mut page = csv_safe(&page).map_err(ServiceError::Csv)?;
             let mut buf = Vec::new();
             CsvWriter::new(&mut buf)
                 .include_header(true)
                 .with_quote_style(QuoteStyle::Necessary)
                 .finish(&mut page)
-                .map_err(|e| ServiceError::Internal(format!("encoding CSV: {e}")))?;
+                .map_err(ServiceError::Csv)?;
             return Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

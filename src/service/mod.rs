@@ -58,6 +58,9 @@ pub enum ServiceError {
     /// A blocking task panicked or was cancelled (500).
     #[error("a background task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// A page of product rows could not be encoded as CSV (500).
+    #[error("encoding CSV: {0}")]
+    Csv(#[source] polars::error::PolarsError),
     /// An I/O failure of the server itself (500); `context` says what it was doing.
     #[error("{context}: {source}")]
     Io {
@@ -88,6 +91,7 @@ impl ServiceError {
             | ServiceError::Product(_)
             | ServiceError::Pipeline(_)
             | ServiceError::Task(_)
+            | ServiceError::Csv(_)
             | ServiceError::Io { .. }
             | ServiceError::Config(_)
             | ServiceError::AuthConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,6 +112,7 @@ impl ServiceError {
             | ServiceError::Product(_)
             | ServiceError::Pipeline(_)
             | ServiceError::Task(_)
+            | ServiceError::Csv(_)
             | ServiceError::Io { .. }
             | ServiceError::Config(_)
             | ServiceError::AuthConfig(_) => "internal",
