@@ -449,3 +449,7 @@ pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), Servic
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "errors_tests.rs"]
+mod errors_tests;
