@@ -11,6 +11,7 @@
 //! scored in blocks of [`BLOCK_ROWS`] per tree pass so the block's features stay in L1, and
 //! chunks of blocks run in parallel on rayon.
 
+mod dense;
 mod load;
 mod predict;
 mod schema;

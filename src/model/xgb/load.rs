@@ -5,10 +5,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::dense::densify;
 use super::schema::{count_of, num_of, parse_base_score, JBooster, JGbtree, JLearnerParam};
 use super::schema::{JModel, JTree, MAX_CLASSES, MAX_FEATURES};
-use super::{ubjson, Booster, DNode, ModelFormat, Node, Objective, TreeMeta, XgbError};
-use super::{DEFAULT_LEFT, FEATURE_MASK, MAX_DENSE_DEPTH};
+use super::{ubjson, Booster, ModelFormat, Node, Objective, TreeMeta, XgbError};
+use super::{DEFAULT_LEFT, FEATURE_MASK};
 
 impl Booster {
     /// Loads a model file, telling JSON from UBJSON by content (not by name).
@@ -404,81 +405,6 @@ impl Flat {
             dense: None,
         })
     }
-}
-
-/// Copies every tree at most [`MAX_DENSE_DEPTH`] deep into the complete layout, recording
-/// its offsets in its [`TreeMeta`]; returns the dense nodes and leaves.
-fn densify(nodes: &[Node], leaf: &[f32], trees: &mut [TreeMeta]) -> (Vec<DNode>, Vec<f32>) {
-    let mut dense = Vec::new();
-    let mut dense_leaf = Vec::new();
-    for t in trees.iter_mut().filter(|t| t.depth <= MAX_DENSE_DEPTH) {
-        let (n0, l0) = (dense.len(), dense_leaf.len());
-        dense.resize(n0 + (1usize << t.depth) - 1, DNode::default());
-        dense_leaf.resize(l0 + (1usize << t.depth), 0.0);
-        fill_dense(
-            nodes,
-            leaf,
-            t.root,
-            0,
-            0,
-            t.depth,
-            &mut dense[n0..],
-            &mut dense_leaf[l0..],
-        );
-        t.dense = Some((n0 as u32, l0 as u32));
-    }
-    (dense, dense_leaf)
-}
-
-/// Copies the subtree at `src` into complete layout at position `pos` (level `level`).
-#[allow(clippy::too_many_arguments)]
-fn fill_dense(
-    nodes: &[Node],
-    leaf: &[f32],
-    src: u32,
-    pos: usize,
-    level: u32,
-    depth: u32,
-    dense: &mut [DNode],
-    dense_leaf: &mut [f32],
-) {
-    let n = nodes[src as usize];
-    let is_leaf = n.left == src;
-    if level == depth {
-        // `depth` is the longest path, so whatever reaches the bottom level is a leaf.
-        dense_leaf[pos - ((1usize << depth) - 1)] = leaf[src as usize];
-        return;
-    }
-    let (l, r) = if is_leaf {
-        dense[pos] = DNode::default();
-        (src, src)
-    } else {
-        dense[pos] = DNode {
-            cond: n.cond,
-            feat: n.feat,
-        };
-        (n.left, n.right)
-    };
-    fill_dense(
-        nodes,
-        leaf,
-        l,
-        2 * pos + 1,
-        level + 1,
-        depth,
-        dense,
-        dense_leaf,
-    );
-    fill_dense(
-        nodes,
-        leaf,
-        r,
-        2 * pos + 2,
-        level + 1,
-        depth,
-        dense,
-        dense_leaf,
-    );
 }
 
 /// The depth (number of splits on the longest path) of the tree whose nodes are `nodes`
