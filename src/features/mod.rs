@@ -6,6 +6,7 @@ pub mod compile;
 pub mod def;
 pub mod expr;
 pub mod lineage;
+pub mod rows;
 mod training_set;
 
 use std::collections::{BTreeSet, HashMap};
