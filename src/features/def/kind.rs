@@ -222,7 +222,6 @@ fn agg_kind(cx: &mut Ctx, key: &str, f: &FeatureDef, agg: &str) -> Option<Kind> 
 
 /// An aggregation's window: `(window_days, offset_days)`, or None for all history.
 /// The outer None means a problem (reported).
-#[allow(clippy::option_option)]
 fn agg_window(cx: &mut Ctx, key: &str, f: &FeatureDef) -> Option<Option<(u32, u32)>> {
     let window = match (f.window_days, f.offset_days) {
         (Some(0), _) => {
