@@ -1,6 +1,7 @@
-//! Features: the definition language (`def`, `expr`), its compilation to polars plans
-//! (`compile`), and the two ways to compute them: a point-in-time snapshot of every
-//! customer, and a training set over a spine of `(customer_id, as_of)` rows with labels.
+//! Features: the definition language (`def`, `expr`, and `rows` for what names mean in a
+//! row expression), its compilation to polars plans (`compile`), and the two ways to
+//! compute them: a point-in-time snapshot of every customer (here), and a training set over
+//! a spine of `(customer_id, as_of)` rows with labels (`training_set`).
 
 pub mod compile;
 pub mod def;

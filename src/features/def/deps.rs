@@ -160,3 +160,114 @@ pub(super) fn topo_order(
     }
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::expr;
+
+    fn set(features: &[&str]) -> SetFile {
+        let mut text = String::from("name = \"s\"\nversion = 1\n");
+        for f in features {
+            text.push_str(&format!("[[feature]]\nname = \"{f}\"\nexpr = \"1\"\n"));
+        }
+        toml::from_str(&text).expect("test set parses")
+    }
+
+    fn deps(pairs: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect()))
+            .collect()
+    }
+
+    fn cx() -> Ctx {
+        Ctx {
+            file: "s.toml".into(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn orders_dependencies_first_in_definition_order() {
+        let s = set(&["c", "a", "b", "d"]);
+        let d = deps(&[("c", &["b", "a"]), ("a", &[]), ("b", &["a"]), ("d", &[])]);
+        let mut cx = cx();
+        assert_eq!(topo_order(&mut cx, &s, &d), ["a", "b", "c", "d"]);
+        assert!(cx.errors.is_empty());
+    }
+
+    #[test]
+    fn reports_each_cycle_once_and_leaves_its_members_out() {
+        let s = set(&["a", "b", "c", "d"]);
+        let d = deps(&[("a", &["b"]), ("b", &["a"]), ("c", &["c"]), ("d", &["a"])]);
+        let mut cx = cx();
+        let order = topo_order(&mut cx, &s, &d);
+        assert_eq!(order, ["d"]);
+        let reasons: Vec<_> = cx
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "feature[0] (a): dependency cycle: a -> b -> a",
+                "feature[2] (c): dependency cycle: c -> c",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_left_to_the_typed_pass() {
+        let s = set(&["a"]);
+        let d = deps(&[("a", &["nope"])]);
+        let mut cx = cx();
+        assert_eq!(topo_order(&mut cx, &s, &d), ["a"]);
+        assert!(cx.errors.is_empty());
+    }
+
+    #[test]
+    fn bounds_the_longest_chain() {
+        let names: Vec<String> = (0..=MAX_CHAIN + 1).map(|i| format!("f{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let s = set(&refs);
+        let mut d = HashMap::new();
+        d.insert(names[0].clone(), Vec::new());
+        for w in names.windows(2) {
+            d.insert(w[1].clone(), vec![w[0].clone()]);
+        }
+        let mut cx = cx();
+        let order = topo_order(&mut cx, &s, &d);
+        // A chain of exactly MAX_CHAIN links passes.
+        assert!(check_chains(&mut cx, &s, &order[..=MAX_CHAIN], &d).is_ok());
+        let err = check_chains(&mut cx, &s, &order, &d).unwrap_err();
+        let last = MAX_CHAIN + 1;
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].key, format!("feature[{last}] (f{last})"));
+        assert_eq!(
+            err.0[0].reason,
+            format!(
+                "ends a chain of {last} features computed from one another; at most {MAX_CHAIN}"
+            )
+        );
+    }
+
+    #[test]
+    fn kinds_name_what_they_read() {
+        let e = |s: &str| expr::parse(s).expect("test expression parses");
+        assert_eq!(kind_deps(&Kind::Derived(e("a + b * a"))), ["a", "b"]);
+        let q = Kind::Quantile {
+            of: "spend".into(),
+            bins: 5,
+            higher_is_better: true,
+            among: Some(e("active and spend > 0")),
+        };
+        assert_eq!(kind_deps(&q), ["spend", "active", "spend"]);
+        let c = Kind::Case {
+            cases: vec![(e("a > 1"), None), (e("b or a"), Some("x".into()))],
+            otherwise: None,
+        };
+        assert_eq!(kind_deps(&c), ["a", "b"]);
+    }
+}

@@ -451,3 +451,100 @@ fn labels(cx: &mut Ctx, set: &SetFile, extra: &Extra) -> Vec<Label> {
     }
     labels
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::def::parse;
+
+    #[test]
+    fn declared_types_have_two_spellings_each() {
+        for (written, ty) in [
+            ("float", Ty::Float),
+            ("Float64", Ty::Float),
+            ("int", Ty::Int),
+            ("Int64", Ty::Int),
+            ("string", Ty::Str),
+            ("Utf8", Ty::Str),
+            ("bool", Ty::Bool),
+            ("Boolean", Ty::Bool),
+        ] {
+            assert_eq!(declared_ty(written), Some(ty), "{written}");
+        }
+        assert_eq!(declared_ty("timestamp"), None);
+        assert_eq!(declared_ty("Float"), None);
+    }
+
+    #[test]
+    fn the_typed_pass_completes_the_kind_read_from_the_file() {
+        let text = r#"
+name = "s"
+version = 1
+[columns.orders]
+discount = "float"
+[[feature]]
+name = "discounted"
+agg = "sum"
+table = "orders"
+column = "discount * 2"
+where = "discount > 0 and days_ago < 30"
+[[feature]]
+name = "twice"
+expr = "discounted * 2"
+"#;
+        let set = parse(text, Path::new("s.toml")).expect("valid set");
+        let f = set.feature("discounted").expect("feature");
+        assert_eq!(f.ty, Ty::Float);
+        let Kind::Agg(a) = &f.kind else {
+            panic!("an aggregation: {:?}", f.kind)
+        };
+        // Resolved once in `where` and once in `column`: recorded as used.
+        assert_eq!(a.extra_columns, ["discount", "discount"]);
+        assert_eq!(a.ts, a.table.ts);
+        let twice = set.feature("twice").expect("feature");
+        assert_eq!(twice.ty, Ty::Float);
+        assert_eq!(twice.deps, ["discounted"]);
+        assert_eq!(set.extra_columns["orders"], ["discount"]);
+        assert_eq!(set.definition.features.len(), 2);
+    }
+
+    #[test]
+    fn reports_every_problem_of_the_typed_pass() {
+        let text = r#"
+name = "s"
+version = 1
+[[feature]]
+name = "n"
+agg = "sum"
+table = "orders"
+column = "order_id"
+where = "days_ago"
+[[feature]]
+name = "q"
+quantile_of = "n"
+among = "1"
+[[feature]]
+name = "m"
+cases = [{ when = "1", then = "a" }, { when = "'x'", then = "b" }]
+[[feature]]
+name = "u"
+expr = "nope + 1"
+"#;
+        let err = parse(text, Path::new("s.toml")).unwrap_err();
+        let got: Vec<String> = err
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.key, e.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "feature[0] (n).where: must be a condition, but is integer",
+                "feature[2] (m).cases[0].when: must be a condition, but is integer",
+                "feature[2] (m).cases[1].when: must be a condition, but is string",
+                "feature[3] (u): unknown feature nope",
+            ],
+            "{err}"
+        );
+    }
+}
