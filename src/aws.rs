@@ -202,12 +202,13 @@ fn default_poll_max() -> f64 {
     60.0
 }
 
-/// One problem with the `[aws]` settings: the key and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError {
-    pub key: String,
-    pub reason: String,
-}
+/// One problem with the `[aws]` settings: a [`crate::diagnostic::Diagnostic`] whose file is
+/// `c360.toml` until the project, which knows the file's path and text, names it and places
+/// it on its line.
+pub type SettingError = crate::diagnostic::Diagnostic;
+
+/// The file `[aws]` problems name before the project places them.
+const SETTINGS_FILE: &str = "c360.toml";
 
 fn is_account(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
@@ -276,10 +277,11 @@ impl AwsSettings {
     pub fn validate(&self, s3_in_use: bool) -> Vec<SettingError> {
         let mut errs = Vec::new();
         let mut bad = |key: &str, reason: String| {
-            errs.push(SettingError {
-                key: format!("aws.{key}"),
+            errs.push(SettingError::new(
+                SETTINGS_FILE,
+                format!("aws.{key}"),
                 reason,
-            })
+            ))
         };
         if let Some(r) = &self.region {
             let ok = r.split('-').count() >= 3
@@ -445,10 +447,11 @@ impl AwsSettings {
     pub fn validate_for_sagemaker(&self, needs_role: bool) -> Vec<SettingError> {
         let mut errs = Vec::new();
         if needs_role && self.sagemaker.role_arn.is_none() {
-            errs.push(SettingError {
-                key: "aws.sagemaker.role_arn".into(),
-                reason: "creating the SageMaker model needs an execution role: set role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" (or name an existing model with [sagemaker] model_name in model.toml)".into(),
-            });
+            errs.push(SettingError::new(
+                SETTINGS_FILE,
+                "aws.sagemaker.role_arn",
+                "creating the SageMaker model needs an execution role: set role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" (or name an existing model with [sagemaker] model_name in model.toml)",
+            ));
         }
         errs
     }

@@ -17,7 +17,7 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::MB;
 
@@ -101,13 +101,21 @@ impl Default for PlannerSettings {
 
 /// Values a job pins (its `[transform]` section); pinned values are used as given, after
 /// validation, and the planner chooses the rest around them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// In a job file these keys sit in `[transform]` (flattened into its table); the fields are
+/// in the order the job file has always serialized them (the definition hash depends on it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pins {
-    pub instance_type: Option<String>,
-    pub instance_count: Option<u32>,
+    /// How many input part files to write.
     pub parts: Option<u32>,
-    pub max_concurrent_transforms: Option<u32>,
+    /// The instance type, e.g. `ml.m5.xlarge` (must be in the price table).
+    pub instance_type: Option<String>,
+    /// How many instances (SageMaker's InstanceCount, 1 to 100).
+    pub instance_count: Option<u32>,
+    /// SageMaker's MaxPayloadInMB (1 to 100).
     pub max_payload_mb: Option<u32>,
+    /// SageMaker's MaxConcurrentTransforms (0: as the model says; at most 100).
+    pub max_concurrent_transforms: Option<u32>,
 }
 
 /// A sized batch transform and its estimate.
