@@ -477,20 +477,7 @@ fn prepare_cloud(
     };
     let prices = planner::load_prices(project.prices_file().as_deref())
         .map_err(|e| def(format!("price table: {e}")))?;
-    let mut ps = planner::PlannerSettings::default();
-    let s = &settings.sagemaker;
-    if let Some(t) = s.throughput_rows_per_vcpu {
-        ps.rows_per_second_per_vcpu = t;
-    }
-    if let Some(d) = s.deadline_minutes {
-        ps.deadline = std::time::Duration::from_secs_f64(d * 60.0);
-    }
-    if let Some(m) = s.max_instances {
-        ps.max_instances = m;
-    }
-    if let Some(t) = &s.instance_types {
-        ps.allowed_types = Some(t.clone());
-    }
+    let ps = planner::PlannerSettings::from_config(&settings.sagemaker);
     let t = &job.transform;
     let pins = t.pins.clone();
     let model_bytes = std::fs::metadata(artifact).map(|m| m.len()).unwrap_or(0);

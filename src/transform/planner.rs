@@ -99,6 +99,69 @@ impl Default for PlannerSettings {
     }
 }
 
+impl PlannerSettings {
+    /// The settings of `[aws.sagemaker]` (each unset one takes its default): the one place
+    /// a run's planner settings are built. The keys are the fields' names
+    /// (`rows_per_second_per_vcpu`, `deadline`, `max_instances`, `allowed_types`); the
+    /// former spellings are read too (`deadline_minutes`, in minutes). Assumes the settings
+    /// passed [`crate::aws::AwsSettings::validate`]; an unreadable deadline keeps the default.
+    pub fn from_config(sm: &crate::aws::SageMakerSettings) -> PlannerSettings {
+        let mut ps = PlannerSettings::default();
+        if let Some(t) = sm.rows_per_second_per_vcpu {
+            ps.rows_per_second_per_vcpu = t;
+        }
+        if let Some(d) = sm.deadline.as_deref().and_then(|d| parse_duration(d).ok()) {
+            ps.deadline = d;
+        } else if let Some(d) = sm
+            .deadline_minutes
+            .and_then(|m| Duration::try_from_secs_f64(m * 60.0).ok())
+        {
+            ps.deadline = d;
+        }
+        if let Some(m) = sm.max_instances {
+            ps.max_instances = m;
+        }
+        if let Some(t) = &sm.allowed_types {
+            ps.allowed_types = Some(t.clone());
+        }
+        ps
+    }
+}
+
+/// A duration: `90s`, `30m`, `1h`, `1h30m`, `2.5h`, or bare seconds (`3600`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let bad = || format!("{s:?} is not a duration (e.g. 90s, 30m, 1h, 1h30m)");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0.0;
+    let mut num = String::new();
+    for c in t.chars() {
+        match c {
+            '0'..='9' | '.' => num.push(c),
+            'h' | 'm' | 's' => {
+                let x: f64 = num.parse().map_err(|_| bad())?;
+                total += x * match c {
+                    'h' => 3600.0,
+                    'm' => 60.0,
+                    _ => 1.0,
+                };
+                num.clear();
+            }
+            ' ' => {}
+            _ => return Err(bad()),
+        }
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
 /// Values a job pins (its `[transform]` section); pinned values are used as given, after
 /// validation, and the planner chooses the rest around them.
 ///
