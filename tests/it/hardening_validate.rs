@@ -431,3 +431,47 @@ fn settings_validate_used_to_pass_are_refused_with_their_key() {
         );
     }
 }
+
+/// The 1-based line of the `nth` (0-based) line of `text` starting with `prefix`.
+fn line_of(text: &str, prefix: &str, nth: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+        .unwrap()
+}
+
+#[test]
+fn every_problem_of_a_model_toml_is_reported_with_its_line() {
+    let p = TestProject::new(|j| j);
+    p.use_local_model();
+    let spec = p.path().join("models/churn_xgb/model.toml");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(
+            "objective = \"binary:logistic\"",
+            "objective = \"binary:nope\"",
+        )
+        .replace(
+            "content_type = \"text/csv\"",
+            "content_type = \"application/json\"",
+        )
+        .replace("below = 0.9916", "below = 0.5");
+    std::fs::write(&spec, &text).unwrap();
+    let (code, out) = output(p.cmd().arg("validate"));
+    assert_eq!(code, 3, "{out}");
+    let file = "models/churn_xgb/model.toml";
+    for (key, line) in [
+        ("content_type", line_of(&text, "content_type", 0)),
+        ("objective", line_of(&text, "objective", 0)),
+        ("risk_bands[1].below", line_of(&text, "below", 1)),
+    ] {
+        let found = out
+            .lines()
+            .find(|l| l.contains(&format!("{file}: {key}: ")))
+            .unwrap_or_else(|| panic!("no {key} problem in: {out}"));
+        assert!(found.ends_with(&format!("(line {line})")), "{key}: {found}");
+    }
+    assert!(out.contains("3 problem(s)"), "{out}");
+}
