@@ -620,6 +620,28 @@ name = "high"
     }
 
     #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = SPEC
+            .replace("feature_set_version = 2", "feature_set_version = 0")
+            .replace("features = [\"a\", \"b\"]", "features = [\"a\", \"a\"]")
+            .replace("model_name = \"churn-v2\"", "model_name = \"-churn\"");
+        let Err(ModelError::Spec(found)) = parse(&text) else {
+            panic!("three problems expected");
+        };
+        let got: Vec<(&str, Option<usize>)> =
+            found.0.iter().map(|d| (d.key.as_str(), d.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("feature_set_version", Some(3)),
+                ("features[1]", Some(4)),
+                ("sagemaker.model_name", Some(9)),
+            ]
+        );
+        assert!(found.to_string().contains("(line 9)"), "{found}");
+    }
+
+    #[test]
     fn kind_xgboost_may_be_written_and_other_kinds_are_named() {
         let explicit = parse(&format!("kind = \"xgboost\"\n{SPEC}")).unwrap();
         assert_eq!(explicit, parse(SPEC).unwrap());

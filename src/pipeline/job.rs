@@ -449,4 +449,56 @@ mod tests {
         );
         assert_eq!(AsOfRule::parse("next_week"), None);
     }
+
+    const JOB: &str = "name = \"j\"\nschedule = \"0 6 1 * *\"\nmodel = \"m\"\n[product]\nname = \"p\"\ndomain = \"d\"\nowner = \"o\"\ndescription = \"x\"\n";
+
+    fn parse(text: &str) -> Result<Job, Vec<Diagnostic>> {
+        let def: JobFile =
+            toml::from_str(text).map_err(|e| vec![toml_error("j.toml", text, &e)])?;
+        validate(def, Path::new("jobs/j.toml"), text)
+    }
+
+    #[test]
+    fn transform_keys_keep_their_serialized_names_and_old_spellings() {
+        let t: TransformFile = toml::from_str(
+            "parts = 2\ninstance_type = \"ml.m5.xlarge\"\ninvocation_timeout_secs = 30\n",
+        )
+        .unwrap();
+        assert_eq!(t.pins.parts, Some(2));
+        assert_eq!(t.invocation_timeout_seconds, Some(30));
+        let t: TransformFile = toml::from_str("invocation_timeout_seconds = 31\n").unwrap();
+        assert_eq!(t.invocation_timeout_seconds, Some(31));
+        // The definition hash reads this JSON: the historical names, in the historical order.
+        assert_eq!(
+            serde_json::to_string(&TransformFile::default()).unwrap(),
+            "{\"parts\":null,\"instance_type\":null,\"instance_count\":null,\"max_payload_mb\":null,\"max_concurrent_transforms\":null,\"invocation_timeout_secs\":null,\"invocation_max_retries\":null}"
+        );
+        assert!(toml::from_str::<TransformFile>("bogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn a_job_has_typed_fields_and_every_problem_has_its_line() {
+        let j = parse(JOB).unwrap();
+        assert_eq!(j.schedule.expr, "0 6 1 * *");
+        assert_eq!(j.schedule.freshness_days(), 31);
+        assert_eq!(j.as_of, AsOfRule::Yesterday);
+        assert_eq!(j.as_of.to_string(), "yesterday");
+        let bad =
+            JOB.replace("0 6 1 * *", "61 6 1 * *") + "[transform]\nparts = 0\ninstance_count = 0\n";
+        let errs = parse(&bad).unwrap_err();
+        let keys: Vec<(&str, Option<usize>)> =
+            errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("schedule", Some(2)),
+                ("transform.parts", Some(10)),
+                ("transform.instance_count", Some(11)),
+            ]
+        );
+        let errs =
+            parse(&JOB.replace("model = ", "timezone = \"Mars/Olympus\"\nmodel = ")).unwrap_err();
+        assert_eq!(errs[0].key, "timezone");
+        assert!(errs[0].to_string().contains("(line 3)"), "{}", errs[0]);
+    }
 }
