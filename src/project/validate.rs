@@ -87,6 +87,23 @@ impl Project {
         }
     }
 
+    /// The checks of [`Project::validate_all`] that concern one job, for `pipeline::prepare`:
+    /// the job's model (its spec, artifact, feature sets and columns) and [`check_job`]
+    /// (PII in the product, the pinned instance type, the model's kind). Empty: fine.
+    pub fn validate_job(&self, job: &Job) -> Vec<Diagnostic> {
+        let mut problems = Vec::new();
+        let (sets, _, sets_broken) = features::load_sets_partial(&self.features_dir());
+        let prices = planner::load_prices(self.prices_file().as_deref()).ok();
+        let mut models = ModelIndex::default();
+        let dir = self.models_dir().join(&job.model);
+        if dir.is_dir() {
+            let only = |p: &Path| p == dir;
+            models = self.validate_models_where(&sets, sets_broken, &mut problems, &only);
+        }
+        problems.extend(check_job(job, &sets, prices.as_ref(), &models));
+        problems
+    }
+
     /// Each model folder: its spec parses, its artifact loads, its features exist.
     fn validate_models(
         &self,
@@ -94,8 +111,19 @@ impl Project {
         sets_broken: bool,
         problems: &mut Vec<Diagnostic>,
     ) -> ModelIndex {
+        self.validate_models_where(sets, sets_broken, problems, &|_| true)
+    }
+
+    /// [`Project::validate_models`] for the model folders `keep` accepts.
+    fn validate_models_where(
+        &self,
+        sets: &[FeatureSet],
+        sets_broken: bool,
+        problems: &mut Vec<Diagnostic>,
+        keep: &dyn Fn(&Path) -> bool,
+    ) -> ModelIndex {
         let mut index = ModelIndex::default();
-        for d in sorted_entries(&self.models_dir(), Path::is_dir) {
+        for d in sorted_entries(&self.models_dir(), |p| p.is_dir() && keep(p)) {
             let spec_file = d.join(model::SPEC_FILE).display().to_string();
             let dir_name = d
                 .file_name()

@@ -475,3 +475,33 @@ fn every_problem_of_a_model_toml_is_reported_with_its_line() {
     }
     assert!(out.contains("3 problem(s)"), "{out}");
 }
+
+#[test]
+fn validate_job_reports_what_validate_all_reports_for_that_job() {
+    use c360::project::Project;
+    let p = TestProject::new(|j| j);
+    let project = Project::load(Some(&p.path().join("c360.toml"))).unwrap();
+    let all = project.validate_all();
+    assert!(all.problems.is_empty(), "{:?}", all.problems);
+    let job = &all.jobs[0];
+    assert!(project.validate_job(job).is_empty());
+    let p = TestProject::new(|j| j.replace("model = \"churn_xgb\"", "model = \"no_such_model\""));
+    let project = Project::load(Some(&p.path().join("c360.toml"))).unwrap();
+    let all = project.validate_all();
+    let job = &all.jobs[0];
+    let mine = project.validate_job(job);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].key, "model");
+    assert!(
+        mine[0]
+            .reason
+            .starts_with("no model no_such_model under models/"),
+        "{mine:?}"
+    );
+    let keys = |d: &[c360::diagnostic::Diagnostic]| {
+        d.iter()
+            .map(|d| (d.file.clone(), d.key.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&all.problems), keys(&mine));
+}
