@@ -145,7 +145,7 @@ impl Ledger {
     /// A fresh ledger for a prepared run.
     fn new(p: &Prepared, attempts: u32) -> Ledger {
         Ledger {
-            job: p.job.def.name.clone(),
+            job: p.job.name.clone(),
             run_id: p.run_id.clone(),
             as_of: p.as_of,
             status: Status::Running,
@@ -477,28 +477,9 @@ fn prepare_cloud(
     };
     let prices = planner::load_prices(project.prices_file().as_deref())
         .map_err(|e| def(format!("price table: {e}")))?;
-    let mut ps = planner::PlannerSettings::default();
-    let s = &settings.sagemaker;
-    if let Some(t) = s.throughput_rows_per_vcpu {
-        ps.rows_per_second_per_vcpu = t;
-    }
-    if let Some(d) = s.deadline_minutes {
-        ps.deadline = std::time::Duration::from_secs_f64(d * 60.0);
-    }
-    if let Some(m) = s.max_instances {
-        ps.max_instances = m;
-    }
-    if let Some(t) = &s.instance_types {
-        ps.allowed_types = Some(t.clone());
-    }
-    let t = &job.def.transform;
-    let pins = planner::Pins {
-        instance_type: t.instance_type.clone(),
-        instance_count: t.instance_count,
-        parts: t.parts,
-        max_concurrent_transforms: t.max_concurrent_transforms,
-        max_payload_mb: t.max_payload_mb,
-    };
+    let ps = planner::PlannerSettings::from_config(&settings.sagemaker);
+    let t = &job.transform;
+    let pins = t.pins.clone();
     let model_bytes = std::fs::metadata(artifact).map(|m| m.len()).unwrap_or(0);
     Ok(CloudPrep {
         settings,
@@ -534,7 +515,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
             "no job {job_name} ({} not found; jobs: {})",
             path.display(),
             jobs.iter()
-                .map(|j| j.def.name.as_str())
+                .map(|j| j.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
@@ -547,13 +528,13 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
                 .join("\n"),
         )
     })?;
-    let model_dir = project.models_dir().join(&job.def.model);
+    let model_dir = project.models_dir().join(&job.model);
     let model = model::load(&model_dir)
-        .map_err(|e| PipelineError::Definition(format!("model {}: {e}", job.def.model)))?;
+        .map_err(|e| PipelineError::Definition(format!("model {}: {e}", job.model)))?;
     let spec = model.spec.clone().ok_or_else(|| {
         PipelineError::Definition(format!(
             "model {}: a job's model needs a model.toml",
-            job.def.model
+            job.model
         ))
     })?;
     let mut sets = Vec::new();
@@ -562,16 +543,13 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         if s.version != *version {
             return Err(PipelineError::Definition(format!(
                 "model {} was trained on {name} v{version}, but features/{name}.toml is v{}",
-                job.def.model, s.version
+                job.model, s.version
             )));
         }
         sets.push(s);
     }
     check_columns(&job, &spec.features, &sets)?;
-    let backend = opts
-        .backend
-        .clone()
-        .unwrap_or_else(|| job.def.backend.clone());
+    let backend = opts.backend.clone().unwrap_or_else(|| job.backend.clone());
     if backend != "local" && backend != "sagemaker" {
         return Err(PipelineError::Definition(format!(
             "backend {backend}: unknown (use local or sagemaker)"
@@ -607,7 +585,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         Some(prepare_cloud(
             project,
             &job,
-            &job.def.model,
+            &job.model,
             &spec,
             &model.artifact,
             &artifact_hash,
@@ -624,32 +602,32 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         crate::project::read_definition(&model_dir.join(model::SPEC_FILE)).unwrap_or_default();
     parts.push(&model_toml);
     let run_id = format!("{as_of}-{}", hash8(&parts));
-    let n_parts = job.def.transform.parts.unwrap_or(4);
+    let n_parts = job.transform.pins.parts.unwrap_or(4);
     let plan = json!({
-        "job": job.def.name,
+        "job": job.name,
         "run_id": run_id,
         "as_of": as_of,
         "backend": backend,
         "source": source_uri,
         "store": st.uri(),
-        "model": {"name": job.def.model, "artifact": model.artifact.display().to_string(), "artifact_sha256": artifact_hash, "objective": format!("{:?}", spec.objective), "features": spec.features.len()},
+        "model": {"name": job.model, "artifact": model.artifact.display().to_string(), "artifact_sha256": artifact_hash, "objective": format!("{:?}", spec.objective), "features": spec.features.len()},
         "feature_sets": sets.iter().map(|s| json!({
             "name": s.name, "version": s.version, "definition_hash": s.hash,
             "snapshot": offline::partition_prefix(&s.name, s.version, as_of),
         })).collect::<Vec<_>>(),
-        "transform_input": {"prefix": format!("runs/{}/{run_id}/transform-input", job.def.name), "parts": n_parts, "format": "text/csv, no header, customer_id first"},
+        "transform_input": {"prefix": format!("runs/{}/{run_id}/transform-input", job.name), "parts": n_parts, "format": "text/csv, no header, customer_id first"},
         "transform": transform_settings(&job, cloud.as_ref()),
-        "transform_output": format!("runs/{}/{run_id}/transform-output", job.def.name),
+        "transform_output": format!("runs/{}/{run_id}/transform-output", job.name),
         "product": {
-            "name": job.def.product.name,
-            "partition": product::partition_prefix(&job.def.product.name, job.def.product.major, as_of),
-            "contract": format!("products/{}/contract.yaml", job.def.product.name),
-            "latest": format!("products/{}/latest.json", job.def.product.name),
+            "name": job.product.name,
+            "partition": product::partition_prefix(&job.product.name, job.product.major, as_of),
+            "contract": format!("products/{}/contract.yaml", job.product.name),
+            "latest": format!("products/{}/latest.json", job.product.name),
         },
-        "gates": job.def.gates,
+        "gates": job.gates,
     });
     Ok(Prepared {
-        model_name: job.def.model.clone(),
+        model_name: job.model.clone(),
         job,
         model,
         sets,
@@ -665,13 +643,13 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
 }
 
 fn transform_settings(job: &Job, cloud: Option<&CloudPrep>) -> Value {
-    let t = &job.def.transform;
+    let t = &job.transform;
     let mut v = json!({
         "split_type": "Line",
         "batch_strategy": "MultiRecord",
-        "max_payload_mb": t.max_payload_mb.unwrap_or(6),
-        "max_concurrent_transforms": t.max_concurrent_transforms.unwrap_or(0),
-        "instance_count": t.instance_count.unwrap_or(1),
+        "max_payload_mb": t.pins.max_payload_mb.unwrap_or(6),
+        "max_concurrent_transforms": t.pins.max_concurrent_transforms.unwrap_or(0),
+        "instance_count": t.pins.instance_count.unwrap_or(1),
         "input_filter": "$[1:]",
         "join_source": "Input",
         "output_filter": "$[0,-1]",
@@ -703,7 +681,7 @@ fn check_data_reach(
 ) -> Result<()> {
     let why = format!(
         ", and product {}'s latest version could then never move back to a real date",
-        job.def.product.name
+        job.product.name
     );
     features::check_data_reach(src, source_uri, tables, as_of, allow_past_data, &why)
         .map_err(PipelineError::AsOf)
@@ -716,7 +694,7 @@ fn check_columns(job: &Job, model_features: &[String], sets: &[FeatureSet]) -> R
         if !have(c) {
             return Err(PipelineError::Definition(format!(
                 "model {}: feature {c} is not an output of its feature sets ({})",
-                job.def.model,
+                job.model,
                 sets.iter()
                     .map(|s| s.name.as_str())
                     .collect::<Vec<_>>()
@@ -724,17 +702,16 @@ fn check_columns(job: &Job, model_features: &[String], sets: &[FeatureSet]) -> R
             )));
         }
     }
-    if let Some((i, reason)) =
-        crate::features::lineage::pii_includes(&job.def.product.include, sets)
-            .into_iter()
-            .next()
+    if let Some((i, reason)) = crate::features::lineage::pii_includes(&job.product.include, sets)
+        .into_iter()
+        .next()
     {
         return Err(PipelineError::Definition(format!(
             "{}: product.include[{i}]: {reason}",
             job.file.display()
         )));
     }
-    for c in &job.def.product.include {
+    for c in &job.product.include {
         if !have(c) {
             return Err(PipelineError::Definition(format!(
                 "{}: product.include names {c}, which no feature set of the model outputs",
@@ -850,7 +827,7 @@ pub fn run(
     let p = prepare(project, job_name, opts)?;
     let store_uri = p.store.uri();
     if opts.dry_run {
-        let existing = p.store.get(&ledger_key(&p.job.def.name, &p.run_id)).ok();
+        let existing = p.store.get(&ledger_key(&p.job.name, &p.run_id)).ok();
         let mut plan = p.plan.clone();
         plan["existing_run"] = existing
             .and_then(|b| serde_json::from_slice::<Ledger>(&b).ok())
@@ -908,19 +885,19 @@ pub fn run(
             summary: None,
         });
     }
-    let key = ledger_key(&p.job.def.name, &p.run_id);
+    let key = ledger_key(&p.job.name, &p.run_id);
     let previous: Option<Ledger> = match p.store.get(&key) {
         Ok(b) => serde_json::from_slice(&b).ok(),
         Err(_) => None,
     };
     // Runs of this job left `running` by a process that died are marked failed.
-    match reap_orphans(p.store.as_ref(), &p.job.def.name, &p.run_id) {
+    match reap_orphans(p.store.as_ref(), &p.job.name, &p.run_id) {
         Ok(reaped) if !reaped.is_empty() => {
-            tracing::warn!(job = %p.job.def.name, runs = ?reaped, "marked interrupted runs failed")
+            tracing::warn!(job = %p.job.name, runs = ?reaped, "marked interrupted runs failed")
         }
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(job = %p.job.def.name, error = %e, "could not check for interrupted runs")
+            tracing::warn!(job = %p.job.name, error = %e, "could not check for interrupted runs")
         }
     }
     let mut redo: Option<String> = None;
@@ -1016,7 +993,7 @@ fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
         .and_then(|v| v.as_str())
         .map(String::from)
         .unwrap_or_else(|| {
-            product::partition_prefix(&p.job.def.product.name, p.job.def.product.major, p.as_of)
+            product::partition_prefix(&p.job.product.name, p.job.product.major, p.as_of)
         });
     let m = match offline::read_manifest(p.store.as_ref(), &prefix) {
         Ok(Some(m)) => m,
@@ -1035,7 +1012,7 @@ fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
     // The contract and latest.json are part of what was published.
     Ok(product::publish_damage(
         p.store.as_ref(),
-        &p.job.def.product.name,
+        &p.job.product.name,
         m.as_of,
     )?)
 }
@@ -1043,8 +1020,8 @@ fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
 /// The steps of a run (each skipped when the ledger has it done); the product summary.
 fn run_steps(run: &mut Run<'_>) -> Result<Option<Value>> {
     let p = run.p;
-    tracing::info!(run_id = %p.run_id, job = %p.job.def.name, as_of = %p.as_of, "run started");
-    let job_name = p.job.def.name.clone();
+    tracing::info!(run_id = %p.run_id, job = %p.job.name, as_of = %p.as_of, "run started");
+    let job_name = p.job.name.clone();
     let run_prefix = format!("runs/{job_name}/{}", p.run_id);
     let input_prefix = format!("{run_prefix}/transform-input");
     let output_prefix = format!("{run_prefix}/transform-output");
@@ -1097,7 +1074,7 @@ fn run_steps(run: &mut Run<'_>) -> Result<Option<Value>> {
         };
         let parts = match &plan {
             Some(p) => p.parts as usize,
-            None => r.p.job.def.transform.parts.unwrap_or(4) as usize,
+            None => r.p.job.transform.pins.parts.unwrap_or(4) as usize,
         }
         .clamp(1, n.max(1));
         let mut files = Vec::new();
@@ -1232,9 +1209,9 @@ fn run_sagemaker(
     spec.max_concurrent_transforms = plan["max_concurrent_transforms"].as_u64().unwrap_or(0) as u32;
     spec.max_payload_mb = Some(plan["max_payload_mb"].as_u64().unwrap_or(6) as u32);
     let mut tags = vec![
-        ("c360:job".to_string(), p.job.def.name.clone()),
+        ("c360:job".to_string(), p.job.name.clone()),
         ("c360:run-id".to_string(), p.run_id.clone()),
-        ("c360:product".to_string(), p.job.def.product.name.clone()),
+        ("c360:product".to_string(), p.job.product.name.clone()),
     ];
     tags.extend(
         c.settings
@@ -1282,8 +1259,8 @@ fn run_sagemaker(
 
 fn transform_spec(p: &Prepared, input_prefix: &str, output_prefix: &str) -> TransformJobSpec {
     let base = p.store.uri();
-    let t = &p.job.def.transform;
-    let name = job_name_for(&p.job.def.name, &p.run_id);
+    let t = &p.job.transform;
+    let name = job_name_for(&p.job.name, &p.run_id);
     let mut spec = TransformJobSpec::new(
         &name,
         &format!("{base}/{input_prefix}"),
@@ -1292,14 +1269,14 @@ fn transform_spec(p: &Prepared, input_prefix: &str, output_prefix: &str) -> Tran
     spec.content_type = "text/csv".into();
     spec.split_type = transform::SplitType::Line;
     spec.batch_strategy = Some(transform::BatchStrategy::MultiRecord);
-    spec.max_payload_mb = Some(t.max_payload_mb.unwrap_or(6));
-    spec.max_concurrent_transforms = t.max_concurrent_transforms.unwrap_or(0);
-    spec.instance_count = t.instance_count.unwrap_or(1);
+    spec.max_payload_mb = Some(t.pins.max_payload_mb.unwrap_or(6));
+    spec.max_concurrent_transforms = t.pins.max_concurrent_transforms.unwrap_or(0);
+    spec.instance_count = t.pins.instance_count.unwrap_or(1);
     spec.data_processing.input_filter = "$[1:]".into();
     spec.data_processing.join_source = transform::JoinSource::Input;
     spec.data_processing.output_filter = "$[0,-1]".into();
     spec.assemble_with = transform::AssembleWith::Line;
-    if let Some(s) = t.invocation_timeout_secs {
+    if let Some(s) = t.invocation_timeout_seconds {
         spec.invocation_timeout_secs = s;
     }
     if let Some(r) = t.invocation_max_retries {
@@ -1467,7 +1444,7 @@ fn collect_and_gate(
     if nulls > 0 {
         return Err(gate(format!("{nulls} null or unparsable scores")));
     }
-    let g = &p.job.def.gates;
+    let g = &p.job.gates;
     let bad = score
         .into_no_null_iter()
         .filter(|v| !v.is_finite() || *v < g.min_score || *v > g.max_score)
@@ -1503,7 +1480,7 @@ fn collect_and_gate(
     };
     // An unreadable or disagreeing latest.json has no trusted previous version (the
     // publish rebuilds or repairs it); the gate then has nothing to compare with.
-    let previous_mean = match product::resolve_latest(p.store.as_ref(), &p.job.def.product.name) {
+    let previous_mean = match product::resolve_latest(p.store.as_ref(), &p.job.product.name) {
         Ok(l) => l.map(|(_, m)| m),
         Err(product::ProductError::Read { message, .. }) => {
             tracing::warn!(%message, "no previous version to compare the mean score with");
@@ -1542,7 +1519,7 @@ fn collect_and_gate(
 }
 
 fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataFrame)> {
-    let def = &p.job.def.product;
+    let def = &p.job.product;
     let mspec = p
         .model
         .spec
@@ -1638,7 +1615,7 @@ fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataF
             logical_type: "number".into(),
             required: true,
             allowed: vec![],
-            range: Some((p.job.def.gates.min_score, p.job.def.gates.max_score)),
+            range: Some((p.job.gates.min_score, p.job.gates.max_score)),
         },
         ColumnDoc {
             name: "risk_band".into(),
@@ -1713,13 +1690,8 @@ fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataF
             range: None,
         },
     ]);
-    let cadence = if p.job.def.schedule.split_whitespace().count() >= 5
-        && p.job.def.schedule.split_whitespace().last() != Some("*")
-    {
-        7
-    } else {
-        1
-    };
+    // A new version is due every nominal interval of the schedule (a monthly job: 31 days).
+    let cadence = p.job.schedule.freshness_days();
     let spec = ProductSpec {
         name: def.name.clone(),
         major: def.major,
@@ -1729,7 +1701,7 @@ fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataF
         consumers: def.consumers.clone(),
         retention_days: def.retention_days,
         freshness_days: cadence,
-        schedule: p.job.def.schedule.clone(),
+        schedule: p.job.schedule.expr.clone(),
         columns,
     };
     Ok((spec, df))
@@ -1775,7 +1747,7 @@ fn lineage(r: &Run) -> Lineage {
         }
     }
     Lineage {
-        job: r.p.job.def.name.clone(),
+        job: r.p.job.name.clone(),
         run_id: r.p.run_id.clone(),
         source: r.p.source_uri.clone(),
         source_fingerprints: fps,

@@ -159,7 +159,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
     let uses_sagemaker = crate::pipeline::job::load_all(&state.project.jobs_dir())
         .0
         .iter()
-        .any(|j| j.def.backend == "sagemaker");
+        .any(|j| j.backend == "sagemaker");
     let sagemaker = if uses_sagemaker {
         let settings = (*crate::aws::settings()).clone();
         let r = tokio::time::timeout(
@@ -216,16 +216,16 @@ fn job_summary(state: &AppState, j: &job::Job) -> Value {
         Ok(s) => (s.next_after(chrono::Utc::now()), None),
         Err(e) => (None, Some(e)),
     };
-    let running = state.runner.running().get(&j.def.name).cloned();
+    let running = state.runner.running().get(&j.name).cloned();
     json!({
-        "name": j.def.name,
-        "description": j.def.description,
-        "schedule": j.def.schedule,
-        "timezone": j.def.timezone,
-        "as_of": j.def.as_of,
-        "catch_up": j.def.catch_up,
-        "model": j.def.model,
-        "product": j.def.product.name,
+        "name": j.name,
+        "description": j.description,
+        "schedule": j.schedule.expr,
+        "timezone": j.schedule.tz.name(),
+        "as_of": j.as_of.to_string(),
+        "catch_up": j.catch_up,
+        "model": j.model,
+        "product": j.product.name,
         "next_fire": next,
         "schedule_error": sched_err,
         "running_here": running.is_some(),
@@ -254,7 +254,7 @@ async fn list_jobs(State(state): State<Shared>, _: Caller<ReadRuns>) -> ApiResul
         let mut out = Vec::new();
         for j in &jobs {
             let mut v = job_summary(&state, j);
-            let last = pipeline::ledgers(state.store.as_ref(), &j.def.name)?
+            let last = pipeline::ledgers(state.store.as_ref(), &j.name)?
                 .into_iter()
                 .next();
             v["last_run"] = json!(last.map(|l| json!({"run_id": l.run_id, "as_of": l.as_of, "status": l.status, "started_at": l.started_at, "finished_at": l.finished_at})));

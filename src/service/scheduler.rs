@@ -9,30 +9,29 @@
 //! `all` (each missed fire in order). A run's as-of date is the job's rule resolved on the
 //! fire's date in the job's time zone.
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound as _, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use croner::parser::{CronParser, Seconds, Year};
-use croner::Cron;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::pipeline::job::{self, CatchUp, Job};
 use crate::pipeline::{self, Status};
+use crate::schedule::CronSchedule;
 use crate::store::doc::{self, Document};
 use crate::store::{layout, DynStore, StoreError};
 
 use super::runner::{self, Trigger};
 use super::{AppState, ServiceError};
 
-/// A job's parsed schedule.
+/// A job's schedule, as the scheduler runs it (the cron expression and its zone are parsed
+/// once, by the job: [`CronSchedule`]).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub job: String,
-    pub cron: Cron,
+    pub cron: CronSchedule,
     pub tz: Tz,
     pub catch_up: CatchUp,
     pub as_of: job::AsOfRule,
@@ -40,31 +39,18 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn of(job: &Job) -> Result<Schedule, String> {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(&job.def.schedule)
-            .map_err(|e| format!("schedule {:?}: {e}", job.def.schedule))?;
-        let tz = Tz::from_str(&job.def.timezone)
-            .map_err(|_| format!("timezone {:?} is not an IANA time zone", job.def.timezone))?;
         Ok(Schedule {
-            job: job.def.name.clone(),
-            cron,
-            tz,
-            catch_up: job.def.catch_up,
+            job: job.name.clone(),
+            cron: job.schedule.clone(),
+            tz: job.schedule.tz,
+            catch_up: job.catch_up,
             as_of: job.as_of.clone(),
         })
     }
 
     /// The first fire strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // croner keeps the start's fraction of a second; fires are on whole seconds.
-        let t = t.trunc_subsecs(0);
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|d| d.with_timezone(&Utc).trunc_subsecs(0))
+        self.cron.next_after(t)
     }
 
     /// Fires in `(after, until]`, at most `cap` (the most recent ones).
@@ -360,10 +346,10 @@ pub fn start(
     for j in jobs {
         match Schedule::of(&j) {
             Ok(s) => {
-                tracing::info!(job = %s.job, schedule = %j.def.schedule, timezone = %s.tz, catch_up = ?s.catch_up, "scheduled");
+                tracing::info!(job = %s.job, schedule = %j.schedule.expr, timezone = %s.tz, catch_up = ?s.catch_up, "scheduled");
                 handles.push(tokio::spawn(job_loop(state.clone(), s, shutdown.clone())));
             }
-            Err(e) => tracing::error!(job = %j.def.name, error = %e, "job not scheduled"),
+            Err(e) => tracing::error!(job = %j.name, error = %e, "job not scheduled"),
         }
     }
     handles
@@ -380,7 +366,7 @@ pub fn resume_interrupted(
     for j in jobs {
         let state = state.clone();
         let mut shutdown = shutdown.clone();
-        let job = j.def.name.clone();
+        let job = j.name.clone();
         handles.push(tokio::spawn(async move {
             loop {
                 let st = state.store.clone();
@@ -431,16 +417,11 @@ mod tests {
     use super::*;
 
     fn sched(expr: &str, tz: &str) -> Schedule {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(expr)
-            .unwrap();
+        let cron = CronSchedule::parse(expr, tz).unwrap();
         Schedule {
             job: "j".into(),
+            tz: cron.tz,
             cron,
-            tz: Tz::from_str(tz).unwrap(),
             catch_up: CatchUp::Skip,
             as_of: job::AsOfRule::Yesterday,
         }
