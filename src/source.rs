@@ -48,7 +48,8 @@
 //! Arabic letter mark …) or a line/paragraph separator (Zl, Zp): line-based consumers (the
 //! batch transform's CSV) would split a record there, and an id that looks like another
 //! would silently not match. Both the batched and the whole-table checks report it with
-//! table, column and an example row (escaped).//!
+//! table, column and an example row (escaped).
+//!
 //! # Layout
 //!
 //! - `contract`: the four tables, their columns and rules ([`CONTRACT`]).

@@ -5,14 +5,20 @@
 /// The logical types of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
+    /// Text (`Utf8`); ids are text.
     Str,
+    /// A point in time (`Datetime`), read as its UTC day number.
     Timestamp,
+    /// `Float64`.
     Float,
+    /// `Int64`.
     Int,
+    /// `Boolean`.
     Bool,
 }
 
 impl ColType {
+    /// The type's name in customer360-tables.md and in messages.
     pub fn name(self) -> &'static str {
         match self {
             ColType::Str => "Utf8",
@@ -24,37 +30,51 @@ impl ColType {
     }
 }
 
+/// One column of a contract table.
 #[derive(Debug, Clone, Copy)]
 pub struct ColumnSpec {
+    /// The column's name.
     pub name: &'static str,
+    /// Its logical type.
     pub ty: ColType,
+    /// Whether it may hold nulls.
     pub nullable: bool,
+    /// Whether it holds personal data (never copied into a data product).
     pub pii: bool,
+    /// A note for the contract docs (empty for most columns).
     pub description: &'static str,
 }
 
 /// A value rule beyond the column type.
 #[derive(Debug, Clone, Copy)]
 pub enum Rule {
+    /// The column's values are among the given ones.
     OneOf(&'static str, &'static [&'static str]),
+    /// The column's values are finite and not negative.
     NonNegativeFinite(&'static str),
+    /// The column's values are within `lo..=hi`.
     Range(&'static str, i64, i64),
 }
 
+/// One table of the input contract.
 #[derive(Debug, Clone, Copy)]
 pub struct TableSpec {
+    /// The table's name (and its file or folder name in a source).
     pub name: &'static str,
     /// The unique id column, if the table has one.
     pub key: Option<&'static str>,
     /// The event-time column that point-in-time filtering uses by default.
     pub ts: &'static str,
+    /// Its columns, in contract order.
     pub columns: &'static [ColumnSpec],
+    /// Value rules beyond the column types.
     pub rules: &'static [Rule],
     /// Whether rows must reference an existing customer.
     pub references_customers: bool,
 }
 
 impl TableSpec {
+    /// The contract column of that name.
     pub fn column(&self, name: &str) -> Option<&ColumnSpec> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -70,8 +90,8 @@ const fn col(name: &'static str, ty: ColType, nullable: bool) -> ColumnSpec {
     }
 }
 
-pub(crate) const ORDER_STATUSES: &[&str] = &["completed", "returned", "cancelled"];
-pub(crate) const EVENT_TYPES: &[&str] = &[
+const ORDER_STATUSES: &[&str] = &["completed", "returned", "cancelled"];
+const EVENT_TYPES: &[&str] = &[
     "web_visit",
     "app_login",
     "email_sent",
@@ -150,6 +170,7 @@ pub const CONTRACT: &[TableSpec] = &[
     },
 ];
 
+/// The contract table of that name.
 pub fn table_spec(name: &str) -> Option<&'static TableSpec> {
     CONTRACT.iter().find(|t| t.name == name)
 }

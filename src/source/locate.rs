@@ -23,12 +23,15 @@ use crate::store::{DynStore, LocalStore, ObjectMeta, S3Store};
 /// Where a table's data is.
 #[derive(Debug, Clone)]
 pub struct TableLocation {
+    /// The contract table.
     pub table: &'static TableSpec,
     /// The file, or the folder for partitioned tables.
     pub path: PathBuf,
     /// The files polars reads, sorted.
     pub files: Vec<PathBuf>,
+    /// Whether the files are CSV (else Parquet).
     pub csv: bool,
+    /// Whether the table is a folder of files (Hive partitions allowed).
     pub folder: bool,
     /// Each file's object as the store listed it (key, size, version), in `files` order.
     objects: Vec<ObjectMeta>,
@@ -38,6 +41,7 @@ pub struct TableLocation {
 /// an S3 prefix copied to a local cache).
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The source's URI as given (`s3://bucket/prefix`, `file://path` or a path).
     pub uri: String,
     /// The folder polars reads the tables from: the source's own folder when its store is
     /// on local disk, else the local cache the store's objects are copied to.
@@ -312,3 +316,7 @@ impl Source {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "locate_tests.rs"]
+mod tests;

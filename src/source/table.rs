@@ -18,8 +18,11 @@ pub const CUSTOMER_KEY: &str = "_cix";
 /// A scanned, schema-checked table.
 #[derive(Clone)]
 pub struct Table {
+    /// The contract table it is.
     pub spec: &'static TableSpec,
+    /// Where its files are.
     pub location: TableLocation,
+    /// The fingerprint of its files ([`Source::fingerprint`](super::Source::fingerprint)).
     pub fingerprint: String,
     /// The normalised frame (lazy).
     pub frame: LazyFrame,
