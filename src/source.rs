@@ -76,6 +76,3 @@ pub use error::{ReaderError, Result, SourceError};
 pub use locate::{Source, TableLocation};
 pub(crate) use scan::guard;
 pub use table::{Table, CUSTOMER_KEY};
-
-#[cfg(test)]
-mod tests;

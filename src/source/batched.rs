@@ -352,3 +352,7 @@ fn piece_enum_codes(
     }
     Some(out)
 }
+
+#[cfg(test)]
+#[path = "batched_tests.rs"]
+mod tests;

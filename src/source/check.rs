@@ -135,7 +135,7 @@ impl Table {
             checks.iter().partition(|c| c.raw);
         let perr = |e: PolarsError| SourceError::Polars {
             table: name.into(),
-            source: e.into(),
+            cause: e.into(),
         };
         let aggs = count_exprs(norm_checks.iter().copied());
         let t = std::time::Instant::now();
@@ -400,3 +400,7 @@ pub(super) fn describe_row(df: &DataFrame) -> String {
     }
     parts.join(", ")
 }
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

@@ -175,3 +175,7 @@ pub(super) fn pieces(ca: &StringChunked) -> Vec<<StringType as PolarsDataType>::
     }
     pieces
 }
+
+#[cfg(test)]
+#[path = "customer_map_tests.rs"]
+mod tests;

@@ -15,28 +15,34 @@ pub enum SourceError {
     #[error("table {table} ({}): folder has no Parquet or CSV files", escape_text(.path))]
     EmptyFolder { table: String, path: String },
     /// polars could not read a file (or a folder's files) of the table.
-    #[error("table {table}: cannot read {}: {source}", escape_text(.path))]
+    #[error("table {table}: cannot read {}: {cause}", escape_text(.path))]
     Unreadable {
         table: String,
         path: String,
-        #[source]
-        source: ReaderError,
+        /// The cause, kept typed. Its text is part of this error's message, so it is not
+        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
+        /// show it twice).
+        cause: ReaderError,
     },
     /// The store could not list or fetch an object of the table.
-    #[error("table {table}: cannot read {}: {}", escape_text(.path), escape_text(&.source.to_string()))]
+    #[error("table {table}: cannot read {}: {}", escape_text(.path), escape_text(&.cause.to_string()))]
     Object {
         table: String,
         path: String,
-        #[source]
-        source: StoreError,
+        /// The cause, kept typed. Its text is part of this error's message, so it is not
+        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
+        /// show it twice).
+        cause: StoreError,
     },
     /// An object could not be written to the local cache.
-    #[error("table {table}: cannot copy to the local cache {}: {source}", escape_text(.path))]
+    #[error("table {table}: cannot copy to the local cache {}: {cause}", escape_text(.path))]
     Cache {
         table: String,
         path: String,
-        #[source]
-        source: std::io::Error,
+        /// The cause, kept typed. Its text is part of this error's message, so it is not
+        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
+        /// show it twice).
+        cause: std::io::Error,
     },
     #[error("table {table}: missing column {} (the table has: {})", escape_text(.column), escape_text(.found))]
     MissingColumn {
@@ -79,24 +85,28 @@ pub enum SourceError {
     #[error("source {}: {}", escape_text(.source_uri), escape_text(.message))]
     BadSource { source_uri: String, message: String },
     /// The store of the source cannot be opened.
-    #[error("source {}: {}", escape_text(.source_uri), escape_text(&.source.to_string()))]
+    #[error("source {}: {}", escape_text(.source_uri), escape_text(&.cause.to_string()))]
     Store {
         source_uri: String,
-        #[source]
-        source: StoreError,
+        /// The cause, kept typed. Its text is part of this error's message, so it is not
+        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
+        /// show it twice).
+        cause: StoreError,
     },
     /// A polars failure on the table's normalised frame.
-    #[error("table {table}: {source}")]
+    #[error("table {table}: {cause}")]
     Polars {
         table: String,
-        #[source]
-        source: ReaderError,
+        /// The cause, kept typed. Its text is part of this error's message, so it is not
+        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
+        /// show it twice).
+        cause: ReaderError,
     },
 }
 
 /// A polars failure on source data, kept as the cause of a [`SourceError`]. It shows the
-/// reader's message escaped (it quotes source text: file names, values), and the
-/// [`PolarsError`] itself is `.0`.
+/// reader's message escaped (it quotes source text: file names, values); the
+/// [`PolarsError`] itself is `.0` and its `source()`.
 #[derive(Debug)]
 pub struct ReaderError(pub PolarsError);
 
@@ -106,7 +116,11 @@ impl std::fmt::Display for ReaderError {
     }
 }
 
-impl std::error::Error for ReaderError {}
+impl std::error::Error for ReaderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 impl From<PolarsError> for ReaderError {
     fn from(e: PolarsError) -> Self {

@@ -94,9 +94,9 @@ impl Source {
         // Reading never writes, so the KMS rule of the store does not apply here.
         let mut read_settings = (*settings).clone();
         read_settings.require_kms = false;
-        let store = S3Store::open(uri, &read_settings).map_err(|source| SourceError::Store {
+        let store = S3Store::open(uri, &read_settings).map_err(|cause| SourceError::Store {
             source_uri: uri.into(),
-            source,
+            cause,
         })?;
         let cache_base = match &settings.cache_dir {
             Some(d) => PathBuf::from(d),
@@ -125,10 +125,10 @@ impl Source {
     /// The objects at `key` (the object itself, or every file of the folder `key`),
     /// without hidden files (a name starting with `.` or `_`: `_SUCCESS` markers, `.crc`).
     fn list(&self, table: &str, key: &str) -> Result<Vec<ObjectMeta>> {
-        let objects = self.store.list(key).map_err(|source| SourceError::Object {
+        let objects = self.store.list(key).map_err(|cause| SourceError::Object {
             table: table.into(),
             path: self.shown(key),
-            source,
+            cause,
         })?;
         Ok(objects
             .into_iter()
@@ -261,10 +261,10 @@ impl Source {
         tracing::info!(source = %self.uri, table, objects = todo.len(), bytes, cache = %self.root.display(), "copying source objects to the local cache");
         let cache_err = |path: &Path| {
             let path = path.display().to_string();
-            move |source| SourceError::Cache {
+            move |cause| SourceError::Cache {
                 table: table.to_string(),
                 path,
-                source,
+                cause,
             }
         };
         use rayon::prelude::*;
@@ -272,10 +272,10 @@ impl Source {
             let data = self
                 .store
                 .get(&o.key)
-                .map_err(|source| SourceError::Object {
+                .map_err(|cause| SourceError::Object {
                     table: table.to_string(),
                     path: local.display().to_string(),
-                    source,
+                    cause,
                 })?;
             let dir = local.parent().unwrap_or(&self.root);
             std::fs::create_dir_all(dir).map_err(cache_err(dir))?;
@@ -304,7 +304,7 @@ impl Source {
                     .map_err(|e| SourceError::Unreadable {
                         table: table.name.into(),
                         path: f.display().to_string(),
-                        source: e.into(),
+                        cause: e.into(),
                     })?;
             n += df
                 .column("len")

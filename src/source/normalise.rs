@@ -227,3 +227,7 @@ pub(super) fn normalise_extra(name: &str, dt: &DataType) -> Expr {
         _ => c,
     }
 }
+
+#[cfg(test)]
+#[path = "normalise_tests.rs"]
+mod tests;

@@ -24,7 +24,7 @@ impl Source {
             move |e: PolarsError| SourceError::Unreadable {
                 table: name.into(),
                 path,
-                source: e.into(),
+                cause: e.into(),
             }
         };
         // Per-file schemas: catches unreadable files and files that disagree on the type

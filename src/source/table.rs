@@ -47,7 +47,7 @@ impl Table {
         let df = guard(|| self.frame.clone().collect()).map_err(|e| SourceError::Unreadable {
             table: self.spec.name.into(),
             path: self.location.path.display().to_string(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         self.frame = df.lazy();
         Ok(())
@@ -56,7 +56,7 @@ impl Table {
     pub(super) fn perr(&self) -> impl Fn(PolarsError) -> SourceError + '_ {
         move |e| SourceError::Polars {
             table: self.spec.name.into(),
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
