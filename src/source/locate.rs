@@ -159,7 +159,10 @@ impl Source {
             }
         }
         let dir = self.root.join(name);
-        let listed = self.list(name, name)?;
+        let folder = format!("{name}/");
+        let mut listed = self.list(name, name)?;
+        // Only files in the folder (a store may list an object named like the folder).
+        listed.retain(|o| o.key.starts_with(&folder));
         // A folder on disk that holds no (visible) file is an empty table folder.
         let empty_dir =
             listed.is_empty() && self.store.local_path(name).is_some_and(|p| p.is_dir());
