@@ -163,7 +163,7 @@ pub fn load_tables_at(
         set.extra_columns.get("customers").unwrap_or(&empty),
     )?;
     let t = std::time::Instant::now();
-    customers.materialize()?;
+    customers.collect()?;
     let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
     customers.add_customer_key()?;
@@ -211,7 +211,7 @@ pub fn load_tables_at(
                 continue;
             }
         }
-        t.materialize()?;
+        t.collect()?;
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
         // The check gave every row its integer customer key: keep only the columns the
