@@ -279,24 +279,6 @@ pub fn load_folder<T>(
     (loaded, problems)
 }
 
-/// A feature definition problem as a diagnostic (until `features` uses [`Diagnostic`]
-/// itself). A key `line N (...)` gives the line.
-impl From<crate::features::DefError> for Diagnostic {
-    fn from(e: crate::features::DefError) -> Self {
-        let line = e
-            .key
-            .strip_prefix("line ")
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse().ok());
-        Diagnostic {
-            file: e.file,
-            key: e.key,
-            line,
-            reason: e.reason,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

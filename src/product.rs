@@ -48,6 +48,12 @@ pub enum ProductError {
     },
     #[error("product {product}: {message}")]
     Read { product: String, message: String },
+    #[error("product {product}: cannot write its contract as YAML")]
+    Contract {
+        product: String,
+        #[source]
+        source: yaml_serde::Error,
+    },
 }
 
 pub type Result<T, E = ProductError> = std::result::Result<T, E>;
@@ -787,7 +793,7 @@ fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
     let yaml = format!(
         "# Open Data Contract Standard v3 contract of the {} data product; written by c360.\n{}",
         spec.name,
-        to_yaml(&contract(spec), 0)
+        contract_yaml(spec)?
     );
     let key = layout::product_contract(&spec.name);
     if store.get(&key).ok().as_deref() != Some(yaml.as_bytes()) {
@@ -796,64 +802,29 @@ fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
     Ok(())
 }
 
-/// A minimal YAML emitter for JSON values (strings are JSON-quoted, which YAML accepts).
-pub fn to_yaml(v: &Value, indent: usize) -> String {
-    let pad = " ".repeat(indent);
-    let mut out = String::new();
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m {
-                match val {
-                    Value::Object(o) if !o.is_empty() => {
-                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(val, indent + 2)));
-                    }
-                    Value::Array(a) if !a.is_empty() => {
-                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(val, indent + 2)));
-                    }
-                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(val))),
-                }
-            }
-        }
-        Value::Array(a) => {
-            for item in a {
-                match item {
-                    Value::Object(o) if !o.is_empty() => {
-                        let inner = to_yaml(item, indent + 2);
-                        let inner = inner.trim_start();
-                        out.push_str(&format!("{pad}- {inner}"));
-                    }
-                    Value::Array(x) if !x.is_empty() => {
-                        out.push_str(&format!("{pad}-\n{}", to_yaml(item, indent + 2)));
-                    }
-                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
-                }
-            }
-        }
-        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
-    }
-    out
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Object(_) => "{}".into(),
-        Value::Array(_) => "[]".into(),
-        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
-        other => other.to_string(),
-    }
+/// The ODCS document of [`contract`] as YAML text (by `yaml_serde`).
+///
+/// Errors: [`ProductError::Contract`] if the document cannot be serialized.
+pub fn contract_yaml(spec: &ProductSpec) -> Result<String> {
+    yaml_serde::to_string(&contract(spec)).map_err(|source| ProductError::Contract {
+        product: spec.name.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Values YAML would read as something else (`yes`, `0001`, `x: y`, `# c`, `- a`, `null`,
+    /// multi-line text) round-trip exactly: what a consumer parses is what c360 wrote.
     #[test]
-    fn yaml_emitter_nests_maps_and_lists() {
-        let v = json!({"a": 1, "b": {"c": "x: y", "d": [1, {"e": true, "f": []}]}, "g": []});
-        assert_eq!(
-            to_yaml(&v, 0),
-            "a: 1\nb:\n  c: \"x: y\"\n  d:\n    - 1\n    - e: true\n      f: []\ng: []\n"
-        );
+    fn yaml_round_trips_tricky_scalars() {
+        let v = json!({"a": 1, "b": {"c": "x: y", "d": [1, {"e": true, "f": []}]}, "g": [],
+            "s": ["yes", "no", "0001", "1e3", "# c", "- a", "null", "~", "", "two\nlines", "'q'"]});
+        let text = yaml_serde::to_string(&v).unwrap();
+        let back: Value = yaml_serde::from_str(&text).unwrap();
+        assert_eq!(back, v, "{text}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! from its fields (`kind`), the dependency order (`deps`), and the typed pass (`validate`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -23,38 +23,10 @@ mod validate;
 pub use file::{CaseDef, FeatureDef, LabelDef, SetFile};
 pub use validate::validate;
 
-/// A problem in a definition file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefError {
-    /// The file, as given.
-    pub file: String,
-    /// Where in the file: a key path such as `feature[2] (spend).where`, or a line.
-    pub key: String,
-    /// What is wrong, and how to fix it.
-    pub reason: String,
-}
-
-impl fmt::Display for DefError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.key, self.reason)
-    }
-}
-
+/// A problem in a definition file: the crate's one diagnostic type.
+pub use crate::diagnostic::Diagnostic as DefError;
 /// All problems found in one or more files.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct DefErrors(pub Vec<DefError>);
-
-impl fmt::Display for DefErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::diagnostic::Diagnostics as DefErrors;
 
 /// An aggregation function (`agg = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,11 +188,11 @@ pub const MAX_CASES: usize = 128;
 pub fn load(path: &Path) -> Result<FeatureSet, DefErrors> {
     let file = path.display().to_string();
     let text = crate::project::read_definition(path).map_err(|e| {
-        DefErrors(vec![DefError {
-            file: file.clone(),
-            key: "(file)".into(),
-            reason: format!("cannot read: {e}"),
-        }])
+        DefErrors(vec![DefError::new(
+            file.clone(),
+            "(file)",
+            format!("cannot read: {e}"),
+        )])
     })?;
     parse(&text, path)
 }
@@ -228,39 +200,9 @@ pub fn load(path: &Path) -> Result<FeatureSet, DefErrors> {
 /// Parses and validates a feature set from text (`path` names it in errors).
 pub fn parse(text: &str, path: &Path) -> Result<FeatureSet, DefErrors> {
     let file = path.display().to_string();
-    let set: SetFile = toml::from_str(text).map_err(|e| {
-        DefErrors(vec![DefError {
-            file: file.clone(),
-            key: toml_key(text, &e),
-            reason: crate::project::toml_reason(&e),
-        }])
-    })?;
+    let set: SetFile = toml::from_str(text)
+        .map_err(|e| DefErrors(vec![crate::diagnostic::toml_error_quoted(&file, text, &e)]))?;
     validate(set, path)
-}
-
-/// The key path (or line) of a TOML error, for the message.
-fn toml_key(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            // Bytes, not a str slice: a span inside a character must not panic.
-            let end = span.start.min(text.len());
-            let line = text.as_bytes()[..end]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            let snippet = text
-                .lines()
-                .nth(line - 1)
-                .unwrap_or("")
-                .trim()
-                .chars()
-                .take(60)
-                .collect::<String>();
-            format!("line {line} ({snippet})")
-        }
-        None => "(document)".into(),
-    }
 }
 
 /// The problems found so far in one file.
@@ -271,11 +213,8 @@ struct Ctx {
 
 impl Ctx {
     fn err(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(DefError {
-            file: self.file.clone(),
-            key: key.into(),
-            reason: reason.into(),
-        });
+        self.errors
+            .push(DefError::new(self.file.clone(), key, reason));
     }
 }
 

@@ -48,21 +48,7 @@ pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
 
 /// Loads every `*.toml` under `dir`, reporting all definition errors together.
 pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {
-    let mut files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect(),
-        Err(e) => {
-            return Err(DefErrors(vec![DefError {
-                file: dir.display().to_string(),
-                key: "(folder)".into(),
-                reason: format!("cannot read the feature folder: {e}"),
-            }]))
-        }
-    };
-    files.sort();
-    let (sets, errors) = load_each(&files);
+    let (sets, errors, _) = load_sets_partial(dir);
     if !errors.is_empty() {
         return Err(DefErrors(errors));
     }
@@ -73,39 +59,18 @@ pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {
 /// others, and whether any file failed (so that checks of what refers to sets can tell "no
 /// such set" from "its file is broken, already reported").
 pub fn load_sets_partial(dir: &Path) -> (Vec<FeatureSet>, Vec<DefError>, bool) {
-    let files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(rd) => {
-            let mut f: Vec<_> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            f.sort();
-            f
-        }
-        Err(e) => {
-            let err = DefError {
-                file: dir.display().to_string(),
-                key: "(folder)".into(),
-                reason: format!("cannot read the feature folder: {e}"),
-            };
-            return (Vec::new(), vec![err], true);
-        }
-    };
-    let (sets, errors) = load_each(&files);
+    if let Err(e) = std::fs::read_dir(dir) {
+        let err = DefError::new(
+            dir.display().to_string(),
+            "(folder)",
+            format!("cannot read the feature folder: {e}"),
+        );
+        return (Vec::new(), vec![err], true);
+    }
+    let (sets, errors) =
+        crate::diagnostic::load_folder(dir, "toml", |f| def::load(f).map_err(|e| e.0));
     let broken = !errors.is_empty();
     (sets, errors, broken)
-}
-
-fn load_each(files: &[std::path::PathBuf]) -> (Vec<FeatureSet>, Vec<DefError>) {
-    let mut sets = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match def::load(f) {
-            Ok(s) => sets.push(s),
-            Err(DefErrors(e)) => errors.extend(e),
-        }
-    }
-    (sets, errors)
 }
 
 /// Finds one set by name.

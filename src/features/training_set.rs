@@ -19,9 +19,12 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
     };
     let pl_path = PlRefPath::new(p.clone());
     let lf = if path.extension().is_some_and(|e| e == "csv") {
+        // Ids stay text, as in the sources' CSV reader: inference would read `00123` as 123.
+        let ids = Schema::from_iter([Field::new("customer_id".into(), DataType::String)]);
         LazyCsvReader::new(pl_path)
             .with_has_header(true)
             .with_try_parse_dates(true)
+            .with_dtype_overwrite(Some(Arc::new(ids)))
             .finish()
     } else {
         LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
@@ -275,4 +278,27 @@ fn check_label_reach(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CSV spine's ids are read as text: `0007` stays `0007` (it used to become `7`).
+    #[test]
+    fn csv_spine_ids_keep_leading_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("spine.csv");
+        std::fs::write(&p, "customer_id,as_of\n0007,2024-06-30\n12,2024-05-01\n").unwrap();
+        let df = read_spine(&p).unwrap();
+        let ids: Vec<_> = df
+            .column("customer_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["0007", "12"]);
+    }
 }

@@ -195,7 +195,9 @@ impl ObjectStore for LocalStore {
                 let ft = entry.file_type().map_err(io_err(&path))?;
                 if ft.is_dir() {
                     stack.push(path);
-                } else if ft.is_file() {
+                } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
+                    // A symlink to a file lists as that file (sources are often folders of
+                    // links); a link to a folder is not followed (no cycles).
                     out.push(meta(&self.root, &path)?);
                 }
             }
@@ -268,6 +270,26 @@ mod tests {
         // Nothing of the suite's temporary or lock files is left behind.
         let left: Vec<_> = walk(dir.path());
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// A symlinked file inside a listed folder is listed with its target's size.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_file_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        s.put("elsewhere/a.parquet", b"12345").unwrap();
+        std::fs::create_dir_all(dir.path().join("orders")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("elsewhere/a.parquet"),
+            dir.path().join("orders/part-0.parquet"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("orders/sub"))
+            .unwrap();
+        let listed = s.list("orders").unwrap();
+        let keys: Vec<_> = listed.iter().map(|m| (m.key.as_str(), m.size)).collect();
+        assert_eq!(keys, [("orders/part-0.parquet", 5)]);
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {
