@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 use crate::offline::{self, ColumnInfo};
 use crate::store::{ObjectStore, StoreError};
 
+mod columns;
+pub use columns::{freshness_days, product_frame, ScoredRun};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProductError {
     #[error(transparent)]
