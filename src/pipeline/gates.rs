@@ -152,13 +152,10 @@ pub(super) fn collect_and_gate(
             )));
         }
     }
-    let spec = p.model.spec.as_ref();
     let mut bands: BTreeMap<String, u64> = BTreeMap::new();
-    if let Some(spec) = spec {
-        for v in score.into_no_null_iter() {
-            if let Some(b) = spec.risk_band(v) {
-                *bands.entry(b.to_string()).or_default() += 1;
-            }
+    for v in score.into_no_null_iter() {
+        if let Some(b) = p.spec.risk_band(v) {
+            *bands.entry(b.to_string()).or_default() += 1;
         }
     }
     let stats = GateStats {

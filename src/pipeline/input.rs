@@ -74,11 +74,7 @@ pub(super) fn transform_input(r: &mut Run<'_>, input_prefix: &str) -> Result<Ste
 
 /// The committed snapshots joined and cut to the model's inputs (id first).
 pub(super) fn model_input(p: &Prepared) -> Result<DataFrame> {
-    let spec = p
-        .model
-        .spec
-        .as_ref()
-        .ok_or_else(|| PipelineError::Definition("model has no spec".into()))?;
+    let spec = &p.spec;
     let joined = joined_snapshots(p)?;
     let mut cols = vec![col("customer_id")];
     for f in &spec.features {

@@ -298,9 +298,9 @@ fn is_orphaned(store: &dyn ObjectStore, l: &Ledger) -> bool {
 
 /// Writes the ledger to its key.
 pub(super) fn save_ledger(store: &dyn ObjectStore, l: &Ledger) -> Result<()> {
-    let json = serde_json::to_vec_pretty(l).map_err(|e| PipelineError::Run {
+    let json = serde_json::to_vec_pretty(l).map_err(|e| PipelineError::EncodeLedger {
         run: l.run_id.clone(),
-        message: format!("encoding its ledger: {e}"),
+        source: e,
     })?;
     store.put(&ledger_key(&l.job, &l.run_id), &json)?;
     Ok(())

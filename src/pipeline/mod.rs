@@ -77,12 +77,23 @@ pub enum PipelineError {
     Offline(#[from] offline::OfflineError),
     #[error(transparent)]
     Product(#[from] product::ProductError),
+    /// The transform ran but did not complete (the first failed object and why).
     #[error("transform failed: {0}")]
     Transform(String),
+    /// The transform could not start or be followed (bad spec, unreachable backend).
+    #[error("transform failed: {0}")]
+    TransformRun(#[from] transform::TransformError),
     #[error("quality gate failed, nothing published (the previous version stays latest): {0}")]
     Gate(String),
     #[error("run {run}: {message}")]
     Run { run: String, message: String },
+    /// A ledger could not be encoded as JSON.
+    #[error("run {run}: encoding its ledger: {source}")]
+    EncodeLedger {
+        run: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A data frame operation of a run failed (`context` says which).
     #[error("run {run}: {context}: {source}")]
     Polars {
@@ -162,12 +173,7 @@ pub fn run(
         }
         resume::Start::Work(l) => l,
     };
-    let mut run = steps::Run {
-        p: &p,
-        key: ledger_key(&ledger.job, &ledger.run_id),
-        ledger,
-        obs,
-    };
+    let mut run = steps::Run { p: &p, ledger, obs };
     run.save()?;
     // A panic anywhere in the steps is caught here and recorded: the run and its step end
     // `failed` with the panic message, never `running` without an owner.

@@ -228,12 +228,7 @@ pub(super) fn dry_run_plan(p: &Prepared) -> Result<RunPlan> {
                 (n, "the customers table (one row per customer)")
             }
         };
-        let n_features = p
-            .model
-            .spec
-            .as_ref()
-            .map(|s| s.features.len())
-            .unwrap_or(30) as u64;
+        let n_features = p.spec.features.len() as u64;
         // CSV width: an id and ~10 characters per numeric feature.
         let bytes = rows * (12 + 10 * n_features);
         let chosen = cloud_plan(p, c, rows, bytes)?;

@@ -49,6 +49,8 @@ pub struct RunOptions {
 pub struct Prepared {
     pub job: Job,
     pub model: LoadedModel,
+    /// The model's spec (a job's model always has one).
+    pub spec: model::ModelSpec,
     pub model_name: String,
     pub sets: Vec<FeatureSet>,
     pub as_of: NaiveDate,
@@ -311,6 +313,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
     };
     Ok(Prepared {
         model_name: job.def.model.clone(),
+        spec,
         job,
         model,
         sets,

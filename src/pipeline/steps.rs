@@ -21,7 +21,6 @@ use polars::prelude::DataFrame;
 pub(super) struct Run<'a> {
     pub(super) p: &'a Prepared,
     pub(super) ledger: Ledger,
-    pub(super) key: String,
     pub(super) obs: &'a dyn Observer,
 }
 
@@ -32,12 +31,7 @@ impl Run<'_> {
     /// Writes the ledger (with a fresh `updated_at`).
     pub(super) fn save(&mut self) -> Result<()> {
         self.ledger.updated_at = Utc::now();
-        let json = serde_json::to_vec_pretty(&self.ledger).map_err(|e| PipelineError::Run {
-            run: self.ledger.run_id.clone(),
-            message: format!("encoding its ledger: {e}"),
-        })?;
-        self.p.store.put(&self.key, &json)?;
-        Ok(())
+        super::ledger::save_ledger(self.p.store.as_ref(), &self.ledger)
     }
 
     /// Runs `f` as step `name` unless the ledger already has it done.
@@ -222,16 +216,11 @@ fn lineage(r: &Run) -> Lineage {
 
 /// The product's rows and spec for a run's scores ([`product::product_frame`]).
 pub(super) fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataFrame)> {
-    let model = p
-        .model
-        .spec
-        .as_ref()
-        .ok_or_else(|| PipelineError::Definition("model has no spec".into()))?;
     let scored = product::ScoredRun {
         product: &p.job.def.product,
         schedule: &p.job.def.schedule,
         model_name: &p.model_name,
-        model,
+        model: &p.spec,
         model_version: super::prepare::file_sha256(&p.model.artifact)
             .chars()
             .skip(7)

@@ -45,9 +45,7 @@ pub(super) fn transform(
     };
     let progress: &dyn transform::Progress =
         r.obs.transform_progress().unwrap_or(&transform::NoProgress);
-    let res = runner
-        .run(&spec, progress)
-        .map_err(|e| PipelineError::Transform(e.to_string()))?;
+    let res = runner.run(&spec, progress)?;
     if res.status != JobStatus::Completed {
         return Err(PipelineError::Transform(
             res.failure_reason
@@ -132,8 +130,7 @@ fn sagemaker(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
     );
-    let client = SageMakerTransform::client_from_settings(&c.settings)
-        .map_err(|e| PipelineError::Transform(e.to_string()))?;
+    let client = SageMakerTransform::client_from_settings(&c.settings)?;
     let mut sm = SageMakerTransform::new(
         client,
         c.model.clone(),

@@ -804,7 +804,7 @@ fn a_run_started_by_release_0_1_resumes_under_this_release() {
         "{:?}",
         l.notes
     );
-    let summary = l.product.unwrap();
+    let summary = l.product.clone().unwrap();
     assert_eq!(summary.rows, l.step(Step::Publish).unwrap().rows.unwrap());
     assert!(t.latest().is_some());
 }
