@@ -105,9 +105,13 @@ pub fn run_job(
 
 pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
     let project = Project::load(config)?;
+    // clap only lets `local` and `sagemaker` through; the parse cannot fail.
+    let backend = a.backend.as_deref().map(str::parse).transpose().map_err(
+        |e: crate::transform::UnknownBackend| pipeline::PipelineError::Definition(e.to_string()),
+    )?;
     let opts = RunOptions {
         as_of: a.as_of,
-        backend: a.backend,
+        backend,
         dry_run: a.dry_run,
         source: a.source,
         store: a.store,

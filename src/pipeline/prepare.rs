@@ -28,8 +28,8 @@ use crate::transform::{self, Backend};
 pub struct RunOptions {
     /// Score as of this date instead of the job's rule.
     pub as_of: Option<NaiveDate>,
-    /// Override the job's backend (`local` or `sagemaker`).
-    pub backend: Option<String>,
+    /// Override the job's backend.
+    pub backend: Option<Backend>,
     /// Return the plan and touch nothing.
     pub dry_run: bool,
     /// The Customer 360 source (default: the project's).
@@ -213,12 +213,14 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         sets.push(s);
     }
     check_columns(&job, &spec.features, &sets)?;
-    let backend: Backend = opts
-        .backend
-        .as_deref()
-        .unwrap_or(&job.def.backend)
-        .parse()
-        .map_err(|e: transform::UnknownBackend| PipelineError::Definition(e.to_string()))?;
+    let backend: Backend = match opts.backend {
+        Some(b) => b,
+        None => job
+            .def
+            .backend
+            .parse()
+            .map_err(|e: transform::UnknownBackend| PipelineError::Definition(e.to_string()))?,
+    };
     let today = opts.today.unwrap_or_else(|| Utc::now().date_naive());
     let as_of = opts.as_of.unwrap_or_else(|| job.as_of.resolve(today));
     let source_uri = opts.source.clone().unwrap_or_else(|| project.source_uri());

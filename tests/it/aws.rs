@@ -291,6 +291,7 @@ fn whole_run_on_s3_and_sagemaker() {
             t.path().join("cache").display()
         ));
     std::fs::write(t.path().join("c360.toml"), &cfg).unwrap();
+    let _aws_settings = crate::common::in_process_project();
     let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
 
     // SageMaker's data plane, played by the local runner on the job's own S3 prefixes.

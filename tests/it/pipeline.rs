@@ -680,6 +680,7 @@ impl c360::pipeline::Observer for CancelAfter {
 fn a_cancelled_run_stops_at_a_step_boundary_and_resumes() {
     let t = TestProject::new(|j| j);
     t.generate(200);
+    let _aws_settings = crate::common::in_process_project();
     let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
     let opts = c360::pipeline::RunOptions {
         as_of: Some("2024-06-30".parse().unwrap()),
@@ -746,21 +747,17 @@ fn ledgers_written_by_release_0_1_load_as_the_typed_ledger() {
 fn a_run_started_by_release_0_1_resumes_under_this_release() {
     let t = TestProject::new(|j| j);
     t.generate(200);
-    let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
-    let opts = c360::pipeline::RunOptions {
-        as_of: Some("2024-06-30".parse().unwrap()),
-        ..Default::default()
-    };
     // The store as an interrupted run leaves it: snapshots and transform input written.
-    let obs = CancelAfter {
-        step: Step::TransformInput,
-        flag: Default::default(),
-    };
-    c360::pipeline::run(&project, "churn_weekly", &opts, &obs).unwrap_err();
-    let st = c360::store::open(&project.store_uri()).unwrap();
-    let run_id = c360::pipeline::ledgers(st.as_ref(), "churn_weekly").unwrap()[0]
-        .run_id
-        .clone();
+    // (Through the binary: an in-process run would install this project's AWS settings
+    // in the test process while the S3 tests run.)
+    let out = t
+        .cmd()
+        .env("C360_FAILPOINT", "panic:transform")
+        .args(["run", "churn_weekly", "--as-of", "2024-06-30"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let run_id = t.ledgers()[0].run_id.clone();
     // ... and its ledger as release 0.1 wrote it: two steps done, still running, its owner
     // a process that is gone.
     let text = old_ledger_fixture("run_local.json")
@@ -773,8 +770,11 @@ fn a_run_started_by_release_0_1_resumes_under_this_release() {
     old["owner"] = "gone-host:1:00000000".into();
     old["steps"].as_array_mut().unwrap().truncate(2);
     let key = c360::pipeline::ledger_key("churn_weekly", &run_id);
-    st.put(&key, &serde_json::to_vec_pretty(&old).unwrap())
-        .unwrap();
+    std::fs::write(
+        t.store().join(key),
+        serde_json::to_vec_pretty(&old).unwrap(),
+    )
+    .unwrap();
 
     let (code, out) = t.run("2024-06-30");
     assert_eq!(code, 0, "{out}");
