@@ -28,6 +28,9 @@ use crate::offline::{self, ColumnInfo};
 use crate::store::doc::{self, Current, Decision, Document};
 use crate::store::{layout, ObjectStore, StoreError};
 
+mod columns;
+pub use columns::{product_frame, ScoredRun};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProductError {
     #[error(transparent)]

@@ -4,6 +4,7 @@
 pub mod features;
 pub mod models;
 pub mod plan;
+pub mod products;
 pub mod run;
 pub mod score;
 pub mod serve;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::pipeline::job::{self, CatchUp, Job};
-use crate::pipeline::{self, Status};
+use crate::pipeline::{self, RunStatus};
 use crate::schedule::CronSchedule;
 use crate::store::doc::{self, Document};
 use crate::store::{layout, DynStore, StoreError};
@@ -378,7 +378,7 @@ pub fn resume_interrupted(
                 .ok()
                 .and_then(|r| r.ok())
                 .and_then(|l| l.into_iter().next());
-                let Some(l) = newest.filter(|l| l.status == Status::Running) else {
+                let Some(l) = newest.filter(|l| l.status == RunStatus::Running) else {
                     return;
                 };
                 if !state.runner.is_running(&job) {

@@ -182,7 +182,7 @@ pub struct Pins {
 }
 
 /// A sized batch transform and its estimate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub instance_type: String,
     pub instance_count: u32,

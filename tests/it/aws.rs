@@ -248,6 +248,7 @@ fn whole_run_on_s3_and_sagemaker() {
             t.path().join("cache").display()
         ));
     std::fs::write(t.path().join("c360.toml"), &cfg).unwrap();
+    let _aws_settings = crate::common::in_process_project();
     let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
 
     // SageMaker's data plane, played by the local runner on the job's own S3 prefixes.
@@ -283,13 +284,14 @@ fn whole_run_on_s3_and_sagemaker() {
         &c360::pipeline::Quiet,
     )
     .unwrap();
-    let plan = &dry.plan["transform"]["plan"];
+    let dry_plan = serde_json::to_value(&dry.plan).unwrap();
+    let plan = &dry_plan["transform"]["plan"];
     assert_eq!(plan["rows"], 400, "{plan}");
     assert!(plan["est_cost_usd"].as_f64().unwrap() > 0.0, "{plan}");
 
     let report =
         c360::pipeline::run(&project, "churn_weekly", &opts, &c360::pipeline::Quiet).unwrap();
-    assert_eq!(report.ledger.status, c360::pipeline::Status::Succeeded);
+    assert_eq!(report.ledger.status, c360::pipeline::RunStatus::Succeeded);
     assert_eq!(plays.load(Ordering::SeqCst), 1);
     // One score per customer signed up by the as-of date (the snapshot's rows).
     let features = report
@@ -300,7 +302,7 @@ fn whole_run_on_s3_and_sagemaker() {
         .unwrap();
     let customers = features.rows.unwrap();
     assert!(customers > 100 && customers < 400, "{customers}");
-    let summary = report.summary.clone().unwrap();
+    let summary = serde_json::to_value(report.summary.clone().unwrap()).unwrap();
     assert_eq!(summary["rows"], customers, "{summary}");
 
     // What SageMaker was asked to do, read back from it.
@@ -310,8 +312,14 @@ fn whole_run_on_s3_and_sagemaker() {
         .iter()
         .find(|s| s.name == "transform")
         .unwrap();
-    let job_name = transform.detail["job_name"].as_str().unwrap().to_string();
-    let model_name = transform.detail["model"].as_str().unwrap().to_string();
+    let job_name = transform.detail.to_json()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let model_name = transform.detail.to_json()["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(job_name.len() <= 63 && job_name.starts_with("c360-churn-weekly-2024-06-30-"));
     let plan = report
         .ledger
@@ -319,7 +327,8 @@ fn whole_run_on_s3_and_sagemaker() {
         .iter()
         .find(|s| s.name == "transform_input")
         .unwrap()
-        .detail["plan"]
+        .detail
+        .to_json()["plan"]
         .clone();
     let sm = m.sagemaker();
     let (jn, mn) = (job_name.clone(), model_name.clone());
