@@ -9,7 +9,7 @@ fn main() {
     match c360::cli::run(cli) {
         Ok(()) => {}
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("{}", c360::cli::error_report(&f.error));
             std::process::exit(f.code);
         }
     }

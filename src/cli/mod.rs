@@ -204,6 +204,21 @@ fn classify(e: &anyhow::Error) -> i32 {
     exit::FAILURE
 }
 
+/// The text printed for a failed command: `error: <message>`, then each cause the message
+/// does not already say, on its own line (`  caused by: <cause>`), outermost first. Causes are
+/// the `source()` chain (a polars, S3 or I/O error under c360's own message).
+pub fn error_report(e: &anyhow::Error) -> String {
+    let mut out = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 /// Runs the parsed command line; the binary maps the result to an exit code.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let level = if cli.quiet {
@@ -400,4 +415,31 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
         code: exit::INVALID_DEFINITION,
         error: anyhow::anyhow!("{} problem(s):\n{}", lines.len(), lines.join("\n")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("table orders: cannot read orders.parquet: {source}")]
+    struct SaysItsCause {
+        source: std::io::Error,
+    }
+
+    /// Each cause is on its own line, unless the message above already says it.
+    #[test]
+    fn causes_print_on_their_own_lines_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io()).context("loading the model from m/");
+        assert_eq!(
+            error_report(&e),
+            "error: loading the model from m/\n  caused by: no such file"
+        );
+        let e = anyhow::Error::new(SaysItsCause { source: io() });
+        assert_eq!(
+            error_report(&e),
+            "error: table orders: cannot read orders.parquet: no such file"
+        );
+    }
 }

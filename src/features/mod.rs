@@ -26,8 +26,10 @@ use crate::telemetry::{peak_rss_mb, release_free_memory};
 /// Errors of computing features.
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
+    /// Boxed: a source error names table, column, file and example (large), and results
+    /// pass through every layer on the Ok path.
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(Box<SourceError>),
     #[error(transparent)]
     Compile(#[from] compile::CompileError),
     #[error("feature set {set}: computing failed: {message}")]
@@ -45,6 +47,12 @@ pub enum FeatureError {
 }
 
 pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
+
+impl From<SourceError> for FeatureError {
+    fn from(e: SourceError) -> Self {
+        FeatureError::Source(Box::new(e))
+    }
+}
 
 /// Loads every `*.toml` under `dir`, reporting all definition errors together.
 pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {

@@ -69,8 +69,9 @@ pub use transform_step::job_name_for;
 pub enum PipelineError {
     #[error("{0}")]
     Definition(String),
+    /// Boxed: feature errors carry source context (large) and pass through every step.
     #[error(transparent)]
-    Features(#[from] features::FeatureError),
+    Features(Box<features::FeatureError>),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -110,6 +111,18 @@ pub enum PipelineError {
 
 /// A pipeline result.
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+impl From<features::FeatureError> for PipelineError {
+    fn from(e: features::FeatureError) -> Self {
+        PipelineError::Features(Box::new(e))
+    }
+}
+
+impl From<crate::source::SourceError> for PipelineError {
+    fn from(e: crate::source::SourceError) -> Self {
+        features::FeatureError::from(e).into()
+    }
+}
 
 /// Things the CLI shows while a run goes.
 pub trait Observer {

@@ -54,7 +54,7 @@ pub enum ServiceError {
     Product(ProductError),
     /// A pipeline failure other than a definition or as-of problem (500), with its cause.
     #[error(transparent)]
-    Pipeline(PipelineError),
+    Pipeline(Box<PipelineError>),
     /// A blocking task panicked or was cancelled (500).
     #[error("a background task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
@@ -160,7 +160,7 @@ impl From<PipelineError> for ServiceError {
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::Definition(m) | PipelineError::AsOf(m) => ServiceError::Unprocessable(m),
-            e => ServiceError::Pipeline(e),
+            e => ServiceError::Pipeline(Box::new(e)),
         }
     }
 }

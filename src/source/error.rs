@@ -59,14 +59,12 @@ pub enum SourceError {
         /// Why, and how the producer can fix the column.
         hint: String,
     },
-    #[error("table {table}: files disagree on the type of column {}: {} has {type_a}, {} has {type_b}", escape_text(.column), escape_text(.file_a), escape_text(.file_b))]
+    #[error("table {table}: files disagree on the type of column {}: {} has {}, {} has {}", escape_text(.column), escape_text(&.files[0].0), .files[0].1, escape_text(&.files[1].0), .files[1].1)]
     TypeDisagreement {
         table: String,
         column: String,
-        file_a: String,
-        type_a: String,
-        file_b: String,
-        type_b: String,
+        /// The two files and the type each has (boxed: errors stay small on the Ok path).
+        files: Box<[(String, String); 2]>,
     },
     #[error("table {table}, column {}: {count} row(s) {problem}; example: {}", escape_text(.column), escape_text(.example))]
     Violation {

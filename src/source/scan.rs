@@ -63,10 +63,10 @@ impl Source {
                             return Err(SourceError::TypeDisagreement {
                                 table: name.into(),
                                 column: cname.to_string(),
-                                file_a: f0.display().to_string(),
-                                type_a: t0.to_string(),
-                                file_b: f.display().to_string(),
-                                type_b: t.to_string(),
+                                files: Box::new([
+                                    (f0.display().to_string(), t0.to_string()),
+                                    (f.display().to_string(), t.to_string()),
+                                ]),
                             });
                         }
                     }

@@ -298,14 +298,10 @@ fn the_contract_validates_against_the_odcs_v3_schema() {
     assert!(report.contains("valid against ODCS"), "{report}");
     // A broken contract is refused by the same validator (the check can fail).
     let broken = p.path().join("broken.yaml");
-    std::fs::write(
-        &broken,
-        text.replace(
-            "kind: \"DataContract\"",
-            "kind: \"DataContract\"\nflavour: \"vanilla\"",
-        ),
-    )
-    .unwrap();
+    let with_extra = format!("{}\nflavour: vanilla\n", text.trim_end());
+    let extra: serde_json::Value = yaml_serde::from_str(&with_extra).unwrap();
+    assert_eq!(extra["flavour"], "vanilla", "a top-level key was added");
+    std::fs::write(&broken, with_extra).unwrap();
     let out = Command::new(&py)
         .arg(repo().join("scripts/validate_contract.py"))
         .arg(&broken)
