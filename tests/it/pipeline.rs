@@ -298,14 +298,9 @@ fn the_contract_validates_against_the_odcs_v3_schema() {
     assert!(report.contains("valid against ODCS"), "{report}");
     // A broken contract is refused by the same validator (the check can fail).
     let broken = p.path().join("broken.yaml");
-    std::fs::write(
-        &broken,
-        text.replace(
-            "kind: \"DataContract\"",
-            "kind: \"DataContract\"\nflavour: \"vanilla\"",
-        ),
-    )
-    .unwrap();
+    let mut bad = doc.clone();
+    bad["flavour"] = serde_json::json!("vanilla");
+    std::fs::write(&broken, yaml_serde::to_string(&bad).unwrap()).unwrap();
     let out = Command::new(&py)
         .arg(repo().join("scripts/validate_contract.py"))
         .arg(&broken)
