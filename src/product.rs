@@ -81,8 +81,8 @@ pub const PII_COLUMNS: &[&str] = &[
 pub struct ColumnDoc {
     pub name: String,
     pub description: String,
-    /// ODCS logical type: string, number, integer, boolean, date, timestamp.
-    pub logical_type: String,
+    /// ODCS logical type (written `string`, `number`, ...).
+    pub logical_type: LogicalType,
     pub required: bool,
     /// Allowed values, when the column is categorical.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -90,6 +90,75 @@ pub struct ColumnDoc {
     /// Inclusive numeric range, when bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<(f64, f64)>,
+}
+
+/// A column's ODCS logical type, written as ODCS spells it (`string`, `number`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogicalType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+impl LogicalType {
+    /// Every logical type, in the order ODCS lists them.
+    pub const ALL: [LogicalType; 6] = [
+        LogicalType::String,
+        LogicalType::Number,
+        LogicalType::Integer,
+        LogicalType::Boolean,
+        LogicalType::Date,
+        LogicalType::Timestamp,
+    ];
+
+    /// The type's name in the contract (`logicalType`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogicalType::String => "string",
+            LogicalType::Number => "number",
+            LogicalType::Integer => "integer",
+            LogicalType::Boolean => "boolean",
+            LogicalType::Date => "date",
+            LogicalType::Timestamp => "timestamp",
+        }
+    }
+
+    /// The contract's `physicalType` of a column of this type.
+    pub fn physical_type(self) -> &'static str {
+        match self {
+            LogicalType::String => "STRING",
+            LogicalType::Number => "DOUBLE",
+            LogicalType::Integer => "BIGINT",
+            LogicalType::Boolean => "BOOLEAN",
+            LogicalType::Date => "DATE",
+            LogicalType::Timestamp => "TIMESTAMP",
+        }
+    }
+}
+
+impl std::fmt::Display for LogicalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A logical type name that is not one of ODCS's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("logical type {0:?}: unknown (use string, number, integer, boolean, date or timestamp)")]
+pub struct UnknownLogicalType(pub String);
+
+impl std::str::FromStr for LogicalType {
+    type Err = UnknownLogicalType;
+    fn from_str(s: &str) -> std::result::Result<LogicalType, UnknownLogicalType> {
+        LogicalType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownLogicalType(s.to_string()))
+    }
 }
 
 /// What a product is: from the job's `[product]` section.
@@ -309,7 +378,7 @@ pub fn contract(spec: &ProductSpec) -> Value {
             let mut p = json!({
                 "name": c.name,
                 "logicalType": c.logical_type,
-                "physicalType": physical_type(&c.logical_type),
+                "physicalType": c.logical_type.physical_type(),
                 "description": c.description,
                 "required": c.required,
                 "classification": "internal",
@@ -409,18 +478,6 @@ pub fn contract(spec: &ProductSpec) -> Value {
     })
 }
 
-fn physical_type(logical: &str) -> &'static str {
-    match logical {
-        "string" => "STRING",
-        "number" => "DOUBLE",
-        "integer" => "BIGINT",
-        "boolean" => "BOOLEAN",
-        "date" => "DATE",
-        "timestamp" => "TIMESTAMP",
-        _ => "STRING",
-    }
-}
-
 fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
     let yaml = format!(
         "# Open Data Contract Standard v3 contract of the {} data product; written by c360.\n{}",
@@ -467,5 +524,19 @@ mod tests {
         );
         let df = df!("customer_id" => ["a"], "score" => [0.5]).unwrap();
         assert!(check_no_pii("p", &df).is_ok());
+    }
+
+    #[test]
+    fn logical_types_read_and_write_as_odcs_spells_them() {
+        for t in LogicalType::ALL {
+            assert_eq!(t.as_str().parse::<LogicalType>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+            let back: LogicalType = serde_json::from_value(json!(t.as_str())).unwrap();
+            assert_eq!(back, t);
+        }
+        assert_eq!(LogicalType::Number.physical_type(), "DOUBLE");
+        assert_eq!(LogicalType::Timestamp.physical_type(), "TIMESTAMP");
+        let e = "text".parse::<LogicalType>().unwrap_err().to_string();
+        assert!(e.contains("\"text\"") && e.contains("timestamp"), "{e}");
     }
 }
