@@ -54,8 +54,26 @@ pub enum ProductError {
         customer_id: String,
         as_of: NaiveDate,
     },
+    /// `latest.json` disagrees with the manifest it names (`message` says how, and how to
+    /// repair it).
     #[error("product {product}: {message}")]
     Read { product: String, message: String },
+    /// `latest.json` is not a valid one (damaged or edited by hand); the next publish of
+    /// the product rebuilds it.
+    #[error("product {product}: {key} is unreadable ({source}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version")]
+    LatestUnreadable {
+        product: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The rows of a published version could not be filtered.
+    #[error("product {product}: {source}")]
+    Frame {
+        product: String,
+        #[source]
+        source: PolarsError,
+    },
     #[error("product {product}: cannot write its contract as YAML")]
     Contract {
         product: String,

@@ -221,12 +221,11 @@ pub fn resolve_latest(
     let l: Latest = match doc::get_json(store, &key) {
         Ok(Some(l)) => l,
         Ok(None) => return Ok(None),
-        Err(StoreError::Corrupt { source: e, .. }) => {
-            return Err(ProductError::Read {
+        Err(StoreError::Corrupt { source, .. }) => {
+            return Err(ProductError::LatestUnreadable {
                 product: product.into(),
-                message: format!(
-                    "{key} is unreadable ({e}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version"
-                ),
+                key,
+                source,
             })
         }
         Err(e) => return Err(e.into()),
@@ -305,9 +304,9 @@ pub fn get_customer(store: &dyn ObjectStore, product: &str, customer_id: &str) -
         .lazy()
         .filter(col("customer_id").eq(lit(customer_id)))
         .collect()
-        .map_err(|e| ProductError::Read {
+        .map_err(|source| ProductError::Frame {
             product: product.into(),
-            message: e.to_string(),
+            source,
         })?;
     if rows.height() == 0 {
         return Err(ProductError::NoCustomer {
