@@ -16,6 +16,10 @@
 //! exist with the listed sizes and checksums. `latest.json` never moves backwards (an
 //! older as-of date re-published does not displace a newer one) and always describes the
 //! manifest committed at the partition when it was written.
+//!
+//! This file owns the product's definition ([`ProductSpec`], [`ColumnDoc`]), publishing and
+//! the contract; `product/latest.rs` owns `latest.json`, the committed versions, reading
+//! them and the catalog; `product/columns.rs` the product's standard columns.
 
 use std::collections::BTreeMap;
 
