@@ -16,20 +16,29 @@
 //! exist with the listed sizes and checksums. `latest.json` never moves backwards (an
 //! older as-of date re-published does not displace a newer one) and always describes the
 //! manifest committed at the partition when it was written.
+//!
+//! This file owns the product's definition ([`ProductSpec`], [`ColumnDoc`]), publishing and
+//! the contract; `product/latest.rs` owns `latest.json`, the committed versions, reading
+//! them and the catalog; `product/columns.rs` the product's standard columns.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::offline::{self, ColumnInfo};
-use crate::store::doc::{self, Current, Decision, Document};
+use crate::offline;
 use crate::store::{layout, ObjectStore, StoreError};
 
 mod columns;
+mod latest;
 pub use columns::{product_frame, ScoredRun};
+pub use latest::{
+    get_customer, latest, list, publish_damage, read_latest, resolve_latest, row_json, versions,
+    CatalogEntry, Latest,
+};
+use latest::{latest_key, move_latest, write_catalog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProductError {
@@ -49,8 +58,26 @@ pub enum ProductError {
         customer_id: String,
         as_of: NaiveDate,
     },
+    /// `latest.json` disagrees with the manifest it names (`message` says how, and how to
+    /// repair it).
     #[error("product {product}: {message}")]
     Read { product: String, message: String },
+    /// `latest.json` is not a valid one (damaged or edited by hand); the next publish of
+    /// the product rebuilds it.
+    #[error("product {product}: {key} is unreadable ({source}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version")]
+    LatestUnreadable {
+        product: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The rows of a published version could not be filtered.
+    #[error("product {product}: {source}")]
+    Frame {
+        product: String,
+        #[source]
+        source: PolarsError,
+    },
     #[error("product {product}: cannot write its contract as YAML")]
     Contract {
         product: String,
@@ -76,8 +103,8 @@ pub const PII_COLUMNS: &[&str] = &[
 pub struct ColumnDoc {
     pub name: String,
     pub description: String,
-    /// ODCS logical type: string, number, integer, boolean, date, timestamp.
-    pub logical_type: String,
+    /// ODCS logical type (written `string`, `number`, ...).
+    pub logical_type: LogicalType,
     pub required: bool,
     /// Allowed values, when the column is categorical.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -85,6 +112,75 @@ pub struct ColumnDoc {
     /// Inclusive numeric range, when bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<(f64, f64)>,
+}
+
+/// A column's ODCS logical type, written as ODCS spells it (`string`, `number`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogicalType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+impl LogicalType {
+    /// Every logical type, in the order ODCS lists them.
+    pub const ALL: [LogicalType; 6] = [
+        LogicalType::String,
+        LogicalType::Number,
+        LogicalType::Integer,
+        LogicalType::Boolean,
+        LogicalType::Date,
+        LogicalType::Timestamp,
+    ];
+
+    /// The type's name in the contract (`logicalType`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogicalType::String => "string",
+            LogicalType::Number => "number",
+            LogicalType::Integer => "integer",
+            LogicalType::Boolean => "boolean",
+            LogicalType::Date => "date",
+            LogicalType::Timestamp => "timestamp",
+        }
+    }
+
+    /// The contract's `physicalType` of a column of this type.
+    pub fn physical_type(self) -> &'static str {
+        match self {
+            LogicalType::String => "STRING",
+            LogicalType::Number => "DOUBLE",
+            LogicalType::Integer => "BIGINT",
+            LogicalType::Boolean => "BOOLEAN",
+            LogicalType::Date => "DATE",
+            LogicalType::Timestamp => "TIMESTAMP",
+        }
+    }
+}
+
+impl std::fmt::Display for LogicalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A logical type name that is not one of ODCS's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("logical type {0:?}: unknown (use string, number, integer, boolean, date or timestamp)")]
+pub struct UnknownLogicalType(pub String);
+
+impl std::str::FromStr for LogicalType {
+    type Err = UnknownLogicalType;
+    fn from_str(s: &str) -> std::result::Result<LogicalType, UnknownLogicalType> {
+        LogicalType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownLogicalType(s.to_string()))
+    }
 }
 
 /// What a product is: from the job's `[product]` section.
@@ -118,40 +214,6 @@ pub struct Lineage {
     pub transform: Value,
 }
 
-/// `latest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Latest {
-    /// The committed partition, relative to the store root.
-    pub path: String,
-    pub as_of: NaiveDate,
-    pub run_id: String,
-    pub committed_at: DateTime<Utc>,
-    pub rows: u64,
-}
-
-/// `catalog/<p>.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CatalogEntry {
-    pub name: String,
-    pub domain: String,
-    pub owner: String,
-    pub description: String,
-    pub consumers: Vec<String>,
-    pub contract: String,
-    pub latest: String,
-    pub versions: Vec<NaiveDate>,
-    pub columns: Vec<ColumnInfo>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Document for Latest {
-    const WHAT: &'static str = "latest.json";
-}
-
-impl Document for CatalogEntry {
-    const WHAT: &'static str = "catalog entry";
-}
-
 /// Everything of a product ([`layout::product`]).
 pub fn product_prefix(name: &str) -> String {
     layout::product(name)
@@ -160,10 +222,6 @@ pub fn product_prefix(name: &str) -> String {
 /// A published version's partition ([`layout::product_partition`]).
 pub fn partition_prefix(name: &str, major: u32, as_of: NaiveDate) -> String {
     layout::product_partition(name, major, as_of)
-}
-
-fn latest_key(name: &str) -> String {
-    layout::product_latest(name)
 }
 
 /// Refuses PII columns.
@@ -332,344 +390,6 @@ fn write_and_commit(
     )?)
 }
 
-fn move_latest(
-    store: &dyn ObjectStore,
-    spec: &ProductSpec,
-    prefix: &str,
-    m: &offline::Manifest,
-) -> Result<bool> {
-    // Read, decide, write conditionally on what was read; a concurrent publisher that moved
-    // it in between makes us read and decide again, so latest never goes backwards.
-    let key = latest_key(&spec.name);
-    let ours = &m.run_id;
-    let moved = doc::update_json(store, &key, 10, |cur: Current<Latest>| {
-        // Decide from the manifest committed at the partition now, not from ours: a
-        // concurrent publisher of the same date may have replaced it since, and latest.json
-        // must describe what the partition holds.
-        let committed = offline::read_manifest(store, prefix)?;
-        let m = committed.as_ref().unwrap_or(m);
-        let (target_prefix, target) = match cur {
-            Current::Absent => (prefix.to_string(), m.clone()),
-            Current::Unreadable(err) => {
-                // Rebuilt from the newest committed version (ours included), so it never
-                // moves backwards.
-                let (p, newest) = newest_committed(store, &spec.name)?
-                    .unwrap_or_else(|| (prefix.to_string(), m.clone()));
-                tracing::warn!(product = %spec.name, key = %key, error = %err, as_of = %newest.as_of, "latest.json is unreadable; rebuilding it from the newest committed version");
-                (p, newest)
-            }
-            Current::Read(cur) => {
-                let disagrees = check_latest(store, &spec.name, &cur)?.err();
-                if cur.as_of == m.as_of
-                    && cur.run_id == m.run_id
-                    && cur.path == prefix
-                    && disagrees.is_none()
-                {
-                    // Already names this partition: "moved" when it is our version (a re-run
-                    // that redid a damaged partition in place).
-                    return Ok(Decision::Keep(&m.run_id == ours));
-                }
-                if cur.as_of > m.as_of {
-                    if let Some(d) = &disagrees {
-                        tracing::warn!(product = %spec.name, key = %key, disagreement = %d, "latest.json disagrees with the manifest it names; re-run the job for {} to repair it", cur.as_of);
-                    }
-                    return Ok(Decision::Keep(false));
-                }
-                if let Some(d) = &disagrees {
-                    tracing::warn!(product = %spec.name, key = %key, disagreement = %d, "latest.json disagrees with the manifest it names; repairing it");
-                }
-                (prefix.to_string(), m.clone())
-            }
-        };
-        let l = Latest {
-            path: target_prefix.clone(),
-            as_of: target.as_of,
-            run_id: target.run_id.clone(),
-            committed_at: Utc::now(),
-            rows: target.rows,
-        };
-        Ok::<_, ProductError>(Decision::Write(
-            l,
-            target_prefix == prefix && &target.run_id == ours,
-        ))
-    })?;
-    moved.ok_or_else(|| ProductError::Invalid {
-        product: spec.name.clone(),
-        message: "latest.json kept changing under concurrent publishers; try again".into(),
-    })
-}
-
-/// The newest committed version of a product (latest as-of; of equal dates the highest
-/// major) whose manifest is readable and describes it, with its partition prefix.
-fn newest_committed(
-    store: &dyn ObjectStore,
-    product: &str,
-) -> Result<Option<(String, offline::Manifest)>> {
-    let mut all = versions(store, product)?;
-    all.sort_by_key(|&(major, as_of)| std::cmp::Reverse((as_of, major)));
-    for (major, as_of) in all {
-        let prefix = partition_prefix(product, major, as_of);
-        match offline::read_manifest(store, &prefix) {
-            Ok(Some(m))
-                if m.kind == "data_product"
-                    && m.name == product
-                    && m.as_of == as_of
-                    && m.version == major =>
-            {
-                return Ok(Some((prefix, m)))
-            }
-            Ok(_) => {}
-            Err(offline::OfflineError::BadManifest { key, message }) => {
-                tracing::warn!(product, %key, %message, "skipping an unreadable manifest");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(None)
-}
-
-/// Checks that the manifest `l` names is the version it claims: a data product named
-/// `product`, committed at `l.path` (the product's partition for `l.as_of`), with its
-/// as-of, run id and row count. `Ok(Err(what disagrees))` when not; store errors are errors.
-fn check_latest(
-    store: &dyn ObjectStore,
-    product: &str,
-    l: &Latest,
-) -> Result<std::result::Result<offline::Manifest, String>> {
-    let m = match offline::read_manifest(store, &l.path) {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            return Ok(Err(format!(
-                "it names {} but there is no committed manifest there",
-                l.path
-            )))
-        }
-        Err(offline::OfflineError::BadManifest { key, message }) => {
-            return Ok(Err(format!(
-                "the manifest it names ({key}) is unreadable: {message}"
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let at = &l.path;
-    let what = if m.kind != "data_product" {
-        format!(
-            "it names {at}, which holds a {} ({}), not a data product",
-            m.kind, m.name
-        )
-    } else if m.name != product {
-        format!(
-            "it names {at}, which holds product {}, not {product}",
-            m.name
-        )
-    } else if m.as_of != l.as_of {
-        format!(
-            "it says as_of {} but the manifest at {at} is as of {}",
-            l.as_of, m.as_of
-        )
-    } else if m.run_id != l.run_id {
-        format!(
-            "it says run_id {} but the manifest at {at} was committed by run {}",
-            l.run_id, m.run_id
-        )
-    } else if *at != partition_prefix(product, m.version, m.as_of) {
-        format!(
-            "it names {at}, not the product's partition {}",
-            partition_prefix(product, m.version, m.as_of)
-        )
-    } else if m.rows != l.rows {
-        format!(
-            "it says {} rows but the manifest at {at} lists {}",
-            l.rows, m.rows
-        )
-    } else {
-        return Ok(Ok(m));
-    };
-    Ok(Err(what))
-}
-
-/// The product's `latest.json` resolved to the manifest it names, checked to be that
-/// version (see [`check_latest`]); `None` when nothing is published yet. An unreadable or
-/// disagreeing `latest.json` is an error naming it, what is wrong and how to recover.
-pub fn resolve_latest(
-    store: &dyn ObjectStore,
-    product: &str,
-) -> Result<Option<(Latest, offline::Manifest)>> {
-    let key = latest_key(product);
-    let l: Latest = match doc::get_json(store, &key) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Ok(None),
-        Err(StoreError::Corrupt { source: e, .. }) => {
-            return Err(ProductError::Read {
-                product: product.into(),
-                message: format!(
-                    "{key} is unreadable ({e}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version"
-                ),
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    match check_latest(store, product, &l)? {
-        Ok(m) => Ok(Some((l, m))),
-        Err(what) => Err(ProductError::Read {
-            product: product.into(),
-            message: format!(
-                "{key} disagrees with the manifest it names: {what}; re-run the job for {} (`c360 run JOB --as-of {}`) to repair it",
-                l.as_of, l.as_of
-            ),
-        }),
-    }
-}
-
-/// What a finished publish of `as_of` left that a re-run must repair although the
-/// partition is intact: a missing `contract.yaml`, or a `latest.json` that is missing,
-/// unreadable, or names `as_of` but disagrees with the manifest it names.
-pub fn publish_damage(
-    store: &dyn ObjectStore,
-    product: &str,
-    as_of: NaiveDate,
-) -> Result<Option<String>> {
-    let contract = layout::product_contract(product);
-    match store.get(&contract) {
-        Ok(_) => {}
-        Err(StoreError::NotFound { .. }) => return Ok(Some(format!("{contract} is missing"))),
-        Err(e) => return Err(e.into()),
-    }
-    let key = latest_key(product);
-    let l: Latest = match doc::get_json(store, &key) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Ok(Some(format!("{key} is missing"))),
-        Err(StoreError::Corrupt { source: e, .. }) => {
-            return Ok(Some(format!("{key} is unreadable: {e}")))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if l.as_of != as_of {
-        return Ok(None);
-    }
-    Ok(check_latest(store, product, &l)?
-        .err()
-        .map(|what| format!("{key} disagrees with the manifest it names: {what}")))
-}
-
-/// The product's `latest.json`, if any, checked against its manifest ([`resolve_latest`]).
-pub fn latest(store: &dyn ObjectStore, product: &str) -> Result<Option<Latest>> {
-    Ok(resolve_latest(store, product)?.map(|(l, _)| l))
-}
-
-/// Committed as-of dates of a product, oldest first.
-pub fn versions(store: &dyn ObjectStore, product: &str) -> Result<Vec<(u32, NaiveDate)>> {
-    let mut out: Vec<(u32, NaiveDate)> = store
-        .list(&product_prefix(product))?
-        .iter()
-        .filter_map(|o| layout::parse_manifest_key(&o.key))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
-/// Reads the rows of the latest version.
-pub fn read_latest(store: &dyn ObjectStore, product: &str) -> Result<(Latest, DataFrame)> {
-    let (l, m) =
-        resolve_latest(store, product)?.ok_or_else(|| ProductError::NotFound(product.into()))?;
-    let df = offline::read_partition(store, &l.path, &m)?;
-    Ok((l, df))
-}
-
-/// One customer's row of the latest version, as JSON.
-pub fn get_customer(store: &dyn ObjectStore, product: &str, customer_id: &str) -> Result<Value> {
-    let (l, df) = read_latest(store, product)?;
-    let rows = df
-        .lazy()
-        .filter(col("customer_id").eq(lit(customer_id)))
-        .collect()
-        .map_err(|e| ProductError::Read {
-            product: product.into(),
-            message: e.to_string(),
-        })?;
-    if rows.height() == 0 {
-        return Err(ProductError::NoCustomer {
-            product: product.into(),
-            customer_id: customer_id.into(),
-            as_of: l.as_of,
-        });
-    }
-    Ok(row_json(&rows, 0))
-}
-
-/// A frame row as a JSON object.
-pub fn row_json(df: &DataFrame, i: usize) -> Value {
-    let mut o = serde_json::Map::new();
-    for c in df.columns() {
-        let v = match c.get(i) {
-            Ok(AnyValue::Null) | Err(_) => Value::Null,
-            Ok(AnyValue::Boolean(b)) => json!(b),
-            Ok(AnyValue::String(s)) => json!(s),
-            Ok(AnyValue::StringOwned(s)) => json!(s.as_str()),
-            Ok(AnyValue::Date(d)) => json!(crate::source::date_of_day(d).to_string()),
-            Ok(AnyValue::Datetime(v, unit, _)) => {
-                let micros = match unit {
-                    TimeUnit::Nanoseconds => v / 1000,
-                    TimeUnit::Microseconds => v,
-                    TimeUnit::Milliseconds => v * 1000,
-                };
-                json!(DateTime::<Utc>::from_timestamp_micros(micros).map(|t| t.to_rfc3339()))
-            }
-            Ok(v) => match v.extract::<f64>() {
-                Some(f) if v.dtype().is_integer() => json!(f as i64),
-                Some(f) => json!(f),
-                None => json!(v.to_string()),
-            },
-        };
-        o.insert(c.name().to_string(), v);
-    }
-    Value::Object(o)
-}
-
-fn write_catalog(store: &dyn ObjectStore, spec: &ProductSpec, m: &offline::Manifest) -> Result<()> {
-    let versions = versions(store, &spec.name)?
-        .into_iter()
-        .filter(|(v, _)| *v == spec.major)
-        .map(|(_, d)| d)
-        .collect();
-    let entry = CatalogEntry {
-        name: spec.name.clone(),
-        domain: spec.domain.clone(),
-        owner: spec.owner.clone(),
-        description: spec.description.clone(),
-        consumers: spec.consumers.clone(),
-        contract: layout::product_contract(&spec.name),
-        latest: latest_key(&spec.name),
-        versions,
-        columns: m.schema.clone(),
-        updated_at: Utc::now(),
-    };
-    doc::put_json(store, &layout::catalog_entry(&spec.name), &entry)?;
-    Ok(())
-}
-
-/// Every catalog entry.
-pub fn list(store: &dyn ObjectStore) -> Result<Vec<CatalogEntry>> {
-    let mut out = Vec::new();
-    for o in store.list(layout::CATALOG)? {
-        if !o.key.ends_with(".json") {
-            continue;
-        }
-        // A damaged entry hides one product from the list, not the list: skipped (its
-        // next publish rewrites it).
-        match doc::get_json::<CatalogEntry>(store, &o.key) {
-            Ok(Some(e)) => out.push(e),
-            Ok(None) => {}
-            Err(e @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(key = %o.key, error = %e, "skipping an unreadable catalog entry");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
-
 /// The contract as an ODCS v3 document (JSON value; written as YAML).
 pub fn contract(spec: &ProductSpec) -> Value {
     let props: Vec<Value> = spec
@@ -680,7 +400,7 @@ pub fn contract(spec: &ProductSpec) -> Value {
             let mut p = json!({
                 "name": c.name,
                 "logicalType": c.logical_type,
-                "physicalType": physical_type(&c.logical_type),
+                "physicalType": c.logical_type.physical_type(),
                 "description": c.description,
                 "required": c.required,
                 "classification": "internal",
@@ -780,18 +500,6 @@ pub fn contract(spec: &ProductSpec) -> Value {
     })
 }
 
-fn physical_type(logical: &str) -> &'static str {
-    match logical {
-        "string" => "STRING",
-        "number" => "DOUBLE",
-        "integer" => "BIGINT",
-        "boolean" => "BOOLEAN",
-        "date" => "DATE",
-        "timestamp" => "TIMESTAMP",
-        _ => "STRING",
-    }
-}
-
 fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
     let yaml = format!(
         "# Open Data Contract Standard v3 contract of the {} data product; written by c360.\n{}",
@@ -838,5 +546,19 @@ mod tests {
         );
         let df = df!("customer_id" => ["a"], "score" => [0.5]).unwrap();
         assert!(check_no_pii("p", &df).is_ok());
+    }
+
+    #[test]
+    fn logical_types_read_and_write_as_odcs_spells_them() {
+        for t in LogicalType::ALL {
+            assert_eq!(t.as_str().parse::<LogicalType>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+            let back: LogicalType = serde_json::from_value(json!(t.as_str())).unwrap();
+            assert_eq!(back, t);
+        }
+        assert_eq!(LogicalType::Number.physical_type(), "DOUBLE");
+        assert_eq!(LogicalType::Timestamp.physical_type(), "TIMESTAMP");
+        let e = "text".parse::<LogicalType>().unwrap_err().to_string();
+        assert!(e.contains("\"text\"") && e.contains("timestamp"), "{e}");
     }
 }

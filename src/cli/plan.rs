@@ -143,10 +143,10 @@ pub fn run(a: PlanArgs) -> Result<(), Failure> {
                 "file": a.prices.as_ref().map(|p| p.display().to_string())
                     .unwrap_or_else(|| planner::DEFAULT_PRICES_PATH.to_string()),
             },
-            "plan": plan.to_json(),
+            "plan": serde_json::to_value(&plan).unwrap_or_default(),
         });
         if let Some(b) = &base {
-            out["default"] = b.to_json();
+            out["default"] = serde_json::to_value(b).unwrap_or_default();
         }
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());

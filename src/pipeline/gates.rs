@@ -132,8 +132,11 @@ pub(super) fn collect_and_gate(
     // publish rebuilds or repairs it); the gate then has nothing to compare with.
     let previous_mean = match product::resolve_latest(p.store.as_ref(), &p.job.product.name) {
         Ok(l) => l.map(|(_, m)| m),
-        Err(product::ProductError::Read { message, .. }) => {
-            tracing::warn!(%message, "no previous version to compare the mean score with");
+        Err(
+            e @ (product::ProductError::Read { .. }
+            | product::ProductError::LatestUnreadable { .. }),
+        ) => {
+            tracing::warn!(error = %e, "no previous version to compare the mean score with");
             None
         }
         Err(e) => return Err(e.into()),

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::record::StepDetail;
 use super::{PipelineError, Result};
-use crate::store::{self, ObjectStore};
+use crate::store::doc::{self, Document};
+use crate::store::{layout, ObjectStore, StoreError};
 use crate::transform::Backend;
 
 /// The steps of a run, in order. Serialized as in `run.json` (`"transform_input"`, ...).
@@ -207,9 +208,13 @@ impl Ledger {
     }
 }
 
-/// The store key of a run's ledger.
+impl Document for Ledger {
+    const WHAT: &'static str = "run ledger";
+}
+
+/// The store key of a run's ledger ([`layout::ledger`]).
 pub fn ledger_key(job: &str, run_id: &str) -> String {
-    format!("runs/{job}/{run_id}/run.json")
+    layout::ledger(job, run_id)
 }
 
 /// A `running` ledger whose owner runs on another host (which cannot be probed) is taken
@@ -261,19 +266,35 @@ fn owner_gone(owner: Option<&str>) -> Option<bool> {
     Some(!proc.join(pid.to_string()).exists())
 }
 
+/// What the ledger rules read of the job's lease (`runs/<job>/lease.json`, written by the
+/// service as `service::runner::Lease`): its holder, the run it covers and its expiry.
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseHolder {
+    owner: String,
+    #[serde(default)]
+    run_id: Option<String>,
+    expires_at: DateTime<Utc>,
+}
+
+impl Document for LeaseHolder {
+    const WHAT: &'static str = "job lease";
+}
+
 /// The job's lease (`runs/<job>/lease.json`, taken by the service) when it is live:
-/// `(owner, run_id)`.
+/// `(owner, run_id)`. A missing, damaged (logged) or unreadable lease is no live lease.
 fn live_lease(store: &dyn ObjectStore, job: &str) -> Option<(String, Option<String>)> {
-    let raw = store.get(&format!("runs/{job}/lease.json")).ok()?;
-    let v: Value = serde_json::from_slice(&raw).ok()?;
-    let expires: DateTime<Utc> = v.get("expires_at")?.as_str()?.parse().ok()?;
-    if expires <= Utc::now() {
-        return None;
-    }
-    Some((
-        v.get("owner")?.as_str()?.to_string(),
-        v.get("run_id").and_then(|r| r.as_str()).map(String::from),
-    ))
+    let l = match doc::get_json::<LeaseHolder>(store, &layout::lease(job)) {
+        Ok(l) => l?,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(job, error = %e, "ignoring a damaged job lease");
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(job, error = %e, "cannot read the job's lease; taken as none");
+            return None;
+        }
+    };
+    (l.expires_at > Utc::now()).then_some((l.owner, l.run_id))
 }
 
 /// Whether a `running` ledger has no live owner.
@@ -309,16 +330,12 @@ pub(super) fn save_ledger(store: &dyn ObjectStore, l: &Ledger) -> Result<()> {
 /// The ledger of a run: `None` when there is none, or when it cannot be read as a ledger
 /// (a damaged file starts the run afresh, as before).
 pub fn load_ledger(store: &dyn ObjectStore, job: &str, run_id: &str) -> Result<Option<Ledger>> {
-    let key = ledger_key(job, run_id);
-    match store.get(&key) {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(l) => Ok(Some(l)),
-            Err(e) => {
-                tracing::warn!(%key, error = %e, "unreadable run ledger; taken as absent");
-                Ok(None)
-            }
-        },
-        Err(store::StoreError::NotFound { .. }) => Ok(None),
+    match doc::get_json(store, &ledger_key(job, run_id)) {
+        Ok(l) => Ok(l),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "unreadable run ledger; taken as absent");
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -397,14 +414,18 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Every ledger of a job, newest first.
 pub fn ledgers(store: &dyn ObjectStore, job: &str) -> Result<Vec<Ledger>> {
     let mut out = Vec::new();
-    for o in store.list(&format!("runs/{job}"))? {
-        if o.key.ends_with("/run.json") {
-            match serde_json::from_slice::<Ledger>(&store.get(&o.key)?) {
-                Ok(l) => out.push(l),
-                Err(e) => {
-                    tracing::warn!(key = %o.key, error = %e, "skipping an unreadable run ledger")
-                }
+    for o in store.list(&layout::job_runs(job))? {
+        if !layout::is_ledger(&o.key) {
+            continue;
+        }
+        match doc::get_json::<Ledger>(store, &o.key) {
+            Ok(Some(l)) => out.push(l),
+            // Deleted since the listing.
+            Ok(None) => {}
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(key = %o.key, error = %e, "skipping an unreadable run ledger")
             }
+            Err(e) => return Err(e.into()),
         }
     }
     out.sort_by_key(|l| std::cmp::Reverse(l.started_at));

@@ -20,7 +20,7 @@ use crate::offline;
 use crate::product;
 use crate::project::Project;
 use crate::source::Source;
-use crate::store::{self, DynStore};
+use crate::store::{self, layout, DynStore};
 use crate::transform::{self, Backend};
 
 /// How to run.
@@ -273,17 +273,17 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
             })
             .collect(),
         transform_input: InputPlan {
-            prefix: format!("runs/{}/{run_id}/transform-input", job.name),
+            prefix: layout::transform_input(&job.name, &run_id),
             parts: n_parts,
             format: "text/csv, no header, customer_id first".into(),
         },
         transform: transform_settings(&job, cloud.as_ref()),
-        transform_output: format!("runs/{}/{run_id}/transform-output", job.name),
+        transform_output: layout::transform_output(&job.name, &run_id),
         product: ProductPlan {
             name: job.product.name.clone(),
             partition: product::partition_prefix(&job.product.name, job.product.major, as_of),
-            contract: format!("products/{}/contract.yaml", job.product.name),
-            latest: format!("products/{}/latest.json", job.product.name),
+            contract: layout::product_contract(&job.product.name),
+            latest: layout::product_latest(&job.product.name),
         },
         gates: job.gates.clone(),
         existing_run: None,

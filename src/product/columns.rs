@@ -7,7 +7,7 @@
 use chrono::{NaiveDate, Utc};
 use polars::prelude::*;
 
-use super::{ColumnDoc, ProductSpec};
+use super::{ColumnDoc, LogicalType, ProductSpec};
 use crate::features::FeatureSet;
 use crate::model::ModelSpec;
 use crate::pipeline::job::ProductFile;
@@ -109,7 +109,7 @@ pub fn product_frame(
         ColumnDoc {
             name: "customer_id".into(),
             description: "The customer (Customer 360 id)".into(),
-            logical_type: "string".into(),
+            logical_type: LogicalType::String,
             required: true,
             allowed: vec![],
             range: None,
@@ -120,7 +120,7 @@ pub fn product_frame(
                 .description
                 .clone()
                 .unwrap_or_else(|| "Model score".into()),
-            logical_type: "number".into(),
+            logical_type: LogicalType::Number,
             required: true,
             allowed: vec![],
             range: Some(r.score_range),
@@ -138,7 +138,7 @@ pub fn product_frame(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            logical_type: "string".into(),
+            logical_type: LogicalType::String,
             required: !bands.is_empty(),
             allowed: bands.iter().map(|b| b.0.clone()).collect(),
             range: None,
@@ -160,7 +160,7 @@ pub fn product_frame(
             name: "as_of".into(),
             description: "Features are as of this date (UTC); no later event influenced the score"
                 .into(),
-            logical_type: "date".into(),
+            logical_type: LogicalType::Date,
             required: true,
             allowed: vec![],
             range: None,
@@ -168,7 +168,7 @@ pub fn product_frame(
         ColumnDoc {
             name: "scored_at".into(),
             description: "When the score was computed (UTC)".into(),
-            logical_type: "timestamp".into(),
+            logical_type: LogicalType::Timestamp,
             required: true,
             allowed: vec![],
             range: None,
@@ -176,7 +176,7 @@ pub fn product_frame(
         ColumnDoc {
             name: "model".into(),
             description: "The model's name".into(),
-            logical_type: "string".into(),
+            logical_type: LogicalType::String,
             required: true,
             allowed: vec![],
             range: None,
@@ -184,7 +184,7 @@ pub fn product_frame(
         ColumnDoc {
             name: "model_version".into(),
             description: "First 12 hex digits of the model artifact's SHA-256".into(),
-            logical_type: "string".into(),
+            logical_type: LogicalType::String,
             required: true,
             allowed: vec![],
             range: None,
@@ -192,7 +192,7 @@ pub fn product_frame(
         ColumnDoc {
             name: "feature_sets".into(),
             description: "Feature sets and versions the score was computed from".into(),
-            logical_type: "string".into(),
+            logical_type: LogicalType::String,
             required: true,
             allowed: vec![],
             range: None,
@@ -215,17 +215,16 @@ pub fn product_frame(
 }
 
 /// The contract's logical type of an included feature column.
-fn snap_type(sets: &[FeatureSet], c: &str) -> String {
+fn snap_type(sets: &[FeatureSet], c: &str) -> LogicalType {
     use crate::features::expr::Ty;
     let ty = sets
         .iter()
         .find_map(|s| s.feature(c).map(|f| f.ty))
         .unwrap_or(Ty::Str);
     match ty {
-        Ty::Int => "integer",
-        Ty::Float | Ty::Null => "number",
-        Ty::Bool => "boolean",
-        Ty::Str | Ty::Time => "string",
+        Ty::Int => LogicalType::Integer,
+        Ty::Float | Ty::Null => LogicalType::Number,
+        Ty::Bool => LogicalType::Boolean,
+        Ty::Str | Ty::Time => LogicalType::String,
     }
-    .into()
 }

@@ -17,10 +17,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::pipeline::{
-    self, Observer, PipelineError, RunOptions, Step, StepDetail, StepRecord, StepStatus,
-};
-use crate::store::{DynStore, StoreError};
+use crate::pipeline::{self, Observer, RunOptions, Step, StepDetail, StepRecord, StepStatus};
+use crate::store::doc::{self, Current, Decision, Document};
+use crate::store::{layout, DynStore, StoreError};
 
 use super::{AppState, ServiceError};
 
@@ -34,19 +33,37 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
-pub fn lease_key(job: &str) -> String {
-    format!("runs/{job}/lease.json")
+impl Document for Lease {
+    const WHAT: &'static str = "job lease";
 }
 
+/// The store key of a job's lease ([`layout::lease`]).
+pub fn lease_key(job: &str) -> String {
+    layout::lease(job)
+}
+
+/// The job's lease: `None` when there is none, or when it is damaged (logged: a damaged
+/// lease holds nothing, and the next taker replaces it).
 fn read_lease(store: &DynStore, job: &str) -> Result<Option<Lease>, StoreError> {
-    match store.get(&lease_key(job)) {
-        Ok(b) => Ok(serde_json::from_slice(&b).ok()),
-        Err(StoreError::NotFound { .. }) => Ok(None),
+    match doc::get_json(store.as_ref(), &lease_key(job)) {
+        Ok(l) => Ok(l),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(job, error = %e, "ignoring a damaged job lease");
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
 
+/// How many times [`acquire_lease`] reads and decides again when another replica moved
+/// the lease between its read and its write.
+const LEASE_ATTEMPTS: usize = 3;
+
 /// Takes the job's lease for `owner`, or says who holds it (blocking).
+///
+/// The lease is written only if the key still holds what was read (created if absent,
+/// else S3 If-Match), so of two replicas taking over an expired lease at once exactly one
+/// wins, and a renewal that lands first keeps the lease with its owner.
 pub fn acquire_lease(
     store: &DynStore,
     job: &str,
@@ -61,52 +78,45 @@ pub fn acquire_lease(
         acquired_at: now,
         expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60)),
     };
-    let body = serde_json::to_vec_pretty(&lease).unwrap_or_default();
-    let key = lease_key(job);
-    if store.put_if_absent(&key, &body)? {
-        return Ok(Ok(lease));
-    }
-    // Someone holds it: read it with its version; an expired lease is replaced only if it
-    // is still the version we read (S3 If-Match), so of two replicas taking over at once
-    // exactly one wins, and a renewal that lands first keeps the lease with its owner.
-    let (raw, version) = match store.get_versioned(&key) {
-        Ok(v) => v,
-        // Released between our two calls: create it again, conditionally.
-        Err(StoreError::NotFound { .. }) => {
-            return if store.put_if_absent(&key, &body)? {
-                Ok(Ok(lease))
-            } else {
-                Ok(Err(read_lease(store, job)?.unwrap_or(lease)))
-            };
-        }
-        Err(e) => return Err(e),
-    };
-    let cur: Option<Lease> = serde_json::from_slice(&raw).ok();
-    match cur {
-        Some(cur) if cur.expires_at > now && cur.owner != owner => Ok(Err(cur)),
-        cur => {
-            if let Some(c) = &cur {
-                if c.owner != owner {
-                    tracing::warn!(job, previous_owner = %c.owner, expired_at = %c.expires_at, "taking over an expired lease");
+    let decided = doc::update_json(
+        store.as_ref(),
+        &lease_key(job),
+        LEASE_ATTEMPTS,
+        |cur: Current<Lease>| {
+            match cur {
+                Current::Read(cur) if cur.expires_at > now && cur.owner != owner => {
+                    return Ok::<_, StoreError>(Decision::Keep(Err(cur)));
                 }
+                Current::Read(cur) if cur.owner != owner => {
+                    tracing::warn!(job, previous_owner = %cur.owner, expired_at = %cur.expires_at, "taking over an expired lease");
+                }
+                Current::Unreadable(e) => {
+                    tracing::warn!(job, error = %e, "replacing a damaged job lease");
+                }
+                Current::Read(_) | Current::Absent => {}
             }
-            if store.put_if_version(&key, &body, &version)? {
-                Ok(Ok(lease))
-            } else {
-                Ok(Err(read_lease(store, job)?.unwrap_or(lease)))
-            }
-        }
+            Ok(Decision::Write(lease.clone(), Ok(lease.clone())))
+        },
+    )?;
+    match decided {
+        Some(out) => Ok(out),
+        // Lost every race: whoever won holds it.
+        None => Ok(Err(read_lease(store, job)?.unwrap_or(lease))),
     }
 }
 
-/// Extends our lease; `false` when it is no longer ours (taken over after expiring), in
-/// which case the run must stop at the next step boundary.
+/// Extends our lease; `false` when it is no longer ours (taken over after expiring, or
+/// damaged), in which case the run must stop at the next step boundary.
 fn renew_lease(store: &DynStore, job: &str, owner: &str, run_id: &str, ttl: Duration) -> bool {
-    let Ok((raw, version)) = store.get_versioned(&lease_key(job)) else {
-        return true; // unreadable now (network): try again at the next renewal
-    };
-    let Ok(mut l) = serde_json::from_slice::<Lease>(&raw) else {
-        return false;
+    let key = lease_key(job);
+    let (mut l, version) = match doc::get_json_versioned::<Lease>(store.as_ref(), &key) {
+        Ok(Some(v)) => v,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(job, error = %e, "the job's lease is damaged; it is no longer ours");
+            return false;
+        }
+        // Missing or unreadable now (network): try again at the next renewal.
+        Ok(None) | Err(_) => return true,
     };
     if l.owner != owner {
         return false;
@@ -114,11 +124,8 @@ fn renew_lease(store: &DynStore, job: &str, owner: &str, run_id: &str, ttl: Dura
     l.run_id = Some(run_id.into());
     l.expires_at =
         Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
-    match serde_json::to_vec_pretty(&l) {
-        Ok(b) => !matches!(
-            store.put_if_version(&lease_key(job), &b, &version),
-            Ok(false)
-        ),
+    match doc::encode(&key, &l) {
+        Ok(b) => !matches!(store.put_if_version(&key, &b, &version), Ok(false)),
         Err(_) => true,
     }
 }
@@ -321,13 +328,6 @@ impl Observer for ServiceObserver {
     }
 }
 
-fn pipeline_error(e: PipelineError) -> ServiceError {
-    match e {
-        PipelineError::Definition(m) | PipelineError::AsOf(m) => ServiceError::Unprocessable(m),
-        e => ServiceError::Internal(e.to_string()),
-    }
-}
-
 /// Starts a run of `job` (as of `as_of`, or the job's rule on `today`) in the background;
 /// 409 when one is in progress here or under another replica's live lease. Returns once
 /// the run id is known, with a handle that ends with the run.
@@ -362,7 +362,7 @@ pub async fn start(
             Ok(p) => Ok((p.run_id, p.as_of)),
             Err(e) => {
                 release_lease(&st.store, &j, &st.runner.owner);
-                Err(pipeline_error(e))
+                Err(ServiceError::from(e))
             }
         }
     })
@@ -539,12 +539,11 @@ mod tests {
             "b does not hold it"
         );
         // Expire it, then let 8 replicas race to take it over.
-        let (raw, _) = store.get_versioned(&lease_key("j")).unwrap();
-        let mut l: Lease = serde_json::from_slice(&raw).unwrap();
-        l.expires_at = Utc::now() - chrono::Duration::seconds(1);
-        store
-            .put(&lease_key("j"), &serde_json::to_vec(&l).unwrap())
+        let mut l: Lease = doc::get_json(store.as_ref(), &lease_key("j"))
+            .unwrap()
             .unwrap();
+        l.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        doc::put_json(store.as_ref(), &lease_key("j"), &l).unwrap();
         let winners: Vec<String> = (0..8)
             .map(|i| {
                 let store = store.clone();
@@ -562,7 +561,35 @@ mod tests {
         assert_eq!(winners.len(), 1, "{winners:?}");
         // The previous owner learns it lost the lease at its next renewal.
         assert!(!renew_lease(&store, "j", "a", "r1", ttl));
-        let now: Lease = serde_json::from_slice(&store.get(&lease_key("j")).unwrap()).unwrap();
+        let now: Lease = doc::get_json(store.as_ref(), &lease_key("j"))
+            .unwrap()
+            .unwrap();
         assert_eq!(now.owner, winners[0]);
+    }
+
+    #[test]
+    fn a_damaged_lease_holds_nothing_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(crate::store::LocalStore::new(dir.path()));
+        let ttl = Duration::from_secs(30);
+        store.put(&lease_key("j"), b"{not json").unwrap();
+        assert_eq!(read_lease(&store, "j").unwrap(), None);
+        assert!(
+            !renew_lease(&store, "j", "a", "r1", ttl),
+            "not ours any more"
+        );
+        // A missing lease is retried at the next renewal, as a network error is.
+        assert!(renew_lease(&store, "other", "a", "r1", ttl));
+        let l = acquire_lease(&store, "j", "b", ttl).unwrap().unwrap();
+        assert_eq!(read_lease(&store, "j").unwrap(), Some(l));
+        assert!(renew_lease(&store, "j", "b", "r1", ttl));
+        let now = read_lease(&store, "j").unwrap().unwrap();
+        assert_eq!(
+            (now.owner.as_str(), now.run_id.as_deref()),
+            ("b", Some("r1"))
+        );
+        release_lease(&store, "j", "b");
+        assert_eq!(read_lease(&store, "j").unwrap(), None);
+        assert!(!store.exists(&lease_key("j")).unwrap());
     }
 }

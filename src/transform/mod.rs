@@ -18,9 +18,6 @@ pub use filter::{Filter, FilterError};
 pub use invoker::{HttpInvoker, InProcessInvoker, InvokeError, Invoker};
 pub use local::LocalTransform;
 
-/// Bytes in SageMaker's megabyte.
-pub const MB: u64 = 1_048_576;
-
 /// Where a job's batch transform runs. Written as `local` / `sagemaker` (job files, the
 /// `--backend` flag, `run.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -339,6 +336,13 @@ pub enum TransformError {
     NoInput { uri: String },
     #[error("SageMaker {operation}: {message}")]
     Cloud { operation: String, message: String },
+    /// A blocking task of the job (e.g. SageMaker's data plane) panicked or was cancelled.
+    #[error("SageMaker {operation}: the task died: {source}")]
+    Task {
+        operation: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// A batch-transform backend: the local runner, or SageMaker.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::MB;
+use crate::store::MIB;
 
 mod describe;
 mod format;
@@ -200,13 +200,6 @@ pub struct Plan {
     pub meets_deadline: bool,
     /// Short sentences explaining each choice.
     pub reasons: Vec<String>,
-}
-
-impl Plan {
-    /// The plan as JSON (`c360 plan --json`, the run ledger): its fields by name.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
 }
 
 /// Why no plan could be made.
@@ -566,7 +559,7 @@ fn evaluate<'a>(
     let share = f64::from(busiest_parts) / f64::from(parts);
     let busiest_rows = w.rows as f64 * share;
     let busiest_bytes = w.bytes as f64 * share;
-    let batches = (busiest_bytes / (f64::from(workers.payload) * MB as f64))
+    let batches = (busiest_bytes / (f64::from(workers.payload) * MIB as f64))
         .ceil()
         .max(1.0);
     let busy = f64::from(t.vcpus.min(workers.conc)).min(batches);

@@ -358,9 +358,9 @@ impl SageMakerTransform {
             let (h, j) = (h.clone(), job.clone());
             tokio::task::spawn_blocking(move || (h.0)(&j))
                 .await
-                .map_err(|e| TransformError::Cloud {
+                .map_err(|source| TransformError::Task {
                     operation: "data plane".into(),
-                    message: e.to_string(),
+                    source,
                 })?
                 .map_err(|m| TransformError::Cloud {
                     operation: "data plane".into(),

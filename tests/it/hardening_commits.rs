@@ -22,7 +22,7 @@ fn spec(name: &str) -> ProductSpec {
     let col = |n: &str, t: &str| ColumnDoc {
         name: n.into(),
         description: n.into(),
-        logical_type: t.into(),
+        logical_type: t.parse().unwrap(),
         required: true,
         allowed: vec![],
         range: None,

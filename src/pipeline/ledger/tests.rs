@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::pipeline::record::{GateStats, StepDetail};
+use crate::store;
 use serde_json::json;
 
 fn ledger(run_id: &str, owner: Option<String>, idle_secs: i64) -> Ledger {
@@ -80,7 +81,9 @@ fn only_running_ledgers_without_a_live_owner_are_reaped() {
         .collect();
     want.sort();
     assert_eq!(reaped, want);
-    let l: Ledger = serde_json::from_slice(&st.get(&ledger_key("j", "dead")).unwrap()).unwrap();
+    let l: Ledger = doc::get_json(&st, &ledger_key("j", "dead"))
+        .unwrap()
+        .unwrap();
     assert_eq!(l.status, RunStatus::Failed);
     assert_eq!(l.steps[0].status, StepStatus::Failed);
     let e = l.error.unwrap();
@@ -96,7 +99,7 @@ fn only_running_ledgers_without_a_live_owner_are_reaped() {
     .unwrap();
     let lease = json!({"owner": "other-host:7:0000abcd", "job": "j", "run_id": "leased",
         "acquired_at": Utc::now(), "expires_at": Utc::now() + chrono::Duration::seconds(60)});
-    st.put("runs/j/lease.json", lease.to_string().as_bytes())
+    st.put(&layout::lease("j"), lease.to_string().as_bytes())
         .unwrap();
     assert!(reap_orphans(&st, "j", "keep").unwrap().is_empty());
 }
@@ -112,7 +115,7 @@ fn a_dead_run_is_marked_failed_once_with_its_reason() {
         "already ended"
     );
     assert!(!mark_failed(&st, "j", "nope", "x").unwrap());
-    let l: Ledger = serde_json::from_slice(&st.get(&ledger_key("j", "r")).unwrap()).unwrap();
+    let l: Ledger = doc::get_json(&st, &ledger_key("j", "r")).unwrap().unwrap();
     assert_eq!(
         l.error.as_deref(),
         Some("transform: the run's task panicked: boom")
@@ -259,4 +262,36 @@ fn dry_run_plans_of_release_0_1_read_and_write_the_same_json() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn a_damaged_ledger_is_absent_and_a_damaged_lease_is_no_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = store::LocalStore::new(dir.path());
+    save_ledger(&st, &ledger("good", None, 0)).unwrap();
+    st.put(&ledger_key("j", "bad"), b"{not json").unwrap();
+    assert_eq!(load_ledger(&st, "j", "bad").unwrap(), None);
+    assert_eq!(load_ledger(&st, "j", "missing").unwrap(), None);
+    let all: Vec<String> = ledgers(&st, "j")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.run_id)
+        .collect();
+    assert_eq!(all, ["good"]);
+    // A live lease is read; a damaged or expired one holds nothing.
+    let live = json!({"owner": "o", "job": "j", "run_id": "good",
+        "acquired_at": Utc::now(), "expires_at": Utc::now() + chrono::Duration::seconds(60)});
+    st.put(&layout::lease("j"), live.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(
+        live_lease(&st, "j"),
+        Some(("o".to_string(), Some("good".to_string())))
+    );
+    st.put(&layout::lease("j"), b"[]").unwrap();
+    assert_eq!(live_lease(&st, "j"), None);
+    let expired = json!({"owner": "o", "job": "j", "run_id": null,
+        "acquired_at": Utc::now(), "expires_at": Utc::now() - chrono::Duration::seconds(1)});
+    st.put(&layout::lease("j"), expired.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(live_lease(&st, "j"), None);
 }

@@ -635,7 +635,7 @@ fn when_no_plan_meets_the_deadline_the_fastest_is_chosen() {
 }
 
 #[test]
-fn to_json_carries_every_field() {
+fn a_plan_round_trips_through_serde() {
     let p = plan(
         &workload(10_000),
         &PlannerSettings::default(),
@@ -643,13 +643,14 @@ fn to_json_carries_every_field() {
         &prices(),
     )
     .unwrap();
-    let j = p.to_json();
-    assert_eq!(j["instance_type"], "ml.m5.large");
-    assert_eq!(j["instance_count"], 1);
-    assert_eq!(j["max_payload_mb"], 6);
-    assert_eq!(j["meets_deadline"], true);
-    assert_eq!(j["est_seconds"].as_f64().unwrap(), p.est_seconds);
-    assert_eq!(j["reasons"].as_array().unwrap().len(), p.reasons.len());
+    let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(back, p);
+    assert_eq!(back.instance_type, "ml.m5.large");
+    assert_eq!(back.instance_count, 1);
+    assert_eq!(back.max_payload_mb, 6);
+    assert!(back.meets_deadline);
+    assert_eq!(back.est_seconds, p.est_seconds);
+    assert_eq!(back.reasons.len(), p.reasons.len());
 }
 
 #[test]
