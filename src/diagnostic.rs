@@ -214,37 +214,44 @@ impl<'t> LineIndex<'t> {
         let doc = self.doc.as_ref()?;
         let mut item = doc.as_item();
         let mut best = None;
-        for segment in key.split('.') {
-            let (name, indexes) = match segment.find('[') {
-                Some(i) => (&segment[..i], &segment[i..]),
-                None => (segment, ""),
+        for step in key_steps(key) {
+            let next = match step {
+                Some(KeyStep::Name(n)) => item.get(n),
+                Some(KeyStep::Index(i)) => item.get(i),
+                None => None,
             };
-            if !name.is_empty() {
-                match item.get(name) {
-                    Some(next) => item = next,
-                    None => return best,
-                }
-                best = item
-                    .span()
-                    .map(|s| line_of_offset(self.text, s.start))
-                    .or(best);
-            }
-            for index in indexes.split('[').filter(|s| !s.is_empty()) {
-                let Some(i) = index.trim_end_matches(']').parse::<usize>().ok() else {
-                    return best;
-                };
-                match item.get(i) {
-                    Some(next) => item = next,
-                    None => return best,
-                }
-                best = item
-                    .span()
-                    .map(|s| line_of_offset(self.text, s.start))
-                    .or(best);
-            }
+            let Some(next) = next else { return best };
+            item = next;
+            best = item
+                .span()
+                .map(|s| line_of_offset(self.text, s.start))
+                .or(best);
         }
         best
     }
+}
+
+/// One step down a key path: a table key or an array index.
+enum KeyStep<'k> {
+    Name(&'k str),
+    Index(usize),
+}
+
+/// `a.b[2][0].c` as its steps (`b`, then index 2, then index 0, ...); an index that is not
+/// a number is `None` (the walk stops there).
+fn key_steps(key: &str) -> impl Iterator<Item = Option<KeyStep<'_>>> {
+    key.split('.').flat_map(|segment| {
+        let (name, indexes) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        let name = (!name.is_empty()).then_some(Some(KeyStep::Name(name)));
+        let indexes = indexes
+            .split('[')
+            .filter(|s| !s.is_empty())
+            .map(|ix| ix.trim_end_matches(']').parse().ok().map(KeyStep::Index));
+        name.into_iter().chain(indexes)
+    })
 }
 
 /// The entries of `dir` that `keep` accepts, sorted by path (a folder that cannot be read

@@ -35,7 +35,7 @@ pub(super) fn collect_and_gate(
             .strip_prefix(input_prefix)
             .unwrap_or(&i.key)
             .trim_start_matches('/');
-        let out_key = format!("{output_prefix}/{rel}.out");
+        let out_key = crate::store::layout::transform_output_object(output_prefix, rel);
         let in_rows = st.get(&i.key)?.iter().filter(|b| **b == b'\n').count();
         expected += in_rows;
         let bytes = match st.get(&out_key) {

@@ -53,7 +53,7 @@ pub(super) fn transform_input(r: &mut Run<'_>, input_prefix: &str) -> Result<Ste
         let lo = n * i / parts;
         let hi = n * (i + 1) / parts;
         let buf = encode(&mut frame.slice(lo as i64, hi - lo))?;
-        let key = format!("{input_prefix}/part-{i}.csv");
+        let key = crate::store::layout::transform_input_part(input_prefix, i);
         r.p.store.put(&key, &buf)?;
         files.push(InputFile {
             key,

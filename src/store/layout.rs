@@ -84,6 +84,18 @@ pub fn transform_output(job: &str, run_id: &str) -> String {
     format!("{}/transform-output", run_dir(job, run_id))
 }
 
+/// `<transform-input>/part-<i>.csv`: one part of the transform input (`i` from 0).
+pub fn transform_input_part(input_prefix: &str, i: usize) -> String {
+    format!("{}/part-{i}.csv", input_prefix.trim_end_matches('/'))
+}
+
+/// `<transform-output>/<rel>.out`: what the batch transform writes for the input object at
+/// `<transform-input>/<rel>` (SageMaker's rule: the input's path under the output prefix,
+/// with `.out` appended).
+pub fn transform_output_object(output_prefix: &str, rel: &str) -> String {
+    format!("{}/{rel}.out", output_prefix.trim_end_matches('/'))
+}
+
 /// `runs/<job>/lease.json`: which process runs the job now.
 pub fn lease(job: &str) -> String {
     format!("{}/lease.json", job_runs(job))
@@ -181,6 +193,14 @@ mod tests {
         assert_eq!(
             transform_output("churn", "r1"),
             "runs/churn/r1/transform-output"
+        );
+        assert_eq!(
+            transform_input_part("runs/churn/r1/transform-input/", 3),
+            "runs/churn/r1/transform-input/part-3.csv"
+        );
+        assert_eq!(
+            transform_output_object("runs/churn/r1/transform-output", "part-3.csv"),
+            "runs/churn/r1/transform-output/part-3.csv.out"
         );
         assert_eq!(lease("churn"), "runs/churn/lease.json");
         assert_eq!(schedule_state("churn"), "runs/churn/schedule.json");
