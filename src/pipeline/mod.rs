@@ -26,7 +26,8 @@
 //! Layout: [`ledger`] (the typed `run.json` and its ownership rules), [`record`] (each
 //! step's detail), [`plan`] (the dry run's plan), [`prepare`] (resolving a run), `resume`
 //! (reuse or resume), `steps` (running a step once; `features`, `publish`), `input`,
-//! `transform_step` and `gates` (the other step bodies), [`job`] (job files).
+//! `transform_step` and `gates` (the other step bodies), [`job`] (job files), `observer`
+//! (what a caller sees of a run).
 
 pub mod job;
 pub mod ledger;
@@ -36,11 +37,10 @@ pub mod record;
 
 mod gates;
 mod input;
+mod observer;
 mod resume;
 mod steps;
 mod transform_step;
-
-use std::sync::Arc;
 
 use chrono::Utc;
 
@@ -56,6 +56,7 @@ pub use ledger::{
     ledger_key, ledgers, load_ledger, mark_failed, panic_message, process_owner, reap_orphans,
     Ledger, RunStatus, Step, StepRecord, StepStatus, STALE_UNKNOWN_OWNER,
 };
+pub use observer::{Observer, Quiet};
 pub use plan::RunPlan;
 pub use prepare::{prepare, CloudPrep, Prepared, RunOptions};
 pub use record::{
@@ -117,33 +118,6 @@ impl From<features::FeatureError> for PipelineError {
         PipelineError::Features(Box::new(e))
     }
 }
-
-impl From<crate::source::SourceError> for PipelineError {
-    fn from(e: crate::source::SourceError) -> Self {
-        features::FeatureError::from(e).into()
-    }
-}
-
-/// Things the CLI shows while a run goes.
-pub trait Observer {
-    /// A step starts (`what` says what it does).
-    fn step_started(&self, _step: Step, _what: &str) {}
-    /// A step ended (done or failed).
-    fn step_finished(&self, _record: &StepRecord) {}
-    /// Where the transform reports its progress.
-    fn transform_progress(&self) -> Option<&dyn transform::Progress> {
-        None
-    }
-    /// A flag that, once set, stops the run at the next step boundary (and stops a running
-    /// SageMaker job); the run stays resumable.
-    fn cancel_flag(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
-        None
-    }
-}
-
-/// An observer that shows nothing.
-pub struct Quiet;
-impl Observer for Quiet {}
 
 /// What a run did.
 #[derive(Debug, Clone)]
