@@ -14,6 +14,7 @@ pub mod cli;
 pub mod features;
 pub mod generate;
 pub mod model;
+pub mod names;
 pub mod offline;
 pub mod pipeline;
 pub mod product;
