@@ -48,6 +48,12 @@ impl AsOf {
             })
     }
 
+    /// Parses `YYYY-MM-DD` into the plain date (for clap's `value_parser`, so a bad
+    /// `--as-of` names the form to write).
+    pub fn parse_date(s: &str) -> Result<NaiveDate, AsOfError> {
+        AsOf::parse(s).map(AsOf::date)
+    }
+
     /// The date.
     pub fn date(self) -> NaiveDate {
         self.0
@@ -82,6 +88,12 @@ impl From<NaiveDate> for AsOf {
 impl From<AsOf> for NaiveDate {
     fn from(a: AsOf) -> NaiveDate {
         a.0
+    }
+}
+
+impl PartialEq<NaiveDate> for AsOf {
+    fn eq(&self, other: &NaiveDate) -> bool {
+        self.0 == *other
     }
 }
 
@@ -158,6 +170,9 @@ mod tests {
         assert_eq!(AsOf::from(d("2024-02-29")).to_string(), "2024-02-29");
         assert_eq!(NaiveDate::from(a), d("2024-06-30"));
         assert!(AsOf::parse("2024-06-29").unwrap() < a);
+        assert_eq!(a, d("2024-06-30"));
+        assert_eq!(AsOf::parse_date("2024-06-30").unwrap(), d("2024-06-30"));
+        assert!(AsOf::parse_date("2024-06-31").is_err());
     }
 
     #[test]

@@ -152,6 +152,12 @@ impl PartialEq<&str> for SageMakerName {
     }
 }
 
+impl PartialEq<String> for SageMakerName {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == *other
+    }
+}
+
 impl serde::Serialize for SageMakerName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)

@@ -220,6 +220,8 @@ fn names_convert_compare_and_show_as_their_text() {
     let j: JobName = "churn_weekly".parse().unwrap();
     assert_eq!(j, "churn_weekly");
     assert_eq!("churn_weekly", j);
+    assert_eq!(j, String::from("churn_weekly"));
+    assert_eq!(String::from("churn_weekly"), j);
     assert_eq!(j.to_string(), "churn_weekly");
     assert_eq!(j.as_str(), "churn_weekly");
     assert_eq!(j.len(), 12, "derefs to str");
