@@ -140,19 +140,24 @@ pub struct SageMakerSettings {
     #[serde(default = "default_poll_max")]
     pub max_poll_seconds: f64,
     /// Planner: scored rows per second per vCPU of the model container (default 20000,
-    /// replace with a measured figure).
+    /// replace with a measured figure). `c360 plan --rows-per-second-per-vcpu`.
+    #[serde(default, alias = "throughput_rows_per_vcpu")]
+    pub rows_per_second_per_vcpu: Option<f64>,
+    /// Planner: a run's transform should finish within this (default 1h), written as
+    /// `c360 plan --deadline` takes it: `90m`, `1h30m`, `3600` (seconds).
     #[serde(default)]
-    pub throughput_rows_per_vcpu: Option<f64>,
-    /// Planner: a run's transform should finish within this many minutes (default 60).
-    #[serde(default)]
+    pub deadline: Option<String>,
+    /// The former spelling of `deadline`, in minutes (e.g. 90.0); give one or the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_minutes: Option<f64>,
     /// Planner: the most instances one job may use (SageMaker's cap is 100; your quota may
     /// be lower).
     #[serde(default)]
     pub max_instances: Option<u32>,
     /// Planner: instance types it may choose from (default: every type in the price table).
-    #[serde(default)]
-    pub instance_types: Option<Vec<String>>,
+    /// `c360 plan --allowed-types`.
+    #[serde(default, alias = "instance_types")]
+    pub allowed_types: Option<Vec<String>>,
     /// Planner: a price table replacing the one shipped in `pricing/` (path relative to
     /// c360.toml).
     #[serde(default)]
@@ -173,10 +178,11 @@ impl Default for SageMakerSettings {
             volume_kms_key_id: None,
             poll_seconds: default_poll(),
             max_poll_seconds: default_poll_max(),
-            throughput_rows_per_vcpu: None,
+            rows_per_second_per_vcpu: None,
+            deadline: None,
             deadline_minutes: None,
             max_instances: None,
-            instance_types: None,
+            allowed_types: None,
             prices: None,
             tags: Default::default(),
         }
@@ -202,12 +208,13 @@ fn default_poll_max() -> f64 {
     60.0
 }
 
-/// One problem with the `[aws]` settings: the key and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError {
-    pub key: String,
-    pub reason: String,
-}
+/// One problem with the `[aws]` settings: a [`crate::diagnostic::Diagnostic`] whose file is
+/// `c360.toml` until the project, which knows the file's path and text, names it and places
+/// it on its line.
+pub type SettingError = crate::diagnostic::Diagnostic;
+
+/// The file `[aws]` problems name before the project places them.
+const SETTINGS_FILE: &str = "c360.toml";
 
 fn is_account(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
@@ -276,10 +283,11 @@ impl AwsSettings {
     pub fn validate(&self, s3_in_use: bool) -> Vec<SettingError> {
         let mut errs = Vec::new();
         let mut bad = |key: &str, reason: String| {
-            errs.push(SettingError {
-                key: format!("aws.{key}"),
+            errs.push(SettingError::new(
+                SETTINGS_FILE,
+                format!("aws.{key}"),
                 reason,
-            })
+            ))
         };
         if let Some(r) = &self.region {
             let ok = r.split('-').count() >= 3
@@ -409,13 +417,13 @@ impl AwsSettings {
                 ),
             );
         }
-        if let Some(t) = sm.throughput_rows_per_vcpu {
+        if let Some(t) = sm.rows_per_second_per_vcpu {
             // 0.001 (one row in 17 minutes) to a billion rows a second per vCPU: outside it
             // the planner's arithmetic is meaningless.
             if !(t.is_finite() && (0.001..=1e9).contains(&t)) {
                 bad(
-                    "sagemaker.throughput_rows_per_vcpu",
-                    format!("{t} is out of range: 0.001 to 1e9 rows per second per vCPU"),
+                    "sagemaker.rows_per_second_per_vcpu",
+                    format!("{t} is out of range: 0.001 to 1e9 rows per second per vCPU (rows_per_second_per_vcpu, formerly throughput_rows_per_vcpu)"),
                 );
             }
         }
@@ -425,6 +433,22 @@ impl AwsSettings {
                     "sagemaker.deadline_minutes",
                     format!("{d} is out of range: more than 0, at most 10080 (a week)"),
                 );
+            }
+            if sm.deadline.is_some() {
+                bad(
+                    "sagemaker.deadline_minutes",
+                    "give deadline (e.g. \"90m\") or its former spelling deadline_minutes, not both".into(),
+                );
+            }
+        }
+        if let Some(d) = &sm.deadline {
+            match crate::transform::planner::parse_duration(d) {
+                Err(e) => bad("sagemaker.deadline", e),
+                Ok(t) if t.is_zero() || t.as_secs_f64() > 10_080.0 * 60.0 => bad(
+                    "sagemaker.deadline",
+                    format!("{d:?} is out of range: more than 0, at most a week (168h)"),
+                ),
+                Ok(_) => {}
             }
         }
         if let Some(m) = sm.max_instances {
@@ -445,10 +469,11 @@ impl AwsSettings {
     pub fn validate_for_sagemaker(&self, needs_role: bool) -> Vec<SettingError> {
         let mut errs = Vec::new();
         if needs_role && self.sagemaker.role_arn.is_none() {
-            errs.push(SettingError {
-                key: "aws.sagemaker.role_arn".into(),
-                reason: "creating the SageMaker model needs an execution role: set role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" (or name an existing model with [sagemaker] model_name in model.toml)".into(),
-            });
+            errs.push(SettingError::new(
+                SETTINGS_FILE,
+                "aws.sagemaker.role_arn",
+                "creating the SageMaker model needs an execution role: set role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" (or name an existing model with [sagemaker] model_name in model.toml)",
+            ));
         }
         errs
     }

@@ -49,10 +49,23 @@ pub struct GenSummary {
     pub churners: usize,
 }
 
+/// Why the generator stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
-    #[error("cannot write {path}: {message}")]
-    Write { path: String, message: String },
+    /// A file or folder could not be created, written or renamed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// polars could not build a table or write it as Parquet.
+    #[error("cannot write {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: PolarsError,
+    },
     #[error("invalid generator settings: {0}")]
     Config(String),
 }
@@ -362,18 +375,21 @@ fn ts_opt_column(name: &str, v: Vec<Option<i64>>) -> PolarsResult<Column> {
 }
 
 fn write(df: &mut DataFrame, path: &Path) -> Result<(), GenError> {
-    let werr = |m: String| GenError::Write {
+    let werr = |source| GenError::Write {
         path: path.display().to_string(),
-        message: m,
+        source,
     };
     let tmp = path.with_extension("parquet.tmp");
-    let f = std::fs::File::create(&tmp).map_err(|e| werr(e.to_string()))?;
+    let f = std::fs::File::create(&tmp).map_err(werr)?;
     ParquetWriter::new(f)
         .with_compression(ParquetCompression::Snappy)
         .with_row_group_size(Some(1_000_000))
         .finish(df)
-        .map_err(|e| werr(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))
+        .map_err(|source| GenError::Parquet {
+            path: path.display().to_string(),
+            source,
+        })?;
+    std::fs::rename(&tmp, path).map_err(werr)
 }
 
 /// Generates the four tables as Parquet files in `out`. `progress` is told how many
@@ -416,9 +432,9 @@ pub fn generate(
             cfg.customers
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| GenError::Write {
+    std::fs::create_dir_all(out).map_err(|source| GenError::Write {
         path: out.display().to_string(),
-        message: e.to_string(),
+        source,
     })?;
     const CHUNK: usize = 4096;
     let n_chunks = cfg.customers.div_ceil(CHUNK);
@@ -467,9 +483,9 @@ pub fn generate(
         support_tickets: all.t_id.len(),
         churners: all.churners,
     };
-    let pe = |m: PolarsError| GenError::Write {
+    let pe = |source: PolarsError| GenError::Parquet {
         path: out.display().to_string(),
-        message: m.to_string(),
+        source,
     };
     let a = all;
     let (co, it) = rayon::join(

@@ -11,6 +11,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod diagnostic;
 pub mod features;
 pub mod generate;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod offline;
 pub mod pipeline;
 pub mod product;
 pub mod project;
+pub mod schedule;
 pub mod service;
 pub mod serving;
 pub mod source;

@@ -28,7 +28,8 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ObjectStore, StoreError};
+use crate::store::doc::{self, Document};
+use crate::store::{layout, ObjectStore, StoreError};
 
 /// Rows per part file.
 pub const PART_ROWS: usize = 1_000_000;
@@ -100,12 +101,18 @@ pub struct Manifest {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// The partition of a feature snapshot ([`layout::snapshot_partition`]).
 pub fn partition_prefix(set: &str, version: u32, as_of: NaiveDate) -> String {
-    format!("features/{set}/v{version}/as_of={as_of}")
+    layout::snapshot_partition(set, version, as_of)
 }
 
+/// The manifest of the partition at `prefix` ([`layout::manifest`]).
 pub fn manifest_key(prefix: &str) -> String {
-    format!("{prefix}/_manifest.json")
+    layout::manifest(prefix)
+}
+
+impl Document for Manifest {
+    const WHAT: &'static str = "manifest";
 }
 
 /// The committed manifest of a partition, if any.
@@ -118,15 +125,13 @@ pub fn read_manifest_versioned(
     store: &dyn ObjectStore,
     prefix: &str,
 ) -> Result<Option<(Manifest, String)>> {
-    let key = manifest_key(prefix);
-    match store.get_versioned(&key) {
-        Ok((bytes, version)) => serde_json::from_slice(&bytes)
-            .map(|m| Some((m, version)))
-            .map_err(|e| OfflineError::BadManifest {
-                key,
-                message: e.to_string(),
-            }),
-        Err(StoreError::NotFound { .. }) => Ok(None),
+    match doc::get_json_versioned(store, &manifest_key(prefix)) {
+        Ok(m) => Ok(m),
+        // Callers tell a damaged manifest from a store failure (it is replaced, not trusted).
+        Err(StoreError::Corrupt { key, source, .. }) => Err(OfflineError::BadManifest {
+            key,
+            message: source.to_string(),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -250,7 +255,7 @@ pub fn write_parts(
         let len = PART_ROWS.min(n.saturating_sub(offset));
         let mut part = df.slice(offset as i64, len);
         let name = format!("{dir}/part-{p}.parquet");
-        let key = format!("{prefix}/{name}");
+        let key = layout::partition_file(prefix, &name);
         let t = std::time::Instant::now();
         let bytes = parquet_bytes(&mut part, &key)?;
         let encoded = t.elapsed().as_secs_f64();
@@ -309,10 +314,7 @@ pub fn commit_partition_replacing(
 ) -> Result<Manifest> {
     let written = write_parts(store, prefix, df, &manifest.run_id, on_part)?;
     written.fill(&mut manifest);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| OfflineError::Encode {
-        what: "manifest".into(),
-        message: e.to_string(),
-    })?;
+    let json = doc::encode(&manifest_key(prefix), &manifest)?;
     // The commit point: conditional, so a concurrent build of the same partition that
     // committed first makes this one fail instead of both "winning".
     commit_manifest(store, prefix, &json, previous)?;
@@ -330,7 +332,7 @@ pub fn verify_partition(
 ) -> Result<Option<String>> {
     let mut rows = 0u64;
     for f in &manifest.files {
-        let key = format!("{prefix}/{f}");
+        let key = layout::partition_file(prefix, f);
         let bytes = match store.get(&key) {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => {
@@ -379,7 +381,7 @@ pub fn read_partition(
 ) -> Result<DataFrame> {
     let mut frames = Vec::new();
     for f in &manifest.files {
-        let key = format!("{prefix}/{f}");
+        let key = layout::partition_file(prefix, f);
         let bytes = match store.get(&key) {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => {
@@ -433,21 +435,13 @@ pub fn read_partition(
 
 /// Every committed as-of date of a set version, oldest first.
 pub fn committed_dates(store: &dyn ObjectStore, set: &str, version: u32) -> Result<Vec<NaiveDate>> {
-    let prefix = format!("features/{set}/v{version}");
-    let mut out = Vec::new();
-    for o in store.list(&prefix)? {
-        if let Some(rest) = o.key.strip_suffix("/_manifest.json") {
-            if let Some(d) = rest
-                .rsplit('/')
-                .next()
-                .and_then(|p| p.strip_prefix("as_of="))
-            {
-                if let Ok(d) = d.parse() {
-                    out.push(d);
-                }
-            }
-        }
-    }
+    let mut out: Vec<NaiveDate> = store
+        .list(&layout::snapshot_version(set, version))?
+        .iter()
+        .filter_map(|o| layout::parse_manifest_key(&o.key))
+        .filter(|(v, _)| *v == version)
+        .map(|(_, d)| d)
+        .collect();
     out.sort();
     Ok(out)
 }

@@ -25,7 +25,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::offline::{self, ColumnInfo};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::doc::{self, Current, Decision, Document};
+use crate::store::{layout, ObjectStore, StoreError};
+
+mod columns;
+pub use columns::{product_frame, ScoredRun};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProductError {
@@ -47,6 +51,12 @@ pub enum ProductError {
     },
     #[error("product {product}: {message}")]
     Read { product: String, message: String },
+    #[error("product {product}: cannot write its contract as YAML")]
+    Contract {
+        product: String,
+        #[source]
+        source: yaml_serde::Error,
+    },
 }
 
 pub type Result<T, E = ProductError> = std::result::Result<T, E>;
@@ -134,16 +144,26 @@ pub struct CatalogEntry {
     pub updated_at: DateTime<Utc>,
 }
 
-pub fn product_prefix(name: &str) -> String {
-    format!("products/{name}")
+impl Document for Latest {
+    const WHAT: &'static str = "latest.json";
 }
 
+impl Document for CatalogEntry {
+    const WHAT: &'static str = "catalog entry";
+}
+
+/// Everything of a product ([`layout::product`]).
+pub fn product_prefix(name: &str) -> String {
+    layout::product(name)
+}
+
+/// A published version's partition ([`layout::product_partition`]).
 pub fn partition_prefix(name: &str, major: u32, as_of: NaiveDate) -> String {
-    format!("products/{name}/v{major}/as_of={as_of}")
+    layout::product_partition(name, major, as_of)
 }
 
 fn latest_key(name: &str) -> String {
-    format!("products/{name}/latest.json")
+    layout::product_latest(name)
 }
 
 /// Refuses PII columns.
@@ -312,14 +332,6 @@ fn write_and_commit(
     )?)
 }
 
-/// What `move_latest` found at `latest.json`.
-enum CurrentLatest {
-    Absent,
-    /// Not JSON of a [`Latest`] (the parse error), at this version.
-    Unreadable(String, String),
-    Read(Latest, String),
-}
-
 fn move_latest(
     store: &dyn ObjectStore,
     spec: &ProductSpec,
@@ -329,33 +341,25 @@ fn move_latest(
     // Read, decide, write conditionally on what was read; a concurrent publisher that moved
     // it in between makes us read and decide again, so latest never goes backwards.
     let key = latest_key(&spec.name);
-    for _ in 0..10 {
-        let cur = match store.get_versioned(&key) {
-            Ok((b, v)) => match serde_json::from_slice::<Latest>(&b) {
-                Ok(l) => CurrentLatest::Read(l, v),
-                Err(e) => CurrentLatest::Unreadable(e.to_string(), v),
-            },
-            Err(StoreError::NotFound { .. }) => CurrentLatest::Absent,
-            Err(e) => return Err(e.into()),
-        };
+    let ours = &m.run_id;
+    let moved = doc::update_json(store, &key, 10, |cur: Current<Latest>| {
         // Decide from the manifest committed at the partition now, not from ours: a
         // concurrent publisher of the same date may have replaced it since, and latest.json
         // must describe what the partition holds.
         let committed = offline::read_manifest(store, prefix)?;
-        let ours = &m.run_id;
         let m = committed.as_ref().unwrap_or(m);
-        let (target_prefix, target, version) = match &cur {
-            CurrentLatest::Absent => (prefix.to_string(), m.clone(), None),
-            CurrentLatest::Unreadable(err, v) => {
+        let (target_prefix, target) = match cur {
+            Current::Absent => (prefix.to_string(), m.clone()),
+            Current::Unreadable(err) => {
                 // Rebuilt from the newest committed version (ours included), so it never
                 // moves backwards.
                 let (p, newest) = newest_committed(store, &spec.name)?
                     .unwrap_or_else(|| (prefix.to_string(), m.clone()));
                 tracing::warn!(product = %spec.name, key = %key, error = %err, as_of = %newest.as_of, "latest.json is unreadable; rebuilding it from the newest committed version");
-                (p, newest, Some(v))
+                (p, newest)
             }
-            CurrentLatest::Read(cur, v) => {
-                let disagrees = check_latest(store, &spec.name, cur)?.err();
+            Current::Read(cur) => {
+                let disagrees = check_latest(store, &spec.name, &cur)?.err();
                 if cur.as_of == m.as_of
                     && cur.run_id == m.run_id
                     && cur.path == prefix
@@ -363,18 +367,18 @@ fn move_latest(
                 {
                     // Already names this partition: "moved" when it is our version (a re-run
                     // that redid a damaged partition in place).
-                    return Ok(&m.run_id == ours);
+                    return Ok(Decision::Keep(&m.run_id == ours));
                 }
                 if cur.as_of > m.as_of {
                     if let Some(d) = &disagrees {
                         tracing::warn!(product = %spec.name, key = %key, disagreement = %d, "latest.json disagrees with the manifest it names; re-run the job for {} to repair it", cur.as_of);
                     }
-                    return Ok(false);
+                    return Ok(Decision::Keep(false));
                 }
                 if let Some(d) = &disagrees {
                     tracing::warn!(product = %spec.name, key = %key, disagreement = %d, "latest.json disagrees with the manifest it names; repairing it");
                 }
-                (prefix.to_string(), m.clone(), Some(v))
+                (prefix.to_string(), m.clone())
             }
         };
         let l = Latest {
@@ -384,20 +388,12 @@ fn move_latest(
             committed_at: Utc::now(),
             rows: target.rows,
         };
-        let json = serde_json::to_vec_pretty(&l).map_err(|e| ProductError::Invalid {
-            product: spec.name.clone(),
-            message: e.to_string(),
-        })?;
-        let moved = match version {
-            None => store.put_if_absent(&key, &json)?,
-            Some(v) => store.put_if_version(&key, &json, v)?,
-        };
-        if moved {
-            return Ok(target_prefix == prefix && &target.run_id == ours);
-        }
-        tracing::info!(product = %spec.name, "latest.json moved concurrently; deciding again");
-    }
-    Err(ProductError::Invalid {
+        Ok::<_, ProductError>(Decision::Write(
+            l,
+            target_prefix == prefix && &target.run_id == ours,
+        ))
+    })?;
+    moved.ok_or_else(|| ProductError::Invalid {
         product: spec.name.clone(),
         message: "latest.json kept changing under concurrent publishers; try again".into(),
     })
@@ -500,14 +496,17 @@ pub fn resolve_latest(
     product: &str,
 ) -> Result<Option<(Latest, offline::Manifest)>> {
     let key = latest_key(product);
-    let l: Latest = match store.get(&key) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| ProductError::Read {
-            product: product.into(),
-            message: format!(
-                "{key} is unreadable ({e}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version"
-            ),
-        })?,
-        Err(StoreError::NotFound { .. }) => return Ok(None),
+    let l: Latest = match doc::get_json(store, &key) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(None),
+        Err(StoreError::Corrupt { source: e, .. }) => {
+            return Err(ProductError::Read {
+                product: product.into(),
+                message: format!(
+                    "{key} is unreadable ({e}); re-run the product's job (`c360 run JOB`, any as-of): its publish rebuilds {key} from the newest committed version"
+                ),
+            })
+        }
         Err(e) => return Err(e.into()),
     };
     match check_latest(store, product, &l)? {
@@ -530,19 +529,19 @@ pub fn publish_damage(
     product: &str,
     as_of: NaiveDate,
 ) -> Result<Option<String>> {
-    let contract = format!("products/{product}/contract.yaml");
+    let contract = layout::product_contract(product);
     match store.get(&contract) {
         Ok(_) => {}
         Err(StoreError::NotFound { .. }) => return Ok(Some(format!("{contract} is missing"))),
         Err(e) => return Err(e.into()),
     }
     let key = latest_key(product);
-    let l: Latest = match store.get(&key) {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(l) => l,
-            Err(e) => return Ok(Some(format!("{key} is unreadable: {e}"))),
-        },
-        Err(StoreError::NotFound { .. }) => return Ok(Some(format!("{key} is missing"))),
+    let l: Latest = match doc::get_json(store, &key) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(Some(format!("{key} is missing"))),
+        Err(StoreError::Corrupt { source: e, .. }) => {
+            return Ok(Some(format!("{key} is unreadable: {e}")))
+        }
         Err(e) => return Err(e.into()),
     };
     if l.as_of != as_of {
@@ -560,22 +559,11 @@ pub fn latest(store: &dyn ObjectStore, product: &str) -> Result<Option<Latest>> 
 
 /// Committed as-of dates of a product, oldest first.
 pub fn versions(store: &dyn ObjectStore, product: &str) -> Result<Vec<(u32, NaiveDate)>> {
-    let mut out = Vec::new();
-    for o in store.list(&product_prefix(product))? {
-        let Some(rest) = o.key.strip_suffix("/_manifest.json") else {
-            continue;
-        };
-        let mut it = rest.rsplit('/');
-        let (Some(part), Some(major)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let (Some(d), Some(v)) = (part.strip_prefix("as_of="), major.strip_prefix('v')) else {
-            continue;
-        };
-        if let (Ok(d), Ok(v)) = (d.parse(), v.parse()) {
-            out.push((v, d));
-        }
-    }
+    let mut out: Vec<(u32, NaiveDate)> = store
+        .list(&product_prefix(product))?
+        .iter()
+        .filter_map(|o| layout::parse_manifest_key(&o.key))
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -650,30 +638,32 @@ fn write_catalog(store: &dyn ObjectStore, spec: &ProductSpec, m: &offline::Manif
         owner: spec.owner.clone(),
         description: spec.description.clone(),
         consumers: spec.consumers.clone(),
-        contract: format!("products/{}/contract.yaml", spec.name),
+        contract: layout::product_contract(&spec.name),
         latest: latest_key(&spec.name),
         versions,
         columns: m.schema.clone(),
         updated_at: Utc::now(),
     };
-    let json = serde_json::to_vec_pretty(&entry).map_err(|e| ProductError::Invalid {
-        product: spec.name.clone(),
-        message: e.to_string(),
-    })?;
-    store.put(&format!("catalog/{}.json", spec.name), &json)?;
+    doc::put_json(store, &layout::catalog_entry(&spec.name), &entry)?;
     Ok(())
 }
 
 /// Every catalog entry.
 pub fn list(store: &dyn ObjectStore) -> Result<Vec<CatalogEntry>> {
     let mut out = Vec::new();
-    for o in store.list("catalog")? {
+    for o in store.list(layout::CATALOG)? {
         if !o.key.ends_with(".json") {
             continue;
         }
-        let b = store.get(&o.key)?;
-        if let Ok(e) = serde_json::from_slice::<CatalogEntry>(&b) {
-            out.push(e);
+        // A damaged entry hides one product from the list, not the list: skipped (its
+        // next publish rewrites it).
+        match doc::get_json::<CatalogEntry>(store, &o.key) {
+            Ok(Some(e)) => out.push(e),
+            Ok(None) => {}
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(key = %o.key, error = %e, "skipping an unreadable catalog entry");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -746,12 +736,12 @@ pub fn contract(spec: &ProductSpec) -> Value {
         "tenant": "customer360",
         "description": {
             "purpose": spec.description,
-            "usage": format!("Read the latest version via products/{}/latest.json, or `c360 products get {} CUSTOMER_ID`. Consumers: {}.", spec.name, spec.name, spec.consumers.join(", ")),
+            "usage": format!("Read the latest version via {}, or `c360 products get {} CUSTOMER_ID`. Consumers: {}.", latest_key(&spec.name), spec.name, spec.consumers.join(", ")),
             "limitations": "Scores are model estimates as of the as_of date, not facts. No personal data (e.g. email) is included: join on customer_id inside an authorised system to contact customers.",
         },
         "schema": [{
             "name": spec.name,
-            "physicalName": format!("products/{}/v{}", spec.name, spec.major),
+            "physicalName": layout::product_major(&spec.name, spec.major),
             "logicalType": "object",
             "physicalType": "table",
             "description": spec.description,
@@ -806,73 +796,38 @@ fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
     let yaml = format!(
         "# Open Data Contract Standard v3 contract of the {} data product; written by c360.\n{}",
         spec.name,
-        to_yaml(&contract(spec), 0)
+        contract_yaml(spec)?
     );
-    let key = format!("products/{}/contract.yaml", spec.name);
+    let key = layout::product_contract(&spec.name);
     if store.get(&key).ok().as_deref() != Some(yaml.as_bytes()) {
         store.put(&key, yaml.as_bytes())?;
     }
     Ok(())
 }
 
-/// A minimal YAML emitter for JSON values (strings are JSON-quoted, which YAML accepts).
-pub fn to_yaml(v: &Value, indent: usize) -> String {
-    let pad = " ".repeat(indent);
-    let mut out = String::new();
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m {
-                match val {
-                    Value::Object(o) if !o.is_empty() => {
-                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(val, indent + 2)));
-                    }
-                    Value::Array(a) if !a.is_empty() => {
-                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(val, indent + 2)));
-                    }
-                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(val))),
-                }
-            }
-        }
-        Value::Array(a) => {
-            for item in a {
-                match item {
-                    Value::Object(o) if !o.is_empty() => {
-                        let inner = to_yaml(item, indent + 2);
-                        let inner = inner.trim_start();
-                        out.push_str(&format!("{pad}- {inner}"));
-                    }
-                    Value::Array(x) if !x.is_empty() => {
-                        out.push_str(&format!("{pad}-\n{}", to_yaml(item, indent + 2)));
-                    }
-                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
-                }
-            }
-        }
-        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
-    }
-    out
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Object(_) => "{}".into(),
-        Value::Array(_) => "[]".into(),
-        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
-        other => other.to_string(),
-    }
+/// The ODCS document of [`contract`] as YAML text (by `yaml_serde`).
+///
+/// Errors: [`ProductError::Contract`] if the document cannot be serialized.
+pub fn contract_yaml(spec: &ProductSpec) -> Result<String> {
+    yaml_serde::to_string(&contract(spec)).map_err(|source| ProductError::Contract {
+        product: spec.name.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Values YAML would read as something else (`yes`, `0001`, `x: y`, `# c`, `- a`, `null`,
+    /// multi-line text) round-trip exactly: what a consumer parses is what c360 wrote.
     #[test]
-    fn yaml_emitter_nests_maps_and_lists() {
-        let v = json!({"a": 1, "b": {"c": "x: y", "d": [1, {"e": true, "f": []}]}, "g": []});
-        assert_eq!(
-            to_yaml(&v, 0),
-            "a: 1\nb:\n  c: \"x: y\"\n  d:\n    - 1\n    - e: true\n      f: []\ng: []\n"
-        );
+    fn yaml_round_trips_tricky_scalars() {
+        let v = json!({"a": 1, "b": {"c": "x: y", "d": [1, {"e": true, "f": []}]}, "g": [],
+            "s": ["yes", "no", "0001", "1e3", "# c", "- a", "null", "~", "", "two\nlines", "'q'"]});
+        let text = yaml_serde::to_string(&v).unwrap();
+        let back: Value = yaml_serde::from_str(&text).unwrap();
+        assert_eq!(back, v, "{text}");
     }
 
     #[test]

@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::{self, DefError, DefErrors, FeatureSet};
+mod validate;
+
+pub use validate::{check_job, check_model, ModelIndex, Validation};
+
+use crate::diagnostic::{toml_error, Collector, Diagnostic};
+use crate::features::{self, DefErrors, FeatureSet};
 
 /// `c360.toml`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -248,28 +253,47 @@ pub struct RoleSection {
     pub tags: Vec<String>,
 }
 
+/// Why a project could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
-    #[error("{file}: {key}: {reason}")]
+    /// Every problem of `c360.toml` (`file`), each with its key and, when known, its line.
+    #[error("{}", config_message(file, problems))]
     Config {
         file: String,
-        key: String,
-        reason: String,
+        problems: Vec<Diagnostic>,
     },
     #[error(transparent)]
     Definitions(#[from] DefErrors),
 }
 
-/// The reason of a TOML error. The parser gives no text for some (a carriage return not
-/// followed by a newline, other control characters): say what to look for.
-pub fn toml_reason(e: &toml::de::Error) -> String {
-    match e.message().trim() {
-        "" => "not valid TOML here: look for a control character (e.g. a carriage return \
-               without a newline) and save the file as plain text"
-            .into(),
-        m => m.to_string(),
+impl ProjectError {
+    fn config(file: &str, problem: Diagnostic) -> ProjectError {
+        ProjectError::Config {
+            file: file.to_string(),
+            problems: vec![problem],
+        }
     }
 }
+
+/// One problem as `file: key: reason`; several as a list under the file's name.
+fn config_message(file: &str, problems: &[Diagnostic]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => format!(
+            "{file}: {} problems:\n{}",
+            many.len(),
+            many.iter()
+                .map(|d| match d.line {
+                    Some(n) => format!("  - {}: {} (line {n})", d.key, d.reason),
+                    None => format!("  - {}: {}", d.key, d.reason),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+pub use crate::diagnostic::toml_reason;
 
 /// A loaded project: config with overrides applied, paths resolved.
 #[derive(Debug, Clone)]
@@ -290,38 +314,21 @@ impl Project {
             Some(p) => (p, true),
             None => (PathBuf::from("c360.toml"), false),
         };
-        let (config, config_file) = if file.is_file() {
-            let text = read_definition(&file).map_err(|e| ProjectError::Config {
-                file: file.display().to_string(),
-                key: "(file)".into(),
-                reason: e.to_string(),
+        let name = file.display().to_string();
+        let (config, config_file, text) = if file.is_file() {
+            let text = read_definition(&file).map_err(|e| {
+                ProjectError::config(&name, Diagnostic::new(&name, "(file)", e.to_string()))
             })?;
-            let cfg: Config = toml::from_str(&text).map_err(|e| ProjectError::Config {
-                file: file.display().to_string(),
-                key: e
-                    .span()
-                    .map(|s| {
-                        format!(
-                            "line {}",
-                            text.as_bytes()[..s.start.min(text.len())]
-                                .iter()
-                                .filter(|&&b| b == b'\n')
-                                .count()
-                                + 1
-                        )
-                    })
-                    .unwrap_or_else(|| "(document)".into()),
-                reason: toml_reason(&e),
-            })?;
-            (cfg, Some(file.clone()))
+            let cfg: Config = toml::from_str(&text)
+                .map_err(|e| ProjectError::config(&name, toml_error(&name, &text, &e)))?;
+            (cfg, Some(file.clone()), Some(text))
         } else if must_exist {
-            return Err(ProjectError::Config {
-                file: file.display().to_string(),
-                key: "(file)".into(),
-                reason: "not found".into(),
-            });
+            return Err(ProjectError::config(
+                &name,
+                Diagnostic::new(&name, "(file)", "not found"),
+            ));
         } else {
-            (Config::default(), None)
+            (Config::default(), None, None)
         };
         let root = config_file
             .as_ref()
@@ -339,7 +346,13 @@ impl Project {
         if let Ok(v) = std::env::var("C360_SOURCE") {
             p.config.source.uri = v;
         }
-        p.validate()?;
+        let problems = p.check_config(text.as_deref());
+        if !problems.is_empty() {
+            return Err(ProjectError::Config {
+                file: p.file_name(),
+                problems,
+            });
+        }
         crate::aws::configure(p.config.aws.clone());
         Ok(p)
     }
@@ -351,59 +364,35 @@ impl Project {
             .unwrap_or_else(|| "c360.toml (defaults)".into())
     }
 
-    fn validate(&self) -> Result<(), ProjectError> {
+    /// Every problem of `c360.toml` once loaded (with overrides): the URIs, `[service]`'s
+    /// durations and `[aws]`; `text` (the file's text) places each on its line.
+    fn check_config(&self, text: Option<&str>) -> Vec<Diagnostic> {
+        let mut found = Collector::named(self.file_name(), text);
         for (key, uri) in [
             ("store.uri", &self.config.store.uri),
             ("source.uri", &self.config.source.uri),
         ] {
             if uri.trim().is_empty() {
-                return Err(ProjectError::Config {
-                    file: self.file_name(),
-                    key: key.into(),
-                    reason: "may not be empty".into(),
-                });
-            }
-            if let Some((scheme, _)) = uri.split_once("://") {
+                found.push(key, "may not be empty");
+            } else if let Some((scheme, _)) = uri.split_once("://") {
                 if scheme != "file" && scheme != "s3" {
-                    return Err(ProjectError::Config {
-                        file: self.file_name(),
-                        key: key.into(),
-                        reason: format!(
-                            "unknown scheme {scheme}:// (use a path, file:// or s3://)"
-                        ),
-                    });
+                    found.push(
+                        key,
+                        format!("unknown scheme {scheme}:// (use a path, file:// or s3://)"),
+                    );
                 }
             }
         }
         if let Some(s) = &self.config.service {
-            s.durations().map_err(|reason| ProjectError::Config {
-                file: self.file_name(),
-                key: "[service]".into(),
-                reason,
-            })?;
+            if let Err(reason) = s.durations() {
+                found.push("[service]", reason);
+            }
         }
         let s3 = self.config.store.uri.starts_with("s3://");
-        let errs = self.config.aws.validate(s3);
-        match errs.as_slice() {
-            [] => Ok(()),
-            [e] => Err(ProjectError::Config {
-                file: self.file_name(),
-                key: e.key.clone(),
-                reason: e.reason.clone(),
-            }),
-            many => Err(ProjectError::Config {
-                file: self.file_name(),
-                key: "[aws]".into(),
-                reason: format!(
-                    "{} problems:\n{}",
-                    many.len(),
-                    many.iter()
-                        .map(|e| format!("  - {}: {}", e.key, e.reason))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            }),
+        for e in self.config.aws.validate(s3) {
+            found.push(e.key, e.reason);
         }
+        found.into_vec()
     }
 
     /// The price table file for the planner, when `[aws.sagemaker] prices` names one.
@@ -452,15 +441,6 @@ impl Project {
 
     pub fn feature_sets(&self) -> Result<Vec<FeatureSet>, DefErrors> {
         features::load_sets(&self.features_dir())
-    }
-
-    /// Checks everything that can be checked without reading data; returns every problem.
-    pub fn validate_all(&self) -> Vec<DefError> {
-        let mut errs = Vec::new();
-        if let Err(DefErrors(e)) = self.feature_sets() {
-            errs.extend(e);
-        }
-        errs
     }
 }
 

@@ -1,4 +1,5 @@
-//! Logs (tracing, to stderr) and progress bars for long steps.
+//! Logs (tracing, to stderr), progress bars for long steps, and the process-memory helpers
+//! the load steps log and call between tables (peak resident memory, returning freed memory).
 //!
 //! `C360_LOG` (or `RUST_LOG`) sets the filter, e.g. `C360_LOG=c360=debug`. Progress bars
 //! draw only on a terminal, so scripts and CI logs stay clean.
@@ -54,4 +55,34 @@ pub fn spinner(message: &str) -> ProgressBar {
     pb.set_message(message.to_string());
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
+}
+
+/// The process's peak resident memory so far, in MB (Linux; 0 elsewhere), for debug logs.
+pub fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+/// Hands the allocator's free memory back to the system (glibc keeps what a big step
+/// freed, fragmented, and the next step's allocations then add to it). Called between
+/// the load steps; a few milliseconds.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free pages to the system.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 pub mod features;
 pub mod models;
 pub mod plan;
+pub mod products;
 pub mod run;
 pub mod score;
 pub mod serve;
@@ -291,7 +292,7 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
     };
     println!(
         "2/2 running job {} as of {} (features, batch transform, gates, publish)",
-        job.def.name, a.as_of
+        job.name, a.as_of
     );
     let opts = crate::pipeline::RunOptions {
         as_of: Some(a.as_of),
@@ -299,9 +300,9 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
         store: Some(store_dir.display().to_string()),
         ..Default::default()
     };
-    let report = run::run_job(&project, &job.def.name, &opts)?;
+    let report = run::run_job(&project, &job.name, &opts)?;
     let st = crate::store::open(&report.store_uri)?;
-    let product = job.def.product.name.clone();
+    let product = job.product.name.clone();
     let (latest, df) = crate::product::read_latest(st.as_ref(), &product)?;
     println!();
     println!(
@@ -365,188 +366,19 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
     );
     println!(
         "    c360 run {} --as-of 2024-09-29 --source {} --store {}",
-        job.def.name,
+        job.name,
         data.display(),
         store_dir.display()
     );
     Ok(())
 }
 
+/// `c360 validate`: prints [`Project::validate_all`]: a summary, or every problem (exit 3).
 fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     let project = Project::load(config)?;
-    let mut errs = project.validate_all();
-    // `[service]` (and the tokens variable) exactly as `c360 serve` would take them.
-    if let Err(e) = crate::service::ServiceConfig::from_project(&project, None) {
-        errs.push(crate::features::DefError {
-            file: project
-                .config_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "c360.toml".into()),
-            key: "service".into(),
-            reason: e.to_string(),
-        });
-    }
-    // The planner's price table (the embedded one, or `[aws.sagemaker] prices`): it must load,
-    // and every pinned instance type must be in it.
-    let config_file = project
-        .config_file
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "c360.toml".into());
-    let prices = match crate::transform::planner::load_prices(project.prices_file().as_deref()) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            errs.push(crate::features::DefError {
-                file: config_file.clone(),
-                key: "aws.sagemaker.prices".into(),
-                reason: e.to_string(),
-            });
-            None
-        }
-    };
-    // Cross-checks run over the sets that did load; a set whose file is broken is reported
-    // once (above), not again by everything that refers to it.
-    let (sets, _, sets_broken) = crate::features::load_sets_partial(&project.features_dir());
-    // Models: each spec parses, its artifact loads, and its features exist.
-    let mut models = Vec::new();
-    let mut broken_models = Vec::new();
-    let mut clv_models = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(project.models_dir()) {
-        let mut dirs: Vec<_> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        for d in dirs {
-            let spec_file = d.join(crate::model::SPEC_FILE);
-            let err = |key: &str, reason: String| crate::features::DefError {
-                file: spec_file.display().to_string(),
-                key: key.into(),
-                reason,
-            };
-            let dir_name = d
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            // CLV models (kind = "bg_nbd" / "gamma_gamma") have no artifact to load.
-            if let Some((ok, e)) = models::validate_clv(&d, &sets, sets_broken) {
-                errs.extend(e);
-                if ok {
-                    clv_models.push(dir_name.clone());
-                    models.push(dir_name)
-                } else {
-                    broken_models.push(dir_name)
-                }
-                continue;
-            }
-            match crate::model::load(&d) {
-                Err(e) => {
-                    errs.push(err("(model)", e.to_string()));
-                    broken_models.push(dir_name);
-                }
-                Ok(m) => {
-                    if let Some(spec) = &m.spec {
-                        let mut unknown_set = false;
-                        for (name, version) in &spec.feature_sets {
-                            match sets.iter().find(|s| &s.name == name) {
-                                None => {
-                                    unknown_set = true;
-                                    if !sets_broken {
-                                        errs.push(err("feature_sets", format!("no feature set {name} under features/")));
-                                    }
-                                }
-                                Some(s) if s.version != *version => errs.push(err(
-                                    "feature_sets",
-                                    format!("trained on {name} v{version}, but features/{name}.toml is v{}", s.version),
-                                )),
-                                Some(_) => {}
-                            }
-                        }
-                        for (i, f) in spec.features.iter().enumerate() {
-                            let found = sets
-                                .iter()
-                                .filter(|s| spec.feature_sets.iter().any(|(n, _)| n == &s.name))
-                                .any(|s| s.outputs().iter().any(|o| &o.name == f));
-                            // A feature of a set that did not load is not checked further.
-                            if !found && !unknown_set {
-                                errs.push(err(
-                                    &format!("features[{i}]"),
-                                    format!("{f} is not an output of the model's feature sets"),
-                                ));
-                            }
-                            let text = sets.iter().any(|s| {
-                                s.outputs()
-                                    .iter()
-                                    .any(|o| &o.name == f && o.ty == crate::features::expr::Ty::Str)
-                            });
-                            if text {
-                                errs.push(err(
-                                    &format!("features[{i}]"),
-                                    format!("{f} is text; a text/csv XGBoost model takes numbers (encode it as a numeric feature)"),
-                                ));
-                            }
-                        }
-                    }
-                    models.push(dir_name);
-                }
-            }
-        }
-    }
-    // Jobs: each parses and names an existing model.
-    let (jobs, job_errs) = crate::pipeline::job::load_all(&project.jobs_dir());
-    errs.extend(job_errs);
-    for j in &jobs {
-        // A product may never include PII, judged by lineage (see features::lineage).
-        for (i, reason) in crate::features::lineage::pii_includes(&j.def.product.include, &sets) {
-            errs.push(crate::features::DefError {
-                file: j.file.display().to_string(),
-                key: format!("product.include[{i}]"),
-                reason,
-            });
-        }
-        if let (Some(t), Some(prices)) = (&j.def.transform.instance_type, &prices) {
-            if prices.get(t).is_none() {
-                errs.push(crate::features::DefError {
-                    file: j.file.display().to_string(),
-                    key: "transform.instance_type".into(),
-                    reason: format!(
-                        "{:?} is not a transform instance type of the price table (e.g. {})",
-                        t.escape_debug().to_string(),
-                        prices
-                            .types()
-                            .into_iter()
-                            .take(6)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
-        }
-        if broken_models.contains(&j.def.model) {
-            continue; // reported with the model
-        }
-        if clv_models.contains(&j.def.model) {
-            errs.push(crate::features::DefError {
-                file: j.file.display().to_string(),
-                key: "model".into(),
-                reason: format!("{} is a customer lifetime value model (fitted by `c360 models fit`); a job scores an XGBoost model", j.def.model),
-            });
-            continue;
-        }
-        if !models.contains(&j.def.model) {
-            errs.push(crate::features::DefError {
-                file: j.file.display().to_string(),
-                key: "model".into(),
-                reason: format!(
-                    "no model {} under models/ (models: {})",
-                    j.def.model,
-                    models.join(", ")
-                ),
-            });
-        }
-    }
-    if errs.is_empty() {
+    let v = project.validate_all();
+    let names = |it: &mut dyn Iterator<Item = &str>| it.collect::<Vec<_>>().join(", ");
+    if v.problems.is_empty() {
         println!(
             "ok: {} ({} feature set(s): {}; {} model(s): {}; {} job(s): {})",
             project
@@ -554,30 +386,18 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into()),
-            sets.len(),
-            sets.iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            models.len(),
-            models.join(", "),
-            jobs.len(),
-            jobs.iter()
-                .map(|j| j.def.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            v.sets.len(),
+            names(&mut v.sets.iter().map(|s| s.name.as_str())),
+            v.models.len(),
+            v.models.join(", "),
+            v.jobs.len(),
+            names(&mut v.jobs.iter().map(|j| j.name.as_str())),
         );
         return Ok(());
     }
+    let lines: Vec<String> = v.problems.iter().map(|e| format!("  {e}")).collect();
     Err(Failure {
         code: exit::INVALID_DEFINITION,
-        error: anyhow::anyhow!(
-            "{} problem(s):\n{}",
-            errs.len(),
-            errs.iter()
-                .map(|e| format!("  {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
+        error: anyhow::anyhow!("{} problem(s):\n{}", lines.len(), lines.join("\n")),
     })
 }

@@ -373,11 +373,7 @@ pub fn validate_clv(
 ) -> Option<(bool, Vec<DefError>)> {
     let res = btyd::read_clv_dir(dir)?;
     let file = dir.join(crate::model::SPEC_FILE).display().to_string();
-    let err = |key: &str, reason: String| DefError {
-        file: file.clone(),
-        key: key.into(),
-        reason,
-    };
+    let err = |key: &str, reason: String| DefError::new(file.clone(), key, reason);
     let (spec, fitted): (ClvSpec, Option<Fitted>) = match res {
         Err(e) => return Some((false, vec![err("(model)", e.to_string())])),
         Ok(v) => v,
@@ -385,10 +381,10 @@ pub fn validate_clv(
     let mut errs = Vec::new();
     if let Some(f) = fitted {
         if f.feature_set != spec.feature_set || f.feature_set_version != spec.feature_set_version {
-            errs.push(DefError {
-                file: dir.join(btyd::FITTED_FILE).display().to_string(),
-                key: "feature_set".into(),
-                reason: format!(
+            errs.push(DefError::new(
+                dir.join(btyd::FITTED_FILE).display().to_string(),
+                "feature_set",
+                format!(
                     "fitted on {} v{}, but model.toml says {} v{}: re-fit with `c360 models fit {} --as-of DATE`",
                     f.feature_set,
                     f.feature_set_version,
@@ -396,7 +392,7 @@ pub fn validate_clv(
                     spec.feature_set_version,
                     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
                 ),
-            });
+            ));
         }
     }
     match sets.iter().find(|s| s.name == spec.feature_set) {

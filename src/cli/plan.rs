@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{exit, Failure};
 use crate::transform::planner::{
-    self, format_bytes, format_count, format_duration, format_usd, Pins, Plan, PlanError,
-    PlannerSettings, Workload,
+    self, format_bytes, format_count, format_duration, format_usd, parse_duration, Pins, Plan,
+    PlanError, PlannerSettings, Workload,
 };
 
 const EXAMPLES: &str = "\
@@ -20,20 +20,20 @@ Examples:
   c360 plan --rows 100M --deadline 20m --compare-default
 
   # A slower model (measure yours: rows scored per second per vCPU), a 2 GiB model, JSON out
-  c360 plan --rows 50M --bytes 30GB --model-bytes 2GiB --throughput 2000 --json
+  c360 plan --rows 50M --bytes 30GB --model-bytes 2GiB --rows-per-second-per-vcpu 2000 --json
 
   # What a job's pins cost: two ml.c5.4xlarge, 8 parts
   c360 plan --rows 100M --instance-type ml.c5.4xlarge --instance-count 2 --parts 8
 
 The estimate: wall time = start-up (--startup, billed on every instance) + the busiest
-instance's rows / (--throughput x the workers it keeps busy); cost = instances x price per
+instance's rows / (--rows-per-second-per-vcpu x the workers it keeps busy); cost = instances x price per
 hour x wall time. SageMaker spreads input objects, not records, over instances, so parts
 are a multiple of the instance count. The plan is the cheapest that meets --deadline
 (ties: fewer instances, then the smaller type); if none does, the fastest.
 
 Prices: the embedded table (pricing/sagemaker-transform-us-east-1.toml, on-demand us-east-1,
-from third-party tables, unverified) or --prices FILE of the same shape. --throughput
-defaults to a conservative guess for the built-in XGBoost container on CSV: replace it with
+from third-party tables, unverified) or --prices FILE of the same shape.
+--rows-per-second-per-vcpu (formerly --throughput) defaults to a conservative guess for the built-in XGBoost container on CSV: replace it with
 a figure measured on your model.
 
 Sizes take units: 250, 64MiB, 30GB, 2GiB. Counts: 10000000, 10M, 250k. Durations: 90s,
@@ -60,9 +60,10 @@ pub struct PlanArgs {
     /// The job must finish within this, start-up included.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     pub deadline: Duration,
-    /// Rows per second one vCPU of the model container scores (measure it on your model).
-    #[arg(long, value_name = "ROWS_PER_SEC_PER_VCPU", default_value_t = planner::DEFAULT_ROWS_PER_SECOND_PER_VCPU, value_parser = parse_throughput)]
-    pub throughput: f64,
+    /// Rows per second one vCPU of the model container scores (measure it on your model;
+    /// `[aws.sagemaker] rows_per_second_per_vcpu` for runs). Formerly --throughput.
+    #[arg(long, alias = "throughput", value_name = "ROWS_PER_SEC_PER_VCPU", default_value_t = planner::DEFAULT_ROWS_PER_SECOND_PER_VCPU, value_parser = parse_throughput)]
+    pub rows_per_second_per_vcpu: f64,
     /// Instance provisioning plus container start, billed on every instance.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "7m")]
     pub startup: Duration,
@@ -106,7 +107,7 @@ pub fn run(a: PlanArgs) -> Result<(), Failure> {
         model_bytes: a.model_bytes,
     };
     let s = PlannerSettings {
-        rows_per_second_per_vcpu: a.throughput,
+        rows_per_second_per_vcpu: a.rows_per_second_per_vcpu,
         deadline: a.deadline,
         startup_seconds: a.startup.as_secs_f64(),
         max_instances: a.max_instances,
@@ -292,7 +293,7 @@ fn parse_rows(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
-/// `--throughput`: rows per second per vCPU, more than 0 and at most 10^9.
+/// `--rows-per-second-per-vcpu`: rows per second per vCPU, more than 0 and at most 10^9.
 fn parse_throughput(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x > 0.0 && x <= 1e9 => Ok(x),
@@ -361,40 +362,6 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(v as u64)
-}
-
-/// A duration: `90s`, `30m`, `1h`, `1h30m`, `2.5h`, or bare seconds (`3600`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let bad = || format!("{s:?} is not a duration (e.g. 90s, 30m, 1h, 1h30m)");
-    if t.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    let mut total = 0.0;
-    let mut num = String::new();
-    for c in t.chars() {
-        match c {
-            '0'..='9' | '.' => num.push(c),
-            'h' | 'm' | 's' => {
-                let x: f64 = num.parse().map_err(|_| bad())?;
-                total += x * match c {
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    _ => 1.0,
-                };
-                num.clear();
-            }
-            ' ' => {}
-            _ => return Err(bad()),
-        }
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
-//! `c360 run` and `c360 products`.
+//! `c360 run`: runs a job with step lines and progress bars, or prints its plan
+//! (`--dry-run`). The `products` commands live in [`super::products`].
 
 use std::path::Path;
 
-use clap::Subcommand;
 use indicatif::ProgressBar;
 
 use super::Failure;
-use crate::pipeline::{self, Observer, RunOptions, StepRecord};
-use crate::product;
+use crate::pipeline::{self, Observer, RunOptions, Step, StepRecord};
 use crate::project::Project;
+use crate::transform::planner::Plan;
+
+pub use super::products::{products, ProductsCmd};
 
 /// `c360 run`
 #[derive(Debug, clap::Args)]
@@ -61,9 +63,9 @@ impl crate::transform::Progress for TransformBar {
 }
 
 impl Observer for Ui {
-    fn step_started(&self, name: &str, what: &str) {
+    fn step_started(&self, name: Step, what: &str) {
         self.pb.set_message(format!("{name}: {what}"));
-        if name == "transform" {
+        if name == Step::Transform {
             self.transform.0.reset();
             self.transform.0.set_length(0);
         }
@@ -103,9 +105,13 @@ pub fn run_job(
 
 pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
     let project = Project::load(config)?;
+    // clap only lets `local` and `sagemaker` through; the parse cannot fail.
+    let backend = a.backend.as_deref().map(str::parse).transpose().map_err(
+        |e: crate::transform::UnknownBackend| pipeline::PipelineError::Definition(e.to_string()),
+    )?;
     let opts = RunOptions {
         as_of: a.as_of,
-        backend: a.backend,
+        backend,
         dry_run: a.dry_run,
         source: a.source,
         store: a.store,
@@ -120,31 +126,17 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
             "{}",
             serde_json::to_string_pretty(&report.plan).unwrap_or_default()
         );
-        let t = &report.plan["transform"];
-        if t["plan"].is_object() {
-            use crate::transform::planner::{format_duration, format_usd};
-            let line = |p: &serde_json::Value| {
-                format!(
-                    "{} x {}, {} input part(s), MaxConcurrentTransforms {}, MaxPayloadInMB {}: about {}, {}",
-                    p["instance_count"],
-                    p["instance_type"].as_str().unwrap_or("?"),
-                    p["parts"],
-                    p["max_concurrent_transforms"],
-                    p["max_payload_mb"],
-                    format_duration(p["est_seconds"].as_f64().unwrap_or(0.0)),
-                    format_usd(p["est_cost_usd"].as_f64().unwrap_or(0.0)),
-                )
-            };
+        let t = &report.plan.transform;
+        if let (Some(chosen), Some(default)) = (&t.plan, &t.default_plan) {
             println!();
             println!(
                 "SageMaker plan for {} rows (from {}):",
-                t["plan"]["rows"],
-                t["plan"]["rows_from"].as_str().unwrap_or("?")
+                chosen.rows, chosen.rows_from
             );
-            println!("  chosen:  {}", line(&t["plan"]));
-            println!("  default: {}", line(&t["default_plan"]));
-            for r in t["plan"]["reasons"].as_array().into_iter().flatten() {
-                println!("  - {}", r.as_str().unwrap_or_default());
+            println!("  chosen:  {}", plan_line(&chosen.plan));
+            println!("  default: {}", plan_line(default));
+            for r in &chosen.plan.reasons {
+                println!("  - {r}");
             }
         }
         return Ok(());
@@ -161,11 +153,11 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
     if let Some(s) = &report.summary {
         println!(
             "  product {} -> {}/{} ({} rows){}",
-            s["product"].as_str().unwrap_or(""),
+            s.product,
             report.store_uri,
-            s["partition"].as_str().unwrap_or(""),
-            s["rows"],
-            if s["latest_moved"].as_bool() == Some(false) {
+            s.partition,
+            s.rows,
+            if !s.latest_moved {
                 " (latest not moved: a newer version exists)"
             } else {
                 ""
@@ -180,113 +172,17 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ProductsCmd {
-    /// List the published data products.
-    List {
-        #[arg(long)]
-        store: Option<String>,
-    },
-    /// Show a product: owner, contract, versions, latest statistics.
-    Show {
-        product: String,
-        #[arg(long)]
-        store: Option<String>,
-    },
-    /// One customer's row of the latest version, as JSON.
-    Get {
-        product: String,
-        customer_id: String,
-        #[arg(long)]
-        store: Option<String>,
-    },
-}
-
-pub fn products(config: Option<&Path>, cmd: ProductsCmd) -> Result<(), Failure> {
-    let project = Project::load(config)?;
-    let open =
-        |s: &Option<String>| crate::store::open(&s.clone().unwrap_or_else(|| project.store_uri()));
-    match cmd {
-        ProductsCmd::List { store } => {
-            let st = open(&store)?;
-            let list = product::list(st.as_ref())?;
-            if list.is_empty() {
-                println!(
-                    "no products in {} yet (publish one with `c360 run JOB`)",
-                    st.uri()
-                );
-            }
-            println!(
-                "{:<28} {:<14} {:<12} {:>9}  owner",
-                "product", "domain", "latest", "versions"
-            );
-            for e in list {
-                let latest = product::latest(st.as_ref(), &e.name)?
-                    .map(|l| l.as_of.to_string())
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<28} {:<14} {:<12} {:>9}  {}",
-                    e.name,
-                    e.domain,
-                    latest,
-                    e.versions.len(),
-                    e.owner
-                );
-            }
-            Ok(())
-        }
-        ProductsCmd::Show {
-            product: name,
-            store,
-        } => {
-            let st = open(&store)?;
-            let entry = product::list(st.as_ref())?
-                .into_iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| product::ProductError::NotFound(name.clone()))?;
-            println!(
-                "{}  ({} domain, owner {})",
-                entry.name, entry.domain, entry.owner
-            );
-            println!("{}", entry.description);
-            println!("consumers: {}", entry.consumers.join(", "));
-            println!("contract:  {}/{}", st.uri(), entry.contract);
-            println!(
-                "versions:  {}",
-                entry
-                    .versions
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            if let Some((l, m)) = product::resolve_latest(st.as_ref(), &name)? {
-                println!(
-                    "latest:    {} ({} rows, run {}, committed {})",
-                    l.as_of, l.rows, l.run_id, l.committed_at
-                );
-                if let Some(s) = m.extra.get("score_statistics") {
-                    println!(
-                        "scores:    {}",
-                        serde_json::to_string(s).unwrap_or_default()
-                    );
-                }
-            }
-            println!("columns:");
-            for c in entry.columns {
-                println!("  {:<20} {}", c.name, c.dtype);
-            }
-            Ok(())
-        }
-        ProductsCmd::Get {
-            product: name,
-            customer_id,
-            store,
-        } => {
-            let st = open(&store)?;
-            let row = product::get_customer(st.as_ref(), &name, &customer_id)?;
-            println!("{}", serde_json::to_string_pretty(&row).unwrap_or_default());
-            Ok(())
-        }
-    }
+/// One line of a SageMaker plan: instances, parts, settings, time and cost.
+fn plan_line(p: &Plan) -> String {
+    use crate::transform::planner::{format_duration, format_usd};
+    format!(
+        "{} x {}, {} input part(s), MaxConcurrentTransforms {}, MaxPayloadInMB {}: about {}, {}",
+        p.instance_count,
+        p.instance_type,
+        p.parts,
+        p.max_concurrent_transforms,
+        p.max_payload_mb,
+        format_duration(p.est_seconds),
+        format_usd(p.est_cost_usd),
+    )
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::model;
-use crate::serving::{self, ExecutionParameters, ServeConfig, MB};
+use crate::serving::{self, ExecutionParameters, ServeConfig};
+use crate::store::MIB;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -95,7 +96,7 @@ pub fn run(args: ServeModelArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
     let mut params = ExecutionParameters::for_this_machine();
     params.max_payload_in_mb = args.max_payload_mb;
-    let mut max_body = (u64::from(args.max_payload_mb) * MB) as usize + 64 * 1024;
+    let mut max_body = (u64::from(args.max_payload_mb) * MIB) as usize + 64 * 1024;
     if let Ok(v) = std::env::var("MAX_CONTENT_LENGTH") {
         max_body = v
             .trim()

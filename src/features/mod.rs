@@ -1,11 +1,14 @@
-//! Features: the definition language (`def`, `expr`), its compilation to polars plans
-//! (`compile`), and the two ways to compute them: a point-in-time snapshot of every
-//! customer, and a training set over a spine of `(customer_id, as_of)` rows with labels.
+//! Features: the definition language (`def`, `expr`, and `rows` for what names mean in a
+//! row expression), its compilation to polars plans (`compile`), and the two ways to
+//! compute them: a point-in-time snapshot of every customer (here), and a training set over
+//! a spine of `(customer_id, as_of)` rows with labels (`training_set`).
 
 pub mod compile;
 pub mod def;
 pub mod expr;
 pub mod lineage;
+pub mod rows;
+mod training_set;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -14,9 +17,11 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 pub use def::{DefError, DefErrors, FeatureSet};
+pub use training_set::{read_spine, training_set};
 
 use crate::offline::{self, Manifest};
 use crate::source::{self, Source, SourceError, Table};
+use crate::telemetry::{peak_rss_mb, release_free_memory};
 
 /// Errors of computing features.
 #[derive(Debug, thiserror::Error)]
@@ -43,21 +48,7 @@ pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
 
 /// Loads every `*.toml` under `dir`, reporting all definition errors together.
 pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {
-    let mut files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect(),
-        Err(e) => {
-            return Err(DefErrors(vec![DefError {
-                file: dir.display().to_string(),
-                key: "(folder)".into(),
-                reason: format!("cannot read the feature folder: {e}"),
-            }]))
-        }
-    };
-    files.sort();
-    let (sets, errors) = load_each(&files);
+    let (sets, errors, _) = load_sets_partial(dir);
     if !errors.is_empty() {
         return Err(DefErrors(errors));
     }
@@ -68,39 +59,18 @@ pub fn load_sets(dir: &Path) -> Result<Vec<FeatureSet>, DefErrors> {
 /// others, and whether any file failed (so that checks of what refers to sets can tell "no
 /// such set" from "its file is broken, already reported").
 pub fn load_sets_partial(dir: &Path) -> (Vec<FeatureSet>, Vec<DefError>, bool) {
-    let files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(rd) => {
-            let mut f: Vec<_> = rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            f.sort();
-            f
-        }
-        Err(e) => {
-            let err = DefError {
-                file: dir.display().to_string(),
-                key: "(folder)".into(),
-                reason: format!("cannot read the feature folder: {e}"),
-            };
-            return (Vec::new(), vec![err], true);
-        }
-    };
-    let (sets, errors) = load_each(&files);
+    if let Err(e) = std::fs::read_dir(dir) {
+        let err = DefError::new(
+            dir.display().to_string(),
+            "(folder)",
+            format!("cannot read the feature folder: {e}"),
+        );
+        return (Vec::new(), vec![err], true);
+    }
+    let (sets, errors) =
+        crate::diagnostic::load_folder(dir, "toml", |f| def::load(f).map_err(|e| e.0));
     let broken = !errors.is_empty();
     (sets, errors, broken)
-}
-
-fn load_each(files: &[std::path::PathBuf]) -> (Vec<FeatureSet>, Vec<DefError>) {
-    let mut sets = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match def::load(f) {
-            Ok(s) => sets.push(s),
-            Err(DefErrors(e)) => errors.extend(e),
-        }
-    }
-    (sets, errors)
 }
 
 /// Finds one set by name.
@@ -132,36 +102,6 @@ impl Loaded {
     }
 }
 
-/// The process's peak resident memory so far, in MB (Linux; 0 elsewhere), for debug logs.
-pub fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
-}
-
-/// Hands the allocator's free memory back to the system (glibc keeps what a big step
-/// freed, fragmented, and the next step's allocations then add to it). Called between
-/// the load steps; a few milliseconds.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only returns free pages to the system.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
-
 /// Reads and checks every table `set` needs (plus `also`), customers first.
 pub fn load_tables(set: &FeatureSet, src: &Source, also: &[&'static str]) -> Result<Loaded> {
     load_tables_at(set, src, also, None)
@@ -188,7 +128,7 @@ pub fn load_tables_at(
         set.extra_columns.get("customers").unwrap_or(&empty),
     )?;
     let t = std::time::Instant::now();
-    customers.materialize()?;
+    customers.collect()?;
     let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
     customers.add_customer_key()?;
@@ -236,7 +176,7 @@ pub fn load_tables_at(
                 continue;
             }
         }
-        t.materialize()?;
+        t.collect()?;
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
         // The check gave every row its integer customer key: keep only the columns the
@@ -396,248 +336,6 @@ pub fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
     LazyFrame::collect_all_with_engine(vec![lf.logical_plan], Engine::Streaming, opts)?
         .pop()
         .ok_or_else(|| PolarsError::ComputeError("a feature plan returned no frame".into()))
-}
-
-/// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
-pub fn read_spine(path: &Path) -> Result<DataFrame> {
-    let p = path.display().to_string();
-    let serr = |m: String| FeatureError::Spine {
-        path: p.clone(),
-        message: m,
-    };
-    let pl_path = PlRefPath::new(p.clone());
-    let lf = if path.extension().is_some_and(|e| e == "csv") {
-        LazyCsvReader::new(pl_path)
-            .with_has_header(true)
-            .with_try_parse_dates(true)
-            .finish()
-    } else {
-        LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
-    }
-    .map_err(|e| serr(format!("cannot read: {e}")))?;
-    let df = lf
-        .collect()
-        .map_err(|e| serr(format!("cannot read: {e}")))?;
-    for c in ["customer_id", "as_of"] {
-        if df.column(c).is_err() {
-            return Err(serr(format!(
-                "missing column {c} (a spine has customer_id and as_of columns; found {})",
-                df.get_column_names()
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
-    let id = df.column("customer_id").map_err(|e| serr(e.to_string()))?;
-    let id = match id.dtype() {
-        DataType::String => id.clone(),
-        d if d.is_integer() => id
-            .cast(&DataType::String)
-            .map_err(|e| serr(e.to_string()))?,
-        d => {
-            return Err(serr(format!(
-                "customer_id has type {d}; expected text or integers"
-            )))
-        }
-    };
-    let as_of = df.column("as_of").map_err(|e| serr(e.to_string()))?;
-    let day = match as_of.dtype() {
-        DataType::Date => as_of.cast(&DataType::Int32),
-        DataType::Datetime(_, _) => as_of
-            .cast(&DataType::Date)
-            .and_then(|c| c.cast(&DataType::Int32)),
-        DataType::String => as_of
-            .as_materialized_series()
-            .str()
-            .map_err(|e| serr(e.to_string()))?
-            .as_date(Some("%Y-%m-%d"), false)
-            .map(|c| c.into_series().into_column())
-            .and_then(|c| c.cast(&DataType::Int32)),
-        d => {
-            return Err(serr(format!(
-                "as_of has type {d}; expected dates (YYYY-MM-DD)"
-            )))
-        }
-    }
-    .map_err(|e| serr(format!("as_of: {e}")))?;
-    let out = DataFrame::new_infer_height(vec![
-        id.with_name("customer_id".into()),
-        day.with_name(compile::AS_OF.into()),
-    ])
-    .map_err(|e| serr(e.to_string()))?;
-    let nulls = out
-        .column("customer_id")
-        .map(|c| c.null_count())
-        .unwrap_or(0)
-        + out
-            .column(compile::AS_OF)
-            .map(|c| c.null_count())
-            .unwrap_or(0);
-    if nulls > 0 {
-        return Err(serr(format!(
-            "{nulls} row(s) have a null or unparsable customer_id or as_of (dates are YYYY-MM-DD)"
-        )));
-    }
-    Ok(out)
-}
-
-/// A training set: each spine row's features as of its own date, plus the label.
-pub fn training_set(
-    set: &FeatureSet,
-    loaded: &Loaded,
-    spine: &DataFrame,
-    spine_name: &str,
-    label: Option<&str>,
-) -> Result<DataFrame> {
-    let perr = perr(set);
-    let label = match label {
-        Some(l) => Some(set.label(l).ok_or_else(|| FeatureError::Label {
-            label: l.into(),
-            message: format!(
-                "not defined in feature set {} (labels: {})",
-                set.name,
-                set.labels.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })?),
-        None => None,
-    };
-    let customers = loaded
-        .tables
-        .get("customers")
-        .ok_or_else(|| customers_missing(set))?;
-    // Every spine row must name a customer signed up by its date.
-    let bad = spine
-        .clone()
-        .lazy()
-        .join(
-            customers
-                .frame
-                .clone()
-                .select([col("customer_id"), col("signup_ts")]),
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .filter(
-            col("signup_ts")
-                .is_null()
-                .or(col("signup_ts").gt(col(compile::AS_OF))),
-        )
-        .collect()
-        .map_err(&perr)?;
-    if bad.height() > 0 {
-        let id = bad
-            .column("customer_id")
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        let day = bad
-            .column(compile::AS_OF)
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .and_then(|v| v.extract::<i32>())
-            .map(source::date_of_day)
-            .map(|d| d.to_string())
-            .unwrap_or_default();
-        return Err(FeatureError::Spine {
-            path: spine_name.into(),
-            message: format!(
-                "{} row(s) name a customer that is unknown or not yet signed up on the row's as_of; example: customer_id={id}, as_of={day}",
-                bad.height()
-            ),
-        });
-    }
-    // Labels need the data to reach as_of + horizon.
-    if let Some(l) = label {
-        let t = loaded
-            .tables
-            .get(l.table.name)
-            .ok_or_else(|| FeatureError::Label {
-                label: l.name.clone(),
-                message: format!("table {} not loaded", l.table.name),
-            })?;
-        let max_day = t
-            .frame
-            .clone()
-            .select([col(l.table.ts).max()])
-            .collect()
-            .map_err(&perr)?
-            .column(l.table.ts)
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .and_then(|v| v.extract::<i32>());
-        let latest = spine
-            .column(compile::AS_OF)
-            .ok()
-            .and_then(|c| c.as_materialized_series().max::<i32>().ok().flatten());
-        if let (Some(latest), Some(max_day)) = (latest, max_day) {
-            if latest + l.horizon_days as i32 > max_day {
-                return Err(FeatureError::Label {
-                    label: l.name.clone(),
-                    message: format!(
-                        "needs data up to {} (as_of {} + {} days), but {} ends on {}; use an earlier as_of or wait for the data",
-                        source::date_of_day(latest + l.horizon_days as i32),
-                        source::date_of_day(latest),
-                        l.horizon_days,
-                        l.table.name,
-                        source::date_of_day(max_day)
-                    ),
-                });
-            }
-        } else if latest.is_some() {
-            return Err(FeatureError::Label {
-                label: l.name.clone(),
-                message: format!(
-                    "table {} has no rows, so the label cannot be known",
-                    l.table.name
-                ),
-            });
-        }
-    }
-    let inputs = loaded.inputs();
-    // Population scores per distinct date, for quantile features only.
-    let quant = compile::quantile_features(set);
-    let population = if quant.is_empty() {
-        None
-    } else {
-        let dates = spine
-            .column(compile::AS_OF)
-            .map_err(&perr)?
-            .as_materialized_series()
-            .unique()
-            .map_err(&perr)?;
-        let dates: Vec<i32> = dates.i32().map_err(&perr)?.into_no_null_iter().collect();
-        let mut parts = Vec::new();
-        for d in dates {
-            let mut cols = vec![col(source::CUSTOMER_KEY), lit(d).alias(compile::AS_OF)];
-            cols.extend(quant.iter().map(|q| col(q.as_str())));
-            let lf = compile::plan(
-                set,
-                &inputs,
-                &compile::Mode::Snapshot(d),
-                Some(&quant),
-                None,
-                None,
-                &compile::joined,
-            )?
-            .select(cols);
-            parts.push(lf);
-        }
-        Some(concat(parts, UnionArgs::default()).map_err(&perr)?)
-    };
-    let lf = compile::plan(
-        set,
-        &inputs,
-        &compile::Mode::Spine(Box::new(spine.clone().lazy())),
-        None,
-        label,
-        population,
-        &compile::joined,
-    )?;
-    lf.collect().map_err(perr)
 }
 
 /// What `build_snapshot` did.

@@ -68,6 +68,9 @@ pub enum ModelError {
         key: String,
         reason: String,
     },
+    /// Every problem of a `model.toml`, each with its key and line.
+    #[error(transparent)]
+    Spec(#[from] crate::diagnostic::Diagnostics),
     #[error(transparent)]
     Xgb(#[from] XgbError),
     #[error("{dir}: no model found: {reason}")]
@@ -187,6 +190,160 @@ pub struct ModelSpec {
     pub risk_bands: Vec<RiskBand>,
 }
 
+/// The model's feature sets and versions (`feature_set` + `feature_set_version`, or
+/// `feature_sets`); empty when they are not given right (the problems are recorded).
+fn feature_sets(
+    raw: &ModelSpecFile,
+    errs: &mut crate::diagnostic::Collector,
+) -> Vec<(String, u32)> {
+    let mut sets: Vec<(String, u32)> = Vec::new();
+    match (&raw.feature_set, raw.feature_set_version, raw.feature_sets.is_empty()) {
+        (Some(s), Some(v), true) => sets.push((s.clone(), v)),
+        (None, None, false) => sets.extend(raw.feature_sets.iter().map(|(k, v)| (k.clone(), *v))),
+        (Some(_), None, true) => errs.push(
+            "feature_set_version",
+            "say which version of the feature set the model was trained on",
+        ),
+        _ => errs.push(
+            "feature_set",
+            "name the model's feature set: feature_set = \"NAME\" with feature_set_version = N, or feature_sets = { NAME = N, ... }",
+        ),
+    }
+    let before = sets.len();
+    sets.retain(|(name, version)| {
+        // `feature_sets = { NAME = N }` names the key itself; `feature_set` the single one.
+        let (set_key, version_key) = if raw.feature_sets.is_empty() {
+            ("feature_set".to_string(), "feature_set_version".to_string())
+        } else {
+            let k = format!("feature_sets.{name}");
+            (k.clone(), k)
+        };
+        if !is_identifier(name) {
+            errs.push(set_key, format!("{name:?} is not a feature set name"));
+            return false;
+        }
+        if *version == 0 {
+            errs.push(version_key, "versions start at 1");
+            return false;
+        }
+        true
+    });
+    if sets.len() != before {
+        sets.clear();
+    }
+    sets
+}
+
+/// `features`: at least one, each a column name, none twice.
+fn check_features(features: &[String], errs: &mut crate::diagnostic::Collector) {
+    if features.is_empty() {
+        errs.push("features", "list at least one feature column");
+    }
+    let mut seen = HashSet::new();
+    for (i, f) in features.iter().enumerate() {
+        if !is_identifier(f) {
+            errs.push(
+                format!("features[{i}]"),
+                format!("{f:?} is not a column name"),
+            );
+        } else if !seen.insert(f.as_str()) {
+            errs.push(format!("features[{i}]"), format!("{f:?} is listed twice"));
+        }
+    }
+}
+
+/// `[sagemaker]`: an image with a `model.tar.gz`, or an existing model's name.
+fn sagemaker_model(
+    s: SageMakerFile,
+    errs: &mut crate::diagnostic::Collector,
+) -> Option<SageMakerModel> {
+    match (s.image, s.model_data, s.model_name) {
+        (Some(image), Some(model_data), None) => {
+            let mut ok = true;
+            if !model_data.starts_with("s3://") {
+                errs.push(
+                    "sagemaker.model_data",
+                    format!("{model_data:?} must be an s3:// URI of a model.tar.gz"),
+                );
+                ok = false;
+            }
+            if image.trim().is_empty() {
+                errs.push("sagemaker.image", "empty image URI");
+                ok = false;
+            }
+            ok.then_some(SageMakerModel::Create { image, model_data })
+        }
+        (None, None, Some(model_name)) => {
+            let ok = !model_name.is_empty()
+                && model_name.len() <= 63
+                && model_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !model_name.starts_with('-')
+                && !model_name.ends_with('-');
+            if !ok {
+                errs.push(
+                    "sagemaker.model_name",
+                    format!(
+                        "{model_name:?} is not a SageMaker model name (1-63 letters, digits, hyphens)"
+                    ),
+                );
+                return None;
+            }
+            Some(SageMakerModel::Existing { model_name })
+        }
+        _ => {
+            errs.push(
+                "sagemaker",
+                "give either `image` and `model_data`, or `model_name` alone",
+            );
+            None
+        }
+    }
+}
+
+/// `[[risk_bands]]`: named, distinct, `below` increasing, only the last one open.
+fn risk_bands(bands: Vec<RiskBandFile>, errs: &mut crate::diagnostic::Collector) -> Vec<RiskBand> {
+    let mut out = Vec::with_capacity(bands.len());
+    let mut names = HashSet::new();
+    let mut last: Option<f64> = None;
+    let n = bands.len();
+    for (i, b) in bands.into_iter().enumerate() {
+        let key = format!("risk_bands[{i}]");
+        if !is_identifier(&b.name) {
+            errs.push(
+                format!("{key}.name"),
+                format!("{:?} is not a band name", b.name),
+            );
+        } else if !names.insert(b.name.clone()) {
+            errs.push(format!("{key}.name"), format!("{:?} is used twice", b.name));
+        }
+        match b.below {
+            None if i + 1 != n => errs.push(
+                format!("{key}.below"),
+                "only the last band may omit `below`",
+            ),
+            Some(v) if !v.is_finite() => {
+                errs.push(format!("{key}.below"), format!("{v} is not finite"))
+            }
+            Some(v) if last.is_some_and(|l| v <= l) => errs.push(
+                format!("{key}.below"),
+                format!(
+                    "{v} must be greater than the previous band's {}",
+                    last.unwrap_or_default()
+                ),
+            ),
+            Some(v) => last = Some(v),
+            None => {}
+        }
+        out.push(RiskBand {
+            name: b.name,
+            below: b.below,
+        });
+    }
+    out
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -209,88 +366,52 @@ impl ModelSpec {
             file: file.display().to_string(),
             reason: e.to_string(),
         })?;
-        ModelSpec::validate(raw, file)
+        ModelSpec::check(raw, file, Some(text)).map_err(ModelError::Spec)
     }
 
-    /// Checks a parsed spec: pure, no I/O.
+    /// Checks a parsed spec: pure, no I/O. Every problem is reported
+    /// ([`ModelError::Spec`]), without lines (see [`ModelSpec::check`]).
     pub fn validate(raw: ModelSpecFile, file: &Path) -> Result<ModelSpec, ModelError> {
-        let invalid = |key: &str, reason: String| ModelError::Invalid {
-            file: file.display().to_string(),
-            key: key.to_string(),
-            reason,
-        };
+        ModelSpec::check(raw, file, None).map_err(ModelError::Spec)
+    }
+
+    /// Checks a parsed spec (pure, no I/O): every problem, each placed on its line of `text`
+    /// (the file's text) when it is given.
+    pub fn check(
+        raw: ModelSpecFile,
+        file: &Path,
+        text: Option<&str>,
+    ) -> Result<ModelSpec, crate::diagnostic::Diagnostics> {
+        let mut errs = crate::diagnostic::Collector::new(file, text);
         if let Some(k) = raw.kind.as_deref().filter(|k| *k != "xgboost") {
-            return Err(invalid(
+            errs.push(
                 "kind",
                 format!("{k:?}: use xgboost (or leave it out), bg_nbd or gamma_gamma"),
-            ));
+            );
         }
-        let mut sets: Vec<(String, u32)> = Vec::new();
-        match (&raw.feature_set, raw.feature_set_version, raw.feature_sets.is_empty()) {
-            (Some(s), Some(v), true) => sets.push((s.clone(), v)),
-            (None, None, false) => sets.extend(raw.feature_sets.iter().map(|(k, v)| (k.clone(), *v))),
-            (Some(_), None, true) => {
-                return Err(invalid("feature_set_version", "say which version of the feature set the model was trained on".into()))
-            }
-            _ => {
-                return Err(invalid(
-                    "feature_set",
-                    "name the model's feature set: feature_set = \"NAME\" with feature_set_version = N, or feature_sets = { NAME = N, ... }".into(),
-                ))
-            }
-        }
-        for (name, version) in &sets {
-            if !is_identifier(name) {
-                return Err(invalid(
-                    "feature_set",
-                    format!("{name:?} is not a feature set name"),
-                ));
-            }
-            if *version == 0 {
-                return Err(invalid("feature_set_version", "versions start at 1".into()));
-            }
-        }
-        if raw.features.is_empty() {
-            return Err(invalid(
-                "features",
-                "list at least one feature column".into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (i, f) in raw.features.iter().enumerate() {
-            if !is_identifier(f) {
-                return Err(invalid(
-                    &format!("features[{i}]"),
-                    format!("{f:?} is not a column name"),
-                ));
-            }
-            if !seen.insert(f.as_str()) {
-                return Err(invalid(
-                    &format!("features[{i}]"),
-                    format!("{f:?} is listed twice"),
-                ));
-            }
-        }
+        let sets = feature_sets(&raw, &mut errs);
+        check_features(&raw.features, &mut errs);
         let ct = raw.content_type.split(';').next().unwrap_or("").trim();
         if !ct.eq_ignore_ascii_case("text/csv") {
-            return Err(invalid(
+            errs.push(
                 "content_type",
                 format!(
                     "{:?} is not supported; XGBoost models take \"text/csv\"",
                     raw.content_type
                 ),
-            ));
+            );
         }
-        let objective = Objective::parse(&raw.objective).ok_or_else(|| {
-            invalid(
+        let objective = Objective::parse(&raw.objective);
+        if objective.is_none() {
+            errs.push(
                 "objective",
                 format!(
                     "{:?} is not supported (one of: {})",
                     raw.objective,
                     Objective::NAMES.join(", ")
                 ),
-            )
-        })?;
+            );
+        }
         let ap = Path::new(&raw.artifact.path);
         if raw.artifact.path.is_empty()
             || ap.is_absolute()
@@ -298,103 +419,20 @@ impl ModelSpec {
                 .components()
                 .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(invalid(
+            errs.push(
                 "artifact.path",
                 format!(
                     "{:?} must be a relative path inside the model directory",
                     raw.artifact.path
                 ),
-            ));
+            );
         }
-        let sagemaker = match raw.sagemaker {
-            None => None,
-            Some(s) => Some(match (s.image, s.model_data, s.model_name) {
-                (Some(image), Some(model_data), None) => {
-                    if !model_data.starts_with("s3://") {
-                        return Err(invalid(
-                            "sagemaker.model_data",
-                            format!("{model_data:?} must be an s3:// URI of a model.tar.gz"),
-                        ));
-                    }
-                    if image.trim().is_empty() {
-                        return Err(invalid("sagemaker.image", "empty image URI".into()));
-                    }
-                    SageMakerModel::Create { image, model_data }
-                }
-                (None, None, Some(model_name)) => {
-                    let ok = !model_name.is_empty()
-                        && model_name.len() <= 63
-                        && model_name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !model_name.starts_with('-')
-                        && !model_name.ends_with('-');
-                    if !ok {
-                        return Err(invalid(
-                            "sagemaker.model_name",
-                            format!(
-                                "{model_name:?} is not a SageMaker model name (1-63 letters, digits, hyphens)"
-                            ),
-                        ));
-                    }
-                    SageMakerModel::Existing { model_name }
-                }
-                _ => {
-                    return Err(invalid(
-                        "sagemaker",
-                        "give either `image` and `model_data`, or `model_name` alone".into(),
-                    ))
-                }
-            }),
+        let sagemaker = raw.sagemaker.and_then(|s| sagemaker_model(s, &mut errs));
+        let risk_bands = risk_bands(raw.risk_bands, &mut errs);
+        let objective = match objective {
+            Some(o) if errs.is_empty() && !sets.is_empty() => o,
+            _ => return Err(crate::diagnostic::Diagnostics(errs.into_vec())),
         };
-        let mut risk_bands = Vec::with_capacity(raw.risk_bands.len());
-        let mut names = HashSet::new();
-        let mut last: Option<f64> = None;
-        let n = raw.risk_bands.len();
-        for (i, b) in raw.risk_bands.into_iter().enumerate() {
-            let key = format!("risk_bands[{i}]");
-            if !is_identifier(&b.name) {
-                return Err(invalid(
-                    &format!("{key}.name"),
-                    format!("{:?} is not a band name", b.name),
-                ));
-            }
-            if !names.insert(b.name.clone()) {
-                return Err(invalid(
-                    &format!("{key}.name"),
-                    format!("{:?} is used twice", b.name),
-                ));
-            }
-            match b.below {
-                None if i + 1 != n => {
-                    return Err(invalid(
-                        &format!("{key}.below"),
-                        "only the last band may omit `below`".into(),
-                    ))
-                }
-                Some(v) if !v.is_finite() => {
-                    return Err(invalid(
-                        &format!("{key}.below"),
-                        format!("{v} is not finite"),
-                    ))
-                }
-                Some(v) if last.is_some_and(|l| v <= l) => {
-                    return Err(invalid(
-                        &format!("{key}.below"),
-                        format!(
-                            "{v} must be greater than the previous band's {}",
-                            last.unwrap_or_default()
-                        ),
-                    ))
-                }
-                Some(v) => last = Some(v),
-                None => {}
-            }
-            risk_bands.push(RiskBand {
-                name: b.name,
-                below: b.below,
-            });
-        }
         let dir = file.parent().unwrap_or(Path::new("."));
         Ok(ModelSpec {
             file: file.to_path_buf(),
@@ -579,6 +617,28 @@ name = "high"
 
     fn parse(s: &str) -> Result<ModelSpec, ModelError> {
         ModelSpec::parse(s, Path::new("models/churn/model.toml"))
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = SPEC
+            .replace("feature_set_version = 2", "feature_set_version = 0")
+            .replace("features = [\"a\", \"b\"]", "features = [\"a\", \"a\"]")
+            .replace("model_name = \"churn-v2\"", "model_name = \"-churn\"");
+        let Err(ModelError::Spec(found)) = parse(&text) else {
+            panic!("three problems expected");
+        };
+        let got: Vec<(&str, Option<usize>)> =
+            found.0.iter().map(|d| (d.key.as_str(), d.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("feature_set_version", Some(3)),
+                ("features[1]", Some(4)),
+                ("sagemaker.model_name", Some(9)),
+            ]
+        );
+        assert!(found.to_string().contains("(line 9)"), "{found}");
     }
 
     #[test]

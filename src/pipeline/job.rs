@@ -1,11 +1,14 @@
-//! Job definitions: `jobs/<name>.toml`, parsed then validated (purely) into a [`Job`].
+//! Job definitions: `jobs/<name>.toml`, parsed ([`JobFile`], only here) then validated
+//! (purely, every problem with its line) into a [`Job`] of typed fields.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::features::DefError;
+use crate::diagnostic::{toml_error, Collector, Diagnostic};
+use crate::schedule::CronSchedule;
+use crate::transform::planner::Pins;
 
 /// A job file as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -104,16 +107,22 @@ fn score() -> String {
 }
 
 /// `[transform]`: pins for the batch transform (unset = planned).
+///
+/// Serialized (for the definition hash) with the fields in their historical order and
+/// names, so that run ids stay as they were.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformFile {
-    /// How many input part files to write.
-    pub parts: Option<u32>,
-    pub instance_type: Option<String>,
-    pub instance_count: Option<u32>,
-    pub max_payload_mb: Option<u32>,
-    pub max_concurrent_transforms: Option<u32>,
-    pub invocation_timeout_secs: Option<u32>,
+    /// What the planner would otherwise choose: type, count, parts, concurrency, payload.
+    #[serde(flatten)]
+    pub pins: Pins,
+    /// Seconds one invocation may take (SageMaker's InvocationsTimeoutInSeconds), 1 to 3600.
+    #[serde(
+        rename(serialize = "invocation_timeout_secs"),
+        alias = "invocation_timeout_secs"
+    )]
+    pub invocation_timeout_seconds: Option<u32>,
+    /// Retries of a failed invocation, 0 to 3.
     pub invocation_max_retries: Option<u32>,
 }
 
@@ -192,12 +201,44 @@ impl AsOfRule {
     }
 }
 
-/// A validated job.
+impl std::fmt::Display for AsOfRule {
+    /// The rule as written in a job file (`yesterday`, `last_month_end`, `2024-01-31`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsOfRule::Today => f.write_str("today"),
+            AsOfRule::Yesterday => f.write_str("yesterday"),
+            AsOfRule::LastMonthEnd => f.write_str("last_month_end"),
+            AsOfRule::LastSunday => f.write_str("last_sunday"),
+            AsOfRule::Fixed(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// A validated job: the job file's settings, parsed into their types.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// The job file (`jobs/<name>.toml`).
     pub file: PathBuf,
-    pub def: JobFile,
+    /// The job's name (also its ledger folder).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// When it runs (`schedule` in `timezone`).
+    pub schedule: CronSchedule,
+    /// Which as-of date a run scores.
     pub as_of: AsOfRule,
+    /// What the scheduler does with fires missed while it was down.
+    pub catch_up: CatchUp,
+    /// The model folder under models/.
+    pub model: String,
+    /// `local` or `sagemaker`.
+    pub backend: String,
+    /// The data product it publishes.
+    pub product: ProductFile,
+    /// Pins for the batch transform.
+    pub transform: TransformFile,
+    /// Checks before publishing.
+    pub gates: GatesFile,
     /// `sha256:` of the canonical definition.
     pub hash: String,
 }
@@ -210,110 +251,106 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Parses a cron expression as people write it: 5 fields (minute hour day-of-month month
-/// day-of-week), or 6 with seconds first; the same parser the scheduler uses.
-pub fn check_cron(s: &str) -> Result<(), String> {
-    use croner::parser::{CronParser, Seconds, Year};
-    let fields = s.split_whitespace().count();
-    if fields != 5 && fields != 6 {
-        return Err(format!(
-            "{s:?} has {fields} fields; write minute hour day-of-month month day-of-week (optionally seconds first)"
-        ));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
-        .parse(s)
-        .map(|_| ())
-        .map_err(|e| format!("{s:?}: {e}"))
+/// Loads and validates one job file: every problem of the file, each with its key and line.
+pub fn load(path: &Path) -> Result<Job, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let text = crate::project::read_definition(path).map_err(|e| {
+        vec![Diagnostic::new(
+            &file,
+            "(file)",
+            format!("cannot read: {e}"),
+        )]
+    })?;
+    let def: JobFile = toml::from_str(&text).map_err(|e| vec![toml_error(&file, &text, &e)])?;
+    validate(def, path, &text)
 }
 
-/// Loads and validates one job file.
-pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
-    let file = path.display().to_string();
-    let err = |key: &str, reason: String| DefError {
-        file: file.clone(),
-        key: key.into(),
-        reason,
-    };
-    let text = crate::project::read_definition(path)
-        .map_err(|e| vec![err("(file)", format!("cannot read: {e}"))])?;
-    let def: JobFile = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| {
-                format!(
-                    "line {}",
-                    text.as_bytes()[..s.start.min(text.len())]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count()
-                        + 1
-                )
-            })
-            .unwrap_or_else(|| "(document)".into());
-        vec![err(&line, crate::project::toml_reason(&e))]
-    })?;
-    let mut errs = Vec::new();
+/// Checks a parsed job file (pure): `text` places each problem on its line.
+pub fn validate(def: JobFile, path: &Path, text: &str) -> Result<Job, Vec<Diagnostic>> {
+    let mut errs = Collector::new(path, Some(text));
     if !valid_name(&def.name) {
-        errs.push(err(
+        errs.push(
             "name",
             format!(
                 "{:?}: lowercase letters, digits, '-' and '_', up to 48",
                 def.name
             ),
-        ));
+        );
     }
     if path.file_stem().and_then(|s| s.to_str()) != Some(def.name.as_str()) {
-        errs.push(err(
+        errs.push(
             "name",
             format!(
                 "the job is named {:?}: name its file {}.toml",
                 def.name, def.name
             ),
-        ));
+        );
     }
-    if let Err(e) = check_cron(&def.schedule) {
-        errs.push(err("schedule", e));
-    }
-    if <chrono_tz::Tz as std::str::FromStr>::from_str(&def.timezone).is_err() {
-        errs.push(err(
-            "timezone",
-            format!(
-                "{:?} is not an IANA time zone (e.g. UTC, Europe/Berlin)",
-                def.timezone
-            ),
-        ));
+    // Both keys are checked, so that a bad zone is reported with a bad expression.
+    let schedule = CronSchedule::parse(&def.schedule, &def.timezone);
+    if let Err(e) = &schedule {
+        errs.push(e.key(), e.to_string());
+        if e.key() == "schedule" {
+            if let Err(tz) = CronSchedule::parse("0 0 * * *", &def.timezone) {
+                errs.push(tz.key(), tz.to_string());
+            }
+        }
     }
     let as_of = AsOfRule::parse(&def.as_of);
     if as_of.is_none() {
-        errs.push(err(
+        errs.push(
             "as_of",
             format!(
                 "{:?}: use yesterday, today, last_month_end, last_sunday or YYYY-MM-DD",
                 def.as_of
             ),
-        ));
+        );
     }
     if def.backend != "local" && def.backend != "sagemaker" {
-        errs.push(err(
+        errs.push(
             "backend",
             format!("{:?}: use local or sagemaker", def.backend),
-        ));
+        );
     }
     if !valid_name(&def.product.name) {
-        errs.push(err(
+        errs.push(
             "product.name",
             format!("{:?} is not a valid product name", def.product.name),
-        ));
+        );
     }
     if def.product.major == 0 {
-        errs.push(err("product.major", "versions start at 1".into()));
+        errs.push("product.major", "versions start at 1");
     }
     // PII in product.include is refused by lineage where the feature sets are known
     // (`features::lineage::pii_includes`, from `c360 validate` and every run).
-    let g = &def.gates;
+    check_gates(&def.gates, &mut errs);
+    check_transform(&def.transform, &mut errs);
+    let (Ok(schedule), Some(as_of), true) = (schedule, as_of, errs.is_empty()) else {
+        return Err(errs.into_vec());
+    };
+    let hash = {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_vec(&def).unwrap_or_default();
+        format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
+    };
+    Ok(Job {
+        file: path.to_path_buf(),
+        name: def.name,
+        description: def.description,
+        schedule,
+        as_of,
+        catch_up: def.catch_up,
+        model: def.model,
+        backend: def.backend,
+        product: def.product,
+        transform: def.transform,
+        gates: def.gates,
+        hash,
+    })
+}
+
+/// `[gates]`: finite bounds, in order.
+fn check_gates(g: &GatesFile, errs: &mut Collector) {
     // NaN compares false with everything: a NaN bound would silently switch its gate off.
     for (key, v) in [
         ("gates.min_score", Some(g.min_score)),
@@ -322,102 +359,73 @@ pub fn load(path: &Path) -> Result<Job, Vec<DefError>> {
     ] {
         if let Some(v) = v {
             if !v.is_finite() {
-                errs.push(err(key, format!("{v} is not a finite number")));
+                errs.push(key, format!("{v} is not a finite number"));
             }
         }
     }
     if g.max_mean_shift.is_some_and(|m| m < 0.0) {
-        errs.push(err("gates.max_mean_shift", "must be 0 or more".into()));
+        errs.push("gates.max_mean_shift", "must be 0 or more");
     }
     if g.min_score > g.max_score {
-        errs.push(err(
-            "gates.min_score",
-            "must not exceed gates.max_score".into(),
-        ));
+        errs.push("gates.min_score", "must not exceed gates.max_score");
     }
-    if let Some(p) = def.transform.parts {
-        if p == 0 || p > 10_000 {
-            errs.push(err("transform.parts", "between 1 and 10000".into()));
+}
+
+/// `[transform]`: SageMaker's ranges.
+fn check_transform(t: &TransformFile, errs: &mut Collector) {
+    let p = &t.pins;
+    if let Some(n) = p.parts {
+        if n == 0 || n > 10_000 {
+            errs.push("transform.parts", "between 1 and 10000");
         }
     }
-    let t = &def.transform;
-    if let Some(mb) = t.max_payload_mb {
+    if let Some(mb) = p.max_payload_mb {
         if mb == 0 || mb > 100 {
-            errs.push(err(
+            errs.push(
                 "transform.max_payload_mb",
-                "between 1 and 100 (SageMaker's MaxPayloadInMB)".into(),
-            ));
+                "between 1 and 100 (SageMaker's MaxPayloadInMB)",
+            );
         }
-        if let Some(c) = t.max_concurrent_transforms {
+        if let Some(c) = p.max_concurrent_transforms {
             if u64::from(c) * u64::from(mb) > 100 {
-                errs.push(err(
+                errs.push(
                     "transform.max_concurrent_transforms",
                     format!("{c} x max_payload_mb {mb} is over SageMaker's limit of 100 (MaxConcurrentTransforms x MaxPayloadInMB)"),
-                ));
+                );
             }
         }
     }
-    if let Some(n) = t.instance_count {
+    if let Some(n) = p.instance_count {
         if !(1..=100).contains(&n) {
-            errs.push(err(
+            errs.push(
                 "transform.instance_count",
                 format!("{n} is out of range: 1 to 100 (SageMaker's InstanceCount)"),
-            ));
+            );
         }
     }
-    if let Some(c) = t.max_concurrent_transforms {
+    if let Some(c) = p.max_concurrent_transforms {
         if c > 100 {
-            errs.push(err(
+            errs.push(
                 "transform.max_concurrent_transforms",
                 format!("{c} is out of range: 0 (as the model says) to 100"),
-            ));
+            );
         }
     }
     if let Some(r) = t.invocation_max_retries {
         if r > 3 {
-            errs.push(err("transform.invocation_max_retries", "0 to 3".into()));
+            errs.push("transform.invocation_max_retries", "0 to 3");
         }
     }
-    if let Some(s) = t.invocation_timeout_secs {
+    if let Some(s) = t.invocation_timeout_seconds {
         if !(1..=3600).contains(&s) {
-            errs.push(err("transform.invocation_timeout_secs", "1 to 3600".into()));
+            errs.push("transform.invocation_timeout_seconds", "1 to 3600");
         }
     }
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    let hash = {
-        use sha2::{Digest, Sha256};
-        let canonical = serde_json::to_vec(&def).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
-    };
-    Ok(Job {
-        file: path.to_path_buf(),
-        as_of: as_of.unwrap_or(AsOfRule::Yesterday),
-        def,
-        hash,
-    })
 }
 
-/// Every job under `dir`.
-pub fn load_all(dir: &Path) -> (Vec<Job>, Vec<DefError>) {
-    let mut jobs = Vec::new();
-    let mut errs = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return (jobs, errs);
-    };
-    let mut files: Vec<_> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    for f in files {
-        match load(&f) {
-            Ok(j) => jobs.push(j),
-            Err(e) => errs.extend(e),
-        }
-    }
-    (jobs, errs)
+/// Every job under `dir`, and every problem of the files that did not load.
+pub fn load_all(dir: &Path) -> (Vec<Job>, Vec<Diagnostic>) {
+    crate::diagnostic::load_folder(dir, "toml", load)
 }
 
 #[cfg(test)]
@@ -442,12 +450,55 @@ mod tests {
         assert_eq!(AsOfRule::parse("next_week"), None);
     }
 
+    const JOB: &str = "name = \"j\"\nschedule = \"0 6 1 * *\"\nmodel = \"m\"\n[product]\nname = \"p\"\ndomain = \"d\"\nowner = \"o\"\ndescription = \"x\"\n";
+
+    fn parse(text: &str) -> Result<Job, Vec<Diagnostic>> {
+        let def: JobFile =
+            toml::from_str(text).map_err(|e| vec![toml_error("j.toml", text, &e)])?;
+        validate(def, Path::new("jobs/j.toml"), text)
+    }
+
     #[test]
-    fn cron_shape() {
-        assert!(check_cron("0 6 * * MON").is_ok());
-        assert!(check_cron("*/5 0 6 * * 1-5").is_ok());
-        assert!(check_cron("0 6 * *").is_err());
-        assert!(check_cron("0 6 * * $").is_err());
-        assert!(check_cron("61 6 * * MON").is_err(), "minute out of range");
+    fn transform_keys_keep_their_serialized_names_and_old_spellings() {
+        let t: TransformFile = toml::from_str(
+            "parts = 2\ninstance_type = \"ml.m5.xlarge\"\ninvocation_timeout_secs = 30\n",
+        )
+        .unwrap();
+        assert_eq!(t.pins.parts, Some(2));
+        assert_eq!(t.invocation_timeout_seconds, Some(30));
+        let t: TransformFile = toml::from_str("invocation_timeout_seconds = 31\n").unwrap();
+        assert_eq!(t.invocation_timeout_seconds, Some(31));
+        // The definition hash reads this JSON: the historical names, in the historical order.
+        assert_eq!(
+            serde_json::to_string(&TransformFile::default()).unwrap(),
+            "{\"parts\":null,\"instance_type\":null,\"instance_count\":null,\"max_payload_mb\":null,\"max_concurrent_transforms\":null,\"invocation_timeout_secs\":null,\"invocation_max_retries\":null}"
+        );
+        assert!(toml::from_str::<TransformFile>("bogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn a_job_has_typed_fields_and_every_problem_has_its_line() {
+        let j = parse(JOB).unwrap();
+        assert_eq!(j.schedule.expr, "0 6 1 * *");
+        assert_eq!(j.schedule.freshness_days(), 31);
+        assert_eq!(j.as_of, AsOfRule::Yesterday);
+        assert_eq!(j.as_of.to_string(), "yesterday");
+        let bad =
+            JOB.replace("0 6 1 * *", "61 6 1 * *") + "[transform]\nparts = 0\ninstance_count = 0\n";
+        let errs = parse(&bad).unwrap_err();
+        let keys: Vec<(&str, Option<usize>)> =
+            errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("schedule", Some(2)),
+                ("transform.parts", Some(10)),
+                ("transform.instance_count", Some(11)),
+            ]
+        );
+        let errs =
+            parse(&JOB.replace("model = ", "timezone = \"Mars/Olympus\"\nmodel = ")).unwrap_err();
+        assert_eq!(errs[0].key, "timezone");
+        assert!(errs[0].to_string().contains("(line 3)"), "{}", errs[0]);
     }
 }

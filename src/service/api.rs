@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
@@ -20,12 +20,21 @@ use tracing::Instrument as _;
 
 use crate::pipeline::{self, job};
 use crate::product;
-use crate::store::StoreError;
+use crate::store::{doc, layout, StoreError};
 
-use super::auth::{is_pii_column, Action, Principal};
+use super::auth::{is_pii_column, Principal};
 use super::runner::{self, Trigger};
 use super::scheduler::{self, Schedule};
 use super::{AppState, ServiceError};
+
+mod csv;
+mod extract;
+
+use csv::csv_safe;
+
+use extract::{
+    Caller, CustomerPath, JobPath, ProductPath, ReadProducts, ReadRuns, RunPath, TriggerRuns,
+};
 
 type Shared = Arc<AppState>;
 type ApiResult<T> = Result<T, ServiceError>;
@@ -130,34 +139,6 @@ async fn no_route() -> Response {
         .into_response()
 }
 
-fn check(
-    state: &AppState,
-    headers: &HeaderMap,
-    action: Action,
-    route: &str,
-) -> ApiResult<Principal> {
-    let h = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    state.auth.authorize(h, action, route)
-}
-
-/// Names that become store keys: no path tricks.
-fn valid_name(kind: &str, s: &str) -> ApiResult<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !s.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::BadRequest(format!(
-            "{kind} {s:?}: letters, digits, '_' and '-' only"
-        )))
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -178,7 +159,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
     let uses_sagemaker = crate::pipeline::job::load_all(&state.project.jobs_dir())
         .0
         .iter()
-        .any(|j| j.def.backend == "sagemaker");
+        .any(|j| j.backend == "sagemaker");
     let sagemaker = if uses_sagemaker {
         let settings = (*crate::aws::settings()).clone();
         let r = tokio::time::timeout(
@@ -202,7 +183,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
                 return ServiceError::Unavailable(format!("SageMaker does not answer: {e}"))
                     .into_response()
             }
-            Ok(Err(e)) => return ServiceError::Internal(e.to_string()).into_response(),
+            Ok(Err(e)) => return ServiceError::Task(e).into_response(),
             Err(_) => {
                 return ServiceError::Unavailable("SageMaker did not answer within 10 s".into())
                     .into_response()
@@ -235,16 +216,16 @@ fn job_summary(state: &AppState, j: &job::Job) -> Value {
         Ok(s) => (s.next_after(chrono::Utc::now()), None),
         Err(e) => (None, Some(e)),
     };
-    let running = state.runner.running().get(&j.def.name).cloned();
+    let running = state.runner.running().get(&j.name).cloned();
     json!({
-        "name": j.def.name,
-        "description": j.def.description,
-        "schedule": j.def.schedule,
-        "timezone": j.def.timezone,
-        "as_of": j.def.as_of,
-        "catch_up": j.def.catch_up,
-        "model": j.def.model,
-        "product": j.def.product.name,
+        "name": j.name,
+        "description": j.description,
+        "schedule": j.schedule.expr,
+        "timezone": j.schedule.tz.name(),
+        "as_of": j.as_of.to_string(),
+        "catch_up": j.catch_up,
+        "model": j.model,
+        "product": j.product.name,
         "next_fire": next,
         "schedule_error": sched_err,
         "running_here": running.is_some(),
@@ -267,14 +248,13 @@ fn load_job(state: &AppState, name: &str) -> ApiResult<job::Job> {
     })
 }
 
-async fn list_jobs(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs")?;
+async fn list_jobs(State(state): State<Shared>, _: Caller<ReadRuns>) -> ApiResult<Json<Value>> {
     blocking(move || {
         let (jobs, errs) = job::load_all(&state.project.jobs_dir());
         let mut out = Vec::new();
         for j in &jobs {
             let mut v = job_summary(&state, j);
-            let last = pipeline::ledgers(state.store.as_ref(), &j.def.name)?
+            let last = pipeline::ledgers(state.store.as_ref(), &j.name)?
                 .into_iter()
                 .next();
             v["last_run"] = json!(last.map(|l| json!({"run_id": l.run_id, "as_of": l.as_of, "status": l.status, "started_at": l.started_at, "finished_at": l.finished_at})));
@@ -290,19 +270,18 @@ async fn list_jobs(State(state): State<Shared>, headers: HeaderMap) -> ApiResult
 
 async fn get_job(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _: Caller<ReadRuns>,
+    JobPath(name): JobPath,
 ) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs/{job}")?;
-    valid_name("job", &name)?;
     blocking(move || {
         let j = load_job(&state, &name)?;
         let mut v = job_summary(&state, &j);
         v["schedule_state"] = json!(scheduler::load_state(&state.store, &name)?);
         v["recent_fires"] = json!(scheduler::recent_fires(&state.store, &name, 50)?);
-        v["lease"] = match state.store.get(&runner::lease_key(&name)) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
-            Err(StoreError::NotFound { .. }) => Value::Null,
+        // A damaged lease shows as none (the runner takes it over as an expired one).
+        v["lease"] = match doc::get_json::<Value>(state.store.as_ref(), &layout::lease(&name)) {
+            Ok(l) => l.unwrap_or(Value::Null),
+            Err(StoreError::Corrupt { .. }) => Value::Null,
             Err(e) => return Err(e.into()),
         };
         Ok(Json(v))
@@ -312,11 +291,9 @@ async fn get_job(
 
 async fn list_runs(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _: Caller<ReadRuns>,
+    JobPath(name): JobPath,
 ) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/jobs/{job}/runs")?;
-    valid_name("job", &name)?;
     blocking(move || {
         load_job(&state, &name)?;
         let runs = pipeline::ledgers(state.store.as_ref(), &name)?;
@@ -327,29 +304,18 @@ async fn list_runs(
 
 async fn get_run(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path((name, run_id)): Path<(String, String)>,
+    _: Caller<ReadRuns>,
+    RunPath { job: name, run_id }: RunPath,
 ) -> ApiResult<Json<Value>> {
-    check(
-        &state,
-        &headers,
-        Action::ReadRuns,
-        "/jobs/{job}/runs/{run_id}",
-    )?;
-    valid_name("job", &name)?;
-    valid_name("run id", &run_id)?;
     blocking(move || {
-        let b = state
-            .store
-            .get(&pipeline::ledger_key(&name, &run_id))
+        let v: Value = doc::get_json(state.store.as_ref(), &layout::ledger(&name, &run_id))
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => {
-                    ServiceError::NotFound(format!("no run {run_id} of job {name}"))
+                StoreError::Corrupt { source, .. } => {
+                    ServiceError::Internal(format!("unreadable ledger: {source}"))
                 }
                 e => e.into(),
-            })?;
-        let v: Value = serde_json::from_slice(&b)
-            .map_err(|e| ServiceError::Internal(format!("unreadable ledger: {e}")))?;
+            })?
+            .ok_or_else(|| ServiceError::NotFound(format!("no run {run_id} of job {name}")))?;
         Ok(Json(v))
     })
     .await
@@ -363,12 +329,10 @@ struct TriggerBody {
 
 async fn trigger_run(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    Caller(who, _): Caller<TriggerRuns>,
+    JobPath(name): JobPath,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let who = check(&state, &headers, Action::TriggerRuns, "/jobs/{job}/runs")?;
-    valid_name("job", &name)?;
     let req: TriggerBody = if body.iter().all(|b| b.is_ascii_whitespace()) {
         TriggerBody::default()
     } else {
@@ -392,8 +356,7 @@ async fn trigger_run(
         .into_response())
 }
 
-async fn feature_sets(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    check(&state, &headers, Action::ReadRuns, "/feature-sets")?;
+async fn feature_sets(State(state): State<Shared>, _: Caller<ReadRuns>) -> ApiResult<Json<Value>> {
     blocking(move || {
         let sets = state
             .project
@@ -432,8 +395,10 @@ fn visible_row(mut row: Value, p: &Principal) -> Value {
     row
 }
 
-async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let p = check(&state, &headers, Action::ReadProducts, "/products")?;
+async fn list_products(
+    State(state): State<Shared>,
+    Caller(p, _): Caller<ReadProducts>,
+) -> ApiResult<Json<Value>> {
     blocking(move || {
         let list = product::list(state.store.as_ref())?;
         Ok(Json(
@@ -445,26 +410,19 @@ async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> ApiRe
 
 async fn get_product(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    Caller(p, _): Caller<ReadProducts>,
+    ProductPath(name): ProductPath,
 ) -> ApiResult<Json<Value>> {
-    let p = check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}",
-    )?;
-    valid_name("product", &name)?;
     blocking(move || {
-        let b = state
-            .store
-            .get(&format!("catalog/{name}.json"))
+        let key = layout::catalog_entry(&name);
+        let entry: product::CatalogEntry = doc::get_json(state.store.as_ref(), &key)
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => ServiceError::NotFound(format!("no product {name}")),
+                StoreError::Corrupt { source, .. } => {
+                    ServiceError::Internal(format!("{key}: {source}"))
+                }
                 e => e.into(),
-            })?;
-        let entry: product::CatalogEntry = serde_json::from_slice(&b)
-            .map_err(|e| ServiceError::Internal(format!("catalog/{name}.json: {e}")))?;
+            })?
+            .ok_or_else(|| ServiceError::NotFound(format!("no product {name}")))?;
         let versions = product::versions(state.store.as_ref(), &name)?;
         let latest = product::latest(state.store.as_ref(), &name)?;
         let mut v = catalog_json(&entry, &p);
@@ -480,20 +438,13 @@ async fn get_product(
 
 async fn get_contract(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _: Caller<ReadProducts>,
+    ProductPath(name): ProductPath,
 ) -> ApiResult<Response> {
-    check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}/contract",
-    )?;
-    valid_name("product", &name)?;
     let yaml = blocking(move || {
         state
             .store
-            .get(&format!("products/{name}/contract.yaml"))
+            .get(&layout::product_contract(&name))
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => {
                     ServiceError::NotFound(format!("product {name} has no contract"))
@@ -507,16 +458,12 @@ async fn get_contract(
 
 async fn get_customer(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path((name, id)): Path<(String, String)>,
+    Caller(p, _): Caller<ReadProducts>,
+    CustomerPath {
+        product: name,
+        customer_id: id,
+    }: CustomerPath,
 ) -> ApiResult<Json<Value>> {
-    let p = check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}/customers/{customer_id}",
-    )?;
-    valid_name("product", &name)?;
     let idx = state.index.for_request(&state.store, &name, None).await?;
     if let Some(row) = idx.get(&id) {
         return Ok(Json(visible_row(row, &p)));
@@ -546,84 +493,12 @@ struct RowsQuery {
 /// The largest page.
 const MAX_LIMIT: usize = 10_000;
 
-/// First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
-/// Injection"): `=`, `+`, `-`, `@`, tab and carriage return, and the full-width (`＝＋－＠`)
-/// and small-form (`﹦﹢﹣`) variants that spreadsheets fold to them.
-const FORMULA_TRIGGERS: [char; 13] = [
-    '=', '+', '-', '@', '\t', '\r', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}', '\u{fe66}',
-    '\u{fe62}', '\u{fe63}',
-];
-
-/// Characters a spreadsheet may skip before it looks for a formula trigger: Unicode
-/// whitespace (NBSP too), the BOM, zero-width characters, the word joiner and the bidi
-/// marks and controls.
-fn invisible_lead(c: char) -> bool {
-    c.is_whitespace()
-        || matches!(
-            c,
-            '\u{feff}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{061c}'
-                | '\u{180e}'
-                | '\u{00ad}'
-        )
-}
-
-/// Whether a text cell would be read as a formula: it starts with a trigger, or with one
-/// after leading invisible characters (BOM, zero-width, bidi controls, NBSP, whitespace).
-pub fn csv_formula_like(s: &str) -> bool {
-    s.starts_with(FORMULA_TRIGGERS)
-        || s.trim_start_matches(invisible_lead)
-            .starts_with(FORMULA_TRIGGERS)
-}
-
-/// A text cell made inert for spreadsheets: one leading `'` when it would be read as a
-/// formula ([`csv_formula_like`]); the quote shows in the cell, the text after it is the value.
-pub fn csv_safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    if csv_formula_like(s) {
-        std::borrow::Cow::Owned(format!("'{s}"))
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
-/// The page as it is exported to CSV: every text column (and the header) through
-/// [`csv_safe_cell`]; typed numbers, dates and booleans as they are (a negative score stays
-/// a number). RFC 4180 quoting is the writer's (`QuoteStyle::Necessary`).
-pub fn csv_safe(page: &DataFrame) -> PolarsResult<DataFrame> {
-    let mut cols = Vec::with_capacity(page.width());
-    for c in page.columns() {
-        let name = csv_safe_cell(c.name().as_str()).into_owned();
-        let c = match c.dtype() {
-            DataType::String | DataType::Categorical(..) | DataType::Enum(..) => {
-                let text = c.cast(&DataType::String)?;
-                let safe: StringChunked =
-                    text.str()?.iter().map(|v| v.map(csv_safe_cell)).collect();
-                safe.into_series().into_column()
-            }
-            _ => c.clone(),
-        };
-        cols.push(c.with_name(name.into()));
-    }
-    DataFrame::new(page.height(), cols)
-}
-
 async fn get_rows(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    Caller(p, _): Caller<ReadProducts>,
+    ProductPath(name): ProductPath,
     q: Result<Query<RowsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let p = check(
-        &state,
-        &headers,
-        Action::ReadProducts,
-        "/products/{product}/rows",
-    )?;
-    valid_name("product", &name)?;
     let Query(q) = q.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
@@ -654,14 +529,13 @@ async fn get_rows(
         }
         let total_h = total.to_string();
         if csv {
-            let mut page = csv_safe(&page)
-                .map_err(|e| ServiceError::Internal(format!("encoding CSV: {e}")))?;
+            let mut page = csv_safe(&page).map_err(ServiceError::Csv)?;
             let mut buf = Vec::new();
             CsvWriter::new(&mut buf)
                 .include_header(true)
                 .with_quote_style(QuoteStyle::Necessary)
                 .finish(&mut page)
-                .map_err(|e| ServiceError::Internal(format!("encoding CSV: {e}")))?;
+                .map_err(ServiceError::Csv)?;
             return Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -689,88 +563,4 @@ async fn get_rows(
             .into_response())
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_export_is_inert_in_spreadsheets_and_rfc4180_quoted() {
-        let ids = [
-            "=HYPERLINK(\"http://x\",\"y\")",
-            "+1",
-            "-2",
-            "@SUM(A1)",
-            "\tx",
-            "\rx",
-            "a,b",
-            "a\"b",
-            "C1",
-        ];
-        let mut df = df!(
-            "customer_id" => ids,
-            "score" => [-0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
-            "=bad" => [-1i64, 0, 0, 0, 0, 0, 0, 0, 0],
-        )
-        .unwrap();
-        df.with_column(
-            df.column("customer_id")
-                .unwrap()
-                .cast(&DataType::from_categories(Categories::global()))
-                .unwrap()
-                .with_name("segment".into()),
-        )
-        .unwrap();
-        let mut safe = csv_safe(&df).unwrap();
-        let mut buf = Vec::new();
-        CsvWriter::new(&mut buf)
-            .include_header(true)
-            .with_quote_style(QuoteStyle::Necessary)
-            .finish(&mut safe)
-            .unwrap();
-        let text = String::from_utf8(buf).unwrap();
-        let want = "customer_id,score,'=bad,segment\n\
-            \"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-0.5,-1,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n\
-            '+1,1.0,0,'+1\n\
-            '-2,2.0,0,'-2\n\
-            '@SUM(A1),3.0,0,'@SUM(A1)\n\
-            '\tx,4.0,0,'\tx\n\
-            \"'\rx\",5.0,0,\"'\rx\"\n\
-            \"a,b\",6.0,0,\"a,b\"\n\
-            \"a\"\"b\",7.0,0,\"a\"\"b\"\n\
-            C1,8.0,0,C1\n";
-        assert_eq!(text, want);
-        assert_eq!(csv_safe_cell("plain"), "plain");
-        // Full-width and small-form triggers, and triggers after invisible leading chars.
-        for s in [
-            "\u{ff1d}1+1",
-            "\u{ff0b}1",
-            "\u{ff0d}1",
-            "\u{ff20}SUM(A1)",
-            "\u{fe66}1+1",
-            "\u{fe62}1",
-            "\u{fe63}1",
-            "\u{feff}=1+1",
-            "\u{200b}=1+1",
-            "\u{200c}+1",
-            "\u{200d}-1",
-            "\u{2060}@x",
-            "\u{202e}=1+1",
-            "\u{202a}=1",
-            "\u{2066}=1",
-            "\u{2069}=1",
-            "\u{a0}=1+1",
-            " =1",
-            "\u{3000}=1",
-            "\u{2003}\u{feff}\u{202e}\u{ff1d}1",
-            "\n=1",
-        ] {
-            assert_eq!(csv_safe_cell(s), format!("'{s}"), "{s:?}");
-        }
-        for s in ["\u{feff}plain", "\u{a0}x", " a=b", "a+b", "\u{ff21}"] {
-            assert_eq!(csv_safe_cell(s), s, "{s:?}");
-        }
-        assert_eq!(csv_safe_cell(""), "");
-    }
 }

@@ -42,7 +42,7 @@ impl Action {
 }
 
 /// The column tag that guards personal data.
-pub const PII_TAG: &str = "pii";
+pub(crate) const PII_TAG: &str = "pii";
 
 /// A role: its actions and the column tags it may receive.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use polars::prelude::*;
 
 use crate::product::{self, Latest};
-use crate::store::DynStore;
+use crate::store::{layout, DynStore};
 
 use super::ServiceError;
 
@@ -28,7 +28,7 @@ pub struct Loaded {
 impl Loaded {
     /// Loads the latest version of `product` (blocking).
     pub fn load(store: &DynStore, product: &str) -> Result<Loaded, ServiceError> {
-        let latest_raw = match store.get(&format!("products/{product}/latest.json")) {
+        let latest_raw = match store.get(&layout::product_latest(product)) {
             Ok(b) => b,
             Err(crate::store::StoreError::NotFound { .. }) => {
                 return Err(ServiceError::NotFound(format!(
@@ -118,7 +118,7 @@ impl ProductIndex {
         product: &str,
     ) -> Result<(Arc<Loaded>, bool), ServiceError> {
         if let Some((cur, _)) = self.cached(product) {
-            let raw = store.get(&format!("products/{product}/latest.json"))?;
+            let raw = store.get(&layout::product_latest(product))?;
             if raw == cur.latest_raw {
                 self.touch(product);
                 return Ok((cur, false));

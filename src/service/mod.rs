@@ -46,8 +46,33 @@ pub enum ServiceError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// A store failure other than a missing key (500), with its cause.
+    #[error(transparent)]
+    Store(StoreError),
+    /// A product failure other than a missing product or customer (500), with its cause.
+    #[error(transparent)]
+    Product(ProductError),
+    /// A pipeline failure other than a definition or as-of problem (500), with its cause.
+    #[error(transparent)]
+    Pipeline(PipelineError),
+    /// A blocking task panicked or was cancelled (500).
+    #[error("a background task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// A page of product rows could not be encoded as CSV (500).
+    #[error("encoding CSV: {0}")]
+    Csv(#[source] polars::error::PolarsError),
+    /// An I/O failure of the server itself (500); `context` says what it was doing.
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid service configuration: {0}")]
     Config(String),
+    /// A token or role problem in `[service]`.
+    #[error("invalid service configuration: {0}")]
+    AuthConfig(#[source] auth::AuthConfigError),
 }
 
 impl ServiceError {
@@ -61,9 +86,15 @@ impl ServiceError {
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Internal(_) | ServiceError::Config(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ServiceError::Internal(_)
+            | ServiceError::Store(_)
+            | ServiceError::Product(_)
+            | ServiceError::Pipeline(_)
+            | ServiceError::Task(_)
+            | ServiceError::Csv(_)
+            | ServiceError::Io { .. }
+            | ServiceError::Config(_)
+            | ServiceError::AuthConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -76,7 +107,15 @@ impl ServiceError {
             ServiceError::BadRequest(_) => "bad_request",
             ServiceError::Unprocessable(_) => "unprocessable",
             ServiceError::Unavailable(_) => "unavailable",
-            ServiceError::Internal(_) | ServiceError::Config(_) => "internal",
+            ServiceError::Internal(_)
+            | ServiceError::Store(_)
+            | ServiceError::Product(_)
+            | ServiceError::Pipeline(_)
+            | ServiceError::Task(_)
+            | ServiceError::Csv(_)
+            | ServiceError::Io { .. }
+            | ServiceError::Config(_)
+            | ServiceError::AuthConfig(_) => "internal",
         }
     }
 }
@@ -101,7 +140,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { key, .. } => ServiceError::NotFound(format!("{key} not found")),
-            e => ServiceError::Internal(e.to_string()),
+            e => ServiceError::Store(e),
         }
     }
 }
@@ -112,7 +151,7 @@ impl From<ProductError> for ServiceError {
             ProductError::NotFound(_) | ProductError::NoCustomer { .. } => {
                 ServiceError::NotFound(e.to_string())
             }
-            e => ServiceError::Internal(e.to_string()),
+            e => ServiceError::Product(e),
         }
     }
 }
@@ -121,14 +160,14 @@ impl From<PipelineError> for ServiceError {
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::Definition(m) | PipelineError::AsOf(m) => ServiceError::Unprocessable(m),
-            e => ServiceError::Internal(e.to_string()),
+            e => ServiceError::Pipeline(e),
         }
     }
 }
 
 impl From<tokio::task::JoinError> for ServiceError {
     fn from(e: tokio::task::JoinError) -> Self {
-        ServiceError::Internal(format!("a background task failed: {e}"))
+        ServiceError::Task(e)
     }
 }
 
@@ -240,7 +279,7 @@ impl ServiceConfig {
             }
         };
         let auth = auth::Auth::from_config(Some(&s), env_tokens.as_deref())
-            .map_err(|e| ServiceError::Config(e.to_string()))?;
+            .map_err(ServiceError::AuthConfig)?;
         let d = s.durations().map_err(ServiceError::Config)?;
         Ok(ServiceConfig {
             bind,
@@ -352,9 +391,10 @@ pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), Servic
     let listener = crate::serving::bind(&config.bind.to_string())
         .await
         .map_err(|e| ServiceError::Config(format!("cannot bind {}: {e}", config.bind)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|source| ServiceError::Io {
+        context: "cannot read the listening socket's address",
+        source,
+    })?;
     let scheduler_on = config.scheduler;
     let grace = config.grace;
     let limits = config.limits;
@@ -409,3 +449,7 @@ pub async fn serve(project: Project, config: ServiceConfig) -> Result<(), Servic
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "errors_tests.rs"]
+mod errors_tests;

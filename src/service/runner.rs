@@ -17,7 +17,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::pipeline::{self, Observer, PipelineError, RunOptions, StepRecord};
+use crate::pipeline::{
+    self, Observer, PipelineError, RunOptions, Step, StepDetail, StepRecord, StepStatus,
+};
 use crate::store::{DynStore, StoreError};
 
 use super::{AppState, ServiceError};
@@ -281,7 +283,7 @@ struct ServiceObserver {
 }
 
 impl Observer for ServiceObserver {
-    fn step_started(&self, _name: &str, _what: &str) {
+    fn step_started(&self, _name: Step, _what: &str) {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
@@ -291,12 +293,9 @@ impl Observer for ServiceObserver {
     }
     fn step_finished(&self, r: &StepRecord) {
         let m = &self.state.metrics;
-        if r.name == "transform_input" && r.status == pipeline::Status::Done {
-            let plan = &r.detail["plan"];
-            if let (Some(usd), Some(t)) = (
-                plan["est_cost_usd"].as_f64(),
-                plan["instance_type"].as_str(),
-            ) {
+        if let (StepStatus::Done, StepDetail::TransformInput(d)) = (r.status, &r.detail) {
+            if let Some(plan) = &d.plan {
+                let (usd, t) = (plan.est_cost_usd, plan.instance_type.as_str());
                 m.set(
                     "c360_transform_cost_estimate_usd",
                     &[("job", &self.job), ("instance_type", t)],
@@ -310,9 +309,9 @@ impl Observer for ServiceObserver {
             }
         }
         if let Some(s) = r.seconds {
-            m.step(&self.job, &r.name, s);
+            m.step(&self.job, r.name.as_str(), s);
         }
-        if r.name == "transform" && r.status == pipeline::Status::Done {
+        if r.name == Step::Transform && r.status == StepStatus::Done {
             m.inc(
                 "c360_rows_scored_total",
                 &[("job", &self.job)],

@@ -9,29 +9,29 @@
 //! `all` (each missed fire in order). A run's as-of date is the job's rule resolved on the
 //! fire's date in the job's time zone.
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound as _, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use croner::parser::{CronParser, Seconds, Year};
-use croner::Cron;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::pipeline::job::{self, CatchUp, Job};
-use crate::pipeline::{self, Status};
-use crate::store::{DynStore, StoreError};
+use crate::pipeline::{self, RunStatus};
+use crate::schedule::CronSchedule;
+use crate::store::doc::{self, Document};
+use crate::store::{layout, DynStore, StoreError};
 
 use super::runner::{self, Trigger};
 use super::{AppState, ServiceError};
 
-/// A job's parsed schedule.
+/// A job's schedule, as the scheduler runs it (the cron expression and its zone are parsed
+/// once, by the job: [`CronSchedule`]).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub job: String,
-    pub cron: Cron,
+    pub cron: CronSchedule,
     pub tz: Tz,
     pub catch_up: CatchUp,
     pub as_of: job::AsOfRule,
@@ -39,31 +39,18 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn of(job: &Job) -> Result<Schedule, String> {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(&job.def.schedule)
-            .map_err(|e| format!("schedule {:?}: {e}", job.def.schedule))?;
-        let tz = Tz::from_str(&job.def.timezone)
-            .map_err(|_| format!("timezone {:?} is not an IANA time zone", job.def.timezone))?;
         Ok(Schedule {
-            job: job.def.name.clone(),
-            cron,
-            tz,
-            catch_up: job.def.catch_up,
+            job: job.name.clone(),
+            cron: job.schedule.clone(),
+            tz: job.schedule.tz,
+            catch_up: job.catch_up,
             as_of: job.as_of.clone(),
         })
     }
 
     /// The first fire strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // croner keeps the start's fraction of a second; fires are on whole seconds.
-        let t = t.trunc_subsecs(0);
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|d| d.with_timezone(&Utc).trunc_subsecs(0))
+        self.cron.next_after(t)
     }
 
     /// Fires in `(after, until]`, at most `cap` (the most recent ones).
@@ -119,26 +106,40 @@ pub struct Fire {
     pub error: Option<String>,
 }
 
+impl Document for ScheduleState {
+    const WHAT: &'static str = "schedule state";
+}
+
+impl Document for Fire {
+    const WHAT: &'static str = "scheduled fire";
+}
+
+/// The job's schedule state ([`layout::schedule_state`]).
 pub fn state_key(job: &str) -> String {
-    format!("runs/{job}/schedule.json")
+    layout::schedule_state(job)
 }
 
+/// The record of one fire of the job ([`layout::tick`]).
 pub fn tick_key(job: &str, tick: DateTime<Utc>) -> String {
-    format!("runs/{job}/ticks/{}.json", tick.format("%Y%m%dT%H%M%SZ"))
+    layout::tick(job, tick)
 }
 
+/// The job's schedule state; `None` when there is none, or when it is damaged (the
+/// scheduler then starts afresh and rewrites it at its next fire).
 pub fn load_state(store: &DynStore, job: &str) -> Result<Option<ScheduleState>, StoreError> {
-    match store.get(&state_key(job)) {
-        Ok(b) => Ok(serde_json::from_slice(&b).ok()),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
+    match doc::get_json(store.as_ref(), &state_key(job)) {
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(job, error = %e, "ignoring an unreadable schedule state");
+            Ok(None)
+        }
+        r => r,
     }
 }
 
 /// The most recent fires of a job, newest first.
 pub fn recent_fires(store: &DynStore, job: &str, n: usize) -> Result<Vec<Fire>, StoreError> {
     let mut keys: Vec<String> = store
-        .list(&format!("runs/{job}/ticks"))?
+        .list(&layout::ticks(job))?
         .into_iter()
         .map(|o| o.key)
         .filter(|k| k.ends_with(".json"))
@@ -147,8 +148,11 @@ pub fn recent_fires(store: &DynStore, job: &str, n: usize) -> Result<Vec<Fire>, 
     keys.reverse();
     let mut out = Vec::new();
     for k in keys.into_iter().take(n) {
-        if let Ok(f) = serde_json::from_slice::<Fire>(&store.get(&k)?) {
-            out.push(f);
+        // A damaged record hides that one fire, not the job's history.
+        match doc::get_json::<Fire>(store.as_ref(), &k) {
+            Ok(Some(f)) => out.push(f),
+            Ok(None) | Err(StoreError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
@@ -169,8 +173,7 @@ async fn save_state(state: &Arc<AppState>, job: &str, last_fire: DateTime<Utc>) 
     };
     let store = state.store.clone();
     let key = state_key(job);
-    let body = serde_json::to_vec_pretty(&s).unwrap_or_default();
-    if let Err(e) = blocking(move || store.put(&key, &body)).await {
+    if let Err(e) = blocking(move || doc::put_json(store.as_ref(), &key, &s)).await {
         tracing::error!(job, error = %e, "cannot save the schedule state");
     }
 }
@@ -180,15 +183,15 @@ async fn save_state(state: &Arc<AppState>, job: &str, last_fire: DateTime<Utc>) 
 async fn claim(state: &Arc<AppState>, fire: &Fire) -> Result<bool, ServiceError> {
     let store = state.store.clone();
     let key = tick_key(&fire.job, fire.tick);
-    let body = serde_json::to_vec_pretty(fire).unwrap_or_default();
-    blocking(move || store.put_if_absent(&key, &body)).await
+    let body = fire.clone();
+    blocking(move || doc::create_json(store.as_ref(), &key, &body)).await
 }
 
 async fn record(state: &Arc<AppState>, fire: &Fire) {
     let store = state.store.clone();
     let key = tick_key(&fire.job, fire.tick);
-    let body = serde_json::to_vec_pretty(fire).unwrap_or_default();
-    let _ = blocking(move || store.put(&key, &body)).await;
+    let body = fire.clone();
+    let _ = blocking(move || doc::put_json(store.as_ref(), &key, &body)).await;
 }
 
 /// Fires one tick; with `wait`, also waits for the run to end (catch-up runs go in order).
@@ -343,10 +346,10 @@ pub fn start(
     for j in jobs {
         match Schedule::of(&j) {
             Ok(s) => {
-                tracing::info!(job = %s.job, schedule = %j.def.schedule, timezone = %s.tz, catch_up = ?s.catch_up, "scheduled");
+                tracing::info!(job = %s.job, schedule = %j.schedule.expr, timezone = %s.tz, catch_up = ?s.catch_up, "scheduled");
                 handles.push(tokio::spawn(job_loop(state.clone(), s, shutdown.clone())));
             }
-            Err(e) => tracing::error!(job = %j.def.name, error = %e, "job not scheduled"),
+            Err(e) => tracing::error!(job = %j.name, error = %e, "job not scheduled"),
         }
     }
     handles
@@ -363,7 +366,7 @@ pub fn resume_interrupted(
     for j in jobs {
         let state = state.clone();
         let mut shutdown = shutdown.clone();
-        let job = j.def.name.clone();
+        let job = j.name.clone();
         handles.push(tokio::spawn(async move {
             loop {
                 let st = state.store.clone();
@@ -375,7 +378,7 @@ pub fn resume_interrupted(
                 .ok()
                 .and_then(|r| r.ok())
                 .and_then(|l| l.into_iter().next());
-                let Some(l) = newest.filter(|l| l.status == Status::Running) else {
+                let Some(l) = newest.filter(|l| l.status == RunStatus::Running) else {
                     return;
                 };
                 if !state.runner.is_running(&job) {
@@ -414,16 +417,11 @@ mod tests {
     use super::*;
 
     fn sched(expr: &str, tz: &str) -> Schedule {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(expr)
-            .unwrap();
+        let cron = CronSchedule::parse(expr, tz).unwrap();
         Schedule {
             job: "j".into(),
+            tz: cron.tz,
             cron,
-            tz: Tz::from_str(tz).unwrap(),
             catch_up: CatchUp::Skip,
             as_of: job::AsOfRule::Yesterday,
         }

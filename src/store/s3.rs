@@ -167,7 +167,7 @@ impl S3Store {
         let r = aws::block_on(async move { req.send().await });
         match r {
             Ok(_) => Ok(true),
-            Err(e) if condition != Condition::None && precondition_failed(&e) => Ok(false),
+            Err(e) if lost_race(&condition, &e) => Ok(false),
             Err(e) => Err(self.backend(key, "PutObject", aws::error_text(&e))),
         }
     }
@@ -287,7 +287,7 @@ impl S3Store {
                 tracing::debug!(key = %full, parts = n_parts, bytes = data.len(), "multipart upload");
                 Ok(true)
             }
-            Err(e) if condition != Condition::None && precondition_failed(&e) => {
+            Err(e) if lost_race(&condition, &e) => {
                 let _ = abort(String::new());
                 Ok(false)
             }
@@ -374,6 +374,29 @@ enum Condition {
     None,
     Absent,
     Version(String),
+}
+
+/// Whether a conditional write failed because its condition did not hold (nothing was
+/// written): a failed precondition, or, for a replace, an object that is gone (S3 answers
+/// `If-Match` on a missing key with 404).
+fn lost_race<E: ProvideErrorMetadata, R>(
+    condition: &Condition,
+    e: &aws_sdk_s3::error::SdkError<E, R>,
+) -> bool
+where
+    R: HasStatus + std::fmt::Debug,
+{
+    match condition {
+        Condition::None => false,
+        Condition::Absent => precondition_failed(e),
+        Condition::Version(_) => {
+            let code = e.as_service_error().and_then(|se| se.code());
+            precondition_failed(e)
+                || code == Some("NoSuchKey")
+                || (code != Some("NoSuchUpload")
+                    && e.raw_response().is_some_and(|r| r.status_code() == 404))
+        }
+    }
 }
 
 fn precondition_failed<E: ProvideErrorMetadata, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool

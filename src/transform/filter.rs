@@ -147,7 +147,7 @@ impl Filter {
 }
 
 /// Splits a CSV record at commas outside double quotes.
-pub fn split_fields(record: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn split_fields(record: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut quoted = false;

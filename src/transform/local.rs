@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use super::{
     AssembleWith, BatchStrategy, BatchTransform, EffectiveSettings, Invoker, JobStatus, JoinSource,
     ObjectResult, Progress, SplitType, TransformError, TransformJobSpec, TransformResult,
-    ValidFilters, MB,
+    ValidFilters,
 };
 use crate::serving::ContractBatchStrategy;
-use crate::store::{self, DynStore};
+use crate::store::{self, DynStore, MIB};
 
 /// The local runner; see the module documentation for its semantics.
 #[derive(Debug, Clone)]
@@ -254,7 +254,7 @@ impl LocalTransform {
                 .collect()
         };
 
-        let limit = (u64::from(cx.eff.max_payload_mb) * MB) as usize;
+        let limit = (u64::from(cx.eff.max_payload_mb) * MIB) as usize;
         let batches: Vec<Range<usize>> = match cx.job.split_type {
             SplitType::Line => {
                 let sizes: Vec<usize> = sent.iter().map(|s| s.len()).collect();

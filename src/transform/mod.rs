@@ -21,6 +21,50 @@ pub use local::LocalTransform;
 /// Bytes in SageMaker's megabyte.
 pub const MB: u64 = 1_048_576;
 
+/// Where a job's batch transform runs. Written as `local` / `sagemaker` (job files, the
+/// `--backend` flag, `run.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Backend {
+    /// In this process ([`LocalTransform`]).
+    #[serde(rename = "local")]
+    Local,
+    /// A SageMaker batch transform job ([`sagemaker::SageMakerTransform`]).
+    #[serde(rename = "sagemaker")]
+    SageMaker,
+}
+
+impl Backend {
+    /// The backend's name as written in job files and ledgers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::SageMaker => "sagemaker",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A backend name that is neither `local` nor `sagemaker`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backend {0}: unknown (use local or sagemaker)")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        match s {
+            "local" => Ok(Backend::Local),
+            "sagemaker" => Ok(Backend::SageMaker),
+            _ => Err(UnknownBackend(s.to_string())),
+        }
+    }
+}
+
 /// `TransformInput.SplitType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SplitType {

@@ -22,3 +22,12 @@ pub fn reseal_part(part: &std::path::Path, rel: &str) {
     });
     std::fs::write(&key, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
 }
+
+/// Held by the tests that load a project in this process: `Project::load` installs the
+/// project's `[aws]` settings for the whole process, so two such tests at once would run
+/// with each other's S3 endpoint.
+#[allow(dead_code)]
+pub fn in_process_project() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

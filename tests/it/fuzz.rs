@@ -1054,9 +1054,9 @@ fn fuzz_config_and_jobs() {
                 std::fs::write(&job_file, &text).unwrap();
                 match c360::pipeline::job::load(&job_file) {
                     Ok(j) => {
-                        let t = &j.def.transform;
-                        prop_assert!(t.instance_count.is_none_or(|n| (1..=100).contains(&n)));
-                        prop_assert!(t.max_concurrent_transforms.is_none_or(|n| n <= 100));
+                        let t = &j.transform;
+                        prop_assert!(t.pins.instance_count.is_none_or(|n| (1..=100).contains(&n)));
+                        prop_assert!(t.pins.max_concurrent_transforms.is_none_or(|n| n <= 100));
                     }
                     Err(errs) => {
                         prop_assert!(!errs.is_empty());

@@ -404,6 +404,9 @@ fn an_old_layout_store_without_checksums_still_reads_and_is_replaced_without_rew
 
 fn ledger_files(p: &TestProject) -> Vec<Value> {
     p.ledgers()
+        .iter()
+        .map(|l| serde_json::to_value(l).unwrap())
+        .collect()
 }
 
 fn ledger_of(p: &TestProject, run_id: &str) -> Value {

@@ -431,3 +431,77 @@ fn settings_validate_used_to_pass_are_refused_with_their_key() {
         );
     }
 }
+
+/// The 1-based line of the `nth` (0-based) line of `text` starting with `prefix`.
+fn line_of(text: &str, prefix: &str, nth: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+        .unwrap()
+}
+
+#[test]
+fn every_problem_of_a_model_toml_is_reported_with_its_line() {
+    let p = TestProject::new(|j| j);
+    p.use_local_model();
+    let spec = p.path().join("models/churn_xgb/model.toml");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(
+            "objective = \"binary:logistic\"",
+            "objective = \"binary:nope\"",
+        )
+        .replace(
+            "content_type = \"text/csv\"",
+            "content_type = \"application/json\"",
+        )
+        .replace("below = 0.9916", "below = 0.5");
+    std::fs::write(&spec, &text).unwrap();
+    let (code, out) = output(p.cmd().arg("validate"));
+    assert_eq!(code, 3, "{out}");
+    let file = "models/churn_xgb/model.toml";
+    for (key, line) in [
+        ("content_type", line_of(&text, "content_type", 0)),
+        ("objective", line_of(&text, "objective", 0)),
+        ("risk_bands[1].below", line_of(&text, "below", 1)),
+    ] {
+        let found = out
+            .lines()
+            .find(|l| l.contains(&format!("{file}: {key}: ")))
+            .unwrap_or_else(|| panic!("no {key} problem in: {out}"));
+        assert!(found.ends_with(&format!("(line {line})")), "{key}: {found}");
+    }
+    assert!(out.contains("3 problem(s)"), "{out}");
+}
+
+#[test]
+fn validate_job_reports_what_validate_all_reports_for_that_job() {
+    use c360::project::Project;
+    let p = TestProject::new(|j| j);
+    let project = Project::load(Some(&p.path().join("c360.toml"))).unwrap();
+    let all = project.validate_all();
+    assert!(all.problems.is_empty(), "{:?}", all.problems);
+    let job = &all.jobs[0];
+    assert!(project.validate_job(job).is_empty());
+    let p = TestProject::new(|j| j.replace("model = \"churn_xgb\"", "model = \"no_such_model\""));
+    let project = Project::load(Some(&p.path().join("c360.toml"))).unwrap();
+    let all = project.validate_all();
+    let job = &all.jobs[0];
+    let mine = project.validate_job(job);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].key, "model");
+    assert!(
+        mine[0]
+            .reason
+            .starts_with("no model no_such_model under models/"),
+        "{mine:?}"
+    );
+    let keys = |d: &[c360::diagnostic::Diagnostic]| {
+        d.iter()
+            .map(|d| (d.file.clone(), d.key.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&all.problems), keys(&mine));
+}

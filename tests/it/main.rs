@@ -11,5 +11,6 @@ mod hardening_servers;
 mod hardening_source;
 mod hardening_validate;
 mod pipeline;
+mod schedule;
 mod scoring;
 mod service;

@@ -7,6 +7,7 @@ use std::process::Command;
 use polars::prelude::*;
 
 use crate::features::{assert_ok, c360, repo};
+use c360::pipeline::{Ledger, RunStatus, Step, StepDetail, StepStatus};
 
 /// The tests' Python (with DuckDB and the ODCS validator), or None with a loud note.
 /// Under CI (or C360_REQUIRE_PYTHON=1) a missing one is a failure.
@@ -120,7 +121,8 @@ impl TestProject {
             .map(|b| serde_json::from_slice(&b).unwrap())
     }
 
-    pub fn ledgers(&self) -> Vec<serde_json::Value> {
+    /// Every run ledger of `churn_weekly`, read as the typed ledger.
+    pub fn ledgers(&self) -> Vec<Ledger> {
         let mut out = Vec::new();
         let dir = self.store().join("runs/churn_weekly");
         if let Ok(rd) = std::fs::read_dir(dir) {
@@ -276,10 +278,9 @@ fn the_contract_validates_against_the_odcs_v3_schema() {
         .store()
         .join("products/customer_churn_scores/contract.yaml");
     let text = std::fs::read_to_string(&contract).unwrap();
-    assert!(
-        text.contains("apiVersion: \"v3.0.2\"") && text.contains("kind: \"DataContract\""),
-        "{text}"
-    );
+    let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+    assert_eq!(doc["apiVersion"], "v3.0.2", "{text}");
+    assert_eq!(doc["kind"], "DataContract", "{text}");
     assert!(!text.contains("email:"), "no PII column in the contract");
     let Some(py) = python() else { return };
     let out = Command::new(&py)
@@ -349,39 +350,38 @@ fn reruns_are_idempotent_and_latest_only_moves_forward() {
     let l = p
         .ledgers()
         .into_iter()
-        .find(|l| l["as_of"] == "2024-09-30")
+        .find(|l| l.as_of.to_string() == "2024-09-30")
         .unwrap();
-    assert_eq!(l["status"], "succeeded");
-    let steps: Vec<&str> = l["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    assert_eq!(l.status, RunStatus::Succeeded);
+    let steps: Vec<Step> = l.steps.iter().map(|s| s.name).collect();
     assert_eq!(
         steps,
         [
-            "features",
-            "transform_input",
-            "transform",
-            "gates",
-            "publish"
+            Step::Features,
+            Step::TransformInput,
+            Step::Transform,
+            Step::Gates,
+            Step::Publish
         ]
     );
-    for s in l["steps"].as_array().unwrap() {
-        assert_eq!(s["status"], "done");
-        assert!(s["seconds"].as_f64().unwrap() >= 0.0);
-        assert!(s["rows"].as_u64().unwrap() > 0);
+    for s in &l.steps {
+        assert_eq!(s.status, StepStatus::Done);
+        assert!(s.seconds.unwrap() >= 0.0);
+        assert!(s.rows.unwrap() > 0);
     }
     // The transform input is several similar-sized header-less parts, id first.
-    let files = l["steps"][1]["detail"]["files"].as_array().unwrap();
+    let Some(StepDetail::TransformInput(input)) = l.step(Step::TransformInput).map(|s| &s.detail)
+    else {
+        panic!("no transform input detail: {l:?}")
+    };
+    let files = &input.files;
     assert_eq!(files.len(), 4);
-    let rows: Vec<u64> = files.iter().map(|f| f["rows"].as_u64().unwrap()).collect();
+    let rows: Vec<u64> = files.iter().map(|f| f.rows).collect();
     assert!(
         rows.iter().max().unwrap() - rows.iter().min().unwrap() <= 1,
         "{rows:?}"
     );
-    let part0 = p.store().join(files[0]["key"].as_str().unwrap());
+    let part0 = p.store().join(&files[0].key);
     let first_line = std::fs::read_to_string(part0)
         .unwrap()
         .lines()
@@ -446,21 +446,16 @@ fn a_failed_gate_publishes_nothing_and_keeps_the_previous_latest() {
     let failed = p
         .ledgers()
         .into_iter()
-        .find(|l| l["as_of"] == "2024-09-29")
+        .find(|l| l.as_of.to_string() == "2024-09-29")
         .unwrap();
-    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed.status, RunStatus::Failed);
     assert!(
-        failed["error"].as_str().unwrap().contains("gates:"),
-        "{failed}"
+        failed.error.as_deref().unwrap().contains("gates:"),
+        "{failed:?}"
     );
-    let gate = failed["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "gates")
-        .unwrap();
-    assert_eq!(gate["status"], "failed");
-    assert!(gate["error"].as_str().unwrap().contains("distinct"));
+    let gate = failed.step(Step::Gates).unwrap();
+    assert_eq!(gate.status, StepStatus::Failed);
+    assert!(gate.error.as_deref().unwrap().contains("distinct"));
 }
 
 #[test]
@@ -596,10 +591,10 @@ fn a_run_killed_at_any_moment_never_shows_a_partial_product() {
     let l = p
         .ledgers()
         .into_iter()
-        .find(|l| l["as_of"] == "2024-09-30")
+        .find(|l| l.as_of.to_string() == "2024-09-30")
         .unwrap();
-    assert_eq!(l["status"], "succeeded");
-    assert!(l["attempts"].as_u64().unwrap() >= 1);
+    assert_eq!(l.status, RunStatus::Succeeded);
+    assert!(l.attempts >= 1);
     assert_eq!(p.ledgers().len(), 2, "one run per as-of date");
     // The committed manifest lists one part, alone in its attempt directory (killed
     // attempts leave their own directories, unreferenced, for garbage collection).
@@ -616,7 +611,7 @@ fn a_run_killed_at_any_moment_never_shows_a_partial_product() {
     assert_eq!(n, 1, "no duplicated part files");
     eprintln!(
         "run kill test: latest moved during {moved} of 12 killed attempts; attempts on the run: {}",
-        l["attempts"]
+        l.attempts
     );
 }
 
@@ -651,17 +646,12 @@ fn a_failed_transform_publishes_nothing_and_records_the_reason() {
     let failed = p
         .ledgers()
         .into_iter()
-        .find(|l| l["as_of"] == "2024-09-29")
+        .find(|l| l.as_of.to_string() == "2024-09-29")
         .unwrap();
-    assert_eq!(failed["status"], "failed");
-    let step = failed["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "transform")
-        .unwrap();
-    assert_eq!(step["status"], "failed");
-    assert!(step["error"].as_str().unwrap().contains("part-"), "{step}");
+    assert_eq!(failed.status, RunStatus::Failed);
+    let step = failed.step(Step::Transform).unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    assert!(step.error.as_deref().unwrap().contains("part-"), "{step:?}");
     assert!(!p
         .store()
         .join("products/customer_churn_scores/v1/as_of=2024-09-29")
@@ -670,7 +660,7 @@ fn a_failed_transform_publishes_nothing_and_records_the_reason() {
 
 /// Sets its cancel flag once a given step has finished.
 struct CancelAfter {
-    step: &'static str,
+    step: Step,
     flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -689,13 +679,14 @@ impl c360::pipeline::Observer for CancelAfter {
 fn a_cancelled_run_stops_at_a_step_boundary_and_resumes() {
     let t = TestProject::new(|j| j);
     t.generate(200);
+    let _aws_settings = crate::common::in_process_project();
     let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
     let opts = c360::pipeline::RunOptions {
         as_of: Some("2024-06-30".parse().unwrap()),
         ..Default::default()
     };
     let obs = CancelAfter {
-        step: "transform_input",
+        step: Step::TransformInput,
         flag: Default::default(),
     };
     let e = c360::pipeline::run(&project, "churn_weekly", &opts, &obs)
@@ -709,7 +700,7 @@ fn a_cancelled_run_stops_at_a_step_boundary_and_resumes() {
     // Interrupted, not failed: a restarted service resumes `running` ledgers.
     let st = c360::store::open(&project.store_uri()).unwrap();
     let ledgers = c360::pipeline::ledgers(st.as_ref(), "churn_weekly").unwrap();
-    assert_eq!(ledgers[0].status, c360::pipeline::Status::Running);
+    assert_eq!(ledgers[0].status, RunStatus::Running);
     assert!(ledgers[0]
         .error
         .as_deref()
@@ -717,24 +708,102 @@ fn a_cancelled_run_stops_at_a_step_boundary_and_resumes() {
         .contains("cancelled"));
     let report =
         c360::pipeline::run(&project, "churn_weekly", &opts, &c360::pipeline::Quiet).unwrap();
-    assert_eq!(report.ledger.status, c360::pipeline::Status::Succeeded);
+    assert_eq!(report.ledger.status, RunStatus::Succeeded);
     assert_eq!(report.ledger.attempts, 2);
     // The resumed attempt did not redo the two steps finished before the stop.
-    let names: Vec<&str> = report
-        .ledger
-        .steps
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "features",
-            "transform_input",
-            "transform",
-            "gates",
-            "publish"
-        ]
+    let names: Vec<Step> = report.ledger.steps.iter().map(|s| s.name).collect();
+    assert_eq!(names, Step::ALL);
+    assert!(t.latest().is_some());
+}
+
+/// A ledger of release 0.1 (`tests/fixtures/ledger_v0_1/`).
+fn old_ledger_fixture(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures/ledger_v0_1").join(name)).unwrap()
+}
+
+#[test]
+fn ledgers_written_by_release_0_1_load_as_the_typed_ledger() {
+    let l: Ledger = serde_json::from_str(&old_ledger_fixture("run_sagemaker.json")).unwrap();
+    assert_eq!(l.status, RunStatus::Succeeded);
+    assert_eq!(l.backend, c360::transform::Backend::SageMaker);
+    assert_eq!(l.steps_done(), Step::ALL);
+    let Some(StepDetail::TransformInput(input)) = l.step(Step::TransformInput).map(|s| &s.detail)
+    else {
+        panic!("no transform input detail: {l:?}")
+    };
+    let plan = input.plan.as_ref().unwrap();
+    assert_eq!(plan.instance_type, "ml.m5.large");
+    assert_eq!(input.files[0].rows, 256);
+    let Some(StepDetail::Transform(t)) = l.step(Step::Transform).map(|s| &s.detail) else {
+        panic!("no transform detail: {l:?}")
+    };
+    assert_eq!(t.job_name, "c360-churn-weekly-2024-06-30-63466ab0");
+    assert_eq!(t.instance_type.as_deref(), Some("ml.m5.large"));
+    assert_eq!(l.product.unwrap().rows, 256);
+}
+
+#[test]
+fn a_run_started_by_release_0_1_resumes_under_this_release() {
+    let t = TestProject::new(|j| j);
+    t.generate(200);
+    // The store as an interrupted run leaves it: snapshots and transform input written.
+    // (Through the binary: an in-process run would install this project's AWS settings
+    // in the test process while the S3 tests run.)
+    let out = t
+        .cmd()
+        .env("C360_FAILPOINT", "panic:transform")
+        .args(["run", "churn_weekly", "--as-of", "2024-06-30"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let run_id = t.ledgers()[0].run_id.clone();
+    // ... and its ledger as release 0.1 wrote it: two steps done, still running, its owner
+    // a process that is gone.
+    let text = old_ledger_fixture("run_local.json")
+        .replace("2024-09-30-fc653c2e", &run_id)
+        .replace("2024-09-30", "2024-06-30");
+    let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+    old["status"] = "running".into();
+    old["finished_at"] = serde_json::Value::Null;
+    old["product"] = serde_json::Value::Null;
+    old["owner"] = "gone-host:1:00000000".into();
+    old["steps"].as_array_mut().unwrap().truncate(2);
+    let key = c360::pipeline::ledger_key("churn_weekly", &run_id);
+    std::fs::write(
+        t.store().join(key),
+        serde_json::to_vec_pretty(&old).unwrap(),
+    )
+    .unwrap();
+
+    let (code, out) = t.run("2024-06-30");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("run {run_id} succeeded")), "{out}");
+    let l = t
+        .ledgers()
+        .into_iter()
+        .find(|l| l.run_id == run_id)
+        .unwrap();
+    assert_eq!(l.status, RunStatus::Succeeded);
+    assert_eq!(l.attempts, 2, "the old attempt and this one");
+    assert_eq!(l.steps_done(), Step::ALL);
+    // The two steps the old release did were skipped, not redone: their records are its own.
+    for (i, step) in [Step::Features, Step::TransformInput]
+        .into_iter()
+        .enumerate()
+    {
+        let s = l.step(step).unwrap();
+        assert_eq!(
+            serde_json::to_value(s).unwrap()["started_at"],
+            old["steps"][i]["started_at"],
+            "{step}"
+        );
+    }
+    assert!(
+        l.notes.iter().any(|n| n.contains("resumed by")),
+        "{:?}",
+        l.notes
     );
+    let summary = l.product.clone().unwrap();
+    assert_eq!(summary.rows, l.step(Step::Publish).unwrap().rows.unwrap());
     assert!(t.latest().is_some());
 }

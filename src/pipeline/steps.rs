@@ -1,0 +1,240 @@
+//! The steps of a run and the machinery that runs each once: [`Run::step`] skips a step
+//! the ledger has done, records its start, end, rows and detail, and stops at a step
+//! boundary when the run is cancelled. The step bodies: `features` here, the transform
+//! input in [`super::input`], the transform in [`super::transform_step`], the gates in
+//! [`super::gates`], and `publish` here.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::ledger::{Ledger, RunStatus, Step, StepRecord, StepStatus};
+use super::prepare::Prepared;
+use super::record::{PublishSummary, SnapshotDetail, StepDetail};
+use super::{Observer, PipelineError, Result};
+use crate::features;
+use crate::product::{self, Lineage, ProductSpec};
+use polars::prelude::DataFrame;
+
+/// A run in progress: its prepared inputs, its ledger and who watches it.
+pub(super) struct Run<'a> {
+    pub(super) p: &'a Prepared,
+    pub(super) ledger: Ledger,
+    pub(super) obs: &'a dyn Observer,
+}
+
+/// What a step body returns: its value, the rows it handled, and its ledger detail.
+pub(super) type StepOutput<T> = (T, Option<u64>, StepDetail);
+
+impl Run<'_> {
+    /// Writes the ledger (with a fresh `updated_at`).
+    pub(super) fn save(&mut self) -> Result<()> {
+        self.ledger.updated_at = Utc::now();
+        super::ledger::save_ledger(self.p.store.as_ref(), &self.ledger)
+    }
+
+    /// Runs `f` as step `name` unless the ledger already has it done.
+    pub(super) fn step<T>(
+        &mut self,
+        name: Step,
+        what: &str,
+        f: impl FnOnce(&mut Self) -> Result<StepOutput<T>>,
+    ) -> Result<Option<T>> {
+        if self.ledger.done(name) {
+            tracing::info!(run_id = %self.ledger.run_id, step = %name, "already done; skipping");
+            return Ok(None);
+        }
+        if self
+            .obs
+            .cancel_flag()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            let msg = format!(
+                "stopped before step {name} (cancelled); the next invocation resumes from here"
+            );
+            tracing::warn!(run_id = %self.ledger.run_id, step = %name, "run stopped at a step boundary");
+            // Left `running` (interrupted, not failed): the next start of the service, or
+            // the next invocation, resumes it from this step.
+            self.ledger.error = Some(msg.clone());
+            self.save()?;
+            return Err(PipelineError::Run {
+                run: self.ledger.run_id.clone(),
+                message: msg,
+            });
+        }
+        self.obs.step_started(name, what);
+        let started = Utc::now();
+        let t = Instant::now();
+        self.ledger.steps.push(StepRecord {
+            name,
+            status: StepStatus::Running,
+            started_at: started,
+            finished_at: None,
+            seconds: None,
+            rows: None,
+            detail: StepDetail::None,
+            error: None,
+        });
+        self.save()?;
+        let span = tracing::info_span!("step", run_id = %self.ledger.run_id, job = %self.ledger.job, step = %name);
+        let _g = span.enter();
+        failpoint(name);
+        let out = f(self);
+        let idx = self.ledger.steps.len() - 1;
+        let rec = &mut self.ledger.steps[idx];
+        rec.finished_at = Some(Utc::now());
+        rec.seconds = Some(t.elapsed().as_secs_f64());
+        match out {
+            Ok((v, rows, detail)) => {
+                rec.status = StepStatus::Done;
+                rec.rows = rows;
+                rec.detail = detail;
+                tracing::info!(rows, secs = rec.seconds, "step done");
+                let rec = rec.clone();
+                self.save()?;
+                self.obs.step_finished(&rec);
+                Ok(Some(v))
+            }
+            Err(e) => {
+                rec.status = StepStatus::Failed;
+                rec.error = Some(e.to_string());
+                let rec = rec.clone();
+                self.ledger.status = RunStatus::Failed;
+                self.ledger.error = Some(format!("{name}: {e}"));
+                self.ledger.finished_at = Some(Utc::now());
+                self.save()?;
+                self.obs.step_finished(&rec);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Debug builds only: `C360_FAILPOINT=panic:<step>` / `sleep:<step>:<ms>` (see the module).
+fn failpoint(step: Step) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Ok(v) = std::env::var("C360_FAILPOINT") else {
+        return;
+    };
+    let step = step.as_str();
+    let mut it = v.splitn(3, ':');
+    match (it.next(), it.next(), it.next()) {
+        (Some("panic"), Some(s), None) if s == step => {
+            panic!("failpoint: panic at step {step}")
+        }
+        (Some("sleep"), Some(s), Some(ms)) if s == step => {
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+        }
+        _ => {}
+    }
+}
+
+/// Step `features`: builds each snapshot, or reuses it when committed with the same
+/// definition and source.
+pub(super) fn features(r: &mut Run<'_>) -> Result<StepOutput<()>> {
+    let mut detail = BTreeMap::new();
+    let mut rows = 0;
+    for s in &r.p.sets {
+        let b = features::build_snapshot(s, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
+        rows = b.manifest.rows;
+        detail.insert(
+            s.name.clone(),
+            SnapshotDetail {
+                snapshot: b.prefix,
+                rows: b.manifest.rows,
+                reused: b.reused,
+                run_id: b.manifest.run_id,
+                definition_hash: s.hash.clone(),
+                source_fingerprints: b.manifest.source_fingerprints,
+            },
+        );
+    }
+    Ok(((), Some(rows), StepDetail::Features(detail)))
+}
+
+/// Step `publish`: the product's partition, contract, catalog entry and `latest.json`.
+pub(super) fn publish(
+    r: &mut Run<'_>,
+    scores: &DataFrame,
+    stats: &super::GateStats,
+) -> Result<StepOutput<PublishSummary>> {
+    let (spec, df) = product_frame(r.p, scores)?;
+    let lineage = lineage(r);
+    // Plain numbers and strings: encoding cannot fail (a NaN statistic becomes null).
+    let stats_json = serde_json::to_value(stats).unwrap_or_default();
+    let pubd = product::publish(
+        r.p.store.as_ref(),
+        &spec,
+        &df,
+        r.p.as_of,
+        &lineage,
+        stats_json,
+    )?;
+    let summary = PublishSummary {
+        product: spec.name.clone(),
+        partition: pubd.prefix,
+        rows: pubd.manifest.rows,
+        latest_moved: pubd.latest_moved,
+        score_statistics: stats.clone(),
+        redone: pubd.redone,
+    };
+    Ok((
+        summary.clone(),
+        Some(pubd.manifest.rows),
+        StepDetail::Publish(summary),
+    ))
+}
+
+/// Where the published data came from, from the ledger's `features` and `transform`.
+fn lineage(r: &Run) -> Lineage {
+    let mut fps = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    if let Some(StepDetail::Features(f)) = r.ledger.step(Step::Features).map(|s| &s.detail) {
+        for (k, v) in f {
+            fps.extend(v.source_fingerprints.clone());
+            sets.insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
+        }
+    }
+    let transform = r
+        .ledger
+        .step(Step::Transform)
+        .map(|s| s.detail.to_json())
+        .unwrap_or_default();
+    Lineage {
+        job: r.p.job.name.clone(),
+        run_id: r.p.run_id.clone(),
+        source: r.p.source_uri.clone(),
+        source_fingerprints: fps,
+        feature_sets: sets,
+        model: serde_json::to_value(&r.p.plan.model).unwrap_or_default(),
+        transform,
+    }
+}
+
+/// The product's rows and spec for a run's scores ([`product::product_frame`]).
+pub(super) fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataFrame)> {
+    let scored = product::ScoredRun {
+        product: &p.job.product,
+        schedule: &p.job.schedule,
+        model_name: &p.model_name,
+        model: &p.spec,
+        model_version: super::prepare::file_sha256(&p.model.artifact)
+            .chars()
+            .skip(7)
+            .take(12)
+            .collect(),
+        sets: &p.sets,
+        as_of: p.as_of,
+        score_range: (p.job.gates.min_score, p.job.gates.max_score),
+    };
+    product::product_frame(&scored, scores, super::input::joined_snapshots(p)?).map_err(|e| {
+        PipelineError::Polars {
+            run: p.run_id.clone(),
+            context: "building the product's rows".into(),
+            source: e,
+        }
+    })
+}
