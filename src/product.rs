@@ -24,6 +24,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::names::AsOf;
 use crate::offline::{self, ColumnInfo};
 use crate::store::doc::{self, Current, Decision, Document};
 use crate::store::{layout, ObjectStore, StoreError};
@@ -90,7 +91,7 @@ pub struct ColumnDoc {
 /// What a product is: from the job's `[product]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProductSpec {
-    pub name: String,
+    pub name: crate::names::ProductName,
     /// The schema's major version (part of the path); bump on breaking changes.
     pub major: u32,
     pub domain: String,
@@ -210,7 +211,7 @@ pub fn publish(
     for c in &spec.columns {
         if df.column(&c.name).is_err() {
             return Err(ProductError::Invalid {
-                product: spec.name.clone(),
+                product: spec.name.to_string(),
                 message: format!(
                     "the contract documents column {} but the data lacks it",
                     c.name
@@ -293,7 +294,7 @@ fn write_and_commit(
     );
     let m = offline::Manifest {
         kind: "data_product".into(),
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         version: spec.major,
         as_of,
         files: vec![],
@@ -394,7 +395,7 @@ fn move_latest(
         ))
     })?;
     moved.ok_or_else(|| ProductError::Invalid {
-        product: spec.name.clone(),
+        product: spec.name.to_string(),
         message: "latest.json kept changing under concurrent publishers; try again".into(),
     })
 }
@@ -606,7 +607,7 @@ pub fn row_json(df: &DataFrame, i: usize) -> Value {
             Ok(AnyValue::Boolean(b)) => json!(b),
             Ok(AnyValue::String(s)) => json!(s),
             Ok(AnyValue::StringOwned(s)) => json!(s.as_str()),
-            Ok(AnyValue::Date(d)) => json!(crate::source::date_of_day(d).to_string()),
+            Ok(AnyValue::Date(d)) => json!(AsOf::from_day_number(d).date().to_string()),
             Ok(AnyValue::Datetime(v, unit, _)) => {
                 let micros = match unit {
                     TimeUnit::Nanoseconds => v / 1000,
@@ -633,7 +634,7 @@ fn write_catalog(store: &dyn ObjectStore, spec: &ProductSpec, m: &offline::Manif
         .map(|(_, d)| d)
         .collect();
     let entry = CatalogEntry {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         domain: spec.domain.clone(),
         owner: spec.owner.clone(),
         description: spec.description.clone(),
@@ -810,7 +811,7 @@ fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
 /// Errors: [`ProductError::Contract`] if the document cannot be serialized.
 pub fn contract_yaml(spec: &ProductSpec) -> Result<String> {
     yaml_serde::to_string(&contract(spec)).map_err(|source| ProductError::Contract {
-        product: spec.name.clone(),
+        product: spec.name.to_string(),
         source,
     })
 }

@@ -41,6 +41,7 @@ pub mod xgb;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::names::{ColumnName, SageMakerName, SetName, StoreUri};
 use serde::Deserialize;
 
 pub use csv::{parse_csv, CsvError};
@@ -218,8 +219,8 @@ fn feature_sets(
             let k = format!("feature_sets.{name}");
             (k.clone(), k)
         };
-        if !is_identifier(name) {
-            errs.push(set_key, format!("{name:?} is not a feature set name"));
+        if let Err(e) = SetName::parse(name.as_str()) {
+            errs.push(set_key, e.to_string());
             return false;
         }
         if *version == 0 {
@@ -241,11 +242,8 @@ fn check_features(features: &[String], errs: &mut crate::diagnostic::Collector) 
     }
     let mut seen = HashSet::new();
     for (i, f) in features.iter().enumerate() {
-        if !is_identifier(f) {
-            errs.push(
-                format!("features[{i}]"),
-                format!("{f:?} is not a column name"),
-            );
+        if let Err(e) = ColumnName::parse(f.as_str()) {
+            errs.push(format!("features[{i}]"), e.to_string());
         } else if !seen.insert(f.as_str()) {
             errs.push(format!("features[{i}]"), format!("{f:?} is listed twice"));
         }
@@ -260,7 +258,7 @@ fn sagemaker_model(
     match (s.image, s.model_data, s.model_name) {
         (Some(image), Some(model_data), None) => {
             let mut ok = true;
-            if !model_data.starts_with("s3://") {
+            if !StoreUri::is_s3_uri(&model_data) {
                 errs.push(
                     "sagemaker.model_data",
                     format!("{model_data:?} must be an s3:// URI of a model.tar.gz"),
@@ -274,19 +272,10 @@ fn sagemaker_model(
             ok.then_some(SageMakerModel::Create { image, model_data })
         }
         (None, None, Some(model_name)) => {
-            let ok = !model_name.is_empty()
-                && model_name.len() <= 63
-                && model_name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !model_name.starts_with('-')
-                && !model_name.ends_with('-');
-            if !ok {
+            if let Err(e) = SageMakerName::parse(model_name.as_str()) {
                 errs.push(
                     "sagemaker.model_name",
-                    format!(
-                        "{model_name:?} is not a SageMaker model name (1-63 letters, digits, hyphens)"
-                    ),
+                    e.with_kind("SageMaker model name").to_string(),
                 );
                 return None;
             }
@@ -310,10 +299,10 @@ fn risk_bands(bands: Vec<RiskBandFile>, errs: &mut crate::diagnostic::Collector)
     let n = bands.len();
     for (i, b) in bands.into_iter().enumerate() {
         let key = format!("risk_bands[{i}]");
-        if !is_identifier(&b.name) {
+        if let Err(e) = ColumnName::parse(b.name.as_str()) {
             errs.push(
                 format!("{key}.name"),
-                format!("{:?} is not a band name", b.name),
+                e.with_kind("risk band name").to_string(),
             );
         } else if !names.insert(b.name.clone()) {
             errs.push(format!("{key}.name"), format!("{:?} is used twice", b.name));
@@ -342,12 +331,6 @@ fn risk_bands(bands: Vec<RiskBandFile>, errs: &mut crate::diagnostic::Collector)
         });
     }
     out
-}
-
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 impl ModelSpec {

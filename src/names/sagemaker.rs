@@ -168,9 +168,9 @@ impl serde::Serialize for SageMakerName {
 mod tests {
     use super::*;
 
-    /// `pipeline::job_name_for` as it was before this type replaced it, kept to show that
+    /// `pipeline::job_name_for` as it was released before this type replaced it, kept to show that
     /// `derive` names every SageMaker job and model exactly as before.
-    fn job_name_for(job: &str, run_id: &str) -> String {
+    fn released_job_name(job: &str, run_id: &str) -> String {
         let raw = format!("c360-{job}-{run_id}");
         let mut s: String = raw
             .chars()
@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn derive_gives_the_names_runs_already_use() {
-        // Golden values from the released job_name_for: resumed runs look these up.
+        // Golden values from the released `job_name_for`: resumed runs look these up.
         let cases = [
             (
                 "churn_weekly",
@@ -207,7 +207,7 @@ mod tests {
         for (job, run, want) in cases {
             let got = SageMakerName::derive("c360", &[job, run]);
             assert_eq!(got, want, "{job} {run}");
-            assert_eq!(got.as_str(), job_name_for(job, run), "{job} {run}");
+            assert_eq!(got.as_str(), released_job_name(job, run), "{job} {run}");
         }
     }
 
@@ -231,7 +231,7 @@ mod tests {
         for job in pieces {
             for run in pieces {
                 let got = SageMakerName::derive("c360", &[job, run]);
-                assert_eq!(got.as_str(), job_name_for(job, run), "{job:?} {run:?}");
+                assert_eq!(got.as_str(), released_job_name(job, run), "{job:?} {run:?}");
                 assert!(
                     SageMakerName::parse(got.as_str()).is_ok(),
                     "{got} breaks SageMaker's rule"

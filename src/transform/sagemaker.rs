@@ -14,7 +14,7 @@
 //! cancel flag set ──> StopTransformJob once, keep polling until Stopped
 //! ```
 //!
-//! Job names are deterministic per run ([`crate::pipeline::job_name_for`]), which is what
+//! Job names are deterministic per run ([`crate::names::SageMakerName::derive`]), which is what
 //! makes the re-attach safe. Throttling and 5xx are retried by the SDK (standard mode); a
 //! poll that still fails is retried by the loop a few times before the run gives up.
 

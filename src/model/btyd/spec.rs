@@ -237,16 +237,8 @@ impl ClvSpec {
         })?;
         let kind = ClvKind::parse(&raw.kind)
             .ok_or_else(|| invalid("kind", format!("{:?} is not a CLV model kind", raw.kind)))?;
-        let ident = !raw.feature_set.is_empty()
-            && raw
-                .feature_set
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ident {
-            return Err(invalid(
-                "feature_set",
-                format!("{:?} is not a feature set name", raw.feature_set),
-            ));
+        if let Err(e) = crate::names::SetName::parse(raw.feature_set.as_str()) {
+            return Err(invalid("feature_set", e.to_string()));
         }
         if raw.feature_set_version == 0 {
             return Err(invalid("feature_set_version", "versions start at 1".into()));
