@@ -1,8 +1,9 @@
 //! Names and values that are parsed once, at the edge, into types that cannot hold a
 //! bad value ("parse, don't validate"; style.md rule 4). Each rule lives here and only
 //! here: feature-set, feature, job, product and model names, the names SageMaker accepts
-//! ([`SageMakerName`]), store URIs ([`StoreUri`], the one place that knows `s3://`), as-of
-//! dates ([`AsOf`]) and the names an HTTP path may carry ([`KeySegment`]).
+//! ([`SageMakerName`]), store URIs ([`StoreUri`], the one place that knows `s3://`) and
+//! the store-key rule ([`key_problem`]), as-of dates ([`AsOf`]) and the names an HTTP path
+//! may carry ([`KeySegment`]).
 //!
 //! Every type is made by `FromStr` / `TryFrom<String>` (and `parse`), shows itself with
 //! `Display`, lends its text through `AsRef<str>`/`Deref<Target = str>`, and
@@ -17,7 +18,7 @@ mod store_uri;
 
 pub use as_of::{AsOf, AsOfError};
 pub use sagemaker::SageMakerName;
-pub use store_uri::{StoreUri, UriError};
+pub use store_uri::{key_problem, StoreUri, UriError};
 
 /// A refused name: the value, what kind of name it was meant to be, and the rule it
 /// broke, e.g. `"Churn" is not a valid job name: 1-48 lowercase letters, ...`.

@@ -9,6 +9,24 @@ const S3: &str = "s3://";
 /// The scheme of local folders given as URIs.
 const FILE: &str = "file://";
 
+/// What is wrong with `key` as a store key, if anything: keys are relative, use `/`, and
+/// have no empty, `.` or `..` parts (so no key can leave its store). Both stores and the
+/// prefixes of S3 URIs follow this rule.
+pub fn key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("empty key")
+    } else if key.starts_with('/') || key.contains('\\') {
+        Some("keys are relative and use '/'")
+    } else if key
+        .split('/')
+        .any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        Some("'.', '..' and empty components are not allowed")
+    } else {
+        None
+    }
+}
+
 /// A refused store or source URI: the URI as given and why, e.g. `invalid store URI
 /// "s3://My_Bucket": the bucket name must be 3-63 lowercase letters, digits, '-' or '.'`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,8 +44,8 @@ pub struct UriError {
 /// Rules:
 /// - `s3://bucket[/prefix]`: the bucket is 3 to 63 lowercase letters, digits, `-` and
 ///   `.`, neither starting nor ending with `-` or `.` (S3's rule); the prefix loses its
-///   leading and trailing `/` and may be empty; it is a store key prefix, so it has no
-///   `\`, and no `.`, `..` or empty parts.
+///   leading and trailing `/` and may be empty; it is a store key prefix, so it follows
+///   [`key_problem`]'s rule.
 /// - `file://path` or a bare path: a local folder; the path may not be empty. Relative
 ///   paths are resolved by [`StoreUri::resolve`] (the project root, for c360.toml).
 /// - Any other `scheme://` is refused, and so is a blank URI.
@@ -72,19 +90,8 @@ impl StoreUri {
                 ));
             }
             let prefix = prefix.trim_matches('/');
-            if prefix.contains('\\') {
-                return Err(bad(format!(
-                    "the prefix {prefix:?} has a '\\': store keys use '/'"
-                )));
-            }
-            if !prefix.is_empty()
-                && prefix
-                    .split('/')
-                    .any(|c| c == ".." || c == "." || c.is_empty())
-            {
-                return Err(bad(format!(
-                    "the prefix {prefix:?} has a '.', '..' or empty part, which store keys may not have"
-                )));
+            if let Some(problem) = key_problem(prefix).filter(|_| !prefix.is_empty()) {
+                return Err(bad(format!("the prefix {prefix:?}: {problem}")));
             }
             return Ok(StoreUri::S3 {
                 bucket: bucket.to_string(),
@@ -239,22 +246,45 @@ mod tests {
         for (bad, reason) in [
             (
                 "s3://b12/../x",
-                "the prefix \"../x\" has a '.', '..' or empty part, which store keys may not have",
+                "the prefix \"../x\": '.', '..' and empty components are not allowed",
             ),
             (
                 "s3://b12/a/./x",
-                "the prefix \"a/./x\" has a '.', '..' or empty part, which store keys may not have",
+                "the prefix \"a/./x\": '.', '..' and empty components are not allowed",
             ),
             (
                 "s3://b12/a//x",
-                "the prefix \"a//x\" has a '.', '..' or empty part, which store keys may not have",
+                "the prefix \"a//x\": '.', '..' and empty components are not allowed",
             ),
             (
                 "s3://b12/a\\x",
-                "the prefix \"a\\\\x\" has a '\\': store keys use '/'",
+                "the prefix \"a\\\\x\": keys are relative and use '/'",
             ),
         ] {
             assert_eq!(StoreUri::parse(bad).unwrap_err().reason, reason, "{bad}");
+        }
+    }
+
+    #[test]
+    fn store_keys_stay_inside_their_store() {
+        for ok in [
+            "a",
+            "a/b.json",
+            "runs/j/2024-06-30-ab/run.json",
+            ".hidden/x",
+        ] {
+            assert_eq!(key_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty key"),
+            ("/abs", "keys are relative and use '/'"),
+            ("a\\b", "keys are relative and use '/'"),
+            ("a/../b", "'.', '..' and empty components are not allowed"),
+            ("./a", "'.', '..' and empty components are not allowed"),
+            ("a//b", "'.', '..' and empty components are not allowed"),
+            ("a/", "'.', '..' and empty components are not allowed"),
+        ] {
+            assert_eq!(key_problem(bad), Some(why), "{bad:?}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::names::{StoreUri, UriError};
+use crate::names::{key_problem, StoreUri, UriError};
 
 pub mod doc;
 pub mod layout;
@@ -130,23 +130,11 @@ impl From<UriError> for StoreError {
 }
 
 fn check_key(key: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(StoreError::BadKey {
+    match key_problem(key) {
+        Some(reason) => Err(StoreError::BadKey {
             key: key.to_string(),
             reason: reason.to_string(),
-        })
-    };
-    if key.is_empty() {
-        return bad("empty key");
+        }),
+        None => Ok(()),
     }
-    if key.starts_with('/') || key.contains('\\') {
-        return bad("keys are relative and use '/'");
-    }
-    if key
-        .split('/')
-        .any(|c| c == ".." || c == "." || c.is_empty())
-    {
-        return bad("'.', '..' and empty components are not allowed");
-    }
-    Ok(())
 }
