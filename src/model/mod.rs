@@ -160,7 +160,7 @@ pub enum SageMakerModel {
     /// Create a model from an image and a `model.tar.gz`.
     Create { image: String, model_data: String },
     /// Use an existing SageMaker model.
-    Existing { model_name: String },
+    Existing { model_name: SageMakerName },
 }
 
 /// A named score band.
@@ -271,16 +271,16 @@ fn sagemaker_model(
             }
             ok.then_some(SageMakerModel::Create { image, model_data })
         }
-        (None, None, Some(model_name)) => {
-            if let Err(e) = SageMakerName::parse(model_name.as_str()) {
+        (None, None, Some(model_name)) => match SageMakerName::parse(model_name) {
+            Ok(model_name) => Some(SageMakerModel::Existing { model_name }),
+            Err(e) => {
                 errs.push(
                     "sagemaker.model_name",
                     e.with_kind("SageMaker model name").to_string(),
                 );
-                return None;
+                None
             }
-            Some(SageMakerModel::Existing { model_name })
-        }
+        },
         _ => {
             errs.push(
                 "sagemaker",
@@ -643,7 +643,7 @@ name = "high"
         assert_eq!(
             s.sagemaker,
             Some(SageMakerModel::Existing {
-                model_name: "churn-v2".into()
+                model_name: "churn-v2".parse().unwrap()
             })
         );
         assert_eq!(s.risk_band(0.29), Some("low"));

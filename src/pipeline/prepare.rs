@@ -106,7 +106,7 @@ fn prepare_cloud(
                 return Err(def(format!("{}: {}", e.key, e.reason)));
             }
             let content = hash8(&[&image, &model_data, artifact_hash]);
-            let name = SageMakerName::derive("c360", &[model_name, &content]).into_string();
+            let name = SageMakerName::derive("c360", &[model_name, &content]);
             ModelTarget::Create {
                 name,
                 image,

@@ -35,6 +35,7 @@ use super::{
     ObjectResult, Progress, SplitType, TransformError, TransformJobSpec, TransformResult,
 };
 use crate::aws;
+use crate::names::SageMakerName;
 use crate::store::DynStore;
 
 /// The model the jobs run.
@@ -42,7 +43,7 @@ use crate::store::DynStore;
 pub enum ModelTarget {
     /// Create it (once) when missing.
     Create {
-        name: String,
+        name: SageMakerName,
         image: String,
         model_data: String,
         role_arn: String,
@@ -51,7 +52,7 @@ pub enum ModelTarget {
         network_isolation: bool,
     },
     /// A SageMaker model that already exists.
-    Existing(String),
+    Existing(SageMakerName),
 }
 
 impl ModelTarget {
