@@ -178,10 +178,10 @@ pub struct ModelSpec {
     pub file: PathBuf,
     pub description: Option<String>,
     /// The first (or only) feature set.
-    pub feature_set: String,
+    pub feature_set: SetName,
     pub feature_set_version: u32,
     /// Every feature set the model reads, with its version.
-    pub feature_sets: Vec<(String, u32)>,
+    pub feature_sets: Vec<(SetName, u32)>,
     pub features: Vec<String>,
     pub content_type: String,
     pub objective: Objective,
@@ -196,7 +196,7 @@ pub struct ModelSpec {
 fn feature_sets(
     raw: &ModelSpecFile,
     errs: &mut crate::diagnostic::Collector,
-) -> Vec<(String, u32)> {
+) -> Vec<(SetName, u32)> {
     let mut sets: Vec<(String, u32)> = Vec::new();
     match (&raw.feature_set, raw.feature_set_version, raw.feature_sets.is_empty()) {
         (Some(s), Some(v), true) => sets.push((s.clone(), v)),
@@ -211,28 +211,30 @@ fn feature_sets(
         ),
     }
     let before = sets.len();
-    sets.retain(|(name, version)| {
-        // `feature_sets = { NAME = N }` names the key itself; `feature_set` the single one.
-        let (set_key, version_key) = if raw.feature_sets.is_empty() {
-            ("feature_set".to_string(), "feature_set_version".to_string())
-        } else {
-            let k = format!("feature_sets.{name}");
-            (k.clone(), k)
-        };
-        if let Err(e) = SetName::parse(name.as_str()) {
-            errs.push(set_key, e.to_string());
-            return false;
-        }
-        if *version == 0 {
-            errs.push(version_key, "versions start at 1");
-            return false;
-        }
-        true
-    });
-    if sets.len() != before {
-        sets.clear();
+    let parsed: Vec<(SetName, u32)> = sets
+        .into_iter()
+        .filter_map(|(name, version)| {
+            // `feature_sets = { NAME = N }` names the key itself; `feature_set` the single one.
+            let (set_key, version_key) = if raw.feature_sets.is_empty() {
+                ("feature_set".to_string(), "feature_set_version".to_string())
+            } else {
+                let k = format!("feature_sets.{name}");
+                (k.clone(), k)
+            };
+            let name = SetName::parse(name)
+                .map_err(|e| errs.push(set_key, e.to_string()))
+                .ok()?;
+            if version == 0 {
+                errs.push(version_key, "versions start at 1");
+                return None;
+            }
+            Some((name, version))
+        })
+        .collect();
+    if parsed.len() != before {
+        return Vec::new();
     }
-    sets
+    parsed
 }
 
 /// `features`: at least one, each a column name, none twice.
