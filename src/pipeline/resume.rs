@@ -24,7 +24,7 @@ pub(super) enum Start {
 /// A fresh ledger for a prepared run.
 pub(super) fn new_ledger(p: &Prepared, attempts: u32) -> Ledger {
     Ledger {
-        job: p.job.name.to_string(),
+        job: p.job.name.clone(),
         run_id: p.run_id.clone(),
         as_of: p.as_of,
         status: RunStatus::Running,
