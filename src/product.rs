@@ -24,7 +24,6 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::names::AsOf;
 use crate::offline::{self, ColumnInfo};
 use crate::store::doc::{self, Current, Decision, Document};
 use crate::store::{layout, ObjectStore, StoreError};
@@ -607,7 +606,7 @@ pub fn row_json(df: &DataFrame, i: usize) -> Value {
             Ok(AnyValue::Boolean(b)) => json!(b),
             Ok(AnyValue::String(s)) => json!(s),
             Ok(AnyValue::StringOwned(s)) => json!(s.as_str()),
-            Ok(AnyValue::Date(d)) => json!(AsOf::from_day_number(d).date().to_string()),
+            Ok(AnyValue::Date(d)) => json!(crate::names::AsOf::from_day_number(d).to_string()),
             Ok(AnyValue::Datetime(v, unit, _)) => {
                 let micros = match unit {
                     TimeUnit::Nanoseconds => v / 1000,
