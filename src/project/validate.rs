@@ -52,7 +52,7 @@ impl Project {
     pub fn validate_all(&self) -> Validation {
         let mut problems: Vec<Diagnostic> = Vec::new();
         let (sets, set_errs, sets_broken) = features::load_sets_partial(&self.features_dir());
-        problems.extend(set_errs.into_iter().map(Diagnostic::from));
+        problems.extend(set_errs);
         // `[service]` (and the tokens variable) exactly as `c360 serve` would take them.
         if let Err(e) = crate::service::ServiceConfig::from_project(self, None) {
             problems.push(Diagnostic::new(
@@ -131,7 +131,7 @@ impl Project {
                 .unwrap_or_default();
             // CLV models (kind = "bg_nbd" / "gamma_gamma") have no artifact to load.
             if let Some((ok, e)) = crate::cli::models::validate_clv(&d, sets, sets_broken) {
-                problems.extend(e.into_iter().map(Diagnostic::from));
+                problems.extend(e);
                 if ok {
                     index.clv.push(dir_name.clone());
                     index.ok.push(dir_name)
