@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use crate::names::AsOf;
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -107,7 +108,7 @@ struct Chunk {
 
 /// Seasonal multiplier of the purchase rate on a day.
 fn season(day: i64) -> f64 {
-    let d = crate::source::date_of_day(day as i32);
+    let d = AsOf::from_day_number(day as i32).date();
     match d.month() {
         11 => 1.4,
         12 => 1.7,
@@ -117,7 +118,7 @@ fn season(day: i64) -> f64 {
 }
 
 fn epoch_day(d: NaiveDate) -> i64 {
-    crate::source::day_number(d) as i64
+    AsOf::from(d).day_number() as i64
 }
 
 /// A random instant within day `day`.

@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod features;
 pub mod generate;
 pub mod model;
+pub mod names;
 pub mod offline;
 pub mod pipeline;
 pub mod product;

@@ -186,7 +186,7 @@ impl std::str::FromStr for LogicalType {
 /// What a product is: from the job's `[product]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProductSpec {
-    pub name: String,
+    pub name: crate::names::ProductName,
     /// The schema's major version (part of the path); bump on breaking changes.
     pub major: u32,
     pub domain: String,
@@ -268,7 +268,7 @@ pub fn publish(
     for c in &spec.columns {
         if df.column(&c.name).is_err() {
             return Err(ProductError::Invalid {
-                product: spec.name.clone(),
+                product: spec.name.to_string(),
                 message: format!(
                     "the contract documents column {} but the data lacks it",
                     c.name
@@ -351,7 +351,7 @@ fn write_and_commit(
     );
     let m = offline::Manifest {
         kind: "data_product".into(),
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         version: spec.major,
         as_of,
         files: vec![],
@@ -518,7 +518,7 @@ fn write_contract(store: &dyn ObjectStore, spec: &ProductSpec) -> Result<()> {
 /// Errors: [`ProductError::Contract`] if the document cannot be serialized.
 pub fn contract_yaml(spec: &ProductSpec) -> Result<String> {
     yaml_serde::to_string(&contract(spec)).map_err(|source| ProductError::Contract {
-        product: spec.name.clone(),
+        product: spec.name.to_string(),
         source,
     })
 }

@@ -15,6 +15,7 @@ pub use validate::{check_job, check_model, ModelIndex, Validation};
 
 use crate::diagnostic::{toml_error, Collector, Diagnostic};
 use crate::features::{self, DefErrors, FeatureSet};
+use crate::names::StoreUri;
 
 /// `c360.toml`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -372,15 +373,8 @@ impl Project {
             ("store.uri", &self.config.store.uri),
             ("source.uri", &self.config.source.uri),
         ] {
-            if uri.trim().is_empty() {
-                found.push(key, "may not be empty");
-            } else if let Some((scheme, _)) = uri.split_once("://") {
-                if scheme != "file" && scheme != "s3" {
-                    found.push(
-                        key,
-                        format!("unknown scheme {scheme}:// (use a path, file:// or s3://)"),
-                    );
-                }
+            if let Err(e) = StoreUri::parse(uri) {
+                found.push(key, e.reason);
             }
         }
         if let Some(s) = &self.config.service {
@@ -388,7 +382,7 @@ impl Project {
                 found.push("[service]", reason);
             }
         }
-        let s3 = self.config.store.uri.starts_with("s3://");
+        let s3 = StoreUri::is_s3_uri(&self.config.store.uri);
         for e in self.config.aws.validate(s3) {
             found.push(e.key, e.reason);
         }
@@ -407,15 +401,10 @@ impl Project {
 
     /// Resolves a path or URI from the config relative to the project root.
     pub fn resolve_uri(&self, uri: &str) -> String {
-        if uri.starts_with("s3://") {
-            return uri.to_string();
-        }
-        let path = uri.strip_prefix("file://").unwrap_or(uri);
-        let p = Path::new(path);
-        if p.is_absolute() {
-            path.to_string()
-        } else {
-            self.root.join(p).display().to_string()
+        match StoreUri::parse(uri).map(|u| u.resolve(&self.root)) {
+            Ok(StoreUri::File(p)) => p.display().to_string(),
+            // S3 URIs, and URIs `check_config` refuses, stay as written.
+            _ => uri.to_string(),
         }
     }
 

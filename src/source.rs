@@ -71,7 +71,6 @@ mod scan;
 mod table;
 
 pub use contract::{table_spec, ColType, ColumnSpec, Rule, TableSpec, CONTRACT};
-pub use days::{date_of_day, day_number};
 pub use error::{ReaderError, Result, SourceError};
 pub use locate::{Source, TableLocation};
 pub(crate) use scan::guard;

@@ -34,7 +34,7 @@ source reuses the committed snapshot (use --force to rebuild)."
         /// The set's name.
         set: String,
         /// The as-of date (YYYY-MM-DD, UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::names::AsOf::parse_date)]
         as_of: NaiveDate,
         /// Customer 360 source folder or URI (default: [source] uri in c360.toml).
         #[arg(long)]

@@ -106,7 +106,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// The as-of date of the features.
-    #[arg(long, default_value = "2024-09-30")]
+    #[arg(long, value_parser = crate::names::AsOf::parse_date, default_value = "2024-09-30")]
     pub as_of: chrono::NaiveDate,
 }
 
@@ -139,10 +139,10 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// First sign-up date (YYYY-MM-DD).
-    #[arg(long, default_value = "2022-01-01")]
+    #[arg(long, value_parser = crate::names::AsOf::parse_date, default_value = "2022-01-01")]
     pub start: chrono::NaiveDate,
     /// Last date with data (YYYY-MM-DD).
-    #[arg(long, default_value = "2024-12-31")]
+    #[arg(long, value_parser = crate::names::AsOf::parse_date, default_value = "2024-12-31")]
     pub end: chrono::NaiveDate,
 }
 

@@ -45,7 +45,7 @@ pub struct FitArgs {
     /// The model folder's name under models/ (or a path to the folder).
     pub model: String,
     /// The as-of date of the snapshot to fit on (YYYY-MM-DD, UTC).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::names::AsOf::parse_date)]
     pub as_of: NaiveDate,
     /// Customer 360 source folder or URI (default: [source] uri in c360.toml).
     #[arg(long)]
@@ -271,7 +271,7 @@ pub fn fit(project: &Project, a: &FitArgs) -> Result<Fitted, Failure> {
         objective,
         customers,
         iterations,
-        feature_set: set.name.clone(),
+        feature_set: set.name.to_string(),
         feature_set_version: set.version,
         as_of: a.as_of,
         snapshot: built.prefix.clone(),

@@ -25,7 +25,7 @@ pub struct RunArgs {
     /// The job (jobs/<JOB>.toml).
     pub job: String,
     /// Score as of this date instead of the job's rule (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::names::AsOf::parse_date)]
     pub as_of: Option<chrono::NaiveDate>,
     /// Override the job's backend.
     #[arg(long, value_parser = ["local", "sagemaker"])]

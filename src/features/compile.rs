@@ -69,7 +69,7 @@ pub struct CompileError {
 
 fn cerr(set: &FeatureSet, message: impl Into<String>) -> CompileError {
     CompileError {
-        set: set.name.clone(),
+        set: set.name.to_string(),
         message: message.into(),
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::expr::{Expr, Ty};
+use crate::names::SetName;
 use crate::source::TableSpec;
 
 mod deps;
@@ -127,7 +128,7 @@ pub struct Label {
 /// A validated feature set: features in dependency order.
 #[derive(Debug, Clone)]
 pub struct FeatureSet {
-    pub name: String,
+    pub name: SetName,
     pub version: u32,
     pub description: String,
     pub owner: String,
@@ -216,21 +217,4 @@ impl Ctx {
         self.errors
             .push(DefError::new(self.file.clone(), key, reason));
     }
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn valid_feature_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -19,6 +19,7 @@ use polars::prelude::*;
 pub use def::{DefError, DefErrors, FeatureSet};
 pub use training_set::{read_spine, training_set};
 
+use crate::names::AsOf;
 use crate::offline::{self, Manifest};
 use crate::source::{self, Source, SourceError, Table};
 use crate::telemetry::{peak_rss_mb, release_free_memory};
@@ -127,7 +128,7 @@ pub fn load_tables_at(
     names.extend(also.iter().copied());
     let mut tables = HashMap::new();
     let cust_spec = source::table_spec("customers").ok_or_else(|| FeatureError::Polars {
-        set: set.name.clone(),
+        set: set.name.to_string(),
         message: "contract lacks customers".into(),
     })?;
     let empty = Vec::new();
@@ -161,7 +162,7 @@ pub fn load_tables_at(
             continue;
         }
         let spec = source::table_spec(n).ok_or_else(|| FeatureError::Polars {
-            set: set.name.clone(),
+            set: set.name.to_string(),
             message: format!("unknown table {n}"),
         })?;
         let mut t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
@@ -213,14 +214,14 @@ pub fn load_tables_at(
 
 fn customers_missing(set: &FeatureSet) -> FeatureError {
     FeatureError::Polars {
-        set: set.name.clone(),
+        set: set.name.to_string(),
         message: "customers not loaded".into(),
     }
 }
 
 fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
     move |e| FeatureError::Polars {
-        set: set.name.clone(),
+        set: set.name.to_string(),
         message: e.to_string(),
     }
 }
@@ -247,7 +248,7 @@ pub fn snapshot_owned(set: &FeatureSet, loaded: Loaded, as_of: NaiveDate) -> Res
 }
 
 fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> Result<DataFrame> {
-    let day = source::day_number(as_of);
+    let day = AsOf::from(as_of).day_number();
     let perr = perr(set);
     // The base's customer keys, in base order (the plan's own base filter).
     let customers = inputs
@@ -274,7 +275,7 @@ fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> R
         .and_then(|c| c.u32().map(|ca| ca.into_no_null_iter().collect()))
         .map_err(&perr)?;
     let cerr = |message: String| compile::CompileError {
-        set: set.name.clone(),
+        set: set.name.to_string(),
         message,
     };
     let align = |agg: LazyFrame| -> Result<compile::Aggregated, compile::CompileError> {
@@ -402,7 +403,7 @@ pub fn build_snapshot(
             }
         }
     }
-    let loaded = load_tables_at(s, &src, &[], Some(source::day_number(as_of)))?;
+    let loaded = load_tables_at(s, &src, &[], Some(AsOf::from(as_of).day_number()))?;
     tracing::debug!(peak_mb = peak_rss_mb(), "tables loaded");
     let t = std::time::Instant::now();
     // The source tables are freed as they are used up: writing reuses their memory.
@@ -411,7 +412,7 @@ pub fn build_snapshot(
     tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
     let manifest = Manifest {
         kind: "feature_snapshot".into(),
-        name: s.name.clone(),
+        name: s.name.to_string(),
         version: s.version,
         as_of,
         files: vec![],
@@ -512,7 +513,7 @@ pub fn check_data_reach(
         let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
         Some((get("first")?, get("last")?))
     };
-    let day = source::date_of_day;
+    let day = |n: i32| AsOf::from_day_number(n).date();
     if let Some((first, _)) = day_range("customers") {
         if as_of < day(first) {
             return Err(format!(

@@ -8,6 +8,7 @@ use polars::prelude::*;
 
 use super::def::Label;
 use super::{compile, customers_missing, perr, FeatureError, FeatureSet, Loaded, Result};
+use crate::names::AsOf;
 use crate::source;
 
 /// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
@@ -210,7 +211,7 @@ fn check_spine_customers(
             .ok()
             .and_then(|c| c.get(0).ok())
             .and_then(|v| v.extract::<i32>())
-            .map(source::date_of_day)
+            .map(|n| AsOf::from_day_number(n).date())
             .map(|d| d.to_string())
             .unwrap_or_default();
         return Err(FeatureError::Spine {
@@ -260,11 +261,11 @@ fn check_label_reach(
                 label: l.name.clone(),
                 message: format!(
                     "needs data up to {} (as_of {} + {} days), but {} ends on {}; use an earlier as_of or wait for the data",
-                    source::date_of_day(latest + l.horizon_days as i32),
-                    source::date_of_day(latest),
+                    AsOf::from_day_number(latest + l.horizon_days as i32).date(),
+                    AsOf::from_day_number(latest).date(),
                     l.horizon_days,
                     l.table.name,
-                    source::date_of_day(max_day)
+                    AsOf::from_day_number(max_day).date()
                 ),
             });
         }

@@ -41,6 +41,7 @@ pub mod xgb;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::names::{ColumnName, SageMakerName, SetName, StoreUri};
 use serde::Deserialize;
 
 pub use csv::{parse_csv, CsvError};
@@ -159,7 +160,7 @@ pub enum SageMakerModel {
     /// Create a model from an image and a `model.tar.gz`.
     Create { image: String, model_data: String },
     /// Use an existing SageMaker model.
-    Existing { model_name: String },
+    Existing { model_name: SageMakerName },
 }
 
 /// A named score band.
@@ -177,10 +178,10 @@ pub struct ModelSpec {
     pub file: PathBuf,
     pub description: Option<String>,
     /// The first (or only) feature set.
-    pub feature_set: String,
+    pub feature_set: SetName,
     pub feature_set_version: u32,
     /// Every feature set the model reads, with its version.
-    pub feature_sets: Vec<(String, u32)>,
+    pub feature_sets: Vec<(SetName, u32)>,
     pub features: Vec<String>,
     pub content_type: String,
     pub objective: Objective,
@@ -195,7 +196,7 @@ pub struct ModelSpec {
 fn feature_sets(
     raw: &ModelSpecFile,
     errs: &mut crate::diagnostic::Collector,
-) -> Vec<(String, u32)> {
+) -> Vec<(SetName, u32)> {
     let mut sets: Vec<(String, u32)> = Vec::new();
     match (&raw.feature_set, raw.feature_set_version, raw.feature_sets.is_empty()) {
         (Some(s), Some(v), true) => sets.push((s.clone(), v)),
@@ -210,28 +211,30 @@ fn feature_sets(
         ),
     }
     let before = sets.len();
-    sets.retain(|(name, version)| {
-        // `feature_sets = { NAME = N }` names the key itself; `feature_set` the single one.
-        let (set_key, version_key) = if raw.feature_sets.is_empty() {
-            ("feature_set".to_string(), "feature_set_version".to_string())
-        } else {
-            let k = format!("feature_sets.{name}");
-            (k.clone(), k)
-        };
-        if !is_identifier(name) {
-            errs.push(set_key, format!("{name:?} is not a feature set name"));
-            return false;
-        }
-        if *version == 0 {
-            errs.push(version_key, "versions start at 1");
-            return false;
-        }
-        true
-    });
-    if sets.len() != before {
-        sets.clear();
+    let parsed: Vec<(SetName, u32)> = sets
+        .into_iter()
+        .filter_map(|(name, version)| {
+            // `feature_sets = { NAME = N }` names the key itself; `feature_set` the single one.
+            let (set_key, version_key) = if raw.feature_sets.is_empty() {
+                ("feature_set".to_string(), "feature_set_version".to_string())
+            } else {
+                let k = format!("feature_sets.{name}");
+                (k.clone(), k)
+            };
+            let name = SetName::parse(name)
+                .map_err(|e| errs.push(set_key, e.to_string()))
+                .ok()?;
+            if version == 0 {
+                errs.push(version_key, "versions start at 1");
+                return None;
+            }
+            Some((name, version))
+        })
+        .collect();
+    if parsed.len() != before {
+        return Vec::new();
     }
-    sets
+    parsed
 }
 
 /// `features`: at least one, each a column name, none twice.
@@ -241,11 +244,8 @@ fn check_features(features: &[String], errs: &mut crate::diagnostic::Collector) 
     }
     let mut seen = HashSet::new();
     for (i, f) in features.iter().enumerate() {
-        if !is_identifier(f) {
-            errs.push(
-                format!("features[{i}]"),
-                format!("{f:?} is not a column name"),
-            );
+        if let Err(e) = ColumnName::parse(f.as_str()) {
+            errs.push(format!("features[{i}]"), e.to_string());
         } else if !seen.insert(f.as_str()) {
             errs.push(format!("features[{i}]"), format!("{f:?} is listed twice"));
         }
@@ -260,7 +260,7 @@ fn sagemaker_model(
     match (s.image, s.model_data, s.model_name) {
         (Some(image), Some(model_data), None) => {
             let mut ok = true;
-            if !model_data.starts_with("s3://") {
+            if !StoreUri::is_s3_uri(&model_data) {
                 errs.push(
                     "sagemaker.model_data",
                     format!("{model_data:?} must be an s3:// URI of a model.tar.gz"),
@@ -273,25 +273,16 @@ fn sagemaker_model(
             }
             ok.then_some(SageMakerModel::Create { image, model_data })
         }
-        (None, None, Some(model_name)) => {
-            let ok = !model_name.is_empty()
-                && model_name.len() <= 63
-                && model_name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !model_name.starts_with('-')
-                && !model_name.ends_with('-');
-            if !ok {
+        (None, None, Some(model_name)) => match SageMakerName::parse(model_name) {
+            Ok(model_name) => Some(SageMakerModel::Existing { model_name }),
+            Err(e) => {
                 errs.push(
                     "sagemaker.model_name",
-                    format!(
-                        "{model_name:?} is not a SageMaker model name (1-63 letters, digits, hyphens)"
-                    ),
+                    e.with_kind("SageMaker model name").to_string(),
                 );
-                return None;
+                None
             }
-            Some(SageMakerModel::Existing { model_name })
-        }
+        },
         _ => {
             errs.push(
                 "sagemaker",
@@ -310,10 +301,10 @@ fn risk_bands(bands: Vec<RiskBandFile>, errs: &mut crate::diagnostic::Collector)
     let n = bands.len();
     for (i, b) in bands.into_iter().enumerate() {
         let key = format!("risk_bands[{i}]");
-        if !is_identifier(&b.name) {
+        if let Err(e) = ColumnName::parse(b.name.as_str()) {
             errs.push(
                 format!("{key}.name"),
-                format!("{:?} is not a band name", b.name),
+                e.with_kind("risk band name").to_string(),
             );
         } else if !names.insert(b.name.clone()) {
             errs.push(format!("{key}.name"), format!("{:?} is used twice", b.name));
@@ -342,12 +333,6 @@ fn risk_bands(bands: Vec<RiskBandFile>, errs: &mut crate::diagnostic::Collector)
         });
     }
     out
-}
-
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 impl ModelSpec {
@@ -660,7 +645,7 @@ name = "high"
         assert_eq!(
             s.sagemaker,
             Some(SageMakerModel::Existing {
-                model_name: "churn-v2".into()
+                model_name: "churn-v2".parse().unwrap()
             })
         );
         assert_eq!(s.risk_band(0.29), Some("low"));

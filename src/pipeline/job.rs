@@ -7,6 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{toml_error, Collector, Diagnostic};
+use crate::names::{JobName, ModelName, ProductName};
 use crate::schedule::CronSchedule;
 use crate::transform::planner::Pins;
 
@@ -70,11 +71,12 @@ fn local() -> String {
     "local".into()
 }
 
-/// `[product]`: the data product the job publishes.
+/// `[product]`: the data product the job publishes. As written the name is text; a
+/// validated [`Job`] holds it as a [`ProductName`].
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProductFile {
-    pub name: String,
+pub struct ProductFile<N = String> {
+    pub name: N,
     /// The owning domain of the data mesh.
     pub domain: String,
     /// The owning team (an email or group).
@@ -94,6 +96,23 @@ pub struct ProductFile {
     /// Feature columns copied into the product (e.g. rfm_segment); never PII.
     #[serde(default)]
     pub include: Vec<String>,
+}
+
+impl ProductFile {
+    /// The same section with its name parsed.
+    fn with_name(self, name: ProductName) -> ProductFile<ProductName> {
+        ProductFile {
+            name,
+            domain: self.domain,
+            owner: self.owner,
+            description: self.description,
+            consumers: self.consumers,
+            retention_days: self.retention_days,
+            major: self.major,
+            score_column: self.score_column,
+            include: self.include,
+        }
+    }
 }
 
 fn retention() -> u32 {
@@ -220,7 +239,7 @@ pub struct Job {
     /// The job file (`jobs/<name>.toml`).
     pub file: PathBuf,
     /// The job's name (also its ledger folder).
-    pub name: String,
+    pub name: JobName,
     /// Free text.
     pub description: String,
     /// When it runs (`schedule` in `timezone`).
@@ -230,25 +249,17 @@ pub struct Job {
     /// What the scheduler does with fires missed while it was down.
     pub catch_up: CatchUp,
     /// The model folder under models/.
-    pub model: String,
+    pub model: ModelName,
     /// `local` or `sagemaker`.
     pub backend: String,
     /// The data product it publishes.
-    pub product: ProductFile,
+    pub product: ProductFile<ProductName>,
     /// Pins for the batch transform.
     pub transform: TransformFile,
     /// Checks before publishing.
     pub gates: GatesFile,
     /// `sha256:` of the canonical definition.
     pub hash: String,
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 48
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// Loads and validates one job file: every problem of the file, each with its key and line.
@@ -268,15 +279,9 @@ pub fn load(path: &Path) -> Result<Job, Vec<Diagnostic>> {
 /// Checks a parsed job file (pure): `text` places each problem on its line.
 pub fn validate(def: JobFile, path: &Path, text: &str) -> Result<Job, Vec<Diagnostic>> {
     let mut errs = Collector::new(path, Some(text));
-    if !valid_name(&def.name) {
-        errs.push(
-            "name",
-            format!(
-                "{:?}: lowercase letters, digits, '-' and '_', up to 48",
-                def.name
-            ),
-        );
-    }
+    let name = JobName::parse(def.name.as_str())
+        .map_err(|e| errs.push("name", e.to_string()))
+        .ok();
     if path.file_stem().and_then(|s| s.to_str()) != Some(def.name.as_str()) {
         errs.push(
             "name",
@@ -312,12 +317,12 @@ pub fn validate(def: JobFile, path: &Path, text: &str) -> Result<Job, Vec<Diagno
             format!("{:?}: use local or sagemaker", def.backend),
         );
     }
-    if !valid_name(&def.product.name) {
-        errs.push(
-            "product.name",
-            format!("{:?} is not a valid product name", def.product.name),
-        );
-    }
+    let product_name = ProductName::parse(def.product.name.as_str())
+        .map_err(|e| errs.push("product.name", e.to_string()))
+        .ok();
+    let model = ModelName::parse(def.model.as_str())
+        .map_err(|e| errs.push("model", e.to_string()))
+        .ok();
     if def.product.major == 0 {
         errs.push("product.major", "versions start at 1");
     }
@@ -325,7 +330,9 @@ pub fn validate(def: JobFile, path: &Path, text: &str) -> Result<Job, Vec<Diagno
     // (`features::lineage::pii_includes`, from `c360 validate` and every run).
     check_gates(&def.gates, &mut errs);
     check_transform(&def.transform, &mut errs);
-    let (Ok(schedule), Some(as_of), true) = (schedule, as_of, errs.is_empty()) else {
+    let (Ok(schedule), Some(as_of), Some(name), Some(product_name), Some(model), true) =
+        (schedule, as_of, name, product_name, model, errs.is_empty())
+    else {
         return Err(errs.into_vec());
     };
     let hash = {
@@ -335,14 +342,14 @@ pub fn validate(def: JobFile, path: &Path, text: &str) -> Result<Job, Vec<Diagno
     };
     Ok(Job {
         file: path.to_path_buf(),
-        name: def.name,
+        name,
         description: def.description,
         schedule,
         as_of,
         catch_up: def.catch_up,
-        model: def.model,
+        model,
         backend: def.backend,
-        product: def.product,
+        product: def.product.with_name(product_name),
         transform: def.transform,
         gates: def.gates,
         hash,

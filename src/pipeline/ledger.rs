@@ -152,7 +152,7 @@ impl From<StepRecord> for RawStep {
 /// `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
-    pub job: String,
+    pub job: crate::names::JobName,
     pub run_id: String,
     pub as_of: NaiveDate,
     pub status: RunStatus,

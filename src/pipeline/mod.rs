@@ -63,7 +63,6 @@ pub use record::{
     GateStats, InputFile, PublishSummary, SnapshotDetail, StepDetail, TransformDetail,
     TransformInputDetail,
 };
-pub use transform_step::job_name_for;
 
 /// Why a run could not start or did not finish.
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,10 @@ use super::plan::{
     InputPlan, ModelPlan, PinsPlan, ProductPlan, RunPlan, SageMakerPlan, SetPlan, TransformPlan,
     VpcPlan,
 };
-use super::transform_step::job_name_for;
 use super::{PipelineError, Result};
 use crate::features::{self, FeatureSet};
 use crate::model::{self, LoadedModel};
+use crate::names::{SageMakerName, StoreUri};
 use crate::offline;
 use crate::product;
 use crate::project::Project;
@@ -88,7 +88,7 @@ fn prepare_cloud(
     use transform::planner;
     use transform::sagemaker::ModelTarget;
     let def = |m: String| PipelineError::Definition(m);
-    if !store_uri.starts_with("s3://") {
+    if !StoreUri::is_s3_uri(store_uri) {
         return Err(def(format!(
             "backend sagemaker: the store is {store_uri}, but SageMaker reads its input from and writes its output to S3: set [store] uri = \"s3://bucket/prefix\" (or C360_STORE)"
         )));
@@ -105,7 +105,8 @@ fn prepare_cloud(
             if let Some(e) = errs.first() {
                 return Err(def(format!("{}: {}", e.key, e.reason)));
             }
-            let name = job_name_for(model_name, &hash8(&[&image, &model_data, artifact_hash]));
+            let content = hash8(&[&image, &model_data, artifact_hash]);
+            let name = SageMakerName::derive("c360", &[model_name, &content]);
             ModelTarget::Create {
                 name,
                 image,
@@ -249,14 +250,14 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
     let run_id = format!("{as_of}-{}", hash8(&parts));
     let n_parts = job.transform.pins.parts.unwrap_or(4);
     let plan = RunPlan {
-        job: job.name.clone(),
+        job: job.name.to_string(),
         run_id: run_id.clone(),
         as_of,
         backend,
         source: source_uri.clone(),
         store: st.uri(),
         model: ModelPlan {
-            name: job.model.clone(),
+            name: job.model.to_string(),
             artifact: model.artifact.display().to_string(),
             artifact_sha256: artifact_hash.clone(),
             objective: format!("{:?}", spec.objective),
@@ -265,7 +266,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         feature_sets: sets
             .iter()
             .map(|s| SetPlan {
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 version: s.version,
                 definition_hash: s.hash.clone(),
                 snapshot: offline::partition_prefix(&s.name, s.version, as_of),
@@ -280,7 +281,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         transform: transform_settings(&job, cloud.as_ref()),
         transform_output: layout::transform_output(&job.name, &run_id),
         product: ProductPlan {
-            name: job.product.name.clone(),
+            name: job.product.name.to_string(),
             partition: product::partition_prefix(&job.product.name, job.product.major, as_of),
             contract: layout::product_contract(&job.product.name),
             latest: layout::product_latest(&job.product.name),
@@ -289,7 +290,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         existing_run: None,
     };
     Ok(Prepared {
-        model_name: job.model.clone(),
+        model_name: job.model.to_string(),
         spec,
         job,
         model,

@@ -141,7 +141,7 @@ pub(super) fn features(r: &mut Run<'_>) -> Result<StepOutput<()>> {
         let b = features::build_snapshot(s, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
         rows = b.manifest.rows;
         detail.insert(
-            s.name.clone(),
+            s.name.to_string(),
             SnapshotDetail {
                 snapshot: b.prefix,
                 rows: b.manifest.rows,
@@ -174,7 +174,7 @@ pub(super) fn publish(
         stats_json,
     )?;
     let summary = PublishSummary {
-        product: spec.name.clone(),
+        product: spec.name.to_string(),
         partition: pubd.prefix,
         rows: pubd.manifest.rows,
         latest_moved: pubd.latest_moved,
@@ -204,7 +204,7 @@ fn lineage(r: &Run) -> Lineage {
         .map(|s| s.detail.to_json())
         .unwrap_or_default();
     Lineage {
-        job: r.p.job.name.clone(),
+        job: r.p.job.name.to_string(),
         run_id: r.p.run_id.clone(),
         source: r.p.source_uri.clone(),
         source_fingerprints: fps,

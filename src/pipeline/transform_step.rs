@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use super::prepare::{hash8, CloudPrep, Prepared};
+use super::prepare::{CloudPrep, Prepared};
 use super::record::{StepDetail, TransformDetail};
 use super::steps::{Run, StepOutput};
 use super::{PipelineError, Result, Step};
+use crate::names::SageMakerName;
 use crate::transform::{self, Backend, BatchTransform, JobStatus, TransformJobSpec};
 
 /// Step `transform`: scores `input_prefix` into `output_prefix`.
@@ -119,9 +120,9 @@ fn sagemaker(
     use transform::sagemaker::{CloudResources, SageMakerTransform};
     let p = r.p;
     let mut tags = vec![
-        ("c360:job".to_string(), p.job.name.clone()),
+        ("c360:job".to_string(), p.job.name.to_string()),
         ("c360:run-id".to_string(), p.run_id.clone()),
-        ("c360:product".to_string(), p.job.product.name.clone()),
+        ("c360:product".to_string(), p.job.product.name.to_string()),
     ];
     tags.extend(
         c.settings
@@ -155,7 +156,7 @@ fn sagemaker(
 fn transform_spec(p: &Prepared, input_prefix: &str, output_prefix: &str) -> TransformJobSpec {
     let base = p.store.uri();
     let t = &p.job.transform;
-    let name = job_name_for(&p.job.name, &p.run_id);
+    let name = SageMakerName::derive("c360", &[&p.job.name, &p.run_id]);
     let mut spec = TransformJobSpec::new(
         &name,
         &format!("{base}/{input_prefix}"),
@@ -178,21 +179,4 @@ fn transform_spec(p: &Prepared, input_prefix: &str, output_prefix: &str) -> Tran
         spec.invocation_max_retries = r;
     }
     spec
-}
-
-/// A SageMaker-valid job name (63 characters, alphanumerics and '-'), deterministic.
-pub fn job_name_for(job: &str, run_id: &str) -> String {
-    let raw = format!("c360-{job}-{run_id}");
-    let mut s: String = raw
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    while s.contains("--") {
-        s = s.replace("--", "-");
-    }
-    if s.len() > 63 {
-        let h = hash8(&[&raw]);
-        s = format!("{}-{h}", &s[..54].trim_end_matches('-'));
-    }
-    s.trim_end_matches('-').to_string()
 }

@@ -10,13 +10,15 @@ use polars::prelude::*;
 use super::{ColumnDoc, LogicalType, ProductSpec};
 use crate::features::FeatureSet;
 use crate::model::ModelSpec;
+use crate::names::AsOf;
+use crate::names::ProductName;
 use crate::pipeline::job::ProductFile;
 
 /// What the standard columns are computed from: the product section of the job, the
 /// model, the feature sets and the run's date.
 pub struct ScoredRun<'a> {
     /// The job's `[product]`.
-    pub product: &'a ProductFile,
+    pub product: &'a ProductFile<ProductName>,
     /// The job's cron schedule (its nominal interval sets the contract's freshness).
     pub schedule: &'a crate::schedule::CronSchedule,
     /// The model's name.
@@ -74,7 +76,7 @@ pub fn product_frame(
     ];
     select.extend(def.include.iter().map(|c| col(c.as_str())));
     select.extend([
-        lit(crate::source::day_number(r.as_of))
+        lit(AsOf::from(r.as_of).day_number())
             .cast(DataType::Date)
             .alias("as_of"),
         lit(scored_at)

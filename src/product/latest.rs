@@ -116,7 +116,7 @@ pub(super) fn move_latest(
         ))
     })?;
     moved.ok_or_else(|| ProductError::Invalid {
-        product: spec.name.clone(),
+        product: spec.name.to_string(),
         message: "latest.json kept changing under concurrent publishers; try again".into(),
     })
 }
@@ -327,7 +327,7 @@ pub fn row_json(df: &DataFrame, i: usize) -> Value {
             Ok(AnyValue::Boolean(b)) => json!(b),
             Ok(AnyValue::String(s)) => json!(s),
             Ok(AnyValue::StringOwned(s)) => json!(s.as_str()),
-            Ok(AnyValue::Date(d)) => json!(crate::source::date_of_day(d).to_string()),
+            Ok(AnyValue::Date(d)) => json!(crate::names::AsOf::from_day_number(d).to_string()),
             Ok(AnyValue::Datetime(v, unit, _)) => {
                 let micros = match unit {
                     TimeUnit::Nanoseconds => v / 1000,
@@ -359,7 +359,7 @@ pub(super) fn write_catalog(
         .map(|(_, d)| d)
         .collect();
     let entry = CatalogEntry {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         domain: spec.domain.clone(),
         owner: spec.owner.clone(),
         description: spec.description.clone(),

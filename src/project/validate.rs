@@ -254,12 +254,12 @@ pub fn check_job(
             ));
         }
     }
-    if models.broken.contains(&j.model) {
+    if models.broken.iter().any(|m| j.model == *m) {
         return errs; // reported with the model
     }
-    if models.clv.contains(&j.model) {
+    if models.clv.iter().any(|m| j.model == *m) {
         errs.push(Diagnostic::new(&file, "model", format!("{} is a customer lifetime value model (fitted by `c360 models fit`); a job scores an XGBoost model", j.model)));
-    } else if !models.ok.contains(&j.model) {
+    } else if !models.ok.iter().any(|m| j.model == *m) {
         errs.push(Diagnostic::new(
             &file,
             "model",

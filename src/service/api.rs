@@ -216,7 +216,7 @@ fn job_summary(state: &AppState, j: &job::Job) -> Value {
         Ok(s) => (s.next_after(chrono::Utc::now()), None),
         Err(e) => (None, Some(e)),
     };
-    let running = state.runner.running().get(&j.name).cloned();
+    let running = state.runner.running().get(j.name.as_str()).cloned();
     json!({
         "name": j.name,
         "description": j.description,

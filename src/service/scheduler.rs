@@ -40,7 +40,7 @@ pub struct Schedule {
 impl Schedule {
     pub fn of(job: &Job) -> Result<Schedule, String> {
         Ok(Schedule {
-            job: job.name.clone(),
+            job: job.name.to_string(),
             cron: job.schedule.clone(),
             tz: job.schedule.tz,
             catch_up: job.catch_up,
@@ -384,12 +384,12 @@ pub fn resume_interrupted(
                 if !state.runner.is_running(&job) {
                     match runner::start(&state, &job, Some(l.as_of), None, Trigger::Resume).await {
                         Ok((s, _)) => {
-                            tracing::info!(job, run_id = %s.run_id, "resuming an interrupted run");
+                            tracing::info!(job = %job, run_id = %s.run_id, "resuming an interrupted run");
                             return;
                         }
                         Err(ServiceError::Conflict(_)) => {}
                         Err(e) => {
-                            tracing::error!(job, error = %e, "cannot resume the interrupted run");
+                            tracing::error!(job = %job, error = %e, "cannot resume the interrupted run");
                             // Not resumable: it must not stay `running` without an owner.
                             let st = state.store.clone();
                             let jn = job.clone();

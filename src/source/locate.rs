@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::contract::{TableSpec, CONTRACT};
 use super::error::{Result, SourceError};
 use super::scan::{guard, scan_file};
-use crate::store::{DynStore, LocalStore, ObjectMeta, S3Store};
+use crate::names::StoreUri;
+use crate::store::{DynStore, LocalStore, ObjectMeta, S3Store, StoreError};
 
 /// Where a table's data is.
 #[derive(Debug, Clone)]
@@ -56,7 +57,7 @@ impl Source {
     /// Opens a source from its URI: a local folder (`file://` or a bare path) or an S3
     /// prefix (`s3://bucket/prefix`, with the process's `[aws]` settings).
     pub fn open(uri: &str) -> Result<Source> {
-        if uri.starts_with("s3://") {
+        if StoreUri::is_s3_uri(uri) {
             return Source::open_s3(uri);
         }
         let path = uri.strip_prefix("file://").unwrap_or(uri);
@@ -94,10 +95,12 @@ impl Source {
         // Reading never writes, so the KMS rule of the store does not apply here.
         let mut read_settings = (*settings).clone();
         read_settings.require_kms = false;
-        let store = S3Store::open(uri, &read_settings).map_err(|cause| SourceError::Store {
+        let store_error = |cause: StoreError| SourceError::Store {
             source_uri: uri.into(),
             cause,
-        })?;
+        };
+        let location = StoreUri::parse(uri).map_err(|e| store_error(e.into()))?;
+        let store = S3Store::open(uri, &read_settings).map_err(store_error)?;
         let cache_base = match &settings.cache_dir {
             Some(d) => PathBuf::from(d),
             None => std::env::var_os("XDG_CACHE_HOME")
@@ -107,8 +110,12 @@ impl Source {
                 .join("c360")
                 .join("sources"),
         };
-        let rest = uri.trim_start_matches("s3://").trim_end_matches('/');
-        let root = cache_base.join(rest.replace('/', std::path::MAIN_SEPARATOR_STR));
+        // The cache mirrors the bucket and prefix.
+        let mut root = cache_base;
+        if let Some((bucket, prefix)) = location.as_s3() {
+            root.push(bucket);
+            root.extend(prefix.split('/').filter(|p| !p.is_empty()));
+        }
         Ok(Source::over(uri, Arc::new(store), root))
     }
 

@@ -7,6 +7,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::names::{key_problem, StoreUri, UriError};
+
 pub mod doc;
 pub mod layout;
 pub mod local;
@@ -111,37 +113,28 @@ pub type DynStore = Arc<dyn ObjectStore>;
 /// Opens a store from a URI: `file://path`, a bare path, or `s3://bucket/prefix` (with the
 /// process's `[aws]` settings, see [`crate::aws::configure`]).
 pub fn open(uri: &str) -> Result<DynStore> {
-    if uri.starts_with("s3://") {
-        return Ok(Arc::new(S3Store::open(uri, &crate::aws::settings())?));
+    match StoreUri::parse(uri)? {
+        StoreUri::S3 { .. } => Ok(Arc::new(S3Store::open(uri, &crate::aws::settings())?)),
+        StoreUri::File(path) => Ok(Arc::new(LocalStore::new(path))),
     }
-    let path = uri.strip_prefix("file://").unwrap_or(uri);
-    if path.is_empty() {
-        return Err(StoreError::BadUri {
-            uri: uri.to_string(),
-            reason: "empty path".into(),
-        });
+}
+
+/// A refused URI is a [`StoreError::BadUri`] with the same text (it has no deeper cause).
+impl From<UriError> for StoreError {
+    fn from(e: UriError) -> StoreError {
+        StoreError::BadUri {
+            uri: e.uri,
+            reason: e.reason,
+        }
     }
-    Ok(Arc::new(LocalStore::new(path)))
 }
 
 fn check_key(key: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(StoreError::BadKey {
+    match key_problem(key) {
+        Some(reason) => Err(StoreError::BadKey {
             key: key.to_string(),
             reason: reason.to_string(),
-        })
-    };
-    if key.is_empty() {
-        return bad("empty key");
+        }),
+        None => Ok(()),
     }
-    if key.starts_with('/') || key.contains('\\') {
-        return bad("keys are relative and use '/'");
-    }
-    if key
-        .split('/')
-        .any(|c| c == ".." || c == "." || c.is_empty())
-    {
-        return bad("'.', '..' and empty components are not allowed");
-    }
-    Ok(())
 }

@@ -14,6 +14,7 @@ use aws_sdk_s3::Client;
 
 use super::{check_key, ObjectMeta, ObjectStore, Result, StoreError};
 use crate::aws::{self, AwsSettings};
+use crate::names::StoreUri;
 
 /// How writes are encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,31 +47,15 @@ impl std::fmt::Debug for S3Store {
 }
 
 /// Splits `s3://bucket/prefix` (prefix may be empty).
+/// The rules are [`StoreUri`]'s.
 pub fn parse_uri(uri: &str) -> Result<(String, String)> {
-    let bad = |reason: &str| StoreError::BadUri {
-        uri: uri.to_string(),
-        reason: reason.to_string(),
-    };
-    let rest = uri
-        .strip_prefix("s3://")
-        .ok_or_else(|| bad("not an s3:// URI"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let ok_bucket = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !bucket.starts_with(['-', '.'])
-        && !bucket.ends_with(['-', '.']);
-    if !ok_bucket {
-        return Err(bad(
-            "the bucket name must be 3-63 lowercase letters, digits, '-' or '.'",
-        ));
+    match StoreUri::parse(uri)? {
+        StoreUri::S3 { bucket, prefix } => Ok((bucket, prefix)),
+        StoreUri::File(_) => Err(StoreError::BadUri {
+            uri: uri.to_string(),
+            reason: "not an s3:// URI".into(),
+        }),
     }
-    let prefix = prefix.trim_matches('/').to_string();
-    if !prefix.is_empty() {
-        check_key(&prefix)?;
-    }
-    Ok((bucket.to_string(), prefix))
 }
 
 impl S3Store {
@@ -428,11 +413,11 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
 
 impl ObjectStore for S3Store {
     fn uri(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
-        } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
+        StoreUri::S3 {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
         }
+        .to_string()
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {

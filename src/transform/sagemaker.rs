@@ -14,7 +14,7 @@
 //! cancel flag set ──> StopTransformJob once, keep polling until Stopped
 //! ```
 //!
-//! Job names are deterministic per run ([`crate::pipeline::job_name_for`]), which is what
+//! Job names are deterministic per run ([`crate::names::SageMakerName::derive`]), which is what
 //! makes the re-attach safe. Throttling and 5xx are retried by the SDK (standard mode); a
 //! poll that still fails is retried by the loop a few times before the run gives up.
 
@@ -35,6 +35,7 @@ use super::{
     ObjectResult, Progress, SplitType, TransformError, TransformJobSpec, TransformResult,
 };
 use crate::aws;
+use crate::names::SageMakerName;
 use crate::store::DynStore;
 
 /// The model the jobs run.
@@ -42,7 +43,7 @@ use crate::store::DynStore;
 pub enum ModelTarget {
     /// Create it (once) when missing.
     Create {
-        name: String,
+        name: SageMakerName,
         image: String,
         model_data: String,
         role_arn: String,
@@ -51,7 +52,7 @@ pub enum ModelTarget {
         network_isolation: bool,
     },
     /// A SageMaker model that already exists.
-    Existing(String),
+    Existing(SageMakerName),
 }
 
 impl ModelTarget {

@@ -81,7 +81,9 @@ fn cell(c: &Column, i: usize) -> Option<Cell> {
             _ => Cell::Text(s.to_string()),
         }),
         AnyValue::StringOwned(s) => Some(Cell::Text(s.to_string())),
-        AnyValue::Date(d) => Some(Cell::Text(c360::source::date_of_day(d).to_string())),
+        AnyValue::Date(d) => Some(Cell::Text(
+            c360::names::AsOf::from_day_number(d).date().to_string(),
+        )),
         other => Some(Cell::Num(
             other
                 .extract::<f64>()
@@ -511,11 +513,9 @@ window_days = 365
     let orders = read("orders")
         .lazy()
         .with_column(long("customer_id"))
-        .filter(
-            col("order_ts").cast(DataType::Int64).lt(lit(
-                (c360::source::day_number(date(DATES[0])) as i64 + 1) * 86_400_000_000,
-            )),
-        )
+        .filter(col("order_ts").cast(DataType::Int64).lt(lit(
+            (c360::names::AsOf::from(date(DATES[0])).day_number() as i64 + 1) * 86_400_000_000,
+        )))
         .group_by([col("customer_id")])
         .agg([
             col("status").max().alias("max_status"),

@@ -28,7 +28,7 @@ fn spec(name: &str) -> ProductSpec {
         range: None,
     };
     ProductSpec {
-        name: name.into(),
+        name: name.parse().expect("a valid product name"),
         major: 1,
         domain: "marketing".into(),
         owner: "team".into(),

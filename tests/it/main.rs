@@ -10,6 +10,7 @@ mod hardening_panics;
 mod hardening_servers;
 mod hardening_source;
 mod hardening_validate;
+mod names;
 mod pipeline;
 mod schedule;
 mod scoring;

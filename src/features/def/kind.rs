@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::{valid_feature_name, Agg, AggFn, CaseDef, Ctx, FeatureDef, Kind, SetFile, MAX_CASES};
+use super::{Agg, AggFn, CaseDef, Ctx, FeatureDef, Kind, SetFile, MAX_CASES};
 use crate::features::expr::{self, Expr};
 use crate::features::rows::is_contract_ts;
+use crate::names::FeatureName;
 use crate::source;
 
 /// The kind of every feature of `set`, by position (None where it cannot be read; the
@@ -16,8 +17,8 @@ pub(super) fn read_kinds(cx: &mut Ctx, set: &SetFile) -> Vec<Option<Kind>> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, f) in set.features.iter().enumerate() {
         let key = format!("feature[{i}] ({})", f.name);
-        if !valid_feature_name(&f.name) {
-            cx.err(&key, format!("{:?} is not a valid feature name", f.name));
+        if let Err(e) = FeatureName::parse(f.name.as_str()) {
+            cx.err(&key, e.to_string());
         }
         if f.name == "customer_id" || f.name == "as_of" {
             cx.err(&key, format!("{} is a reserved column name", f.name));

@@ -9,11 +9,11 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{
-    deps, kind, valid_feature_name, valid_name, Agg, AggFn, Ctx, DefErrors, Feature, FeatureSet,
-    Kind, Label, SetFile, MAX_FEATURES,
+    deps, kind, Agg, AggFn, Ctx, DefErrors, Feature, FeatureSet, Kind, Label, SetFile, MAX_FEATURES,
 };
 use crate::features::expr::{self, Scope, Ty};
 use crate::features::rows::RowScope;
+use crate::names::{FeatureName, SetName};
 use crate::source;
 
 /// Declared extra columns: table -> column -> type.
@@ -27,7 +27,7 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         errors: Vec::new(),
     };
     check_sizes(&mut cx, &set)?;
-    check_header(&mut cx, &set, path);
+    let name = check_header(&mut cx, &set, path);
     let extra = declared_columns(&mut cx, &set);
     let kinds = kind::read_kinds(&mut cx, &set);
     // Types in dependency order (also catches cycles and unknown names).
@@ -36,9 +36,9 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
     deps::check_chains(&mut cx, &set, &order, &deps)?;
     let features = typed_features(&mut cx, &set, kinds, &deps, order, &extra);
     let labels = labels(&mut cx, &set, &extra);
-    if !cx.errors.is_empty() {
+    let Some(name) = name.filter(|_| cx.errors.is_empty()) else {
         return Err(DefErrors(cx.errors));
-    }
+    };
     let canonical = serde_json::to_vec(&set).unwrap_or_default();
     let hash = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
     let extra_columns = extra
@@ -46,7 +46,7 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         .map(|(t, cols)| (t, cols.into_keys().collect()))
         .collect();
     Ok(FeatureSet {
-        name: set.name.clone(),
+        name,
         version: set.version,
         description: set.description.clone(),
         owner: set.owner.clone(),
@@ -76,17 +76,11 @@ fn check_sizes(cx: &mut Ctx, set: &SetFile) -> Result<(), DefErrors> {
     Ok(())
 }
 
-/// The set's name (and file name), version and entity.
-fn check_header(cx: &mut Ctx, set: &SetFile, path: &Path) {
-    if !valid_name(&set.name) {
-        cx.err(
-            "name",
-            format!(
-                "{:?} is not a valid set name (lowercase letters, digits, '_'; starts with a letter)",
-                set.name
-            ),
-        );
-    }
+/// The set's name (and file name), version and entity; the name, when it is valid.
+fn check_header(cx: &mut Ctx, set: &SetFile, path: &Path) -> Option<SetName> {
+    let name = SetName::parse(set.name.as_str())
+        .map_err(|e| cx.err("name", e.to_string()))
+        .ok();
     if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
         if stem != set.name && path.extension().is_some_and(|e| e == "toml") {
             cx.err(
@@ -107,6 +101,7 @@ fn check_header(cx: &mut Ctx, set: &SetFile, path: &Path) {
             ),
         );
     }
+    name
 }
 
 /// The type a declared extra column is written with (`[columns.orders] discount = "float"`).
@@ -388,8 +383,8 @@ fn labels(cx: &mut Ctx, set: &SetFile, extra: &Extra) -> Vec<Label> {
     let mut labels = Vec::new();
     for (i, l) in set.labels.iter().enumerate() {
         let key = format!("label[{i}] ({})", l.name);
-        if !valid_feature_name(&l.name) {
-            cx.err(&key, format!("{:?} is not a valid label name", l.name));
+        if let Err(e) = FeatureName::parse(l.name.as_str()) {
+            cx.err(&key, e.with_kind("label name").to_string());
         }
         if set.features.iter().any(|f| f.name == l.name) {
             cx.err(&key, "a label may not share a feature's name");

@@ -78,7 +78,7 @@ pub struct ClvSpec {
     pub file: std::path::PathBuf,
     pub kind: ClvKind,
     pub description: Option<String>,
-    pub feature_set: String,
+    pub feature_set: crate::names::SetName,
     pub feature_set_version: u32,
     pub penalizer: f64,
 }
@@ -237,17 +237,8 @@ impl ClvSpec {
         })?;
         let kind = ClvKind::parse(&raw.kind)
             .ok_or_else(|| invalid("kind", format!("{:?} is not a CLV model kind", raw.kind)))?;
-        let ident = !raw.feature_set.is_empty()
-            && raw
-                .feature_set
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ident {
-            return Err(invalid(
-                "feature_set",
-                format!("{:?} is not a feature set name", raw.feature_set),
-            ));
-        }
+        let feature_set = crate::names::SetName::parse(raw.feature_set)
+            .map_err(|e| invalid("feature_set", e.to_string()))?;
         if raw.feature_set_version == 0 {
             return Err(invalid("feature_set_version", "versions start at 1".into()));
         }
@@ -256,7 +247,7 @@ impl ClvSpec {
             file: file.to_path_buf(),
             kind,
             description: raw.description,
-            feature_set: raw.feature_set,
+            feature_set,
             feature_set_version: raw.feature_set_version,
             penalizer: raw.clv.penalizer,
         })

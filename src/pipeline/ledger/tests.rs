@@ -9,7 +9,7 @@ use serde_json::json;
 fn ledger(run_id: &str, owner: Option<String>, idle_secs: i64) -> Ledger {
     let t = Utc::now() - chrono::Duration::seconds(idle_secs);
     Ledger {
-        job: "j".into(),
+        job: "j".parse().unwrap(),
         run_id: run_id.into(),
         as_of: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
         status: RunStatus::Running,

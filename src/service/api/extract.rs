@@ -10,7 +10,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiResult, Shared};
+use super::Shared;
+use crate::names::KeySegment;
 use crate::service::auth::{Action, Principal};
 use crate::service::ServiceError;
 
@@ -58,20 +59,12 @@ impl<G: Grant> FromRequestParts<Shared> for Caller<G> {
     }
 }
 
-/// Names that become store keys: no path tricks.
-pub(crate) fn valid_name(kind: &str, s: &str) -> ApiResult<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !s.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::BadRequest(format!(
-            "{kind} {s:?}: letters, digits, '_' and '-' only"
-        )))
-    }
+/// A name from the path, parsed as a [`KeySegment`] before it goes near a store key (no
+/// path tricks); refused with 400, naming `kind` and the rule.
+fn key_segment(kind: &'static str, s: &str) -> Result<(), Box<Response>> {
+    KeySegment::parse(s).map(drop).map_err(|e| {
+        Box::new(ServiceError::BadRequest(e.with_kind(kind).to_string()).into_response())
+    })
 }
 
 /// The path's parameters as axum parses them; a malformed path keeps axum's own answer.
@@ -85,7 +78,7 @@ where
         .map_err(IntoResponse::into_response)
 }
 
-/// `{job}`, checked by [`valid_name`].
+/// `{job}`, checked as a [`KeySegment`].
 pub(crate) struct JobPath(pub String);
 
 impl FromRequestParts<Shared> for JobPath {
@@ -93,12 +86,12 @@ impl FromRequestParts<Shared> for JobPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let job: String = path(parts, state).await?;
-        valid_name("job", &job).map_err(IntoResponse::into_response)?;
+        key_segment("job name", &job).map_err(|r| *r)?;
         Ok(JobPath(job))
     }
 }
 
-/// `{job}/runs/{run_id}`, both checked by [`valid_name`].
+/// `{job}/runs/{run_id}`, both checked as a [`KeySegment`].
 pub(crate) struct RunPath {
     pub job: String,
     pub run_id: String,
@@ -109,13 +102,13 @@ impl FromRequestParts<Shared> for RunPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let (job, run_id): (String, String) = path(parts, state).await?;
-        valid_name("job", &job).map_err(IntoResponse::into_response)?;
-        valid_name("run id", &run_id).map_err(IntoResponse::into_response)?;
+        key_segment("job name", &job).map_err(|r| *r)?;
+        key_segment("run id", &run_id).map_err(|r| *r)?;
         Ok(RunPath { job, run_id })
     }
 }
 
-/// `{product}`, checked by [`valid_name`].
+/// `{product}`, checked as a [`KeySegment`].
 pub(crate) struct ProductPath(pub String);
 
 impl FromRequestParts<Shared> for ProductPath {
@@ -123,12 +116,12 @@ impl FromRequestParts<Shared> for ProductPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let product: String = path(parts, state).await?;
-        valid_name("product", &product).map_err(IntoResponse::into_response)?;
+        key_segment("product name", &product).map_err(|r| *r)?;
         Ok(ProductPath(product))
     }
 }
 
-/// `{product}/customers/{customer_id}`: the product checked by [`valid_name`]; the customer
+/// `{product}/customers/{customer_id}`: the product checked as a [`KeySegment`]; the customer
 /// id is only looked up, never a key, so it is taken as sent.
 pub(crate) struct CustomerPath {
     pub product: String,
@@ -140,7 +133,7 @@ impl FromRequestParts<Shared> for CustomerPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let (product, customer_id): (String, String) = path(parts, state).await?;
-        valid_name("product", &product).map_err(IntoResponse::into_response)?;
+        key_segment("product name", &product).map_err(|r| *r)?;
         Ok(CustomerPath {
             product,
             customer_id,

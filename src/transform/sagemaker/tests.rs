@@ -104,7 +104,7 @@ fn creates_the_job_once_and_polls_until_completed() {
         });
     let t = backend(
         client(&[&dm, &describe, &create]),
-        ModelTarget::Existing("m".into()),
+        ModelTarget::Existing("m".parse().unwrap()),
     );
     let o = run(&t).unwrap();
     assert_eq!(o.status, TransformJobStatus::Completed);
@@ -130,7 +130,7 @@ fn a_restarted_run_reattaches_without_a_second_create() {
     });
     let t = backend(
         client(&[&dm, &describe, &create]),
-        ModelTarget::Existing("m".into()),
+        ModelTarget::Existing("m".parse().unwrap()),
     );
     let o = run(&t).unwrap();
     assert_eq!(o.status, TransformJobStatus::Completed);
@@ -156,7 +156,10 @@ fn a_failed_job_surfaces_its_failure_reason() {
                 .build()
         })
         .build();
-    let t = backend(client(&[&dm, &describe]), ModelTarget::Existing("m".into()));
+    let t = backend(
+        client(&[&dm, &describe]),
+        ModelTarget::Existing("m".parse().unwrap()),
+    );
     let o = run(&t).unwrap();
     assert_eq!(o.status, TransformJobStatus::Failed);
     assert_eq!(
@@ -180,7 +183,7 @@ fn cancel_stops_the_job_once() {
         .then_output(|| StopTransformJobOutput::builder().build());
     let mut t = backend(
         client(&[&dm, &describe, &stop]),
-        ModelTarget::Existing("m".into()),
+        ModelTarget::Existing("m".parse().unwrap()),
     );
     t.cancel = Some(Arc::new(AtomicBool::new(true)));
     let o = run(&t).unwrap();
@@ -206,7 +209,10 @@ fn throttling_is_retried_with_backoff() {
         .http_status(503, None)
         .output(|| status(TransformJobStatus::Completed))
         .build();
-    let t = backend(client(&[&dm, &describe]), ModelTarget::Existing("m".into()));
+    let t = backend(
+        client(&[&dm, &describe]),
+        ModelTarget::Existing("m".parse().unwrap()),
+    );
     let o = run(&t).unwrap();
     assert_eq!(o.status, TransformJobStatus::Completed);
     assert_eq!(describe.num_calls(), 7);
@@ -218,7 +224,10 @@ fn throttling_is_retried_with_backoff() {
         .http_status(400, throttled)
         .repeatedly()
         .build();
-    let t = backend(client(&[&dm, &always]), ModelTarget::Existing("m".into()));
+    let t = backend(
+        client(&[&dm, &always]),
+        ModelTarget::Existing("m".parse().unwrap()),
+    );
     let e = run(&t).unwrap_err().to_string();
     assert!(
         e.contains("DescribeTransformJob") && e.contains("ThrottlingException"),
@@ -247,7 +256,7 @@ fn a_missing_model_is_created_in_the_vpc() {
     let describe =
         mock!(Client::describe_transform_job).then_output(|| status(TransformJobStatus::Completed));
     let model = ModelTarget::Create {
-        name: "c360-churn-xgb-1234abcd".into(),
+        name: "c360-churn-xgb-1234abcd".parse().unwrap(),
         image: "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1".into(),
         model_data: "s3://artifacts/churn/model.tar.gz".into(),
         role_arn: "arn:aws:iam::123456789012:role/sm".into(),
@@ -264,7 +273,10 @@ fn a_missing_model_is_created_in_the_vpc() {
         .sequence()
         .http_status(400, not_found("model gone"))
         .build();
-    let t = backend(client(&[&dm]), ModelTarget::Existing("gone".into()));
+    let t = backend(
+        client(&[&dm]),
+        ModelTarget::Existing("gone".parse().unwrap()),
+    );
     let e = run(&t).unwrap_err().to_string();
     assert!(e.contains("gone") && e.contains("does not exist"), "{e}");
 }
