@@ -445,4 +445,16 @@ mod tests {
             "error: table orders: cannot read orders.parquet: no such file"
         );
     }
+
+    /// A cause quoting source text (a file name, a value) is shown escaped, like c360's own
+    /// messages, so it cannot move the terminal's cursor or start a fake line.
+    #[test]
+    fn causes_are_escaped() {
+        let io = std::io::Error::other("bad file a\x1b[2J\nerror: fake");
+        let e = anyhow::Error::new(io).context("loading the model from m/");
+        assert_eq!(
+            error_report(&e),
+            "error: loading the model from m/\n  caused by: bad file a\\u{1b}[2J\\nerror: fake"
+        );
+    }
 }
