@@ -38,8 +38,12 @@ pub const PART_ROWS: usize = 1_000_000;
 pub enum OfflineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot encode {what}: {message}")]
-    Encode { what: String, message: String },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: String,
+        #[source]
+        source: PolarsError,
+    },
     #[error("manifest {key} is unreadable: {message}")]
     BadManifest { key: String, message: String },
     #[error("part {key} is damaged: {message}")]
@@ -174,9 +178,9 @@ pub fn parquet_bytes(df: &mut DataFrame, what: &str) -> Result<Vec<u8>> {
         .with_compression(ParquetCompression::Snappy)
         .with_statistics(StatisticsOptions::default())
         .finish(df)
-        .map_err(|e| OfflineError::Encode {
+        .map_err(|source| OfflineError::Encode {
             what: what.into(),
-            message: e.to_string(),
+            source,
         })?;
     Ok(buf)
 }

@@ -64,7 +64,7 @@ mod check;
 mod contract;
 mod customer_map;
 mod days;
-mod error;
+pub(crate) mod error;
 mod locate;
 mod normalise;
 mod scan;

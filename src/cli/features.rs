@@ -269,7 +269,7 @@ fn describe(k: &Kind) -> String {
             s
         }
         Kind::Entity { column, .. } => format!("customers.{column}"),
-        Kind::Derived(e) => e.to_string(),
+        Kind::Derived(expr) => expr.to_string(),
         Kind::Quantile {
             of,
             bins,

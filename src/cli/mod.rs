@@ -167,9 +167,10 @@ fn feature_code(fe: &crate::features::FeatureError) -> i32 {
     use crate::features::FeatureError;
     match fe {
         FeatureError::Definitions(_) | FeatureError::UnknownSet(..) => exit::INVALID_DEFINITION,
-        FeatureError::Source(_) | FeatureError::Spine { .. } | FeatureError::Label { .. } => {
-            exit::BAD_INPUT
-        }
+        FeatureError::Source(_)
+        | FeatureError::Spine { .. }
+        | FeatureError::SpineData { .. }
+        | FeatureError::Label { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
     }
 }
@@ -206,11 +207,13 @@ fn classify(e: &anyhow::Error) -> i32 {
 
 /// The text printed for a failed command: `error: <message>`, then each cause the message
 /// does not already say, on its own line (`  caused by: <cause>`), outermost first. Causes are
-/// the `source()` chain (a polars, S3 or I/O error under c360's own message).
+/// the `source()` chain (a polars, S3 or I/O error under c360's own message). A cause's text
+/// is shown escaped, as c360's messages show source-supplied text: a reader's message quotes
+/// file names and values, which must not move the terminal's cursor or start a fake line.
 pub fn error_report(e: &anyhow::Error) -> String {
     let mut out = format!("error: {e}");
     for cause in e.chain().skip(1) {
-        let text = cause.to_string();
+        let text = crate::source::error::escape_text(&cause.to_string());
         if !text.is_empty() && !out.contains(&text) {
             out.push_str("\n  caused by: ");
             out.push_str(&text);
@@ -440,6 +443,18 @@ mod tests {
         assert_eq!(
             error_report(&e),
             "error: table orders: cannot read orders.parquet: no such file"
+        );
+    }
+
+    /// A cause quoting source text (a file name, a value) is shown escaped, like c360's own
+    /// messages, so it cannot move the terminal's cursor or start a fake line.
+    #[test]
+    fn causes_are_escaped() {
+        let io = std::io::Error::other("bad file a\x1b[2J\nerror: fake");
+        let e = anyhow::Error::new(io).context("loading the model from m/");
+        assert_eq!(
+            error_report(&e),
+            "error: loading the model from m/\n  caused by: bad file a\\u{1b}[2J\\nerror: fake"
         );
     }
 }

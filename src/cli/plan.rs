@@ -270,7 +270,7 @@ fn failure(e: PlanError) -> Failure {
         PlanError::Pin { .. } | PlanError::Settings { .. } | PlanError::NoFeasibleType { .. } => {
             exit::USAGE
         }
-        PlanError::Prices { .. } => exit::INVALID_DEFINITION,
+        PlanError::Prices { .. } | PlanError::PricesToml { .. } => exit::INVALID_DEFINITION,
         PlanError::ReadPrices { .. } => exit::FAILURE,
     };
     Failure {

@@ -35,8 +35,24 @@ pub enum FeatureError {
     Compile(#[from] compile::CompileError),
     #[error("feature set {set}: computing failed: {message}")]
     Polars { set: String, message: String },
+    /// polars failed while computing a set's features.
+    #[error("feature set {set}: computing failed: {source}")]
+    Computing {
+        set: String,
+        #[source]
+        source: PolarsError,
+    },
     #[error("spine {path}: {message}")]
     Spine { path: String, message: String },
+    /// polars could not read or convert a spine file; `what` says which step (`cannot read: `,
+    /// `as_of: ` or empty).
+    #[error("spine {path}: {what}{source}")]
+    SpineData {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: PolarsError,
+    },
     #[error("label {label}: {message}")]
     Label { label: String, message: String },
     #[error("feature set {0} not found in {1} (see `c360 features list`)")]
@@ -220,9 +236,9 @@ fn customers_missing(set: &FeatureSet) -> FeatureError {
 }
 
 fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
-    move |e| FeatureError::Polars {
+    move |e| FeatureError::Computing {
         set: set.name.to_string(),
-        message: e.to_string(),
+        source: e,
     }
 }
 

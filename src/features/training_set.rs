@@ -18,6 +18,14 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
         path: p.clone(),
         message: m,
     };
+    let data = |what: &'static str| {
+        let path = p.clone();
+        move |source: PolarsError| FeatureError::SpineData {
+            path: path.clone(),
+            what,
+            source,
+        }
+    };
     let pl_path = PlRefPath::new(p.clone());
     let lf = if path.extension().is_some_and(|e| e == "csv") {
         // Ids stay text, as in the sources' CSV reader: inference would read `00123` as 123.
@@ -30,10 +38,8 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
     } else {
         LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
     }
-    .map_err(|e| serr(format!("cannot read: {e}")))?;
-    let df = lf
-        .collect()
-        .map_err(|e| serr(format!("cannot read: {e}")))?;
+    .map_err(data("cannot read: "))?;
+    let df = lf.collect().map_err(data("cannot read: "))?;
     for c in ["customer_id", "as_of"] {
         if df.column(c).is_err() {
             return Err(serr(format!(
@@ -46,19 +52,17 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
             )));
         }
     }
-    let id = df.column("customer_id").map_err(|e| serr(e.to_string()))?;
+    let id = df.column("customer_id").map_err(data(""))?;
     let id = match id.dtype() {
         DataType::String => id.clone(),
-        d if d.is_integer() => id
-            .cast(&DataType::String)
-            .map_err(|e| serr(e.to_string()))?,
+        d if d.is_integer() => id.cast(&DataType::String).map_err(data(""))?,
         d => {
             return Err(serr(format!(
                 "customer_id has type {d}; expected text or integers"
             )))
         }
     };
-    let as_of = df.column("as_of").map_err(|e| serr(e.to_string()))?;
+    let as_of = df.column("as_of").map_err(data(""))?;
     let day = match as_of.dtype() {
         DataType::Date => as_of.cast(&DataType::Int32),
         DataType::Datetime(_, _) => as_of
@@ -67,7 +71,7 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
         DataType::String => as_of
             .as_materialized_series()
             .str()
-            .map_err(|e| serr(e.to_string()))?
+            .map_err(data(""))?
             .as_date(Some("%Y-%m-%d"), false)
             .map(|c| c.into_series().into_column())
             .and_then(|c| c.cast(&DataType::Int32)),
@@ -77,12 +81,12 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
             )))
         }
     }
-    .map_err(|e| serr(format!("as_of: {e}")))?;
+    .map_err(data("as_of: "))?;
     let out = DataFrame::new_infer_height(vec![
         id.with_name("customer_id".into()),
         day.with_name(compile::AS_OF.into()),
     ])
-    .map_err(|e| serr(e.to_string()))?;
+    .map_err(data(""))?;
     let nulls = out
         .column("customer_id")
         .map(|c| c.null_count())

@@ -361,7 +361,7 @@ async fn feature_sets(State(state): State<Shared>, _: Caller<ReadRuns>) -> ApiRe
         let sets = state
             .project
             .feature_sets()
-            .map_err(|e| ServiceError::Unprocessable(e.to_string()))?;
+            .map_err(ServiceError::Definitions)?;
         Ok(Json(json!({"feature_sets": sets.iter().map(|s| json!({
             "name": s.name, "version": s.version, "description": s.description, "owner": s.owner,
             "definition_hash": s.hash,

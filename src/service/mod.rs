@@ -42,6 +42,9 @@ pub enum ServiceError {
     BadRequest(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// The project's feature-set definitions do not load (422), every problem kept.
+    #[error(transparent)]
+    Definitions(crate::features::DefErrors),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -84,7 +87,9 @@ impl ServiceError {
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::Unprocessable(_) | ServiceError::Definitions(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(_)
             | ServiceError::Store(_)
@@ -105,7 +110,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::BadRequest(_) => "bad_request",
-            ServiceError::Unprocessable(_) => "unprocessable",
+            ServiceError::Unprocessable(_) | ServiceError::Definitions(_) => "unprocessable",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_)
             | ServiceError::Store(_)

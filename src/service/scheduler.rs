@@ -371,13 +371,12 @@ pub fn resume_interrupted(
             loop {
                 let st = state.store.clone();
                 let jn = job.clone();
-                let newest = tokio::task::spawn_blocking(move || {
-                    pipeline::ledgers(st.as_ref(), &jn).map_err(|e| e.to_string())
-                })
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .and_then(|l| l.into_iter().next());
+                let newest =
+                    tokio::task::spawn_blocking(move || pipeline::ledgers(st.as_ref(), &jn).ok())
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|l| l.into_iter().next());
                 let Some(l) = newest.filter(|l| l.status == RunStatus::Running) else {
                     return;
                 };

@@ -19,9 +19,9 @@ pub enum SourceError {
     Unreadable {
         table: String,
         path: String,
-        /// The cause, kept typed. Its text is part of this error's message, so it is not
-        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
-        /// show it twice).
+        /// The cause, kept typed and chained as `source()`; its text is part of this
+        /// error's message, so `cli::error_report` does not print it twice.
+        #[source]
         cause: ReaderError,
     },
     /// The store could not list or fetch an object of the table.
@@ -29,9 +29,9 @@ pub enum SourceError {
     Object {
         table: String,
         path: String,
-        /// The cause, kept typed. Its text is part of this error's message, so it is not
-        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
-        /// show it twice).
+        /// The cause, kept typed and chained as `source()`; its text is part of this
+        /// error's message, so `cli::error_report` does not print it twice.
+        #[source]
         cause: StoreError,
     },
     /// An object could not be written to the local cache.
@@ -39,9 +39,9 @@ pub enum SourceError {
     Cache {
         table: String,
         path: String,
-        /// The cause, kept typed. Its text is part of this error's message, so it is not
-        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
-        /// show it twice).
+        /// The cause, kept typed and chained as `source()`; its text is part of this
+        /// error's message, so `cli::error_report` does not print it twice.
+        #[source]
         cause: std::io::Error,
     },
     #[error("table {table}: missing column {} (the table has: {})", escape_text(.column), escape_text(.found))]
@@ -86,18 +86,18 @@ pub enum SourceError {
     #[error("source {}: {}", escape_text(.source_uri), escape_text(&.cause.to_string()))]
     Store {
         source_uri: String,
-        /// The cause, kept typed. Its text is part of this error's message, so it is not
-        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
-        /// show it twice).
+        /// The cause, kept typed and chained as `source()`; its text is part of this
+        /// error's message, so `cli::error_report` does not print it twice.
+        #[source]
         cause: StoreError,
     },
     /// A polars failure on the table's normalised frame.
     #[error("table {table}: {cause}")]
     Polars {
         table: String,
-        /// The cause, kept typed. Its text is part of this error's message, so it is not
-        /// also chained as `source()` (`main` prints the chain with `{:#}`, which would
-        /// show it twice).
+        /// The cause, kept typed and chained as `source()`; its text is part of this
+        /// error's message, so `cli::error_report` does not print it twice.
+        #[source]
         cause: ReaderError,
     },
 }

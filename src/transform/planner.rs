@@ -206,7 +206,18 @@ pub struct Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("cannot read price table {path}: {error}")]
-    ReadPrices { path: String, error: std::io::Error },
+    ReadPrices {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    /// The price table is not valid TOML (or does not have the table's shape).
+    #[error("price table {origin}: (toml): {source}")]
+    PricesToml {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("price table {origin}: {field}: {reason}")]
     Prices {
         origin: String,
@@ -230,6 +241,7 @@ impl PlanError {
             PlanError::Prices { field, .. }
             | PlanError::Pin { field, .. }
             | PlanError::Settings { field, .. } => Some(field),
+            PlanError::PricesToml { .. } => Some("(toml)"),
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 mod aws;
 mod clv;
 mod common;
+mod errors;
 mod features;
 mod fuzz;
 mod hardening_commits;

@@ -56,7 +56,10 @@ impl PriceTable {
             field: field.to_string(),
             reason,
         };
-        let t: PriceTable = toml::from_str(text).map_err(|e| bad("(toml)", e.to_string()))?;
+        let t: PriceTable = toml::from_str(text).map_err(|source| PlanError::PricesToml {
+            origin: origin.to_string(),
+            source,
+        })?;
         if t.source.trim().is_empty() {
             return Err(bad(
                 "source",
