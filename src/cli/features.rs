@@ -110,27 +110,20 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                 "{:<26} {:<8} {:<52} description",
                 "feature", "type", "definition"
             );
-            for f in s.outputs() {
+            let row = |f: &features::def::Feature| {
                 println!(
                     "{:<26} {:<8} {:<52} {}",
                     f.name,
                     f.ty.name(),
                     describe(&f.kind),
                     f.description
-                );
-            }
+                )
+            };
+            s.outputs().into_iter().for_each(row);
             let hidden: Vec<_> = s.features.iter().filter(|f| f.hidden).collect();
             if !hidden.is_empty() {
                 println!("\nintermediate (not stored):");
-                for f in hidden {
-                    println!(
-                        "{:<26} {:<8} {:<52} {}",
-                        f.name,
-                        f.ty.name(),
-                        describe(&f.kind),
-                        f.description
-                    );
-                }
+                hidden.into_iter().for_each(row);
             }
             let pii = features::lineage::pii_outputs(&s);
             if !pii.is_empty() {

@@ -81,37 +81,26 @@ pub enum ServiceError {
 impl ServiceError {
     /// The one place errors become HTTP statuses.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ServiceError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ServiceError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
-            ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Unprocessable(_) | ServiceError::Definitions(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Internal(_)
-            | ServiceError::Store(_)
-            | ServiceError::Product(_)
-            | ServiceError::Pipeline(_)
-            | ServiceError::Task(_)
-            | ServiceError::Csv(_)
-            | ServiceError::Io { .. }
-            | ServiceError::Config(_)
-            | ServiceError::AuthConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().0
     }
 
+    /// The machine-readable `code` of the error body.
     fn code(&self) -> &'static str {
+        self.kind().1
+    }
+
+    /// Status and code of each kind of error, side by side.
+    fn kind(&self) -> (StatusCode, &'static str) {
         match self {
-            ServiceError::Unauthorized => "unauthorized",
-            ServiceError::Forbidden { .. } => "forbidden",
-            ServiceError::NotFound(_) => "not_found",
-            ServiceError::Conflict(_) => "conflict",
-            ServiceError::BadRequest(_) => "bad_request",
-            ServiceError::Unprocessable(_) | ServiceError::Definitions(_) => "unprocessable",
-            ServiceError::Unavailable(_) => "unavailable",
+            ServiceError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ServiceError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ServiceError::Unprocessable(_) | ServiceError::Definitions(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable")
+            }
+            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ServiceError::Internal(_)
             | ServiceError::Store(_)
             | ServiceError::Product(_)
@@ -120,7 +109,7 @@ impl ServiceError {
             | ServiceError::Csv(_)
             | ServiceError::Io { .. }
             | ServiceError::Config(_)
-            | ServiceError::AuthConfig(_) => "internal",
+            | ServiceError::AuthConfig(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
