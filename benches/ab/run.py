@@ -11,7 +11,9 @@ after-before, so slow drift of the machine hits both alike):
     (benches/score/run_bench.py makes them once, under `--score-work`; needs xgboost);
   * the customer lookup: `c360 serve` on a store where that build published
     `customer_churn_scores` (`run churn_weekly`), then the open-loop driver of
-    benches/lookup (`--driver`, built by `cargo bench --bench lookup_load --no-run`) at
+    benches/lookup (`--driver`: `cargo bench --bench lookup_load --no-run`, or driver.rs built
+    alone in a small crate with tokio, reqwest, rand and serde_json, which skips rebuilding
+    polars with the dev-dependencies' features) at
     `--rate` requests/s for `--lookup-seconds`; p50 and p99 latency from the scheduled time.
 The table gives each measure's median per build, the after/before ratio of the medians, and
 the spread (min..max) so a reader can see whether a difference is larger than the noise.
