@@ -129,7 +129,7 @@ macro_rules! name_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
 
@@ -274,19 +274,19 @@ name_type! {
 name_type! {
     /// A model's name: its folder under `models/` (`model` in a job file).
     ///
-    /// Rule: 1 to 64 characters, ASCII letters, digits, `_`, `-` and `.`, starting with a
-    /// letter or digit. Why: the name is a directory name, so it may not be `.`, `..`,
-    /// hidden or hold a path separator, and it becomes part of a SageMaker model name
-    /// ([`SageMakerName::derive`]).
+    /// Rule: 1 to 255 bytes, one folder name: not `.` or `..`, no `/` or `\`, no control
+    /// characters. Why: the name is a directory under `models/` (whatever a file system
+    /// allows there works, as it always has, e.g. `Churn XGB`), and it must not lead out of
+    /// that folder. SageMaker model names made from it are sanitised by
+    /// [`SageMakerName::derive`].
     ModelName,
     kind = "model name",
-    rule = "1-64 letters, digits, '_', '-' and '.', starting with a letter or digit",
-    check = |s| fits(
-        s,
-        64,
-        |c| c.is_ascii_alphanumeric(),
-        |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
-    )
+    rule = "one folder name under models/ (1-255 bytes; not '.' or '..'; no '/', '\\' or control characters)",
+    check = |s| !s.is_empty()
+        && s.len() <= 255
+        && s != "."
+        && s != ".."
+        && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 name_type! {

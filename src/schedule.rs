@@ -136,7 +136,7 @@ impl CronSchedule {
 impl fmt::Display for CronSchedule {
     /// The expression as written (the zone is shown apart).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.expr)
+        f.pad(&self.expr)
     }
 }
 

@@ -40,7 +40,7 @@ fn every_bad_name_of_a_job_is_reported_with_its_rule() {
     let (code, text) = output(p.cmd().arg("validate"));
     assert_eq!(code, 3, "{text}");
     assert!(
-        text.contains("\"../churn_xgb\" is not a valid model name: 1-64 letters, digits, '_', '-' and '.', starting with a letter or digit"),
+        text.contains("\"../churn_xgb\" is not a valid model name: one folder name under models/ (1-255 bytes; not '.' or '..'; no '/', '\\' or control characters)"),
         "{text}"
     );
     assert!(
