@@ -99,7 +99,8 @@ impl PartialEq<NaiveDate> for AsOf {
 
 impl fmt::Display for AsOf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        // Padded like any string (`{:<12}` in tables); chrono's own Display ignores width.
+        f.pad(&self.0.to_string())
     }
 }
 

@@ -145,19 +145,21 @@ impl StoreUri {
 
 impl fmt::Display for StoreUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreUri::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "{S3}{bucket}"),
-            StoreUri::S3 { bucket, prefix } => write!(f, "{S3}{bucket}/{prefix}"),
+        // Built first, then padded: a width in `{:<30}` applies to the whole URI.
+        let text = match self {
+            StoreUri::S3 { bucket, prefix } if prefix.is_empty() => format!("{S3}{bucket}"),
+            StoreUri::S3 { bucket, prefix } => format!("{S3}{bucket}/{prefix}"),
             StoreUri::File(p) => {
                 let p = p.display().to_string();
                 // A bare path that looks like a URI would not parse back.
                 if p.contains("://") {
-                    write!(f, "{FILE}{p}")
+                    format!("{FILE}{p}")
                 } else {
-                    f.write_str(&p)
+                    p
                 }
             }
-        }
+        };
+        f.pad(&text)
     }
 }
 

@@ -183,6 +183,16 @@ fn names_pad_in_formatted_tables() {
         format!("{:>6}|", JobName::parse("churn").unwrap()),
         " churn|"
     );
+    // Every string-like type of this module, not only the name macro's.
+    let day: AsOf = "2024-06-30".parse().unwrap();
+    assert_eq!(format!("{day:<12}|"), "2024-06-30  |");
+    let uri: StoreUri = "s3://bkt/p".parse().unwrap();
+    assert_eq!(format!("{uri:<12}|"), "s3://bkt/p  |");
+    let name = SageMakerName::derive("c360", &["churn", "r1"]);
+    assert_eq!(
+        format!("{name:>w$}|", w = name.len() + 2),
+        format!("  {name}|")
+    );
 }
 
 #[test]

@@ -224,11 +224,11 @@ impl std::fmt::Display for AsOfRule {
     /// The rule as written in a job file (`yesterday`, `last_month_end`, `2024-01-31`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AsOfRule::Today => f.write_str("today"),
-            AsOfRule::Yesterday => f.write_str("yesterday"),
-            AsOfRule::LastMonthEnd => f.write_str("last_month_end"),
-            AsOfRule::LastSunday => f.write_str("last_sunday"),
-            AsOfRule::Fixed(d) => write!(f, "{d}"),
+            AsOfRule::Today => f.pad("today"),
+            AsOfRule::Yesterday => f.pad("yesterday"),
+            AsOfRule::LastMonthEnd => f.pad("last_month_end"),
+            AsOfRule::LastSunday => f.pad("last_sunday"),
+            AsOfRule::Fixed(d) => f.pad(&d.to_string()),
         }
     }
 }
@@ -507,5 +507,13 @@ mod tests {
             parse(&JOB.replace("model = ", "timezone = \"Mars/Olympus\"\nmodel = ")).unwrap_err();
         assert_eq!(errs[0].key, "timezone");
         assert!(errs[0].to_string().contains("(line 3)"), "{}", errs[0]);
+    }
+
+    /// The rule pads like a string in tables (`{:<14}`), the fixed date too.
+    #[test]
+    fn as_of_rules_pad() {
+        assert_eq!(format!("{:<10}|", AsOfRule::Today), "today     |");
+        let d = AsOfRule::Fixed(chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap());
+        assert_eq!(format!("{d:>12}|"), "  2024-01-31|");
     }
 }
