@@ -586,15 +586,7 @@ fn a_run_that_panics_under_serve_shows_failed_in_the_api() {
     );
     assert_eq!(r.status, 202, "{}", r.body);
     let run_id = r.json()["run_id"].as_str().unwrap().to_string();
-    let l = wait_for("the run to end", 300, || {
-        let l = h
-            .get(
-                &s.url(&format!("/jobs/churn_weekly/runs/{run_id}")),
-                Some(OPS),
-            )
-            .json();
-        (l["status"] == "failed" || l["status"] == "succeeded").then_some(l)
-    });
+    let l = run_ended(&h, &s, &run_id, "the run to end", 300);
     assert_eq!(l["status"], "failed", "{l}");
     assert!(
         l["error"]
@@ -612,6 +604,21 @@ fn a_run_that_panics_under_serve_shows_failed_in_the_api() {
             .then_some(m)
     });
     assert!(!m.is_empty());
+}
+
+/// The record of `churn_weekly`'s run `run_id` from the service's API, once the run has
+/// ended (`failed` or `succeeded`), waiting up to `secs` seconds for `what`.
+fn run_ended(h: &Http, s: &Service, run_id: &str, what: &str, secs: u64) -> Value {
+    wait_for(what, secs, || {
+        let l = h
+            .get(
+                &s.url(&format!("/jobs/churn_weekly/runs/{run_id}")),
+                Some(OPS),
+            )
+            .json();
+        // Not "not running": a run just triggered is briefly 404 (no ledger yet).
+        (l["status"] == "failed" || l["status"] == "succeeded").then_some(l)
+    })
 }
 
 /// Starts `c360 run` for `as_of` that sleeps in its transform step, waits until the
@@ -699,15 +706,7 @@ fn a_sigkilled_cli_run_is_reported_failed_by_serve_once_it_runs_the_job() {
     let s = Service::start(&p, &[]);
     let h = Http::new();
     // The service resumes the interrupted run itself (same inputs, same run id).
-    let l = wait_for("the interrupted run to be resumed", 300, || {
-        let l = h
-            .get(
-                &s.url(&format!("/jobs/churn_weekly/runs/{dead}")),
-                Some(OPS),
-            )
-            .json();
-        (l["status"] == "failed" || l["status"] == "succeeded").then_some(l)
-    });
+    let l = run_ended(&h, &s, &dead, "the interrupted run to be resumed", 300);
     assert_eq!(l["status"], "succeeded", "{l}");
     assert!(l["notes"].to_string().contains("resumed by"), "{l}");
 }
@@ -724,15 +723,13 @@ fn an_interrupted_run_serve_cannot_resume_is_reported_failed() {
     configure(&p, "scheduler = false");
     let s = Service::start(&p, &[]);
     let h = Http::new();
-    let l = wait_for("the interrupted run to be marked failed", 120, || {
-        let l = h
-            .get(
-                &s.url(&format!("/jobs/churn_weekly/runs/{dead}")),
-                Some(OPS),
-            )
-            .json();
-        (l["status"] != "running").then_some(l)
-    });
+    let l = run_ended(
+        &h,
+        &s,
+        &dead,
+        "the interrupted run to be marked failed",
+        120,
+    );
     assert_eq!(l["status"], "failed", "{l}");
     assert!(
         l["error"]

@@ -302,27 +302,8 @@ fn ids_with_control_characters_are_refused_at_the_source() {
             r#"customer_id="\01004""#,
         ),
     ];
-    for (table, key, row, column, value, set, example) in cases {
-        let dir = with_id(table, key, row, column, value);
-        let (code, stderr, store) = build(dir.path(), set);
-        assert_eq!(
-            code, 4,
-            "{table}.{column} {value:?}: exit 4; stderr: {stderr}"
-        );
-        for n in [
-            format!("table {table}, column {column}"),
-            "control character".to_string(),
-            example.to_string(),
-        ] {
-            assert!(
-                stderr.contains(&n),
-                "{table}.{column} {value:?}: error should mention {n:?}: {stderr}"
-            );
-        }
-        assert!(!stderr.contains("panicked"), "no panic: {stderr}");
-        let mut files = Vec::new();
-        parquet_files(store.path(), &mut files);
-        assert!(files.is_empty(), "nothing published: {files:?}");
+    for case in cases {
+        refused_id(case, "control character");
     }
 }
 
@@ -627,31 +608,46 @@ fn ids_with_invisible_characters_or_blank_are_refused_at_the_source() {
             r#"order_id="\u{2066}50005\u{2069}\u{61c}""#,
         ),
     ];
-    for (table, key, row, column, value, set, example) in cases {
-        let dir = with_id(table, key, row, column, value);
-        let (code, stderr, store) = build(dir.path(), set);
-        assert_eq!(
-            code, 4,
-            "{table}.{column} {value:?}: exit 4; stderr: {stderr}"
+    for case in cases {
+        let stderr = refused_id(
+            case,
+            "empty or blank, or contain a control character or an invisible format/separator character",
         );
-        for n in [
-            format!("table {table}, column {column}"),
-            "empty or blank, or contain a control character or an invisible format/separator character".to_string(),
-            example.to_string(),
-        ] {
-            assert!(
-                stderr.contains(&n),
-                "{table}.{column} {value:?}: error should mention {n:?}: {stderr}"
-            );
-        }
         assert!(
             !stderr.contains(['\u{202e}', '\u{2028}', '\u{feff}', '\u{200b}', '\u{2066}']),
             "nothing invisible printed raw: {stderr:?}"
         );
-        let mut files = Vec::new();
-        parquet_files(store.path(), &mut files);
-        assert!(files.is_empty(), "nothing published: {files:?}");
     }
+}
+
+/// One id case `(table, key column, row key, column, value, set, example)` built with the
+/// value in place: exit 4, the message names table and column, says `why` and shows the
+/// escaped `example`; no panic; nothing published. Returns stderr.
+fn refused_id(
+    (table, key, row, column, value, set, example): (&str, &str, &str, &str, &str, &str, &str),
+    why: &str,
+) -> String {
+    let dir = with_id(table, key, row, column, value);
+    let (code, stderr, store) = build(dir.path(), set);
+    assert_eq!(
+        code, 4,
+        "{table}.{column} {value:?}: exit 4; stderr: {stderr}"
+    );
+    for n in [
+        format!("table {table}, column {column}"),
+        why.to_string(),
+        example.to_string(),
+    ] {
+        assert!(
+            stderr.contains(&n),
+            "{table}.{column} {value:?}: error should mention {n:?}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    let mut files = Vec::new();
+    parquet_files(store.path(), &mut files);
+    assert!(files.is_empty(), "nothing published: {files:?}");
+    stderr
 }
 
 /// The baseline source with `orders` replaced by what `write` puts in the folder.
