@@ -37,6 +37,15 @@ pub struct AwsSettings {
     /// The SageMaker API VPC interface endpoint (`AWS_ENDPOINT_URL_SAGEMAKER` works too).
     #[serde(default)]
     pub sagemaker_endpoint_url: Option<String>,
+    /// The Glue VPC interface endpoint (`AWS_ENDPOINT_URL_GLUE` works too).
+    #[serde(default)]
+    pub glue_endpoint_url: Option<String>,
+    /// The Lake Formation VPC interface endpoint (`AWS_ENDPOINT_URL_LAKEFORMATION` works too).
+    #[serde(default)]
+    pub lakeformation_endpoint_url: Option<String>,
+    /// The EventBridge VPC interface endpoint (`AWS_ENDPOINT_URL_EVENTBRIDGE` works too).
+    #[serde(default)]
+    pub events_endpoint_url: Option<String>,
     /// Path-style S3 addressing (`endpoint/bucket/key`), needed by some endpoints and by
     /// test servers. Default false (virtual-hosted style).
     #[serde(default)]
@@ -80,6 +89,9 @@ impl Default for AwsSettings {
             endpoint_url: None,
             s3_endpoint_url: None,
             sagemaker_endpoint_url: None,
+            glue_endpoint_url: None,
+            lakeformation_endpoint_url: None,
+            events_endpoint_url: None,
             s3_force_path_style: false,
             kms_key_id: None,
             bucket_key: true,
@@ -304,6 +316,12 @@ impl AwsSettings {
             ("endpoint_url", &self.endpoint_url),
             ("s3_endpoint_url", &self.s3_endpoint_url),
             ("sagemaker_endpoint_url", &self.sagemaker_endpoint_url),
+            ("glue_endpoint_url", &self.glue_endpoint_url),
+            (
+                "lakeformation_endpoint_url",
+                &self.lakeformation_endpoint_url,
+            ),
+            ("events_endpoint_url", &self.events_endpoint_url),
         ] {
             if let Some(v) = v {
                 if !is_endpoint(v) {
@@ -609,6 +627,38 @@ pub async fn sagemaker_client(s: &AwsSettings) -> Result<aws_sdk_sagemaker::Clie
         b = b.endpoint_url(e);
     }
     Ok(aws_sdk_sagemaker::Client::from_conf(b.build()))
+}
+
+/// A Glue client for the settings (`glue_endpoint_url` applied).
+pub async fn glue_client(s: &AwsSettings) -> Result<aws_sdk_glue::Client, String> {
+    let cfg = sdk_config(s).await?;
+    let mut b = aws_sdk_glue::config::Builder::from(&cfg);
+    if let Some(e) = &s.glue_endpoint_url {
+        b = b.endpoint_url(e);
+    }
+    Ok(aws_sdk_glue::Client::from_conf(b.build()))
+}
+
+/// A Lake Formation client for the settings (`lakeformation_endpoint_url` applied).
+pub async fn lakeformation_client(
+    s: &AwsSettings,
+) -> Result<aws_sdk_lakeformation::Client, String> {
+    let cfg = sdk_config(s).await?;
+    let mut b = aws_sdk_lakeformation::config::Builder::from(&cfg);
+    if let Some(e) = &s.lakeformation_endpoint_url {
+        b = b.endpoint_url(e);
+    }
+    Ok(aws_sdk_lakeformation::Client::from_conf(b.build()))
+}
+
+/// An EventBridge client for the settings (`events_endpoint_url` applied).
+pub async fn eventbridge_client(s: &AwsSettings) -> Result<aws_sdk_eventbridge::Client, String> {
+    let cfg = sdk_config(s).await?;
+    let mut b = aws_sdk_eventbridge::config::Builder::from(&cfg);
+    if let Some(e) = &s.events_endpoint_url {
+        b = b.endpoint_url(e);
+    }
+    Ok(aws_sdk_eventbridge::Client::from_conf(b.build()))
 }
 
 /// The message of an SDK error with its service code, without request details that could

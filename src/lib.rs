@@ -14,6 +14,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod features;
 pub mod generate;
+pub mod mesh;
 pub mod model;
 pub mod names;
 pub mod offline;

@@ -112,6 +112,9 @@ pub struct ColumnDoc {
     /// Inclusive numeric range, when bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<(f64, f64)>,
+    /// The column's sensitivity (ODCS `classification`; its Lake Formation tag).
+    #[serde(default)]
+    pub classification: crate::mesh::Classification,
 }
 
 /// A column's ODCS logical type, written as ODCS spells it (`string`, `number`, ...).
@@ -199,6 +202,36 @@ pub struct ProductSpec {
     /// The cron schedule that produces it.
     pub schedule: String,
     pub columns: Vec<ColumnDoc>,
+    /// The product's sensitivity (the table's `classification` tag).
+    #[serde(default)]
+    pub classification: crate::mesh::Classification,
+    /// Extra Lake Formation tags on the product's database and table.
+    #[serde(default)]
+    pub lf_tags: BTreeMap<String, String>,
+}
+
+impl ProductSpec {
+    /// The product's Lake Formation tags: `domain`, `data_product`, `classification` and
+    /// the job's `[product.lf_tags]` on the table; each column's `classification`.
+    pub fn tag_set(&self) -> crate::mesh::TagSet {
+        let mut table = self.lf_tags.clone();
+        table.insert("domain".into(), self.domain.clone());
+        table.insert("data_product".into(), self.name.to_string());
+        table.insert("classification".into(), self.classification.to_string());
+        crate::mesh::TagSet {
+            table,
+            columns: self
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.classification))
+                .collect(),
+        }
+    }
+
+    /// The contract's `version` (`<major>.0.0`).
+    pub fn contract_version(&self) -> String {
+        format!("{}.0.0", self.major)
+    }
 }
 
 /// Where the data came from.
@@ -403,7 +436,7 @@ pub fn contract(spec: &ProductSpec) -> Value {
                 "physicalType": c.logical_type.physical_type(),
                 "description": c.description,
                 "required": c.required,
-                "classification": "internal",
+                "classification": c.classification,
             });
             if i == 0 {
                 p["primaryKey"] = json!(true);
@@ -449,7 +482,7 @@ pub fn contract(spec: &ProductSpec) -> Value {
         "kind": "DataContract",
         "id": format!("urn:c360:product:{}", spec.name),
         "name": spec.name,
-        "version": format!("{}.0.0", spec.major),
+        "version": spec.contract_version(),
         "status": "active",
         "domain": spec.domain,
         "dataProduct": spec.name,

@@ -36,6 +36,13 @@ pub struct Config {
     /// `[aws]`: S3 (VPC endpoint, SSE-KMS) and SageMaker settings; see [`crate::aws`].
     #[serde(default)]
     pub aws: crate::aws::AwsSettings,
+    /// `[catalog]`: the central catalog products and snapshots are registered in (Glue,
+    /// with Lake Formation tags); see [`crate::mesh`].
+    #[serde(default)]
+    pub catalog: crate::mesh::CatalogSettings,
+    /// `[events]`: where product events go (EventBridge); see [`crate::mesh`].
+    #[serde(default)]
+    pub events: crate::mesh::EventSettings,
 }
 
 /// `[project]`

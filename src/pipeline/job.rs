@@ -96,6 +96,19 @@ pub struct ProductFile<N = String> {
     /// Feature columns copied into the product (e.g. rfm_segment); never PII.
     #[serde(default)]
     pub include: Vec<String>,
+    /// The product's sensitivity (`public`, `internal`, `confidential`): the contract's
+    /// and the Lake Formation tag `classification` of the table and of every column not in
+    /// `column_classification`. Default `internal`.
+    #[serde(default)]
+    pub classification: crate::mesh::Classification,
+    /// Column -> its classification, overriding `classification`. `customer_id` is
+    /// `confidential` unless given here.
+    #[serde(default)]
+    pub column_classification: std::collections::BTreeMap<String, crate::mesh::Classification>,
+    /// More Lake Formation tags (key = value) on the product's database and table, beside
+    /// the ones c360 sets (`domain`, `data_product`, `classification`).
+    #[serde(default)]
+    pub lf_tags: std::collections::BTreeMap<String, String>,
 }
 
 impl ProductFile {
@@ -111,6 +124,21 @@ impl ProductFile {
             major: self.major,
             score_column: self.score_column,
             include: self.include,
+            classification: self.classification,
+            column_classification: self.column_classification,
+            lf_tags: self.lf_tags,
+        }
+    }
+}
+
+impl<N> ProductFile<N> {
+    /// A column's classification: `column_classification`, else `confidential` for the
+    /// identifier `customer_id`, else the product's `classification`.
+    pub fn column_classification_of(&self, column: &str) -> crate::mesh::Classification {
+        match self.column_classification.get(column) {
+            Some(c) => *c,
+            None if column == "customer_id" => crate::mesh::Classification::Confidential,
+            None => self.classification,
         }
     }
 }

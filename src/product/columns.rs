@@ -115,6 +115,7 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         },
         ColumnDoc {
             name: def.score_column.clone(),
@@ -126,6 +127,7 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: Some(r.score_range),
+            classification: Default::default(),
         },
         ColumnDoc {
             name: "risk_band".into(),
@@ -144,6 +146,7 @@ pub fn product_frame(
             required: !bands.is_empty(),
             allowed: bands.iter().map(|b| b.0.clone()).collect(),
             range: None,
+            classification: Default::default(),
         },
     ];
     for c in &def.include {
@@ -155,6 +158,7 @@ pub fn product_frame(
             required: false,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         });
     }
     columns.extend([
@@ -166,6 +170,7 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         },
         ColumnDoc {
             name: "scored_at".into(),
@@ -174,6 +179,7 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         },
         ColumnDoc {
             name: "model".into(),
@@ -182,6 +188,7 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         },
         ColumnDoc {
             name: "model_version".into(),
@@ -190,6 +197,7 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         },
         ColumnDoc {
             name: "feature_sets".into(),
@@ -198,8 +206,12 @@ pub fn product_frame(
             required: true,
             allowed: vec![],
             range: None,
+            classification: Default::default(),
         },
     ]);
+    for c in &mut columns {
+        c.classification = def.column_classification_of(&c.name);
+    }
     let spec = ProductSpec {
         name: def.name.clone(),
         major: def.major,
@@ -212,6 +224,8 @@ pub fn product_frame(
         freshness_days: r.schedule.freshness_days(),
         schedule: r.schedule.expr.clone(),
         columns,
+        classification: def.classification,
+        lf_tags: def.lf_tags.clone(),
     };
     Ok((spec, df))
 }

@@ -26,6 +26,7 @@ fn spec(name: &str) -> ProductSpec {
         required: true,
         allowed: vec![],
         range: None,
+        classification: Default::default(),
     };
     ProductSpec {
         name: name.parse().expect("a valid product name"),
@@ -38,6 +39,8 @@ fn spec(name: &str) -> ProductSpec {
         freshness_days: 1,
         schedule: "0 3 * * *".into(),
         columns: vec![col("customer_id", "string"), col("score", "number")],
+        classification: Default::default(),
+        lf_tags: Default::default(),
     }
 }
 
