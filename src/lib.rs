@@ -12,6 +12,8 @@
 pub mod aws;
 pub mod cli;
 pub mod diagnostic;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod features;
 pub mod generate;
 pub mod mesh;

@@ -215,6 +215,22 @@ impl WrittenParts {
     }
 }
 
+/// The store key of the one directory holding a committed manifest's files (no trailing
+/// `/`): `<partition>/run=<run_id>-<hex>` for this layout, the partition itself for manifests
+/// of the old layout (parts at the partition root) or whose files span directories. This is
+/// what an engine that lists a location (Athena, Spark, DuckDB) must be pointed at to see
+/// exactly one committed run.
+pub fn run_prefix(partition: &str, m: &Manifest) -> String {
+    let dir = |f: &str| f.rsplit_once('/').map(|(d, _)| d.to_string());
+    let mut dirs = m.files.iter().map(|f| dir(f));
+    match dirs.next() {
+        Some(Some(first)) if dirs.all(|d| d.as_deref() == Some(first.as_str())) => {
+            layout::partition_file(partition, &first)
+        }
+        _ => partition.to_string(),
+    }
+}
+
 /// The directory (relative to a partition) one write attempt of `run_id` owns: unique
 /// to the attempt, so even the same run redoing a damaged partition writes elsewhere.
 pub fn attempt_dir(run_id: &str) -> String {
@@ -317,6 +333,7 @@ pub fn commit_partition_replacing(
     on_part: &dyn Fn(usize, usize),
 ) -> Result<Manifest> {
     let written = write_parts(store, prefix, df, &manifest.run_id, on_part)?;
+    crate::failpoint::hit("commit.parts");
     written.fill(&mut manifest);
     let json = doc::encode(&manifest_key(prefix), &manifest)?;
     // The commit point: conditional, so a concurrent build of the same partition that

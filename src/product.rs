@@ -33,7 +33,7 @@ use crate::store::{layout, ObjectStore, StoreError};
 
 mod columns;
 mod latest;
-pub use columns::{product_frame, ScoredRun};
+pub use columns::{product_frame, product_spec, standard_columns, ScoredRun};
 pub use latest::{
     get_customer, latest, list, publish_damage, read_latest, resolve_latest, row_json, versions,
     CatalogEntry, Latest,
@@ -77,6 +77,13 @@ pub enum ProductError {
         product: String,
         #[source]
         source: PolarsError,
+    },
+    /// The catalog refused or could not take the version (nothing of it is latest).
+    #[error("product {product}: {source}")]
+    Catalog {
+        product: String,
+        #[source]
+        source: crate::mesh::MeshError,
     },
     #[error("product {product}: cannot write its contract as YAML")]
     Contract {
@@ -284,13 +291,47 @@ pub struct Published {
     /// Why a partition this run had committed before was published again (a part was
     /// missing, truncated or changed), if it was.
     pub redone: Option<String>,
+    /// What the central catalog registered (None without one).
+    pub catalog: Option<crate::mesh::CatalogRecord>,
+    /// What became of the product event (None without an event bus).
+    pub event: Option<crate::mesh::EventRecord>,
 }
 
 /// Publishes `df` as the product's partition for `as_of`, then the contract, the catalog
-/// entry, and (last) `latest.json`. Idempotent: a partition already committed by the same
-/// run is left as it is.
+/// entry, and (last) `latest.json`, without a central catalog or events: [`publish_to`] with
+/// [`crate::mesh::Mesh::none`].
 pub fn publish(
     store: &dyn ObjectStore,
+    spec: &ProductSpec,
+    df: &DataFrame,
+    as_of: NaiveDate,
+    lineage: &Lineage,
+    stats: Value,
+) -> Result<Published> {
+    publish_to(
+        store,
+        &crate::mesh::Mesh::none(),
+        spec,
+        df,
+        as_of,
+        lineage,
+        stats,
+    )
+}
+
+/// Publishes `df` as the product's partition for `as_of`, in the commit order of the data
+/// mesh: the central catalog checks the schema first (a non-additive change publishes
+/// nothing), then the parts, the manifest (the commit point), the contract, the catalog's
+/// partition (moved to this run's prefix), `latest.json`, c360's catalog entry, and last the
+/// product event. Idempotent: a partition already committed by the same run is left as it
+/// is (and registered again, which changes nothing). A catalog failure after the manifest
+/// commits leaves `latest.json` where it was; re-running the job registers and moves it.
+/// An event that cannot be delivered never un-publishes: it is in [`Published::event`].
+///
+/// Errors: PII or undocumented columns, the store, the catalog ([`ProductError::Catalog`]).
+pub fn publish_to(
+    store: &dyn ObjectStore,
+    mesh: &crate::mesh::Mesh,
     spec: &ProductSpec,
     df: &DataFrame,
     as_of: NaiveDate,
@@ -309,6 +350,13 @@ pub fn publish(
             });
         }
     }
+    let catalog_err = |source| ProductError::Catalog {
+        product: spec.name.to_string(),
+        source,
+    };
+    mesh.catalog
+        .check_product(spec, &offline::schema_of(df))
+        .map_err(catalog_err)?;
     let prefix = partition_prefix(&spec.name, spec.major, as_of);
     let existing = match offline::read_manifest_versioned(store, &prefix) {
         Ok(e) => e.map(|(m, v)| (Some(m), v)),
@@ -341,22 +389,71 @@ pub fn publish(
                 df,
                 as_of,
                 lineage,
-                stats,
+                stats.clone(),
                 &prefix,
                 version.as_deref(),
             )?;
             (m, damage)
         }
     };
+    crate::failpoint::hit("publish.manifest");
     write_contract(store, spec)?;
+    let catalog = mesh
+        .catalog
+        .register_product(store, spec, &manifest)
+        .map_err(catalog_err)?;
+    crate::failpoint::hit("publish.catalog");
     let latest_moved = move_latest(store, spec, &prefix, &manifest)?;
+    crate::failpoint::hit("publish.latest");
     write_catalog(store, spec, &manifest)?;
+    let event = mesh
+        .events
+        .send(&crate::mesh::ProductEvent::Published(version_published(
+            store,
+            spec,
+            &manifest,
+            catalog.as_ref(),
+            latest_moved,
+        )));
     Ok(Published {
         prefix,
         manifest,
         latest_moved,
         redone,
+        catalog,
+        event,
     })
+}
+
+/// The `detail` of the event announcing a committed version.
+fn version_published(
+    store: &dyn ObjectStore,
+    spec: &ProductSpec,
+    m: &offline::Manifest,
+    catalog: Option<&crate::mesh::CatalogRecord>,
+    latest: bool,
+) -> crate::mesh::VersionPublished {
+    let prefix = partition_prefix(&spec.name, spec.major, m.as_of);
+    crate::mesh::VersionPublished {
+        product: spec.name.to_string(),
+        major: spec.major,
+        as_of: m.as_of,
+        run_id: m.run_id.clone(),
+        location: match catalog {
+            Some(c) => c.location.clone(),
+            None => format!(
+                "{}/{}/",
+                store.uri().trim_end_matches('/'),
+                offline::run_prefix(&prefix, m)
+            ),
+        },
+        glue_database: catalog.map(|c| c.database.clone()),
+        glue_table: catalog.map(|c| c.table.clone()),
+        rows: m.rows,
+        contract_version: spec.contract_version(),
+        latest,
+        score_statistics: m.extra.get("score_statistics").cloned().unwrap_or_default(),
+    }
 }
 
 /// Writes the parts under a new attempt directory and commits the manifest: created if

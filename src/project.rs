@@ -393,6 +393,19 @@ impl Project {
         for e in self.config.aws.validate(s3) {
             found.push(e.key, e.reason);
         }
+        for (key, reason) in self.config.catalog.validate() {
+            found.push(key, reason);
+        }
+        // What opening the catalog and the event bus refuses (a Glue catalog over a store
+        // not on S3, a malformed bus name): no call is made.
+        if let Err(e) = crate::mesh::Mesh::open(&self.config, &self.store_uri()) {
+            match e {
+                crate::mesh::MeshError::Settings { section, message } => {
+                    found.push(format!("[{section}]"), message)
+                }
+                other => found.push("[catalog]", other.to_string()),
+            }
+        }
         found.into_vec()
     }
 

@@ -139,6 +139,14 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
                 println!("  - {r}");
             }
         }
+        let pp = &report.plan.product;
+        if !pp.catalog.is_empty() || !pp.events.is_empty() {
+            println!();
+            println!("data mesh (after the manifest commits, in this order):");
+            for a in pp.catalog.iter().chain(&pp.events) {
+                println!("  - {a}");
+            }
+        }
         return Ok(());
     }
     let l = &report.ledger;
@@ -163,6 +171,26 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
                 ""
             }
         );
+        if let Some(c) = &s.catalog {
+            println!(
+                "  glue {}.{}: partition as_of={} -> {}",
+                c.database, c.table, l.as_of, c.location
+            );
+        }
+        if let Some(e) = &s.event {
+            match (&e.event_id, &e.error) {
+                (_, Some(err)) => println!(
+                    "  event NOT delivered to bus {} after {} attempt(s): {err} (the version stays published)",
+                    e.bus, e.attempts
+                ),
+                (id, None) => println!(
+                    "  event {} sent to bus {} (id {})",
+                    e.detail_type,
+                    e.bus,
+                    id.as_deref().unwrap_or("-")
+                ),
+            }
+        }
     }
     println!(
         "  ledger {}/{}",

@@ -173,6 +173,8 @@ pub struct VersionPublished {
     pub rows: u64,
     /// The ODCS contract's `version` (`<major>.0.0`).
     pub contract_version: String,
+    /// Whether `latest.json` now names this version (false for a back-filled older as-of).
+    pub latest: bool,
     /// The score's statistics (the gates' inputs: mean, quantiles, distinct count).
     pub score_statistics: serde_json::Value,
 }

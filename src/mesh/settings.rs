@@ -40,6 +40,60 @@ pub struct CatalogSettings {
     pub lf_tags: bool,
 }
 
+/// Whether `s` is a Glue database name (1 to 255 of lowercase letters, digits, `_`).
+pub fn is_database_name(s: &str) -> bool {
+    (1..=255).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Whether `s` can be a Lake Formation tag key (1..=128) or value (1..=256): letters,
+/// digits, spaces and `_ . : / = + - @ %`.
+pub fn is_lf_tag_text(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.chars().count())
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@%".contains(c))
+}
+
+/// The tag keys c360 sets itself (a job's `[product.lf_tags]` may not set them).
+pub const RESERVED_TAG_KEYS: [&str; 3] = ["domain", "data_product", "classification"];
+
+impl CatalogSettings {
+    /// Checks formats (pure): `(key, reason)` per problem.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        for (k, v) in [
+            ("catalog.products_database", &self.products_database),
+            ("catalog.features_database", &self.features_database),
+        ] {
+            if let Some(v) = v {
+                if !is_database_name(v) {
+                    errs.push((
+                        k.to_string(),
+                        format!("{v:?} is not a Glue database name: 1 to 255 lowercase letters, digits and _"),
+                    ));
+                }
+            }
+        }
+        if let Some(id) = &self.catalog_id {
+            if !(id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())) {
+                errs.push((
+                    "catalog.catalog_id".into(),
+                    format!("{id:?} is not an AWS account id (12 digits)"),
+                ));
+            }
+        }
+        if self.kind == CatalogKind::None && self.lf_tags {
+            errs.push((
+                "catalog.lf_tags".into(),
+                "Lake Formation tags need a catalog: set kind = \"glue\" (or remove lf_tags)"
+                    .into(),
+            ));
+        }
+        errs
+    }
+}
+
 impl Default for CatalogSettings {
     fn default() -> Self {
         CatalogSettings {

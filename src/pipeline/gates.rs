@@ -176,3 +176,26 @@ pub(super) fn collect_and_gate(
     };
     Ok((df, stats))
 }
+
+/// A refused version is announced on the event bus (`Data Product Version Refused`), then
+/// the error goes on as it was; any other error passes through untouched. The event's fate
+/// is logged (the run fails either way).
+pub(super) fn announce_refusal(p: &Prepared, e: PipelineError) -> PipelineError {
+    if let PipelineError::Gate(reason) = &e {
+        let event = crate::mesh::ProductEvent::Refused(crate::mesh::VersionRefused {
+            product: p.job.product.name.to_string(),
+            major: p.job.product.major,
+            as_of: p.as_of,
+            run_id: p.run_id.clone(),
+            reason: reason.clone(),
+            score_statistics: serde_json::Value::Null,
+        });
+        if let Some(r) = p.mesh.events.send(&event) {
+            match &r.error {
+                None => tracing::info!(event_id = ?r.event_id, "refusal announced"),
+                Some(err) => tracing::warn!(error = %err, "the refusal event was not delivered"),
+            }
+        }
+    }
+    e
+}

@@ -78,6 +78,9 @@ pub enum PipelineError {
     Offline(#[from] offline::OfflineError),
     #[error(transparent)]
     Product(#[from] product::ProductError),
+    /// The central catalog or event bus (`[catalog]`, `[events]`).
+    #[error(transparent)]
+    Mesh(#[from] crate::mesh::MeshError),
     /// The transform ran but did not complete (the first failed object and why).
     #[error("transform failed: {0}")]
     Transform(String),
@@ -208,7 +211,8 @@ fn run_steps(run: &mut steps::Run<'_>) -> Result<Option<PublishSummary>> {
     })?;
     let mut checked = None;
     run.step(Step::Gates, "checking the scores", |r| {
-        let (df, stats) = gates::collect_and_gate(r.p, &input, &output)?;
+        let (df, stats) = gates::collect_and_gate(r.p, &input, &output)
+            .map_err(|e| gates::announce_refusal(r.p, e))?;
         let n = df.height() as u64;
         checked = Some((df, stats.clone()));
         Ok(((), Some(n), StepDetail::Gates(stats)))

@@ -12,6 +12,7 @@ use super::prepare::{CloudPrep, Prepared};
 use super::{PipelineError, Result};
 use crate::features;
 use crate::offline;
+use crate::product;
 use crate::source::Source;
 use crate::transform::{self, planner::Plan, Backend};
 
@@ -161,6 +162,12 @@ pub struct ProductPlan {
     pub partition: String,
     pub contract: String,
     pub latest: String,
+    /// What the central catalog would do (`[catalog]`; empty without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalog: Vec<String>,
+    /// The events the run would send (`[events]`; empty without a bus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// A field that is either absent (`None`) or present, `null` included (`Some(None)`).
@@ -193,6 +200,12 @@ pub(super) fn cloud_plan(
 /// snapshots) and, for SageMaker, the planner's choice next to the common default.
 pub(super) fn dry_run_plan(p: &Prepared) -> Result<RunPlan> {
     let mut plan = p.plan.clone();
+    let spec = product::product_spec(&super::steps::scored_run(p));
+    plan.product.catalog = p.mesh.catalog.plan_product(&spec, p.as_of);
+    plan.product.events = p.mesh.events.plan(crate::mesh::VERSION_PUBLISHED);
+    plan.product
+        .events
+        .extend(p.mesh.events.plan(crate::mesh::VERSION_REFUSED));
     plan.existing_run = Some(
         super::ledger::load_ledger(p.store.as_ref(), &p.job.name, &p.run_id)
             .ok()

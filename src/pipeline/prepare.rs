@@ -62,6 +62,8 @@ pub struct Prepared {
     /// The SageMaker backend's settings (None for the local backend).
     pub cloud: Option<CloudPrep>,
     pub data_plane: Option<transform::sagemaker::DataPlaneHook>,
+    /// The central catalog and the event bus (`[catalog]`, `[events]`).
+    pub mesh: std::sync::Arc<crate::mesh::Mesh>,
 }
 
 /// What the SageMaker backend needs, resolved from `c360.toml`, the job and the model.
@@ -206,6 +208,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
     let source_uri = opts.source.clone().unwrap_or_else(|| project.source_uri());
     let store_uri = opts.store.clone().unwrap_or_else(|| project.store_uri());
     let st = store::open(&store_uri)?;
+    let mesh = std::sync::Arc::new(crate::mesh::Mesh::open(&project.config, &st.uri())?);
     // Source fingerprints are file metadata: cheap, and part of the run's identity.
     let src = Source::open(&source_uri).map_err(features::FeatureError::from)?;
     let mut fps = Vec::new();
@@ -285,6 +288,8 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
             partition: product::partition_prefix(&job.product.name, job.product.major, as_of),
             contract: layout::product_contract(&job.product.name),
             latest: layout::product_latest(&job.product.name),
+            catalog: vec![],
+            events: vec![],
         },
         gates: job.gates.clone(),
         existing_run: None,
@@ -303,6 +308,7 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
         plan,
         cloud,
         data_plane: opts.data_plane.clone(),
+        mesh,
     })
 }
 

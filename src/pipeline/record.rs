@@ -154,4 +154,10 @@ pub struct PublishSummary {
     /// Why a partition this run had committed before was published again, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redone: Option<String>,
+    /// What the central catalog (Glue) registered: database, table, partition location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<crate::mesh::CatalogRecord>,
+    /// The product event: delivered (its id) or not (why; the version stays published).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::mesh::EventRecord>,
 }

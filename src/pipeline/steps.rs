@@ -113,23 +113,7 @@ impl Run<'_> {
 
 /// Debug builds only: `C360_FAILPOINT=panic:<step>` / `sleep:<step>:<ms>` (see the module).
 fn failpoint(step: Step) {
-    if !cfg!(debug_assertions) {
-        return;
-    }
-    let Ok(v) = std::env::var("C360_FAILPOINT") else {
-        return;
-    };
-    let step = step.as_str();
-    let mut it = v.splitn(3, ':');
-    match (it.next(), it.next(), it.next()) {
-        (Some("panic"), Some(s), None) if s == step => {
-            panic!("failpoint: panic at step {step}")
-        }
-        (Some("sleep"), Some(s), Some(ms)) if s == step => {
-            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
-        }
-        _ => {}
-    }
+    crate::failpoint::hit(step.as_str())
 }
 
 /// Step `features`: builds each snapshot, or reuses it when committed with the same
@@ -139,6 +123,14 @@ pub(super) fn features(r: &mut Run<'_>) -> Result<StepOutput<()>> {
     let mut rows = 0;
     for s in &r.p.sets {
         let b = features::build_snapshot(s, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
+        // Registered after the commit (and again when reused: repairs a missed registration).
+        if let Some(c) =
+            r.p.mesh
+                .catalog
+                .register_snapshot(r.p.store.as_ref(), &b.manifest)?
+        {
+            tracing::info!(database = %c.database, table = %c.table, location = %c.location, actions = ?c.actions, "snapshot registered");
+        }
         rows = b.manifest.rows;
         detail.insert(
             s.name.to_string(),
@@ -165,8 +157,9 @@ pub(super) fn publish(
     let lineage = lineage(r);
     // Plain numbers and strings: encoding cannot fail (a NaN statistic becomes null).
     let stats_json = serde_json::to_value(stats).unwrap_or_default();
-    let pubd = product::publish(
+    let pubd = product::publish_to(
         r.p.store.as_ref(),
+        &r.p.mesh,
         &spec,
         &df,
         r.p.as_of,
@@ -180,6 +173,8 @@ pub(super) fn publish(
         latest_moved: pubd.latest_moved,
         score_statistics: stats.clone(),
         redone: pubd.redone,
+        catalog: pubd.catalog,
+        event: pubd.event,
     };
     Ok((
         summary.clone(),
@@ -216,7 +211,19 @@ fn lineage(r: &Run) -> Lineage {
 
 /// The product's rows and spec for a run's scores ([`product::product_frame`]).
 pub(super) fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(ProductSpec, DataFrame)> {
-    let scored = product::ScoredRun {
+    let scored = scored_run(p);
+    product::product_frame(&scored, scores, super::input::joined_snapshots(p)?).map_err(|e| {
+        PipelineError::Polars {
+            run: p.run_id.clone(),
+            context: "building the product's rows".into(),
+            source: e,
+        }
+    })
+}
+
+/// What the product's standard columns are computed from, for a prepared run.
+pub(super) fn scored_run(p: &Prepared) -> product::ScoredRun<'_> {
+    product::ScoredRun {
         product: &p.job.product,
         schedule: &p.job.schedule,
         model_name: &p.model_name,
@@ -229,12 +236,5 @@ pub(super) fn product_frame(p: &Prepared, scores: &DataFrame) -> Result<(Product
         sets: &p.sets,
         as_of: p.as_of,
         score_range: (p.job.gates.min_score, p.job.gates.max_score),
-    };
-    product::product_frame(&scored, scores, super::input::joined_snapshots(p)?).map_err(|e| {
-        PipelineError::Polars {
-            run: p.run_id.clone(),
-            context: "building the product's rows".into(),
-            source: e,
-        }
-    })
+    }
 }

@@ -101,6 +101,42 @@ pub fn product_frame(
         .select(select)
         .sort(["customer_id"], Default::default())
         .collect()?;
+    Ok((product_spec(r), df))
+}
+
+/// The names of the product's columns, in order: `customer_id`, the score, `risk_band`,
+/// the included features, `as_of`, `scored_at`, `model`, `model_version`, `feature_sets`.
+pub fn standard_columns<N>(def: &ProductFile<N>) -> Vec<String> {
+    let mut v = vec![
+        "customer_id".to_string(),
+        def.score_column.clone(),
+        "risk_band".into(),
+    ];
+    v.extend(def.include.iter().cloned());
+    v.extend(
+        [
+            "as_of",
+            "scored_at",
+            "model",
+            "model_version",
+            "feature_sets",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    v
+}
+
+/// The product's spec with its column docs (what [`product_frame`] writes, without data):
+/// also what `c360 run --dry-run` and the catalog show before a run.
+pub fn product_spec(r: &ScoredRun<'_>) -> ProductSpec {
+    let def = r.product;
+    let mspec = r.model;
+    let bands: Vec<(String, Option<f64>)> = mspec
+        .risk_bands
+        .iter()
+        .map(|b| (b.name.clone(), b.below))
+        .collect();
     let desc = |c: &str| -> String {
         r.sets
             .iter()
@@ -227,7 +263,7 @@ pub fn product_frame(
         classification: def.classification,
         lf_tags: def.lf_tags.clone(),
     };
-    Ok((spec, df))
+    spec
 }
 
 /// The contract's logical type of an included feature column.

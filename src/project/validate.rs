@@ -236,6 +236,7 @@ pub fn check_job(
             reason,
         ));
     }
+    errs.extend(check_product_tags(j));
     if let (Some(t), Some(prices)) = (&j.transform.pins.instance_type, prices) {
         if prices.get(t).is_none() {
             errs.push(Diagnostic::new(
@@ -269,6 +270,64 @@ pub fn check_job(
                 models.ok.join(", ")
             ),
         ));
+    }
+    errs
+}
+
+/// The job's Lake Formation tag set: `[product.lf_tags]` keys and values in Lake
+/// Formation's alphabet and not one of the keys c360 sets itself; `[product.column_classification]`
+/// names only columns the product has.
+fn check_product_tags(j: &Job) -> Vec<Diagnostic> {
+    use crate::mesh::settings::{is_lf_tag_text, RESERVED_TAG_KEYS};
+    let file = j.file.display().to_string();
+    let mut errs = Vec::new();
+    for (k, v) in &j.product.lf_tags {
+        let key = format!("product.lf_tags.{k}");
+        if RESERVED_TAG_KEYS.contains(&k.as_str()) {
+            errs.push(Diagnostic::new(
+                &file,
+                key,
+                format!("c360 sets the tag {k:?} itself (from [product] domain, name and classification): remove it here"),
+            ));
+        } else if !is_lf_tag_text(k, 128) {
+            errs.push(Diagnostic::new(
+                &file,
+                key,
+                format!("{:?} is not a Lake Formation tag key: 1 to 128 letters, digits, spaces and _ . : / = + - @ %", k.escape_debug().to_string()),
+            ));
+        } else if !is_lf_tag_text(v, 256) {
+            errs.push(Diagnostic::new(
+                &file,
+                key,
+                format!("{:?} is not a Lake Formation tag value: 1 to 256 letters, digits, spaces and _ . : / = + - @ %", v.escape_debug().to_string()),
+            ));
+        }
+    }
+    for (k, v) in [
+        ("domain", &j.product.domain),
+        ("name", &j.product.name.to_string()),
+    ] {
+        if !is_lf_tag_text(v, 256) {
+            errs.push(Diagnostic::new(
+                &file,
+                format!("product.{k}"),
+                format!("{:?} cannot be a Lake Formation tag value (tag {}): 1 to 256 letters, digits, spaces and _ . : / = + - @ %", v.escape_debug().to_string(), if k == "name" { "data_product" } else { "domain" }),
+            ));
+        }
+    }
+    let columns = crate::product::standard_columns(&j.product);
+    for c in j.product.column_classification.keys() {
+        if !columns.iter().any(|x| x == c) {
+            errs.push(Diagnostic::new(
+                &file,
+                format!("product.column_classification.{c}"),
+                format!(
+                    "the product has no column {:?}; its columns are {}",
+                    c.escape_debug().to_string(),
+                    columns.join(", ")
+                ),
+            ));
+        }
     }
     errs
 }
