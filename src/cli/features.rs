@@ -182,10 +182,13 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                 error: anyhow::anyhow!(m),
             })?;
             let st = store::open(&store_uri)?;
+            let mesh = crate::mesh::Mesh::open(&project.config, &st.uri())?;
             let t0 = Instant::now();
             let pb = crate::telemetry::spinner(&format!("building {} as of {as_of}", s.name));
             let out = features::build_snapshot(&s, &source_uri, st.as_ref(), as_of, force)?;
             pb.finish_and_clear();
+            // Registered after the commit (and again when reused: repairs a missed one).
+            let registered = mesh.catalog.register_snapshot(st.as_ref(), &out.manifest)?;
             let verb = if out.reused {
                 "already committed (same definition and source)"
             } else {
@@ -201,6 +204,12 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                 st.uri(),
                 out.prefix
             );
+            if let Some(c) = registered {
+                println!(
+                    "  glue {}.{}: partition as_of={as_of} -> {}",
+                    c.database, c.table, c.location
+                );
+            }
             Ok(())
         }
         FeaturesCmd::TrainingSet {

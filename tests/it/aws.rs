@@ -128,7 +128,7 @@ impl Moto {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{prefix}-{}-{}",
@@ -217,7 +217,7 @@ fn s3_store_meets_the_store_contract_and_encrypts_every_write() {
 }
 
 /// Uploads a local source folder to S3 through the store (so it is encrypted too).
-fn upload_dir(st: &dyn ObjectStore, dir: &std::path::Path) {
+pub fn upload_dir(st: &dyn ObjectStore, dir: &std::path::Path) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();

@@ -1,0 +1,824 @@
+//! The data mesh end to end (issue 12), against moto's server mode on loopback: whole
+//! `c360 run`s with the store on S3, the sources resolved through `glue://`, the product
+//! and its snapshots registered in the Glue Data Catalog with Lake Formation tags, and the
+//! product event delivered through an EventBridge bus to an SQS queue. Then re-publishes
+//! killed between the stages of the commit, read meanwhile by an independent reader
+//! (DuckDB over exactly the objects under the Glue partition's location), and bad input.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use c360::aws::{self, AwsSettings};
+use c360::pipeline::{Ledger, RunStatus};
+use c360::store::{ObjectStore, S3Store};
+
+use crate::aws::{moto, unique, Moto};
+use crate::pipeline::{python, TestProject};
+
+const PRODUCT: &str = "customer_churn_scores";
+const TABLE: &str = "customer_churn_scores_v1";
+const AS_OF: &str = "2024-06-30";
+const TABLES: [&str; 4] = ["customers", "orders", "interactions", "support_tickets"];
+
+/// A project on moto: sources registered in a Glue database, store on S3, catalog Glue with
+/// LF tags, events to a bus whose rule forwards `source = c360` to an SQS queue.
+struct MeshProject {
+    t: TestProject,
+    settings: AwsSettings,
+    store_uri: String,
+    products_db: String,
+    features_db: String,
+    queue_url: String,
+    /// The sources' root on S3 (each table a folder under it) and their Glue database.
+    src_root: String,
+    src_db: String,
+}
+
+impl MeshProject {
+    fn new(m: &Moto, customers: u32) -> MeshProject {
+        let tag = unique("mesh").replace('-', "_");
+        let bucket = unique("c360-mesh");
+        m.create_bucket(&bucket);
+        let t = TestProject::new(|j| j.replace("max_mean_shift = 0.15", "max_mean_shift = 0.9"));
+        t.use_local_model();
+        t.generate(customers);
+        let settings = m.settings();
+        // Each producer table under a prefix of its own, registered in the sources database.
+        let src_db = format!("src_{tag}");
+        let src_root = format!("s3://{bucket}/domains");
+        let src = S3Store::open(&src_root, &settings).unwrap();
+        for table in TABLES {
+            let file = t.path().join("data").join(format!("{table}.parquet"));
+            src.put(
+                &format!("{table}/{table}.parquet"),
+                &std::fs::read(file).unwrap(),
+            )
+            .unwrap();
+        }
+        let (s, db, root) = (settings.clone(), src_db.clone(), src_root.clone());
+        aws::block_on(async move {
+            use aws_sdk_glue::types::{DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+            let g = aws::glue_client(&s).await.unwrap();
+            g.create_database()
+                .database_input(DatabaseInput::builder().name(&db).build().unwrap())
+                .send()
+                .await
+                .unwrap();
+            for table in TABLES {
+                let sd = StorageDescriptor::builder()
+                    .location(format!("{root}/{table}/"))
+                    .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
+                    .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
+                    .serde_info(
+                        SerDeInfo::builder()
+                            .serialization_library(
+                                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                            )
+                            .build(),
+                    )
+                    .build();
+                g.create_table()
+                    .database_name(&db)
+                    .table_input(
+                        TableInput::builder()
+                            .name(table)
+                            .table_type("EXTERNAL_TABLE")
+                            .parameters("classification", "parquet")
+                            .storage_descriptor(sd)
+                            .build()
+                            .unwrap(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+        // The bus, and a queue that receives what the bus routes for source c360.
+        let bus = format!("c360-{tag}");
+        let (s, b) = (settings.clone(), bus.clone());
+        let queue_url = aws::block_on(async move {
+            let cfg = aws::sdk_config(&s).await.unwrap();
+            let sqs = aws_sdk_sqs::Client::new(&cfg);
+            let url = sqs
+                .create_queue()
+                .queue_name(format!("q-{b}"))
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap();
+            let arn = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+                .clone();
+            let eb = aws::eventbridge_client(&s).await.unwrap();
+            eb.create_event_bus().name(&b).send().await.unwrap();
+            eb.put_rule()
+                .name("c360-products")
+                .event_bus_name(&b)
+                .event_pattern(r#"{"source":["c360"]}"#)
+                .send()
+                .await
+                .unwrap();
+            eb.put_targets()
+                .rule("c360-products")
+                .event_bus_name(&b)
+                .targets(
+                    aws_sdk_eventbridge::types::Target::builder()
+                        .id("queue")
+                        .arn(arn)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            url
+        });
+        let store_uri = format!("s3://{bucket}/c360");
+        let products_db = format!("products_{tag}");
+        let features_db = format!("features_{tag}");
+        let cfg = std::fs::read_to_string(t.path().join("c360.toml")).unwrap();
+        let cfg = cfg
+            .replace("uri = \"store\"", &format!("uri = \"{store_uri}\""))
+            .replace("uri = \"data\"", &format!("uri = \"glue://{src_db}\""))
+            + &m.toml(&format!(
+                "cache_dir = \"{}\"\n",
+                t.path().join("cache").display()
+            ))
+            + &format!(
+                "\n[catalog]\nkind = \"glue\"\nproducts_database = \"{products_db}\"\nfeatures_database = \"{features_db}\"\nowner = \"data-platform@example.com\"\nlf_tags = true\n\n[events]\nkind = \"eventbridge\"\nbus_name = \"{bus}\"\n"
+            );
+        std::fs::write(t.path().join("c360.toml"), cfg).unwrap();
+        MeshProject {
+            t,
+            settings,
+            store_uri,
+            products_db,
+            features_db,
+            queue_url,
+            src_root,
+            src_db,
+        }
+    }
+
+    fn store(&self) -> S3Store {
+        S3Store::open(&self.store_uri, &self.settings).unwrap()
+    }
+
+    fn run(&self, extra_env: &[(&str, &str)]) -> (i32, String) {
+        let mut c = self.t.cmd();
+        c.args(["run", "churn_weekly", "--as-of", AS_OF]);
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    fn ledger(&self, run_id: &str) -> Ledger {
+        let b = self
+            .store()
+            .get(&format!("runs/churn_weekly/{run_id}/run.json"))
+            .unwrap();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    /// The committed manifest of the product's partition.
+    fn manifest(&self) -> c360::offline::Manifest {
+        c360::offline::read_manifest(
+            &self.store(),
+            &c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap()),
+        )
+        .unwrap()
+        .expect("a committed manifest")
+    }
+
+    /// `latest.json`'s run id.
+    fn latest_run(&self) -> Option<String> {
+        c360::product::latest(&self.store(), PRODUCT)
+            .unwrap()
+            .map(|l| l.run_id)
+    }
+
+    fn glue(&self) -> aws_sdk_glue::Client {
+        let s = self.settings.clone();
+        aws::block_on(async move { aws::glue_client(&s).await.unwrap() })
+    }
+
+    /// The Glue partition `as_of=AS_OF`'s location, or None when it is not registered.
+    fn partition_location(&self) -> Option<String> {
+        let (g, db) = (self.glue(), self.products_db.clone());
+        aws::block_on(async move {
+            match g
+                .get_partition()
+                .database_name(db)
+                .table_name(TABLE)
+                .partition_values(AS_OF)
+                .send()
+                .await
+            {
+                Ok(p) => p
+                    .partition
+                    .and_then(|p| p.storage_descriptor)
+                    .and_then(|sd| sd.location),
+                Err(_) => None,
+            }
+        })
+    }
+
+    /// Receives the events the queue holds (waits up to `secs` for the first).
+    fn events(&self, secs: i32) -> Vec<serde_json::Value> {
+        let (s, url) = (self.settings.clone(), self.queue_url.clone());
+        aws::block_on(async move {
+            let cfg = aws::sdk_config(&s).await.unwrap();
+            let sqs = aws_sdk_sqs::Client::new(&cfg);
+            let mut out = Vec::new();
+            loop {
+                let r = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(if out.is_empty() { secs } else { 0 })
+                    .send()
+                    .await
+                    .unwrap();
+                let msgs = r.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    return out;
+                }
+                for m in msgs {
+                    out.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
+                    sqs.delete_message()
+                        .queue_url(&url)
+                        .receipt_handle(m.receipt_handle.unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    }
+}
+
+/// The independent reader: lists the objects under an S3 location as an engine does
+/// (skipping `_`- and `.`-prefixed names), copies them to a folder and asks DuckDB for the
+/// row count, the number of distinct `scored_at` values (one per run) and the risk bands.
+/// None without a registered location.
+fn read_location(mp: &MeshProject, py: &Path, location: &str) -> Option<(u64, u64, String)> {
+    let key = location
+        .strip_prefix(&format!("{}/", mp.store_uri))
+        .expect("the location is in the store")
+        .trim_end_matches('/');
+    let store = mp.store();
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for o in store.list(key).unwrap() {
+        let name = o.key.rsplit('/').next().unwrap();
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        std::fs::write(
+            dir.path().join(format!("{n}-{name}")),
+            store.get(&o.key).unwrap(),
+        )
+        .unwrap();
+        n += 1;
+    }
+    assert!(n > 0, "the registered location {location} holds no file");
+    let sql = format!(
+        "select count(*), count(distinct scored_at), string_agg(distinct risk_band, ',' order by risk_band) from read_parquet('{}/*.parquet')",
+        dir.path().display()
+    );
+    let out = Command::new(py)
+        .args([
+            "-c",
+            "import duckdb,sys; r=duckdb.sql(sys.argv[1]).fetchone(); print(r[0], r[1], r[2])",
+            &sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut it = s.split(' ');
+    Some((
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap_or("").to_string(),
+    ))
+}
+
+fn lf_tags(
+    mp: &MeshProject,
+) -> aws_sdk_lakeformation::operation::get_resource_lf_tags::GetResourceLfTagsOutput {
+    let (s, db) = (mp.settings.clone(), mp.products_db.clone());
+    aws::block_on(async move {
+        use aws_sdk_lakeformation::types::{Resource, TableResource};
+        let lf = aws::lakeformation_client(&s).await.unwrap();
+        lf.get_resource_lf_tags()
+            .resource(
+                Resource::builder()
+                    .table(
+                        TableResource::builder()
+                            .database_name(db)
+                            .name(TABLE)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .show_assigned_lf_tags(true)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
+fn pairs(tags: &[aws_sdk_lakeformation::types::LfTagPair]) -> BTreeMap<String, Vec<String>> {
+    tags.iter()
+        .map(|p| (p.tag_key.clone(), p.tag_values.clone()))
+        .collect()
+}
+
+#[test]
+fn a_run_registers_its_product_and_snapshots_in_glue_tags_them_and_announces_the_version() {
+    let Some(m) = moto() else { return };
+    let mp = MeshProject::new(m, 300);
+
+    // The dry run lists what the mesh will see, in the commit order.
+    let out =
+        mp.t.cmd()
+            .args(["run", "churn_weekly", "--as-of", AS_OF, "--dry-run"])
+            .output()
+            .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let mesh = text.split("data mesh").nth(1).expect("a data mesh section");
+    for want in [&mp.products_db, TABLE, "as_of=2024-06-30", "PutEvents"] {
+        assert!(
+            mesh.contains(want),
+            "{want} missing from the dry run: {mesh}"
+        );
+    }
+
+    let (code, out) = mp.run(&[]);
+    assert_eq!(code, 0, "{out}");
+    let m1 = mp.manifest();
+    let ledger = mp.ledger(&m1.run_id);
+    assert_eq!(ledger.status, RunStatus::Succeeded);
+    let summary = ledger.product.clone().unwrap();
+    let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
+    let run_dir = c360::offline::run_prefix(&partition, &m1);
+    assert!(
+        run_dir.starts_with(&format!("{partition}/run=")),
+        "{run_dir}"
+    );
+    let location = format!("{}/{run_dir}/", mp.store_uri);
+    let cat = summary
+        .catalog
+        .clone()
+        .expect("the ledger records the registration");
+    assert_eq!(
+        (
+            cat.database.as_str(),
+            cat.table.as_str(),
+            cat.location.as_str()
+        ),
+        (mp.products_db.as_str(), TABLE, location.as_str())
+    );
+    assert!(out.contains(&location), "{out}");
+
+    // The table, read back from Glue.
+    let (g, db) = (mp.glue(), mp.products_db.clone());
+    let table = aws::block_on(async move {
+        g.get_table()
+            .database_name(db)
+            .name(TABLE)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap()
+    });
+    let sd = table.storage_descriptor.clone().unwrap();
+    assert_eq!(
+        sd.location.as_deref(),
+        Some(format!("{}/products/{PRODUCT}/v1/", mp.store_uri).as_str())
+    );
+    assert_eq!(
+        sd.input_format.as_deref(),
+        Some("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
+    );
+    assert_eq!(
+        sd.serde_info
+            .as_ref()
+            .and_then(|s| s.serialization_library.as_deref()),
+        Some("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe")
+    );
+    let cols: Vec<(String, String, String)> = sd
+        .columns
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            (
+                c.name,
+                c.r#type.unwrap_or_default(),
+                c.comment.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "customer_id",
+            "churn_score",
+            "risk_band",
+            "rfm_segment",
+            "days_since_last_order",
+            "frequency_orders",
+            "monetary_total",
+            "scored_at",
+            "model",
+            "model_version",
+            "feature_sets"
+        ],
+        "every product column but as_of, which is the partition key"
+    );
+    let col = |n: &str| cols.iter().find(|c| c.0 == n).unwrap().clone();
+    assert_eq!(
+        col("customer_id"),
+        (
+            "customer_id".into(),
+            "string".into(),
+            "The customer (Customer 360 id)".into()
+        )
+    );
+    assert_eq!(col("churn_score").1, "double");
+    assert_eq!(col("scored_at").1, "timestamp");
+    assert_eq!(col("frequency_orders").1, "bigint");
+    assert_eq!(
+        col("model_version").2,
+        "First 12 hex digits of the model artifact's SHA-256"
+    );
+    let keys: Vec<(String, String)> = table
+        .partition_keys
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.name, c.r#type.unwrap_or_default()))
+        .collect();
+    assert_eq!(keys, [("as_of".to_string(), "date".to_string())]);
+    let params = table.parameters.unwrap_or_default();
+    for (k, v) in [
+        ("classification", "parquet"),
+        ("contract_version", "1.0.0"),
+        ("owner", "marketing-analytics@example.com"),
+        ("domain", "customer"),
+        ("data_product", PRODUCT),
+    ] {
+        assert_eq!(
+            params.get(k).map(String::as_str),
+            Some(v),
+            "{k}: {params:?}"
+        );
+    }
+    assert!(params["c360_version"].starts_with("c360 "), "{params:?}");
+
+    // The partition points at the committed run's own prefix.
+    assert_eq!(mp.partition_location().as_deref(), Some(location.as_str()));
+    if let Some(py) = python() {
+        let (rows, runs, _) = read_location(&mp, &py, &location).unwrap();
+        assert_eq!((rows, runs), (m1.rows, 1));
+    }
+
+    // The feature snapshots are registered in their own database.
+    let (g, db) = (mp.glue(), mp.features_db.clone());
+    let snap_locations = aws::block_on(async move {
+        let mut v = Vec::new();
+        for t in ["rfm_v1", "churn_signals_v1"] {
+            let p = g
+                .get_partition()
+                .database_name(&db)
+                .table_name(t)
+                .partition_values(AS_OF)
+                .send()
+                .await
+                .unwrap();
+            v.push(
+                p.partition
+                    .unwrap()
+                    .storage_descriptor
+                    .unwrap()
+                    .location
+                    .unwrap(),
+            );
+        }
+        v
+    });
+    for (set, loc) in ["rfm", "churn_signals"].iter().zip(&snap_locations) {
+        let prefix = c360::offline::partition_prefix(set, 1, AS_OF.parse().unwrap());
+        let sm = c360::offline::read_manifest(&mp.store(), &prefix)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            loc,
+            &format!(
+                "{}/{}/",
+                mp.store_uri,
+                c360::offline::run_prefix(&prefix, &sm)
+            )
+        );
+    }
+
+    // Lake Formation tags: database and table from the job, columns from the contract.
+    let tags = lf_tags(&mp);
+    let on_table = pairs(tags.lf_tags_on_table());
+    assert_eq!(on_table["domain"], ["customer"]);
+    assert_eq!(on_table["data_product"], [PRODUCT]);
+    assert_eq!(on_table["classification"], ["internal"]);
+    let on_db = pairs(tags.lf_tag_on_database());
+    assert_eq!(on_db["domain"], ["customer"], "{on_db:?}");
+    let columns: BTreeMap<String, BTreeMap<String, Vec<String>>> = tags
+        .lf_tags_on_columns()
+        .iter()
+        .map(|c| (c.name.clone().unwrap_or_default(), pairs(c.lf_tags())))
+        .collect();
+    for (c, _, _) in &cols {
+        let want = if c == "customer_id" {
+            "confidential"
+        } else {
+            "internal"
+        };
+        assert_eq!(
+            columns.get(c).map(|t| t["classification"].clone()),
+            Some(vec![want.to_string()]),
+            "column {c}: {columns:?}"
+        );
+    }
+
+    // The event, as the subscriber's queue received it.
+    let events = mp.events(10);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["source"], "c360");
+    assert_eq!(e["detail-type"], "Data Product Version Published");
+    let d = &e["detail"];
+    assert_eq!(d["product"], PRODUCT);
+    assert_eq!(d["major"], 1);
+    assert_eq!(d["as_of"], AS_OF);
+    assert_eq!(d["run_id"], m1.run_id.as_str());
+    assert_eq!(d["location"], location.as_str());
+    assert_eq!(d["glue_database"], mp.products_db.as_str());
+    assert_eq!(d["glue_table"], TABLE);
+    assert_eq!(d["rows"], m1.rows);
+    assert_eq!(d["contract_version"], "1.0.0");
+    assert_eq!(d["latest"], true);
+    assert_eq!(
+        d["score_statistics"], m1.extra["score_statistics"],
+        "the gates' statistics"
+    );
+    assert!(d["score_statistics"]["mean"].as_f64().unwrap() > 0.0, "{d}");
+    let rec = summary.event.expect("the ledger records the event");
+    assert_eq!(rec.error, None);
+    assert_eq!(rec.event_id.as_deref(), e["id"].as_str());
+}
+
+/// A model variant: `b` moves the risk bands (other scores' bands, another run id).
+fn set_model(mp: &MeshProject, b: bool) {
+    let f = mp.t.path().join("models/churn_xgb/model.toml");
+    let text = std::fs::read_to_string(crate::features::repo().join("models/churn_xgb/model.toml"))
+        .unwrap();
+    let text = if b {
+        text.replace("below = 0.8719", "below = 0.5")
+    } else {
+        text
+    };
+    std::fs::write(f, text).unwrap();
+}
+
+#[test]
+fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mix_even_when_killed()
+{
+    let Some(m) = moto() else { return };
+    let Some(py) = python() else { return };
+    let mp = MeshProject::new(m, 200);
+    set_model(&mp, false);
+    let (code, out) = mp.run(&[]);
+    assert_eq!(code, 0, "{out}");
+    let customers = mp.manifest().rows;
+    // What a reader of the Glue partition sees: always one whole committed run.
+    let check = |when: &str| {
+        let Some(loc) = mp.partition_location() else {
+            panic!("{when}: the partition is no longer registered")
+        };
+        let (rows, runs, bands) = read_location(&mp, &py, &loc).unwrap();
+        assert_eq!(
+            (rows, runs),
+            (customers, 1),
+            "{when}: {loc} holds {rows} rows of {runs} runs"
+        );
+        bands
+    };
+    check("after the first publish");
+    let stages = [
+        "commit.parts",
+        "publish.manifest",
+        "publish.catalog",
+        "publish.latest",
+    ];
+    let mut seen_moves = 0;
+    let mut kills = 0;
+    for i in 0..12u64 {
+        let variant = i % 2 == 0;
+        set_model(&mp, variant);
+        let stage = stages[(i % 4) as usize];
+        let before = mp.partition_location();
+        let mut child =
+            mp.t.cmd()
+                .env("C360_FAILPOINT", format!("sleep:{stage}:1500"))
+                .args(["run", "churn_weekly", "--as-of", AS_OF])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+        // Killed at a point spread over the run (a pseudo-random delay), read meanwhile.
+        let delay = Duration::from_millis(500 + (i * 7919) % 4000);
+        let t0 = Instant::now();
+        while t0.elapsed() < delay {
+            check(&format!("kill {i} ({stage}), during the run"));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let bands = check(&format!("kill {i} ({stage}), after the kill"));
+        // The partition moved only to a committed manifest's run.
+        let now = mp.partition_location();
+        if now != before {
+            seen_moves += 1;
+            let m = mp.manifest();
+            let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
+            assert_eq!(
+                now,
+                Some(format!(
+                    "{}/{}/",
+                    mp.store_uri,
+                    c360::offline::run_prefix(&partition, &m)
+                )),
+                "kill {i}: the partition names the committed manifest's run"
+            );
+        }
+        let _ = bands;
+        // Every third kill is resumed to the end: the partition, the manifest and latest
+        // agree on the resumed run.
+        if i % 3 == 2 {
+            let (code, out) = mp.run(&[]);
+            assert_eq!(code, 0, "resume after kill {i}: {out}");
+            let m = mp.manifest();
+            assert_eq!(mp.latest_run().as_deref(), Some(m.run_id.as_str()));
+            let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
+            assert_eq!(
+                mp.partition_location(),
+                Some(format!(
+                    "{}/{}/",
+                    mp.store_uri,
+                    c360::offline::run_prefix(&partition, &m)
+                ))
+            );
+            check(&format!("resume after kill {i}"));
+        }
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} runs were killed before they ended"
+    );
+    assert!(seen_moves >= 1, "no kill let a re-publish through");
+    // Finally each variant to its end: the reader sees that variant's risk bands.
+    for b in [true, false] {
+        set_model(&mp, b);
+        let (code, out) = mp.run(&[]);
+        assert_eq!(code, 0, "{out}");
+        let m = mp.manifest();
+        assert_eq!(mp.latest_run().as_deref(), Some(m.run_id.as_str()));
+        let df = c360::product::read_latest(&mp.store(), PRODUCT).unwrap().1;
+        let mut want: Vec<String> = df
+            .column("risk_band")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(String::from)
+            .collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(check("the final publish"), want.join(","));
+    }
+}
+
+#[test]
+fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_latest() {
+    let Some(m) = moto() else { return };
+    let mp = MeshProject::new(m, 200);
+    let (code, out) = mp.run(&[]);
+    assert_eq!(code, 0, "{out}");
+    let good_location = mp.partition_location().unwrap();
+    let good_run = mp.latest_run().unwrap();
+    let _ = mp.events(5);
+    let cfg_path = mp.t.path().join("c360.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let job_path = mp.t.path().join("jobs/churn_weekly.toml");
+    let job = std::fs::read_to_string(&job_path).unwrap();
+    let unchanged = |what: &str| {
+        assert_eq!(
+            mp.partition_location().as_deref(),
+            Some(good_location.as_str()),
+            "{what}: the registered partition moved"
+        );
+        assert_eq!(
+            mp.latest_run().as_deref(),
+            Some(good_run.as_str()),
+            "{what}: latest moved"
+        );
+    };
+
+    // A change that is not additive: a column removed within major 1.
+    std::fs::write(
+        &job_path,
+        job.replace(
+            "include = [\"rfm_segment\", \"days_since_last_order\", \"frequency_orders\", \"monetary_total\"]",
+            "include = [\"rfm_segment\", \"days_since_last_order\", \"frequency_orders\"]",
+        ),
+    )
+    .unwrap();
+    let (code, out) = mp.run(&[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("monetary_total") && out.contains("bump") && out.contains("major"),
+        "{out}"
+    );
+    unchanged("a removed column");
+    // The gate-free refusal sends no published event.
+    assert!(mp
+        .events(2)
+        .iter()
+        .all(|e| e["detail-type"] != "Data Product Version Published"));
+    // The same change under a new major is a new table: accepted.
+    std::fs::write(&job_path, job.clone()).unwrap();
+
+    // An unreachable Glue endpoint: the run fails naming Glue; nothing moved. Once with the
+    // sources read through Glue, once with them read from S3 directly (the same objects: the
+    // catalog's schema check refuses before any part is written).
+    set_model(&mp, true);
+    let down = cfg.replace(
+        "[aws]\n",
+        "[aws]\nglue_endpoint_url = \"http://127.0.0.1:1\"\nmax_attempts = 2\n",
+    );
+    for (what, text) in [
+        ("glue:// sources", down.clone()),
+        (
+            "s3:// sources",
+            down.replace(
+                &format!("uri = \"glue://{}\"", mp.src_db),
+                &format!("uri = \"{}\"", mp.src_root),
+            ),
+        ),
+    ] {
+        std::fs::write(&cfg_path, text).unwrap();
+        let (code, out) = mp.run(&[]);
+        assert_ne!(code, 0, "{what}: {out}");
+        let low = out.to_lowercase();
+        assert!(
+            low.contains("glue") && (low.contains("reach") || low.contains("connect")),
+            "{what}: {out}"
+        );
+        unchanged(what);
+    }
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    unchanged("an unreachable Glue endpoint");
+    // Once Glue is back, the same run goes through and moves both.
+    let (code, out) = mp.run(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert_ne!(mp.latest_run().as_deref(), Some(good_run.as_str()));
+}
