@@ -190,7 +190,7 @@ impl super::EventSink for EventBridgeSink {
         let delivery = if size > MAX_ENTRY_BYTES {
             Delivery {
                 error: Some(format!(
-                    "EventBridge PutEvents on event bus {}: the {detail_type:?} entry is {size} bytes, over EventBridge's limit of {MAX_ENTRY_BYTES} bytes (256 KiB); not sent: keep the event's detail (score statistics, reason) smaller. The version stays as it is.",
+                    "EventBridge PutEvents on event bus {}: the {detail_type:?} entry is {size} bytes, over EventBridge's limit of {MAX_ENTRY_BYTES} bytes (256 KiB); not sent: keep the event's detail (score statistics, reason) smaller; the version stays as it is",
                     self.bus
                 )),
                 ..Delivery::default()
@@ -330,10 +330,10 @@ where
 {
     let hint = match e.code() {
         Some("ResourceNotFoundException") => format!(
-            ": the event bus {bus} does not exist in this account and region: create it (aws events create-event-bus --name NAME) or set [events] bus_name to an existing bus"
+            "; create the bus {bus} (aws events create-event-bus --name NAME) or set [events] bus_name to a bus that exists in this account and region"
         ),
         Some(c) if c.starts_with("AccessDenied") || c == "UnrecognizedClientException" => {
-            format!(": allow events:PutEvents on the bus {bus} to the role c360 runs as")
+            format!("; allow events:PutEvents on the bus {bus} to the role c360 runs as")
         }
         _ if matches!(
             e,

@@ -194,7 +194,7 @@ fn a_request_error_is_not_retried_by_the_sink() {
     assert_eq!(put.num_calls(), 1, "a 400 is not retried by the SDK either");
     let e = r.error.unwrap();
     assert!(
-        e.starts_with("EventBridge PutEvents on event bus mesh-products: ResourceNotFoundException: Event bus mesh-products does not exist.: the event bus mesh-products does not exist")
+        e.starts_with("EventBridge PutEvents on event bus mesh-products: ResourceNotFoundException: Event bus mesh-products does not exist.; create the bus mesh-products")
             && e.contains("create-event-bus"),
         "{e}"
     );
