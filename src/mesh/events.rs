@@ -211,7 +211,7 @@ impl super::EventSink for EventBridgeSink {
                     Err(e) => {
                         return Delivery {
                             error: Some(format!(
-                                "EventBridge PutEvents on event bus {bus}: {e}. The version stays as it is."
+                                "EventBridge PutEvents on event bus {bus}: {e}; the version stays as it is"
                             )),
                             ..Delivery::default()
                         }
