@@ -119,6 +119,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Reloads of the lookup index after latest.json moved, by product.",
     ),
+    (
+        "c360_events_sent_total",
+        "counter",
+        "Product events delivered to EventBridge by this process, by detail_type.",
+    ),
+    (
+        "c360_events_failed_total",
+        "counter",
+        "Product events not delivered after every attempt (the version stays published), by detail_type.",
+    ),
 ];
 
 fn labels(l: &[(&'static str, &str)]) -> Labels {
@@ -219,8 +229,27 @@ impl Metrics {
         );
     }
 
+    /// Copies in the process-wide product event counters ([`crate::mesh::events::counts`]:
+    /// events are sent by runs on any thread, with no access to the service's state).
+    fn absorb_event_counts(&self) {
+        let mut f = self.lock();
+        for (detail_type, c) in crate::mesh::events::counts() {
+            let l = labels(&[("detail_type", detail_type)]);
+            for (name, v) in [
+                ("c360_events_sent_total", c.sent),
+                ("c360_events_failed_total", c.failed),
+            ] {
+                f.counters
+                    .entry(name)
+                    .or_default()
+                    .insert(l.clone(), v as f64);
+            }
+        }
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
+        self.absorb_event_counts();
         let f = self.lock();
         let mut out = String::new();
         for (name, kind, help) in HELP {
