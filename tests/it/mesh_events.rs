@@ -44,6 +44,7 @@ fn published() -> VersionPublished {
         glue_table: Some("churn_scores_v1".into()),
         rows: 4321,
         contract_version: "1.0.0".into(),
+        latest: true,
         score_statistics: json!({"mean": 0.231, "p50": 0.18, "p90": 0.61, "distinct": 3987}),
     }
 }
@@ -195,6 +196,7 @@ fn events_reach_an_sqs_target_with_every_field() {
     assert_eq!(d["glue_table"], "churn_scores_v1");
     assert_eq!(d["rows"], 4321);
     assert_eq!(d["contract_version"], "1.0.0");
+    assert_eq!(d["latest"], true);
     assert_eq!(
         d["score_statistics"],
         json!({"mean": 0.231, "p50": 0.18, "p90": 0.61, "distinct": 3987})
