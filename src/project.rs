@@ -398,7 +398,7 @@ impl Project {
         }
         // What opening the catalog and the event bus refuses (a Glue catalog over a store
         // not on S3, a malformed bus name): no call is made.
-        if let Err(e) = crate::mesh::Mesh::open(&self.config, &self.store_uri()) {
+        for e in crate::mesh::Mesh::problems(&self.config, &self.store_uri()) {
             match e {
                 crate::mesh::MeshError::Settings { section, message } => {
                     found.push(format!("[{section}]"), message)

@@ -279,6 +279,28 @@ impl Mesh {
         }
     }
 
+    /// What [`Mesh::open`] refuses, every problem (the catalog's and the event bus's): for
+    /// `c360 validate`. Makes no call.
+    pub fn problems(config: &crate::project::Config, store_uri: &str) -> Vec<MeshError> {
+        let mut errs = Vec::new();
+        if config.catalog.kind == CatalogKind::Glue {
+            if let Err(e) = glue::GlueCatalog::new(
+                &config.catalog,
+                &config.aws,
+                &config.project.name,
+                store_uri,
+            ) {
+                errs.push(e);
+            }
+        }
+        if config.events.kind == EventsKind::Eventbridge {
+            if let Err(e) = events::EventBridgeSink::new(&config.events, &config.aws) {
+                errs.push(e);
+            }
+        }
+        errs
+    }
+
     /// The project's catalog and event sink, from `[catalog]`, `[events]` and `[aws]`.
     /// `store_uri`: the store products are published to (a Glue catalog needs it on S3).
     /// Opening makes no call; the first use does.

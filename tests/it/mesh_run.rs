@@ -822,3 +822,43 @@ fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_la
     assert_eq!(code, 0, "{out}");
     assert_ne!(mp.latest_run().as_deref(), Some(good_run.as_str()));
 }
+
+/// `c360 validate` names every bad `[catalog]` / `[events]` key and every bad tag of the
+/// job's tag set, with the fix (no AWS call: no moto needed).
+#[test]
+fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
+    let t = TestProject::new(|j| {
+        j.replace(
+            "classification = \"internal\"",
+            "classification = \"internal\"\ncolumn_classification = { churn_score = \"public\", email = \"confidential\" }\nlf_tags = { domain = \"x\", \"bad*key\" = \"v\", cost_center = \"cx 42\" }",
+        )
+    });
+    let cfg = std::fs::read_to_string(t.path().join("c360.toml")).unwrap()
+        + "[catalog]\nkind = \"glue\"\nproducts_database = \"Customer-Products\"\ncatalog_id = \"12345\"\n[events]\nkind = \"eventbridge\"\nbus_name = \"products bus\"\nsource = \"aws.c360\"\n";
+    std::fs::write(t.path().join("c360.toml"), cfg).unwrap();
+    let out = t.cmd().arg("validate").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    for needle in [
+        "catalog.products_database: \"Customer-Products\" is not a Glue database name",
+        "catalog.catalog_id: \"12345\" is not an AWS account id",
+        // The store is on local disk: a Glue catalog cannot point engines at it.
+        "[catalog]",
+        "s3://",
+        "product.column_classification.email: the product has no column \"email\"",
+        "product.lf_tags.domain: c360 sets the tag \"domain\" itself",
+        "product.lf_tags.bad*key: \"bad*key\" is not a Lake Formation tag key",
+        "[events]",
+        "bus_name",
+    ] {
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
+    assert!(
+        !err.contains("cost_center"),
+        "a valid tag is not reported: {err}"
+    );
+    assert!(
+        !err.contains("churn_score"),
+        "a real column is not reported: {err}"
+    );
+}
