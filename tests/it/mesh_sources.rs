@@ -319,6 +319,51 @@ fn glue_source_reads_like_the_equivalent_s3_source() {
     let (_, again_fp, _) = load(&format!("glue://{db}"));
     assert_eq!(again_fp, glue_fp);
     drop(project);
+
+    // Through the binary: a snapshot built from the s3:// source is the one a build from
+    // glue:// finds committed (same definition, same fingerprints): same run id, reused.
+    let manifest = || -> serde_json::Value {
+        let f = p
+            .path()
+            .join("store/features/churn_signals/v1/as_of=2024-06-30/_manifest.json");
+        serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap()
+    };
+    let build = |uri: &str| {
+        let out = p
+            .cmd()
+            .args([
+                "features",
+                "build",
+                "churn_signals",
+                "--as-of",
+                "2024-06-30",
+            ])
+            .args(["--source", uri])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{uri}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = build(&src_prefix);
+    assert!(first.contains(" built in "), "{first}");
+    let built = manifest();
+    let second = build(&format!("glue://{db}"));
+    assert!(
+        second.contains("already committed (same definition and source)"),
+        "{second}"
+    );
+    let reused = manifest();
+    assert_eq!(reused["run_id"], built["run_id"]);
+    assert_eq!(reused["source_fingerprints"], built["source_fingerprints"]);
+    assert_eq!(
+        built["source_fingerprints"]["orders"].as_str(),
+        Some(glue_fp["orders"].as_str())
+    );
 }
 
 /// Each refusal names the database and the table and says how to fix it.
