@@ -557,7 +557,8 @@ impl GlueStore {
             .map(|(_, o)| o)
     }
 
-    /// At most `limit` objects under an S3 prefix: (key, size, ETag).
+    /// The objects under an S3 prefix: (key, size, ETag); refused when there are more than
+    /// `limit` (every listed object counts, hidden or not, so nothing is left out silently).
     fn list_s3(
         &self,
         table: &str,
@@ -585,14 +586,20 @@ impl GlueStore {
                     ));
                 }
                 if out.len() > limit {
-                    break;
+                    return Ok(None);
                 }
             }
-            Ok::<_, String>(out)
+            Ok::<_, String>(Some(out))
         })
         .map_err(|m| {
             self.backend(format!(
                 "S3 ListObjectsV2 s3://{bucket}/{prefix} (Glue table {}.{table}): {m}",
+                self.uri.database
+            ))
+        })?
+        .ok_or_else(|| {
+            self.backend(format!(
+                "Glue table {}.{table} has more than {MAX_OBJECTS} objects under its location(s), more than c360 reads: compact the table into fewer, larger files",
                 self.uri.database
             ))
         })
@@ -649,15 +656,16 @@ impl ObjectStore for GlueStore {
         };
         let ext = if t.csv { "csv" } else { "parquet" };
         let mut found: BTreeMap<String, (ObjectMeta, String, String)> = BTreeMap::new();
-        let mut skipped = 0usize;
+        let (mut skipped, mut listed) = (0usize, 0usize);
         for m in &t.mounts {
             let below = if m.prefix.is_empty() {
                 String::new()
             } else {
                 format!("{}/", m.prefix)
             };
-            let limit = MAX_OBJECTS - found.len().min(MAX_OBJECTS);
-            for (k, size, etag) in self.list_s3(t.table, &m.bucket, &below, limit)? {
+            let objects = self.list_s3(t.table, &m.bucket, &below, MAX_OBJECTS - listed)?;
+            listed += objects.len();
+            for (k, size, etag) in objects {
                 let Some(rel) = k.strip_prefix(&below).filter(|r| !r.is_empty()) else {
                     continue;
                 };
@@ -692,12 +700,6 @@ impl ObjectStore for GlueStore {
                     m.bucket.clone(),
                     k,
                 ));
-                if found.len() > MAX_OBJECTS {
-                    return Err(self.backend(format!(
-                        "Glue table {}.{} has more than {MAX_OBJECTS} {ext} objects under its location(s), more than c360 reads: compact the table into fewer, larger files",
-                        self.uri.database, t.table
-                    )));
-                }
             }
         }
         if skipped > 0 {

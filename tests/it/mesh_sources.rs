@@ -192,10 +192,23 @@ fn glue_source_reads_like_the_equivalent_s3_source() {
     for (k, b) in &objects {
         st.put(k, b).unwrap();
     }
-    // The 2023 orders again, in another bucket (a partition outside the table's folder).
+    // What engines leave beside the data: both sources leave them out.
+    st.put("orders/year=2024/_SUCCESS", b"").unwrap();
+    st.put("orders/year=2024/notes.json", b"{}").unwrap();
+    // The 2023 orders again, in another bucket (a partition outside the table's folder),
+    // named without an extension (as Athena CTAS writes).
     let arch = S3Store::open(&format!("s3://{archive}/old-orders"), &settings).unwrap();
     let (_, early) = objects.iter().find(|(k, _)| k.contains("2023")).unwrap();
     arch.put("2023/data", early).unwrap();
+    // The customers as CSV, beside a Parquet file the catalog's format leaves out.
+    let mut customers =
+        ParquetReader::new(std::fs::File::open(t.path().join("data/customers.parquet")).unwrap())
+            .finish()
+            .unwrap();
+    let mut csv = Vec::new();
+    CsvWriter::new(&mut csv).finish(&mut customers).unwrap();
+    arch.put("csv/customers/customers.csv", &csv).unwrap();
+    arch.put("csv/customers/stale.parquet", early).unwrap();
 
     let g = glue(m);
     let (db, db2) = (
@@ -204,15 +217,14 @@ fn glue_source_reads_like_the_equivalent_s3_source() {
     );
     for d in [&db, &db2] {
         create_database(&g, d);
-        // customers read through the classification parameter, the others through the SerDe.
-        create_table(
-            &g,
-            d,
-            "customers",
-            &format!("{src_prefix}/customers/"),
-            Some("parquet"),
-            &[],
-        );
+        // customers read through the classification parameter (db2: CSV in another bucket),
+        // the others through the SerDe.
+        let (customers, format) = if d == &db {
+            (format!("{src_prefix}/customers/"), "parquet")
+        } else {
+            (format!("s3://{archive}/old-orders/csv/customers"), "csv")
+        };
+        create_table(&g, d, "customers", &customers, Some(format), &[]);
         for table in ["interactions", "support_tickets"] {
             create_table(&g, d, table, &format!("{src_prefix}/{table}"), None, &[]);
         }
@@ -307,13 +319,42 @@ fn glue_source_reads_like_the_equivalent_s3_source() {
         .join("orders/year=2024/part-00000.parquet")
         .is_file());
 
-    // The 2023 partition moved to another bucket: same values; the tables that did not
-    // move keep their fingerprints, orders' changes (other objects).
-    let (_, moved_fp, moved_snap) = load(&format!("glue://{db2}"));
-    assert!(moved_snap.equals_missing(&s3_snap));
-    for table in ["customers", "interactions", "support_tickets"] {
+    // The 2023 partition and the customers (as CSV) moved to another bucket: same values;
+    // the tables that did not move keep their fingerprints, the moved ones change (other
+    // objects).
+    let (moved_src, moved_fp, moved_snap) = load(&format!("glue://{db2}"));
+    assert!(
+        moved_snap.equals_missing(&s3_snap),
+        "features differ:\n{moved_snap}\n{s3_snap}"
+    );
+    for table in ["interactions", "support_tickets"] {
         assert_eq!(moved_fp[table], s3_fp[table], "{table}");
     }
+    for table in ["customers", "orders"] {
+        assert_ne!(moved_fp[table], s3_fp[table], "{table}");
+    }
+    let files = |table: &str| -> Vec<String> {
+        let loc = moved_src
+            .locate(c360::source::table_spec(table).unwrap())
+            .unwrap();
+        loc.files
+            .iter()
+            .map(|f| {
+                f.strip_prefix(&moved_src.root)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(files("customers"), ["customers/customers.csv"]);
+    assert_eq!(
+        files("orders"),
+        [
+            "orders/year=2023/data.parquet",
+            "orders/year=2024/part-00000.parquet"
+        ]
+    );
 
     // A second open reads from the cache again and gives the same fingerprints.
     let (_, again_fp, _) = load(&format!("glue://{db}"));
