@@ -209,3 +209,150 @@ fn hidden_objects_are_left_out() {
     assert!(hidden("_SUCCESS") && hidden("year=2024/.part-0.crc") && hidden("_temporary/0/x"));
     assert!(!hidden("year=2024/part-0.parquet"));
 }
+
+mod paging {
+    use aws_sdk_glue::operation::get_partitions::GetPartitionsOutput;
+    use aws_sdk_glue::operation::get_table::GetTableOutput;
+    use aws_sdk_glue::types::{Column, Partition, StorageDescriptor, Table};
+    use aws_smithy_mocks::{mock, Rule};
+
+    use super::super::*;
+
+    fn client(rules: &[&Rule]) -> aws_sdk_glue::Client {
+        aws_sdk_glue::Client::from_conf(crate::aws::mocked_config!(aws_sdk_glue, rules, 2))
+    }
+
+    fn orders_table() -> Rule {
+        mock!(aws_sdk_glue::Client::get_table)
+            .match_requests(|r| {
+                r.database_name() == Some("mesh")
+                    && r.name() == Some("orders")
+                    && r.catalog_id() == Some("123456789012")
+            })
+            .then_output(|| {
+                GetTableOutput::builder()
+                    .table(
+                        Table::builder()
+                            .name("orders")
+                            .parameters("classification", "parquet")
+                            .storage_descriptor(
+                                StorageDescriptor::builder()
+                                    .location("s3://lake/c360/orders/")
+                                    .build(),
+                            )
+                            .partition_keys(Column::builder().name("year").build().unwrap())
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            })
+    }
+
+    fn part(year: u32) -> Partition {
+        Partition::builder()
+            .values(year.to_string())
+            .storage_descriptor(
+                StorageDescriptor::builder()
+                    .location(format!("s3://lake/c360/orders/year={year}/"))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn resolve_orders(rules: &[&Rule]) -> std::result::Result<Resolved, String> {
+        let glue = client(rules);
+        let g = GlueUri::parse("glue://mesh?catalog_id=123456789012").unwrap();
+        let spec = crate::source::table_spec("orders").unwrap();
+        crate::aws::block_on(async move { resolve_table(&glue, &g, spec).await })
+    }
+
+    /// Every page is read, each asked with the previous page's token, 1000 at a time.
+    #[test]
+    fn partitions_are_read_page_by_page() {
+        let table = orders_table();
+        let first = mock!(aws_sdk_glue::Client::get_partitions)
+            .match_requests(|r| {
+                r.next_token().is_none()
+                    && r.max_results() == Some(1000)
+                    && r.catalog_id() == Some("123456789012")
+            })
+            .then_output(|| {
+                GetPartitionsOutput::builder()
+                    .partitions(part(2022))
+                    .partitions(part(2023))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_glue::Client::get_partitions)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(|| {
+                GetPartitionsOutput::builder()
+                    .partitions(part(2024))
+                    .build()
+            });
+        let r = resolve_orders(&[&table, &first, &second]).unwrap();
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+        assert!(!r.csv);
+        let keys: Vec<&str> = r.mounts.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["orders/year=2022", "orders/year=2023", "orders/year=2024"]
+        );
+        assert_eq!(r.mounts[2].prefix, "c360/orders/year=2024");
+    }
+
+    /// A service that keeps answering empty pages with a token does not loop for ever.
+    #[test]
+    fn an_empty_page_ends_the_listing() {
+        let table = orders_table();
+        let empty = mock!(aws_sdk_glue::Client::get_partitions)
+            .match_requests(|_| true)
+            .then_output(|| GetPartitionsOutput::builder().next_token("again").build());
+        let e = resolve_orders(&[&table, &empty]).unwrap_err();
+        assert_eq!(empty.num_calls(), 1);
+        assert!(
+            e.contains("Glue table mesh.orders is partitioned by year but has no partitions"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn more_partitions_than_c360_reads_are_refused() {
+        let table = orders_table();
+        let many = mock!(aws_sdk_glue::Client::get_partitions)
+            .match_requests(|_| true)
+            .then_output(|| {
+                let mut b = GetPartitionsOutput::builder();
+                for y in 0..=MAX_PARTITIONS as u32 {
+                    b = b.partitions(part(y));
+                }
+                b.build()
+            });
+        let e = resolve_orders(&[&table, &many]).unwrap_err();
+        assert!(
+            e.contains("Glue table mesh.orders has more than 10000 partitions"),
+            "{e}"
+        );
+    }
+
+    /// A service error names service, operation, database and table, without secrets.
+    #[test]
+    fn a_denied_call_names_the_operation_and_the_table() {
+        let denied = mock!(aws_sdk_glue::Client::get_table)
+            .match_requests(|_| true)
+            .then_http_response(|| {
+                aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        r#"{"__type":"AccessDeniedException","Message":"not allowed"}"#,
+                    ),
+                )
+            });
+        let e = resolve_orders(&[&denied]).unwrap_err();
+        assert!(
+            e.starts_with("Glue GetTable on database mesh, table orders: AccessDeniedException: not allowed; check [aws] glue_endpoint_url"),
+            "{e}"
+        );
+        assert!(!e.contains("AKIDTEST") && !e.contains("secret"), "{e}");
+    }
+}
