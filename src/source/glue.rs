@@ -162,6 +162,8 @@ pub struct GlueStore {
     tables: Vec<Resolved>,
     /// Listed source key → (bucket, S3 key), filled by `list`.
     index: Mutex<HashMap<String, (String, String)>>,
+    /// The most objects listed per table ([`MAX_OBJECTS`]; smaller in tests).
+    max_objects: usize,
 }
 
 impl std::fmt::Debug for GlueStore {
@@ -202,6 +204,7 @@ pub(super) fn open(uri: &str, cache_base: PathBuf) -> Result<Source> {
         client,
         tables,
         index: Mutex::new(HashMap::new()),
+        max_objects: MAX_OBJECTS,
     };
     Ok(Source::over(uri, Arc::new(store), root))
 }
@@ -599,8 +602,8 @@ impl GlueStore {
         })?
         .ok_or_else(|| {
             self.backend(format!(
-                "Glue table {}.{table} has more than {MAX_OBJECTS} objects under its location(s), more than c360 reads: compact the table into fewer, larger files",
-                self.uri.database
+                "Glue table {}.{table} has more than {} objects under its location(s), more than c360 reads: compact the table into fewer, larger files",
+                self.uri.database, self.max_objects
             ))
         })
     }
@@ -663,7 +666,7 @@ impl ObjectStore for GlueStore {
             } else {
                 format!("{}/", m.prefix)
             };
-            let objects = self.list_s3(t.table, &m.bucket, &below, MAX_OBJECTS - listed)?;
+            let objects = self.list_s3(t.table, &m.bucket, &below, self.max_objects - listed)?;
             listed += objects.len();
             for (k, size, etag) in objects {
                 let Some(rel) = k.strip_prefix(&below).filter(|r| !r.is_empty()) else {

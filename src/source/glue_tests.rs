@@ -356,3 +356,131 @@ mod paging {
         assert!(!e.contains("AKIDTEST") && !e.contains("secret"), "{e}");
     }
 }
+
+mod store {
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::Object;
+    use aws_smithy_mocks::{mock, Rule};
+
+    use super::super::*;
+
+    fn obj(key: &str, size: i64) -> Object {
+        Object::builder()
+            .key(key)
+            .size(size)
+            .e_tag(format!("\"etag-{size}\""))
+            .build()
+    }
+
+    /// orders: one partition below the table's folder (lake), one in another bucket.
+    fn store(rules: &[&Rule], max_objects: usize) -> GlueStore {
+        let client =
+            aws_sdk_s3::Client::from_conf(crate::aws::mocked_config!(aws_sdk_s3, rules, 2));
+        GlueStore {
+            uri: GlueUri::parse("glue://mesh").unwrap(),
+            client,
+            tables: vec![Resolved {
+                table: "orders",
+                csv: false,
+                mounts: vec![
+                    Mount {
+                        key: "orders/year=2023".into(),
+                        bucket: "archive".into(),
+                        prefix: "old/2023".into(),
+                    },
+                    Mount {
+                        key: "orders/year=2024".into(),
+                        bucket: "lake".into(),
+                        prefix: "c360/orders/year=2024".into(),
+                    },
+                ],
+            }],
+            index: Mutex::new(HashMap::new()),
+            max_objects,
+        }
+    }
+
+    fn listings() -> (Rule, Rule) {
+        let archive = mock!(aws_sdk_s3::Client::list_objects_v2)
+            .match_requests(|r| r.bucket() == Some("archive") && r.prefix() == Some("old/2023/"))
+            .then_output(|| {
+                ListObjectsV2Output::builder()
+                    .contents(obj("old/2023/20240101_ctas_0001", 10))
+                    .contents(obj("old/2023/_SUCCESS", 0))
+                    .contents(obj("old/2023/notes.json", 2))
+                    .build()
+            });
+        let lake = mock!(aws_sdk_s3::Client::list_objects_v2)
+            .match_requests(|r| {
+                r.bucket() == Some("lake") && r.prefix() == Some("c360/orders/year=2024/")
+            })
+            .then_output(|| {
+                ListObjectsV2Output::builder()
+                    .contents(obj("c360/orders/year=2024/part-0.parquet", 20))
+                    .contents(obj("c360/orders/year=2024/.part-0.parquet.crc", 1))
+                    .build()
+            });
+        (archive, lake)
+    }
+
+    /// Objects are shown under the table's folders, with only the table's format (a name
+    /// without an extension gets it), and read back from their own bucket and key.
+    #[test]
+    fn objects_are_listed_under_the_table_and_read_from_their_bucket() {
+        let (archive, lake) = listings();
+        let get = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| {
+                r.bucket() == Some("archive") && r.key() == Some("old/2023/20240101_ctas_0001")
+            })
+            .then_output(|| {
+                GetObjectOutput::builder()
+                    .e_tag("\"etag-10\"")
+                    .body(ByteStream::from_static(b"PAR1"))
+                    .build()
+            });
+        let st = store(&[&archive, &lake, &get], MAX_OBJECTS);
+        let listed = st.list("orders").unwrap();
+        let got: Vec<(&str, u64, &str)> = listed
+            .iter()
+            .map(|o| (o.key.as_str(), o.size, o.version.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "orders/year=2023/20240101_ctas_0001.parquet",
+                    10,
+                    "\"etag-10\""
+                ),
+                ("orders/year=2024/part-0.parquet", 20, "\"etag-20\""),
+            ]
+        );
+        assert_eq!(
+            st.get("orders/year=2023/20240101_ctas_0001.parquet")
+                .unwrap(),
+            b"PAR1"
+        );
+        assert_eq!(get.num_calls(), 1);
+        // A folder of one partition; a file name, another table: nothing more.
+        assert_eq!(st.list("orders/year=2024").unwrap().len(), 1);
+        assert!(st.list("orders.parquet").unwrap().is_empty());
+        assert!(st.list("customers").unwrap().is_empty());
+        assert!(st.local_path("orders").is_none());
+        let e = st.put("orders/x.parquet", b"x").unwrap_err().to_string();
+        assert!(e.contains("glue://mesh") && e.contains("read-only"), "{e}");
+        assert!(st.delete("orders/x.parquet").is_err());
+    }
+
+    #[test]
+    fn more_objects_than_c360_reads_are_refused() {
+        let (archive, lake) = listings();
+        let st = store(&[&archive, &lake], 4);
+        let e = st.list("orders").unwrap_err().to_string();
+        assert!(
+            e.contains("Glue table mesh.orders has more than 4 objects under its location(s)"),
+            "{e}"
+        );
+    }
+}
