@@ -380,7 +380,12 @@ impl Project {
             ("store.uri", &self.config.store.uri),
             ("source.uri", &self.config.source.uri),
         ] {
-            if let Err(e) = StoreUri::parse(uri) {
+            let glue = key == "source.uri" && crate::source::glue::GlueUri::is_glue_uri(uri);
+            if glue {
+                if let Err(reason) = crate::source::glue::GlueUri::parse(uri) {
+                    found.push(key, reason);
+                }
+            } else if let Err(e) = StoreUri::parse(uri) {
                 found.push(key, e.reason);
             }
         }

@@ -58,6 +58,7 @@
 //! - `check`: the contract's value checks; `customer_map`: customer keys;
 //!   `batched`: batched, trimmed loading.
 //! - `days`: day numbers; `error`: [`SourceError`].
+//! - `glue`: `glue://<database>` sources, resolved through the Glue Data Catalog.
 
 mod batched;
 mod check;
@@ -65,6 +66,7 @@ mod contract;
 mod customer_map;
 mod days;
 pub(crate) mod error;
+pub mod glue;
 mod locate;
 mod normalise;
 mod scan;

@@ -54,11 +54,16 @@ pub struct Source {
 }
 
 impl Source {
-    /// Opens a source from its URI: a local folder (`file://` or a bare path) or an S3
-    /// prefix (`s3://bucket/prefix`, with the process's `[aws]` settings).
+    /// Opens a source from its URI: a local folder (`file://` or a bare path), an S3
+    /// prefix (`s3://bucket/prefix`) or a Glue database (`glue://<database>`, each table
+    /// resolved to its S3 locations now: see [`super::glue`]); S3 and Glue with the
+    /// process's `[aws]` settings.
     pub fn open(uri: &str) -> Result<Source> {
         if StoreUri::is_s3_uri(uri) {
             return Source::open_s3(uri);
+        }
+        if super::glue::GlueUri::is_glue_uri(uri) {
+            return super::glue::open(uri, cache_base(&crate::aws::settings()));
         }
         let path = uri.strip_prefix("file://").unwrap_or(uri);
         let root = PathBuf::from(path);
@@ -101,17 +106,8 @@ impl Source {
         };
         let location = StoreUri::parse(uri).map_err(|e| store_error(e.into()))?;
         let store = S3Store::open(uri, &read_settings).map_err(store_error)?;
-        let cache_base = match &settings.cache_dir {
-            Some(d) => PathBuf::from(d),
-            None => std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("c360")
-                .join("sources"),
-        };
         // The cache mirrors the bucket and prefix.
-        let mut root = cache_base;
+        let mut root = cache_base(&settings);
         if let Some((bucket, prefix)) = location.as_s3() {
             root.push(bucket);
             root.extend(prefix.split('/').filter(|p| !p.is_empty()));
@@ -324,6 +320,20 @@ impl Source {
                 .unwrap_or(0);
         }
         Ok(n)
+    }
+}
+
+/// The folder remote sources are cached under: `[aws] cache_dir`, else
+/// `$XDG_CACHE_HOME/c360/sources`, else `~/.cache/c360/sources`.
+fn cache_base(settings: &crate::aws::AwsSettings) -> PathBuf {
+    match &settings.cache_dir {
+        Some(d) => PathBuf::from(d),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("c360")
+            .join("sources"),
     }
 }
 

@@ -13,6 +13,7 @@ mod hardening_source;
 mod hardening_validate;
 mod mesh_events;
 mod mesh_run;
+mod mesh_sources;
 mod names;
 mod pipeline;
 mod schedule;
