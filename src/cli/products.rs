@@ -221,14 +221,14 @@ fn print_gc(
         .map(|(why, n)| format!("{n} {}", why.as_str()))
         .collect::<Vec<_>>();
     println!(
-        "total: {} run director{} {verb}, {}{}; kept {}{}",
+        "total: {} run director{}, {} {}; kept {}{}",
         r.removed.len(),
         if r.removed.len() == 1 { "y" } else { "ies" },
         format_bytes(r.bytes_removed()),
         if r.dry_run {
-            " (dry run: nothing deleted)"
+            "would be removed (dry run: nothing deleted)"
         } else {
-            ""
+            "removed"
         },
         r.kept.len(),
         if kept.is_empty() {

@@ -13,6 +13,7 @@ mod hardening_source;
 mod hardening_validate;
 mod names;
 mod pipeline;
+mod products_gc;
 mod schedule;
 mod scoring;
 mod service;
