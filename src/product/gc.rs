@@ -196,14 +196,19 @@ pub struct Retention {
 /// first job under `jobs_dir` (sorted by file name) that publishes it, else the retention
 /// recorded in its contract (`slaProperties` `retention`, written at every publish).
 ///
-/// Errors: [`GcError::NoRetention`] (saying how to give one) when none is known; store
-/// errors reading the contract (a missing or unparsable contract is "none recorded").
+/// Errors: [`GcError::BadName`]; [`GcError::NoRetention`] (saying how to give one) when
+/// none is known, or
+/// [`GcError::NotFound`] when nothing is stored for the product either; store errors
+/// reading the contract (a missing or unparsable contract is "none recorded").
 pub fn resolve_retention(
     store: &dyn ObjectStore,
     product: &str,
     flag: Option<u32>,
     jobs_dir: Option<&Path>,
 ) -> Result<Retention, GcError> {
+    ProductName::parse(product).map_err(|e| GcError::BadName {
+        message: e.to_string(),
+    })?;
     if let Some(days) = flag {
         return Ok(Retention {
             days,
@@ -224,6 +229,15 @@ pub fn resolve_retention(
         return Ok(Retention {
             days,
             from: contract,
+        });
+    }
+    let root = layout::product(product);
+    if store.list(&root)?.is_empty() {
+        // An unknown product is what to say, not its missing retention.
+        return Err(GcError::NotFound {
+            product: product.into(),
+            store: store.uri(),
+            prefix: root,
         });
     }
     Err(GcError::NoRetention {

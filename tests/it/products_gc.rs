@@ -385,6 +385,20 @@ fn gc_keeps_the_runs_of_an_unreadable_manifest_and_refuses_unknown_products() {
     assert!(e.to_string().contains("product nope not found"), "{e}");
     let e = product::gc(&store, &NoCatalog, "../gc_scores", &opts(later, false)).unwrap_err();
     assert!(matches!(e, GcError::BadName { .. }), "{e:?}");
+    assert!(e.to_string().contains("product name"), "{e}");
+    for (flag, days) in [(Some(7), 7), (None, 30)] {
+        let r = product::resolve_retention(&store, P, flag, None).unwrap();
+        assert_eq!(r.days, days);
+    }
+    // A job that publishes the product gives its `[product] retention_days`.
+    let jobs = crate::features::repo().join("jobs");
+    let r = product::resolve_retention(&store, "customer_churn_scores", None, Some(&jobs)).unwrap();
+    assert_eq!(r.days, 365);
+    assert!(r.from.ends_with("churn_weekly.toml"), "{}", r.from);
+    let e = product::resolve_retention(&store, "nope", None, None).unwrap_err();
+    assert!(matches!(e, GcError::NotFound { .. }), "{e:?}");
+    let e = product::resolve_retention(&store, "../x", None, None).unwrap_err();
+    assert!(matches!(e, GcError::BadName { .. }), "{e:?}");
 
     // A retention reaching past the calendar keeps everything, without a panic.
     let r = product::gc(
@@ -464,6 +478,7 @@ fn products_gc_through_the_binary() {
 
     let out = gc(&[P, "--retention-days", "0"]);
     let t = text(&out);
+    eprintln!("{t}");
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert_eq!(
         t.lines().filter(|l| l.starts_with("removed")).count(),
@@ -481,7 +496,7 @@ fn products_gc_through_the_binary() {
 
     let out = gc(&["nope"]);
     let t = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("product nope not found"), "{t}");
 
     store
