@@ -61,6 +61,8 @@ leaves run directories that nothing reads. gc removes a run directory only when
   - and every object in it was last written more than the retention ago.
 Manifests, latest.json, contract.yaml, catalog entries and the old layout's parts at a
 partition root are never removed. Safe to stop at any point: run it again to finish.
+Keep the retention longer than a publish takes: a run directory being written now is
+unreferenced until its manifest commits.
 
 Examples:
   c360 products gc customer_churn_scores --dry-run
@@ -169,6 +171,9 @@ pub fn products(config: Option<&Path>, cmd: ProductsCmd) -> Result<(), Failure> 
                 retention_days,
                 Some(&project.jobs_dir()),
             )?;
+            if retention.days == 0 && !dry_run {
+                eprintln!("warning: retention 0 removes every unreferenced run directory, including the parts of a publish of {name} running right now (its commit would then fail); run it only when no job of the product runs");
+            }
             let now = chrono::Utc::now();
             let opts = product::GcOptions {
                 retention_days: retention.days,
