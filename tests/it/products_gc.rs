@@ -527,3 +527,93 @@ fn products_gc_through_the_binary() {
         assert!(t.contains(want), "{want}: {t}");
     }
 }
+
+/// A store whose deletes fail after `left` of them: a gc stopped part-way.
+#[derive(Debug)]
+struct StopsDeleting {
+    inner: LocalStore,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl ObjectStore for StopsDeleting {
+    fn uri(&self) -> String {
+        self.inner.uri()
+    }
+    fn get(&self, key: &str) -> c360::store::Result<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn put(&self, key: &str, data: &[u8]) -> c360::store::Result<()> {
+        self.inner.put(key, data)
+    }
+    fn put_if_absent(&self, key: &str, data: &[u8]) -> c360::store::Result<bool> {
+        self.inner.put_if_absent(key, data)
+    }
+    fn get_versioned(&self, key: &str) -> c360::store::Result<(Vec<u8>, String)> {
+        self.inner.get_versioned(key)
+    }
+    fn put_if_version(&self, key: &str, data: &[u8], version: &str) -> c360::store::Result<bool> {
+        self.inner.put_if_version(key, data, version)
+    }
+    fn exists(&self, key: &str) -> c360::store::Result<bool> {
+        self.inner.exists(key)
+    }
+    fn list(&self, prefix: &str) -> c360::store::Result<Vec<c360::store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> c360::store::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(c360::store::StoreError::Backend {
+                store: self.uri(),
+                message: format!("stopped before deleting {key}"),
+            });
+        }
+        self.inner.delete(key)
+    }
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(key)
+    }
+}
+
+/// A gc stopped after each possible number of deletions leaves every committed version
+/// whole and latest readable; the next gc finishes exactly the same removal.
+#[test]
+fn a_gc_stopped_at_any_deletion_leaves_every_version_whole_and_the_next_one_finishes() {
+    let later = Utc::now() + Duration::days(31);
+    // The unreferenced directories hold 5 objects: stop after 0..=4 of them.
+    for stop_after in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = LocalStore::new(dir.path());
+        let pop = populate(&inner);
+        let before = listing(&inner);
+        let versions = committed_versions(&inner);
+        let store = StopsDeleting {
+            inner,
+            left: stop_after.into(),
+        };
+        let e = product::gc(&store, &NoCatalog, P, &opts(later, false)).unwrap_err();
+        assert!(matches!(e, GcError::Delete { .. }), "{e:?}");
+        let t = e.to_string();
+        assert!(t.contains("run gc again") && t.contains("/run="), "{t}");
+        assert_eq!(
+            before.len() - listing(&store.inner).len(),
+            stop_after,
+            "{stop_after}"
+        );
+        assert_same_versions(&versions, &committed_versions(&store.inner));
+
+        let r = product::gc(&store.inner, &NoCatalog, P, &opts(later, false)).unwrap();
+        assert!(keys(&r.removed).is_subset(&pop.unreferenced));
+        for d in &pop.unreferenced {
+            assert!(store.inner.list(d).unwrap().is_empty(), "{stop_after}: {d}");
+        }
+        for d in &pop.committed {
+            assert!(!store.inner.list(d).unwrap().is_empty(), "{d}");
+        }
+        assert_same_versions(&versions, &committed_versions(&store.inner));
+    }
+}
