@@ -32,8 +32,12 @@ use crate::offline;
 use crate::store::{layout, ObjectStore, StoreError};
 
 mod columns;
+mod gc;
 mod latest;
 pub use columns::{product_frame, product_spec, standard_columns, ScoredRun};
+pub use gc::{
+    format_age, gc, resolve_retention, GcError, GcOptions, GcReport, KeepReason, Retention, RunDir,
+};
 pub use latest::{
     get_customer, latest, list, publish_damage, read_latest, resolve_latest, row_json, versions,
     CatalogEntry, Latest,

@@ -78,7 +78,7 @@ pub enum Command {
     Models(models::ModelsCmd),
     /// Run a scoring job: features, batch transform, quality gates, data product.
     Run(run::RunArgs),
-    /// Published data products: list, show, get one customer.
+    /// Published data products: list, show, get one customer, gc old runs.
     #[command(subcommand)]
     Products(run::ProductsCmd),
     /// Batch-transform records with a model locally, with SageMaker's semantics.

@@ -244,9 +244,8 @@ fn meta(root: &Path, path: &Path) -> Result<ObjectMeta> {
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/");
-    let mtime = md
-        .modified()
-        .ok()
+    let modified = md.modified().ok();
+    let mtime = modified
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
@@ -254,6 +253,7 @@ fn meta(root: &Path, path: &Path) -> Result<ObjectMeta> {
         key,
         size: md.len(),
         version: mtime.to_string(),
+        modified: modified.map(chrono::DateTime::<chrono::Utc>::from),
     })
 }
 

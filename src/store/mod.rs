@@ -67,6 +67,9 @@ pub struct ObjectMeta {
     pub size: u64,
     /// Modification time (seconds since the epoch) or an ETag-like version marker.
     pub version: String,
+    /// When the object was last written (S3: `LastModified`, to the second; local disk:
+    /// the file's mtime); `None` when the backend does not say.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The object-store interface every module writes through.

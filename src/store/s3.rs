@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
 };
 use aws_sdk_s3::Client;
+use chrono::{DateTime, Utc};
 
 use super::{check_key, ObjectMeta, ObjectStore, Result, StoreError};
 use crate::aws::{self, AwsSettings};
@@ -315,7 +316,8 @@ impl S3Store {
     }
 
     /// HeadObject: `(size, ETag)`, or None when there is no such object.
-    fn head(&self, key: &str) -> Result<Option<(u64, String)>> {
+    /// HeadObject: `(size, ETag, LastModified)`, or `None` when there is no object.
+    fn head(&self, key: &str) -> Result<Option<Head>> {
         check_key(key)?;
         let req = self
             .client
@@ -326,6 +328,7 @@ impl S3Store {
             Ok(o) => Ok(Some((
                 o.content_length().unwrap_or(0).max(0) as u64,
                 o.e_tag().unwrap_or_default().to_string(),
+                o.last_modified().and_then(utc),
             ))),
             Err(e)
                 if e.as_service_error().is_some_and(|s| s.is_not_found())
@@ -364,6 +367,14 @@ enum Condition {
 /// Whether a conditional write failed because its condition did not hold (nothing was
 /// written): a failed precondition, or, for a replace, an object that is gone (S3 answers
 /// `If-Match` on a missing key with 404).
+/// What HeadObject says of an object: size (bytes), ETag, `LastModified`.
+type Head = (u64, String, Option<DateTime<Utc>>);
+
+/// An S3 timestamp (`LastModified`) as UTC; `None` when out of chrono's range.
+fn utc(t: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
 fn lost_race<E: ProvideErrorMetadata, R>(
     condition: &Condition,
     e: &aws_sdk_s3::error::SdkError<E, R>,
@@ -479,6 +490,7 @@ impl ObjectStore for S3Store {
                         o.key().unwrap_or_default().to_string(),
                         o.size().unwrap_or(0).max(0) as u64,
                         o.e_tag().unwrap_or_default().to_string(),
+                        o.last_modified().and_then(utc),
                     ));
                 }
             }
@@ -487,21 +499,23 @@ impl ObjectStore for S3Store {
         .map_err(|m| self.backend(&full, "ListObjectsV2", m))?;
         let mut out: Vec<ObjectMeta> = r
             .into_iter()
-            .filter_map(|(k, size, etag)| {
+            .filter_map(|(k, size, etag, modified)| {
                 k.strip_prefix(&strip).map(|rel| ObjectMeta {
                     key: rel.to_string(),
                     size,
                     version: etag,
+                    modified,
                 })
             })
             .collect();
         // A key equal to the prefix itself (an object, not a folder) is listed too.
         if !p.is_empty() && out.is_empty() {
-            if let Some((size, etag)) = self.head(p)? {
+            if let Some((size, etag, modified)) = self.head(p)? {
                 out.push(ObjectMeta {
                     key: p.to_string(),
                     size,
                     version: etag,
+                    modified,
                 });
             }
         }

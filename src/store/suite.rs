@@ -120,6 +120,8 @@ fn conditional_replace(s: &dyn ObjectStore) {
 /// `list`: every object below a prefix, nested ones too, sorted by key, with sizes; not
 /// objects that only share the prefix's characters; an object's own key lists it.
 fn listing(s: &dyn ObjectStore) {
+    // `modified` is the write time: S3 keeps whole seconds, so the window is widened by one.
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     s.put(&k("l/b.txt"), b"abc").unwrap();
     s.put(&k("l/a/deep/x.bin"), b"12345").unwrap();
     s.put(&k("l/a.json"), b"{}").unwrap();
@@ -150,6 +152,17 @@ fn listing(s: &dyn ObjectStore) {
         .map(|o| (o.key, o.size))
         .collect();
     assert_eq!(one, [(k("l/b.txt"), 3)], "an object's own key lists it");
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    for o in s.list(&k("l")).unwrap() {
+        let t = o
+            .modified
+            .unwrap_or_else(|| panic!("{}: no modification time", o.key));
+        assert!(
+            before <= t && t <= after,
+            "{}: modified {t}, written between {before} and {after}",
+            o.key
+        );
+    }
     assert!(s.list(&k("nothing/here")).unwrap().is_empty());
     let all: Vec<String> = s.list(PREFIX).unwrap().into_iter().map(|o| o.key).collect();
     let mut sorted = all.clone();

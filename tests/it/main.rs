@@ -16,6 +16,7 @@ mod mesh_run;
 mod mesh_sources;
 mod names;
 mod pipeline;
+mod products_gc;
 mod schedule;
 mod scoring;
 mod service;
