@@ -35,6 +35,9 @@ use crate::names::{key_problem, StoreUri};
 use crate::store::s3::Encryption;
 use crate::store::{ObjectMeta, ObjectStore, S3Store, StoreError};
 
+/// One listed S3 object: key, size, ETag, last modified.
+type Listed = (String, u64, String, Option<chrono::DateTime<chrono::Utc>>);
+
 /// The scheme of a Glue source URI.
 pub const SCHEME: &str = "glue://";
 
@@ -560,7 +563,7 @@ impl GlueStore {
             .map(|(_, o)| o)
     }
 
-    /// The objects under an S3 prefix: (key, size, ETag); refused when there are more than
+    /// The objects under an S3 prefix: (key, size, ETag, last modified); refused when there are more than
     /// `limit` (every listed object counts, hidden or not, so nothing is left out silently).
     fn list_s3(
         &self,
@@ -568,7 +571,7 @@ impl GlueStore {
         bucket: &str,
         prefix: &str,
         limit: usize,
-    ) -> Result<Vec<(String, u64, String)>, StoreError> {
+    ) -> Result<Vec<Listed>, StoreError> {
         let client = self.client.clone();
         let (b, p) = (bucket.to_string(), prefix.to_string());
         aws::block_on(async move {
@@ -586,6 +589,8 @@ impl GlueStore {
                         o.key().unwrap_or_default().to_string(),
                         o.size().unwrap_or(0).max(0) as u64,
                         o.e_tag().unwrap_or_default().to_string(),
+                        o.last_modified()
+                            .and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos())),
                     ));
                 }
                 if out.len() > limit {
@@ -668,7 +673,7 @@ impl ObjectStore for GlueStore {
             };
             let objects = self.list_s3(t.table, &m.bucket, &below, self.max_objects - listed)?;
             listed += objects.len();
-            for (k, size, etag) in objects {
+            for (k, size, etag, modified) in objects {
                 let Some(rel) = k.strip_prefix(&below).filter(|r| !r.is_empty()) else {
                     continue;
                 };
@@ -699,6 +704,7 @@ impl ObjectStore for GlueStore {
                         key,
                         size,
                         version: etag,
+                        modified,
                     },
                     m.bucket.clone(),
                     k,
