@@ -20,7 +20,8 @@
 //! both through the store before trusting a partition ([`verify_partition`]), and a damaged
 //! one is written again under a new attempt directory. Manifests written before checksums
 //! (plain `part-<n>.parquet` at the partition root, no `file_checks`) still load and read.
-//! Superseded attempt directories are left in place (garbage collection is separate work).
+//! Superseded attempt directories stay readable until `c360 products gc` removes them, once
+//! older than the product's retention (feature snapshots' are kept).
 
 use std::collections::BTreeMap;
 
