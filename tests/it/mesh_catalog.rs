@@ -90,6 +90,41 @@ fn publish(store: &dyn ObjectStore, spec: &ProductSpec, as_of: NaiveDate, run: &
     .manifest
 }
 
+/// A committed feature snapshot `rfm` v2 as of 2024-09-30 (its prefix and manifest).
+fn snapshot(store: &dyn ObjectStore) -> (String, Manifest) {
+    let prefix = offline::partition_prefix("rfm", 2, day("2024-09-30"));
+    let m = offline::commit_partition(
+        store,
+        &prefix,
+        &df!("customer_id" => ["a", "b"], "recency_days" => [3i64, 9]).unwrap(),
+        snapshot_manifest(),
+        &|_, _| {},
+    )
+    .unwrap();
+    (prefix, m)
+}
+
+fn snapshot_manifest() -> Manifest {
+    Manifest {
+        kind: "feature_snapshot".into(),
+        name: "rfm".into(),
+        version: 2,
+        as_of: day("2024-09-30"),
+        files: vec![],
+        file_checks: Default::default(),
+        rows: 0,
+        schema: vec![],
+        definition_hash: "sha256:abc".into(),
+        source: "s3://src".into(),
+        source_fingerprints: Default::default(),
+        model: None,
+        run_id: "snap-1".into(),
+        created_by: offline::c360_version(),
+        created_at: chrono::Utc::now(),
+        extra: Default::default(),
+    }
+}
+
 /// A bucket with a store, and catalog settings with databases of their own.
 fn setup(m: &Moto, lf_tags: bool) -> (S3Store, String, CatalogSettings) {
     let bucket = unique("c360-glue-");
@@ -113,7 +148,11 @@ fn glue(m: &Moto) -> aws_sdk_glue::Client {
 }
 
 fn lakeformation(m: &Moto) -> aws_sdk_lakeformation::Client {
-    let s = m.settings();
+    // One attempt: moto's HTTP 500 for an untagged database is an answer, not a fault.
+    let s = AwsSettings {
+        max_attempts: 1,
+        ..m.settings()
+    };
     aws::block_on(async move { aws::lakeformation_client(&s).await.unwrap() })
 }
 
@@ -200,10 +239,18 @@ fn lf_tags_of(
             let c = c.clone();
             async move { c.get_resource_lf_tags().resource(r).send().await.unwrap() }
         };
-        let d = get(Resource::builder()
-            .database(DatabaseResource::builder().name(&db).build().unwrap())
-            .build())
-        .await;
+        // moto answers HTTP 500 for a database never tagged (AWS: no tags): read as none.
+        let d = c
+            .get_resource_lf_tags()
+            .resource(
+                Resource::builder()
+                    .database(DatabaseResource::builder().name(&db).build().unwrap())
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|o| tag_map(o.lf_tag_on_database()))
+            .unwrap_or_default();
         let t = get(Resource::builder()
             .table(
                 TableResource::builder()
@@ -226,7 +273,7 @@ fn lf_tags_of(
             .build())
         .await;
         (
-            tag_map(d.lf_tag_on_database()),
+            d,
             tag_map(t.lf_tags_on_table()),
             cs.lf_tags_on_columns()
                 .iter()
@@ -416,6 +463,21 @@ fn a_published_product_is_registered_with_columns_partition_and_lf_tags() {
         Vec::<String>::new()
     );
 
+    // A feature snapshot: its own table in the features database, tagged internal.
+    let fdb = settings.features_database.clone().unwrap();
+    let (_, snap) = snapshot(&store);
+    let rec = cat.register_snapshot(&store, &snap).unwrap().unwrap();
+    assert_eq!(
+        (rec.database.as_str(), rec.table.as_str()),
+        (fdb.as_str(), "rfm_v2")
+    );
+    let (_, tt, ct) = lf_tags_of(m, &fdb, "rfm_v2", &["customer_id"]);
+    assert_eq!(
+        tt,
+        tags(&[("classification", "internal"), ("data_product", "rfm")])
+    );
+    assert!(ct.is_empty(), "{ct:?}");
+
     // The dry-run plan names the database, the table, the partition move and the tags.
     let plan = cat.plan_product(&spec, d).join("\n");
     for needle in [
@@ -573,6 +635,17 @@ fn an_unreachable_glue_endpoint_is_an_aws_error_naming_the_operation() {
     assert!(text.contains("could not reach the endpoint"), "{text}");
     assert!(text.contains("glue_endpoint_url"), "{text}");
     assert!(!text.contains("very-secret-value"), "{text}");
+    let local = tempfile::tempdir().unwrap();
+    let e = cat
+        .register_snapshot(
+            &c360::store::LocalStore::new(local.path()),
+            &snapshot_manifest(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, MeshError::Aws { operation: "GetDatabase", resource, .. } if resource == "database my_proj_features"),
+        "{e:?}"
+    );
 
     // A Glue catalog needs the store on S3.
     let dir = tempfile::tempdir().unwrap();
@@ -627,32 +700,7 @@ fn catalog_sync_registers_every_product_and_partition_and_a_second_run_changes_n
     let a1 = publish(&store, &a, day("2024-09-29"), "a-1");
     let a2 = publish(&store, &a, day("2024-09-30"), "a-2");
     let b1 = publish(&store, &b, day("2024-09-30"), "b-1");
-    let snap_prefix = offline::partition_prefix("rfm", 2, day("2024-09-30"));
-    let snap = offline::commit_partition(
-        &store,
-        &snap_prefix,
-        &df!("customer_id" => ["a", "b"], "recency_days" => [3i64, 9]).unwrap(),
-        Manifest {
-            kind: "feature_snapshot".into(),
-            name: "rfm".into(),
-            version: 2,
-            as_of: day("2024-09-30"),
-            files: vec![],
-            file_checks: Default::default(),
-            rows: 0,
-            schema: vec![],
-            definition_hash: "sha256:abc".into(),
-            source: "s3://src".into(),
-            source_fingerprints: Default::default(),
-            model: None,
-            run_id: "snap-1".into(),
-            created_by: offline::c360_version(),
-            created_at: chrono::Utc::now(),
-            extra: Default::default(),
-        },
-        &|_, _| {},
-    )
-    .unwrap();
+    let (snap_prefix, snap) = snapshot(&store);
 
     // kind = "none": nothing to sync to.
     let none = project(m, &uri, "");
@@ -724,6 +772,26 @@ fn catalog_sync_registers_every_product_and_partition_and_a_second_run_changes_n
     assert_eq!(partitions(m, &db, "alpha_scores_v1"), a_parts);
     assert_eq!(partitions(m, &db, "beta_scores_v1"), b_parts);
     assert_eq!(partitions(m, &fdb, "rfm_v2"), f_parts);
+    let out = crate::features::c360()
+        .current_dir(dir.path())
+        .args(["catalog", "sync", "--product", "alpha_scores"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("0 registered, 2 unchanged, 0 failed"),
+        "{text}"
+    );
+    assert!(!text.contains("beta_scores"), "{text}");
+    let out = crate::features::c360()
+        .current_dir(dir.path())
+        .args(["catalog", "sync", "--product", "nosuch"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("product nosuch has no catalog entry"), "{err}");
     let again = get_table(m, &db, "alpha_scores_v1");
     assert_eq!(again.version_id(), alpha.version_id());
     assert_eq!(again.storage_descriptor(), alpha.storage_descriptor());
