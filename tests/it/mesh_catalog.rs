@@ -796,4 +796,19 @@ fn catalog_sync_registers_every_product_and_partition_and_a_second_run_changes_n
     assert_eq!(again.version_id(), alpha.version_id());
     assert_eq!(again.storage_descriptor(), alpha.storage_descriptor());
     assert_eq!(again.parameters(), alpha.parameters());
+
+    // A product whose spec cannot be found (no job, no contract) fails alone, named, and
+    // the run exits non-zero; the others are still synced.
+    store
+        .delete(&c360::store::layout::product_contract("beta_scores"))
+        .unwrap();
+    let (code, out, err) = sync(dir.path());
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        out.contains("product beta_scores v1 as_of=2024-09-30: FAILED: no spec"),
+        "{out}"
+    );
+    assert!(out.contains("0 registered, 3 unchanged, 1 failed"), "{out}");
+    assert!(err.contains("run `c360 catalog sync` again"), "{err}");
+    assert_eq!(partitions(m, &db, "beta_scores_v1"), b_parts);
 }
