@@ -274,9 +274,8 @@ impl GlueCatalog {
             let mut actions = Vec::new();
             let created = inner.ensure_table(&ts, &mut actions).await?;
             let fresh_db = actions.iter().any(|a| a.starts_with("CreateDatabase"));
-            inner
-                .ensure_partition(&ts, as_of, &location, &mut actions)
-                .await?;
+            // Tags before the partition moves: the move is the catalog's commit point, so
+            // a tagging failure leaves the previous version registered.
             if inner.lf_tags {
                 let lf = inner.lf().await?;
                 super::lf::apply(
@@ -294,6 +293,9 @@ impl GlueCatalog {
                 )
                 .await?;
             }
+            inner
+                .ensure_partition(&ts, as_of, &location, &mut actions)
+                .await?;
             Ok(CatalogRecord {
                 database: ts.database,
                 table: ts.table,
