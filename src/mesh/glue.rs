@@ -226,7 +226,7 @@ impl GlueCatalog {
             location: i.location(&layout::product_major(&spec.name, spec.major)),
             table,
             columns,
-            description: spec.description.clone(),
+            description: schema::bounded(&spec.description, schema::MAX_DESCRIPTION),
             parameters,
             tags: tags.table,
             column_tags,
@@ -359,10 +359,13 @@ impl Inner {
         } else {
             "data products"
         };
-        let mut input = DatabaseInput::builder().name(db).description(format!(
+        let description = format!(
             "The {what} of the c360 project {} (registered by c360; do not edit by hand)",
             self.project
-        ));
+        );
+        let mut input = DatabaseInput::builder()
+            .name(db)
+            .description(schema::bounded(&description, schema::MAX_DESCRIPTION));
         if let Some(o) = &self.owner {
             input = input.parameters("owner", o);
         }

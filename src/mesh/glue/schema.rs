@@ -9,6 +9,23 @@ use super::super::{MeshError, Result};
 /// The longest Glue database, table or column name (Glue's limit: 255 characters).
 pub const MAX_NAME: usize = 255;
 
+/// The longest column comment Glue accepts (characters).
+pub const MAX_COMMENT: usize = 255;
+/// The longest table or database description Glue accepts (characters).
+pub const MAX_DESCRIPTION: usize = 2048;
+
+/// `s` cut to at most `max` characters (Glue refuses longer comments and descriptions;
+/// a cut one ends in `…`).
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// The partition key of every product and snapshot table.
 pub const PARTITION_KEY: &str = "as_of";
 
@@ -125,7 +142,7 @@ pub fn table_columns(
         out.push(GlueColumn {
             name,
             dtype,
-            comment: describe(&c.name).unwrap_or_default(),
+            comment: bounded(&describe(&c.name).unwrap_or_default(), MAX_COMMENT),
         });
     }
     Ok(out)
@@ -187,6 +204,16 @@ mod tests {
         let long = table_name(&"b".repeat(400), 12);
         assert_eq!(long.len(), MAX_NAME);
         assert!(long.ends_with("b_v12"), "{long}");
+    }
+
+    #[test]
+    fn comments_and_descriptions_fit_glue() {
+        assert_eq!(bounded("short", 255), "short");
+        let long = bounded(&"é".repeat(300), MAX_COMMENT);
+        assert_eq!(long.chars().count(), MAX_COMMENT);
+        assert!(long.ends_with('…'));
+        let cols = table_columns("t_v1", &[col("x", "str")], &|_| Some("d".repeat(1000))).unwrap();
+        assert_eq!(cols[0].comment.chars().count(), MAX_COMMENT);
     }
 
     #[test]
