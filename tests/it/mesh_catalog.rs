@@ -812,3 +812,58 @@ fn catalog_sync_registers_every_product_and_partition_and_a_second_run_changes_n
     assert!(err.contains("run `c360 catalog sync` again"), "{err}");
     assert_eq!(partitions(m, &db, "beta_scores_v1"), b_parts);
 }
+
+#[test]
+fn catalog_sync_takes_classification_and_lf_tags_from_the_job_that_publishes_the_product() {
+    let Some(m) = moto() else { return };
+    let (store, uri, settings) = setup(m, true);
+    let db = settings.products_database.clone().unwrap();
+    // The contract says the table is `internal` and has no extra tags; the job says
+    // `public` and `cost_center = cc7`.
+    let t = crate::pipeline::TestProject::new(|j| {
+        j.replace(
+            "[product]\n",
+            "[product]\nclassification = \"public\"\nlf_tags = { cost_center = \"cc7\" }\n",
+        )
+    });
+    let mut spec = spec("customer_churn_scores");
+    spec.lf_tags.clear();
+    let m1 = publish(&store, &spec, day("2024-09-30"), "job-run");
+    let cfg = std::fs::read_to_string(t.path().join("c360.toml"))
+        .unwrap()
+        .replace("uri = \"store\"", &format!("uri = \"{uri}\""))
+        + &format!(
+            "[catalog]\nkind = \"glue\"\nproducts_database = \"{db}\"\nfeatures_database = \"{}\"\nlf_tags = true\n",
+            settings.features_database.clone().unwrap()
+        )
+        + &m.toml("");
+    std::fs::write(t.path().join("c360.toml"), cfg).unwrap();
+    let (code, out, err) = sync(t.path());
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("1 registered, 0 unchanged, 0 failed"), "{out}");
+    let table = "customer_churn_scores_v1";
+    assert_eq!(
+        partitions(m, &db, table),
+        BTreeMap::from([("2024-09-30".to_string(), run_prefix(&uri, &spec, &m1))])
+    );
+    let (_, tt, ct) = lf_tags_of(m, &db, table, &["customer_id", "score"]);
+    assert_eq!(
+        tt,
+        tags(&[
+            ("classification", "public"),
+            ("cost_center", "cc7"),
+            ("data_product", "customer_churn_scores"),
+            ("domain", "marketing")
+        ])
+    );
+    // customer_id is an identifier: confidential whatever the product's classification.
+    assert_eq!(
+        ct["customer_id"],
+        tags(&[("classification", "confidential")])
+    );
+    assert_eq!(ct["score"], tags(&[("classification", "public")]));
+    // Tags included, a second run changes nothing.
+    let (code, out, err) = sync(t.path());
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("0 registered, 1 unchanged, 0 failed"), "{out}");
+}
