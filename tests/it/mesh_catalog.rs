@@ -867,3 +867,44 @@ fn catalog_sync_takes_classification_and_lf_tags_from_the_job_that_publishes_the
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("0 registered, 1 unchanged, 0 failed"), "{out}");
 }
+
+#[test]
+fn a_lake_formation_failure_leaves_the_previous_version_registered() {
+    let Some(m) = moto() else { return };
+    let (store, uri, settings) = setup(m, true);
+    let db = settings.products_database.clone().unwrap();
+    let spec = spec("kept_scores");
+    let d = day("2024-09-30");
+    let cat = GlueCatalog::new(&settings, &m.settings(), "proj", &uri).unwrap();
+    let m1 = publish(&store, &spec, d, "first");
+    cat.register_product(&store, &spec, &m1).unwrap();
+    // A re-publish whose tagging step cannot reach Lake Formation: refused, naming the
+    // service and operation, and the partition still names the first run.
+    let m2 = publish(&store, &spec, d, "second-run");
+    let broken = AwsSettings {
+        lakeformation_endpoint_url: Some("http://127.0.0.1:1".into()),
+        max_attempts: 1,
+        ..m.settings()
+    };
+    let cat2 = GlueCatalog::new(&settings, &broken, "proj", &uri).unwrap();
+    let e = cat2.register_product(&store, &spec, &m2).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            MeshError::Aws {
+                service: "Lake Formation",
+                operation: "GetLFTag",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("lakeformation_endpoint_url"), "{e}");
+    assert_eq!(
+        partitions(m, &db, "kept_scores_v1"),
+        BTreeMap::from([("2024-09-30".to_string(), run_prefix(&uri, &spec, &m1))])
+    );
+    // Once it is reachable again, the same registration moves it.
+    let rec = cat.register_product(&store, &spec, &m2).unwrap().unwrap();
+    assert_eq!(rec.location, run_prefix(&uri, &spec, &m2));
+}
