@@ -1,6 +1,7 @@
 //! The command line: clap definitions, progress, output and exit codes. No logic of its
 //! own: every command calls into the library.
 
+pub mod catalog;
 pub mod features;
 pub mod models;
 pub mod plan;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Published data products: list, show, get one customer, gc old runs.
     #[command(subcommand)]
     Products(run::ProductsCmd),
+    /// The central catalog (Glue): register what the store has committed.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCmd),
     /// Batch-transform records with a model locally, with SageMaker's semantics.
     Score(score::ScoreArgs),
     /// Size a SageMaker batch transform for a row count: type, count, parts, concurrency, cost.
@@ -243,6 +247,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Models(cmd) => models::run(cli.config.as_deref(), cmd),
         Command::Run(a) => run::run(cli.config.as_deref(), a),
         Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
+        Command::Catalog(cmd) => catalog::run(cli.config.as_deref(), cmd),
         Command::Score(a) => score::run(a).map_err(Failure::from),
         Command::Plan(a) => plan::run(a),
         Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),

@@ -25,6 +25,7 @@ use crate::store::ObjectStore;
 
 pub mod events;
 pub mod glue;
+pub mod lf;
 pub mod settings;
 
 pub use settings::{CatalogKind, CatalogSettings, Classification, EventSettings, EventsKind};

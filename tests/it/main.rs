@@ -11,6 +11,7 @@ mod hardening_panics;
 mod hardening_servers;
 mod hardening_source;
 mod hardening_validate;
+mod mesh_catalog;
 mod mesh_events;
 mod mesh_run;
 mod mesh_sources;
