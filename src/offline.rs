@@ -228,6 +228,10 @@ pub fn run_prefix(partition: &str, m: &Manifest) -> String {
         Some(Some(first)) if dirs.all(|d| d.as_deref() == Some(first.as_str())) => {
             layout::partition_file(partition, &first)
         }
+        Some(Some(_)) => {
+            tracing::warn!(name = %m.name, as_of = %m.as_of, "the manifest lists files in several directories; its location is the partition root");
+            partition.to_string()
+        }
         _ => partition.to_string(),
     }
 }
@@ -484,6 +488,50 @@ pub fn c360_version() -> String {
 mod tests {
     use super::*;
     use crate::store::LocalStore;
+
+    #[test]
+    fn the_run_dir_is_the_one_directory_of_the_files() {
+        let m = |files: &[&str]| Manifest {
+            kind: "data_product".into(),
+            name: "p".into(),
+            version: 1,
+            as_of: "2024-09-30".parse().unwrap(),
+            files: files.iter().map(|s| s.to_string()).collect(),
+            file_checks: Default::default(),
+            rows: 0,
+            schema: vec![],
+            definition_hash: String::new(),
+            source: String::new(),
+            source_fingerprints: Default::default(),
+            model: None,
+            run_id: "r".into(),
+            created_by: String::new(),
+            created_at: chrono::Utc::now(),
+            extra: Default::default(),
+        };
+        assert_eq!(
+            run_prefix(
+                "p/as_of=2024-06-30",
+                &m(&["run=r-0a/part-0.parquet", "run=r-0a/part-1.parquet"])
+            ),
+            "p/as_of=2024-06-30/run=r-0a"
+        );
+        assert_eq!(
+            run_prefix("p/as_of=2024-06-30", &m(&["part-0.parquet"])),
+            "p/as_of=2024-06-30"
+        );
+        assert_eq!(
+            run_prefix("p/as_of=2024-06-30", &m(&[])),
+            "p/as_of=2024-06-30"
+        );
+        assert_eq!(
+            run_prefix(
+                "p/as_of=2024-06-30",
+                &m(&["run=a-1/part-0.parquet", "run=b-2/part-1.parquet"])
+            ),
+            "p/as_of=2024-06-30"
+        );
+    }
 
     #[test]
     fn a_manifest_from_before_checksums_loads() {

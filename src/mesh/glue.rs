@@ -263,12 +263,7 @@ impl GlueCatalog {
 
     fn register(&self, ts: TableSpec, m: &Manifest, prefix: String) -> Result<CatalogRecord> {
         let inner = self.inner.clone();
-        let dir = schema::run_dir(m);
-        let location = if dir.is_empty() {
-            inner.location(&prefix)
-        } else {
-            inner.location(&layout::partition_file(&prefix, &dir))
-        };
+        let location = inner.location(&crate::offline::run_prefix(&prefix, m));
         let as_of = m.as_of;
         crate::aws::block_on(async move {
             let mut actions = Vec::new();

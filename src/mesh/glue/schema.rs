@@ -2,7 +2,7 @@
 //! column types, the additive-only schema rule, and where a manifest's committed run lives.
 //! No calls here; everything is unit-tested beside the code.
 
-use crate::offline::{ColumnInfo, Manifest};
+use crate::offline::ColumnInfo;
 
 use super::super::{MeshError, Result};
 
@@ -166,24 +166,6 @@ pub fn breaking_changes(registered: &[(String, String)], new: &[GlueColumn]) -> 
         .collect()
 }
 
-/// The directory, relative to the partition, holding every file `m` lists: its run's own
-/// prefix (`run=<run_id>-<hex>`), or `""` (the partition root) for manifests of the old
-/// layout (`part-<n>.parquet` at the root), for an empty list, or when the files span
-/// several directories (which c360 never writes; the root then covers them all).
-pub fn run_dir(m: &Manifest) -> String {
-    let dir = |f: &str| f.rsplit_once('/').map(|(d, _)| d.to_string());
-    let mut dirs = m.files.iter().map(|f| dir(f));
-    let Some(Some(first)) = dirs.next() else {
-        return String::new();
-    };
-    if dirs.all(|d| d.as_deref() == Some(first.as_str())) {
-        first
-    } else {
-        tracing::warn!(name = %m.name, as_of = %m.as_of, "the manifest lists files in several directories; registering the partition root");
-        String::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,38 +298,6 @@ mod tests {
                 "column customer_id changed type string → bigint",
                 "column score (double) was removed"
             ]
-        );
-    }
-
-    #[test]
-    fn the_run_dir_is_the_one_directory_of_the_files() {
-        let m = |files: &[&str]| Manifest {
-            kind: "data_product".into(),
-            name: "p".into(),
-            version: 1,
-            as_of: "2024-09-30".parse().unwrap(),
-            files: files.iter().map(|s| s.to_string()).collect(),
-            file_checks: Default::default(),
-            rows: 0,
-            schema: vec![],
-            definition_hash: String::new(),
-            source: String::new(),
-            source_fingerprints: Default::default(),
-            model: None,
-            run_id: "r".into(),
-            created_by: String::new(),
-            created_at: chrono::Utc::now(),
-            extra: Default::default(),
-        };
-        assert_eq!(
-            run_dir(&m(&["run=r-0a/part-0.parquet", "run=r-0a/part-1.parquet"])),
-            "run=r-0a"
-        );
-        assert_eq!(run_dir(&m(&["part-0.parquet"])), "");
-        assert_eq!(run_dir(&m(&[])), "");
-        assert_eq!(
-            run_dir(&m(&["run=a-1/part-0.parquet", "run=b-2/part-1.parquet"])),
-            ""
         );
     }
 }
