@@ -822,8 +822,8 @@ fn catalog_sync_takes_classification_and_lf_tags_from_the_job_that_publishes_the
     // `public` and `cost_center = cc7`.
     let t = crate::pipeline::TestProject::new(|j| {
         j.replace(
-            "[product]\n",
-            "[product]\nclassification = \"public\"\nlf_tags = { cost_center = \"cc7\" }\n",
+            "classification = \"internal\"\n",
+            "classification = \"public\"\nlf_tags = { cost_center = \"cc7\" }\n",
         )
     });
     let mut spec = spec("customer_churn_scores");

@@ -324,19 +324,24 @@ fn read_location(mp: &MeshProject, py: &Path, location: &str) -> Option<(u64, u6
     ))
 }
 
+/// The LF tags on the product's table (and its columns), and on its database.
 fn lf_tags(
     mp: &MeshProject,
-) -> aws_sdk_lakeformation::operation::get_resource_lf_tags::GetResourceLfTagsOutput {
+) -> (
+    aws_sdk_lakeformation::operation::get_resource_lf_tags::GetResourceLfTagsOutput,
+    Vec<aws_sdk_lakeformation::types::LfTagPair>,
+) {
     let (s, db) = (mp.settings.clone(), mp.products_db.clone());
     aws::block_on(async move {
-        use aws_sdk_lakeformation::types::{Resource, TableResource};
+        use aws_sdk_lakeformation::types::{DatabaseResource, Resource, TableResource};
         let lf = aws::lakeformation_client(&s).await.unwrap();
-        lf.get_resource_lf_tags()
+        let table = lf
+            .get_resource_lf_tags()
             .resource(
                 Resource::builder()
                     .table(
                         TableResource::builder()
-                            .database_name(db)
+                            .database_name(&db)
                             .name(TABLE)
                             .build()
                             .unwrap(),
@@ -346,7 +351,19 @@ fn lf_tags(
             .show_assigned_lf_tags(true)
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        let database = lf
+            .get_resource_lf_tags()
+            .resource(
+                Resource::builder()
+                    .database(DatabaseResource::builder().name(&db).build().unwrap())
+                    .build(),
+            )
+            .show_assigned_lf_tags(true)
+            .send()
+            .await
+            .unwrap();
+        (table, database.lf_tag_on_database.unwrap_or_default())
     })
 }
 
@@ -547,12 +564,14 @@ fn a_run_registers_its_product_and_snapshots_in_glue_tags_them_and_announces_the
     }
 
     // Lake Formation tags: database and table from the job, columns from the contract.
-    let tags = lf_tags(&mp);
+    let (tags, db_tags) = lf_tags(&mp);
     let on_table = pairs(tags.lf_tags_on_table());
     assert_eq!(on_table["domain"], ["customer"]);
     assert_eq!(on_table["data_product"], [PRODUCT]);
     assert_eq!(on_table["classification"], ["internal"]);
-    let on_db = pairs(tags.lf_tag_on_database());
+    // The database carries the domain (its products' data_product and classification
+    // differ, so those are on each table only).
+    let on_db = pairs(&db_tags);
     assert_eq!(on_db["domain"], ["customer"], "{on_db:?}");
     let columns: BTreeMap<String, BTreeMap<String, Vec<String>>> = tags
         .lf_tags_on_columns()
@@ -599,13 +618,17 @@ fn a_run_registers_its_product_and_snapshots_in_glue_tags_them_and_announces_the
     assert_eq!(rec.event_id.as_deref(), e["id"].as_str());
 }
 
-/// A model variant: `b` moves the risk bands (other scores' bands, another run id).
-fn set_model(mp: &MeshProject, b: bool) {
+/// A model variant: `v` > 0 moves the first risk band's bound (other risk bands, another
+/// run id: a re-publish of the same as-of); 0 is the model as shipped.
+fn set_model(mp: &MeshProject, v: u32) {
     let f = mp.t.path().join("models/churn_xgb/model.toml");
     let text = std::fs::read_to_string(crate::features::repo().join("models/churn_xgb/model.toml"))
         .unwrap();
-    let text = if b {
-        text.replace("below = 0.8719", "below = 0.5")
+    let text = if v > 0 {
+        text.replace(
+            "below = 0.8719",
+            &format!("below = {}", 0.5 + 0.01 * v as f64),
+        )
     } else {
         text
     };
@@ -618,10 +641,11 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
     let Some(m) = moto() else { return };
     let Some(py) = python() else { return };
     let mp = MeshProject::new(m, 200);
-    set_model(&mp, false);
+    set_model(&mp, 0);
     let (code, out) = mp.run(&[]);
     assert_eq!(code, 0, "{out}");
     let customers = mp.manifest().rows;
+    let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
     // What a reader of the Glue partition sees: always one whole committed run.
     let check = |when: &str| {
         let Some(loc) = mp.partition_location() else {
@@ -635,18 +659,54 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
         );
         bands
     };
+    // The partition, the manifest and latest agree on one committed run.
+    let agree = |when: &str| {
+        let m = mp.manifest();
+        assert_eq!(
+            mp.partition_location(),
+            Some(format!(
+                "{}/{}/",
+                mp.store_uri,
+                c360::offline::run_prefix(&partition, &m)
+            )),
+            "{when}: the partition names the committed manifest's run"
+        );
+        assert_eq!(
+            mp.latest_run().as_deref(),
+            Some(m.run_id.as_str()),
+            "{when}"
+        );
+    };
     check("after the first publish");
+    // Whether a run is in its publish step now (its ledger says so).
+    let publishing = || {
+        let st = mp.store();
+        st.list("runs/churn_weekly").unwrap().iter().any(|o| {
+            o.key.ends_with("/run.json")
+                && st.get(&o.key).ok().is_some_and(|b| {
+                    let l: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                    l["status"] == "running"
+                        && l["steps"].as_array().is_some_and(|s| {
+                            s.iter()
+                                .any(|s| s["name"] == "publish" && s["status"] == "running")
+                        })
+                })
+        })
+    };
+    // Each kill stops a re-publish (a new model variant: a new run id) at a point spread over
+    // the commit: a 1.5 s pause after one stage (parts written, manifest committed, Glue
+    // partition moved, latest moved) widens that moment, and the kill lands at a
+    // pseudo-random offset into it; every sixth is killed before its publish even starts.
     let stages = [
         "commit.parts",
         "publish.manifest",
         "publish.catalog",
         "publish.latest",
     ];
-    let mut seen_moves = 0;
+    let mut moves = 0;
     let mut kills = 0;
-    for i in 0..12u64 {
-        let variant = i % 2 == 0;
-        set_model(&mp, variant);
+    for i in 0..12u32 {
+        set_model(&mp, i + 1);
         let stage = stages[(i % 4) as usize];
         let before = mp.partition_location();
         let mut child =
@@ -657,28 +717,34 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-        // Killed at a point spread over the run (a pseudo-random delay), read meanwhile.
-        let delay = Duration::from_millis(500 + (i * 7919) % 4000);
-        let t0 = Instant::now();
-        while t0.elapsed() < delay {
-            check(&format!("kill {i} ({stage}), during the run"));
-            if child.try_wait().unwrap().is_some() {
-                break;
+        let offset = Duration::from_millis(((i as u64 * 7919) % 1400) + 50);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        if i % 6 != 5 {
+            while !publishing() && child.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "kill {i}: the run never reached publish"
+                );
+                check(&format!("kill {i} ({stage}), before its publish"));
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(150));
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < offset && child.try_wait().unwrap().is_none() {
+            check(&format!("kill {i} ({stage}), during its publish"));
+            std::thread::sleep(Duration::from_millis(40));
         }
         if child.try_wait().unwrap().is_none() {
             kills += 1;
         }
         let _ = child.kill();
         let _ = child.wait();
-        let bands = check(&format!("kill {i} ({stage}), after the kill"));
-        // The partition moved only to a committed manifest's run.
+        check(&format!("kill {i} ({stage}), after the kill"));
         let now = mp.partition_location();
         if now != before {
-            seen_moves += 1;
+            moves += 1;
+            // Moved only to a committed manifest's run.
             let m = mp.manifest();
-            let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
             assert_eq!(
                 now,
                 Some(format!(
@@ -689,23 +755,11 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
                 "kill {i}: the partition names the committed manifest's run"
             );
         }
-        let _ = bands;
-        // Every third kill is resumed to the end: the partition, the manifest and latest
-        // agree on the resumed run.
+        // Every third kill is resumed to the end (the same run id: it resumes).
         if i % 3 == 2 {
             let (code, out) = mp.run(&[]);
             assert_eq!(code, 0, "resume after kill {i}: {out}");
-            let m = mp.manifest();
-            assert_eq!(mp.latest_run().as_deref(), Some(m.run_id.as_str()));
-            let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
-            assert_eq!(
-                mp.partition_location(),
-                Some(format!(
-                    "{}/{}/",
-                    mp.store_uri,
-                    c360::offline::run_prefix(&partition, &m)
-                ))
-            );
+            agree(&format!("resume after kill {i}"));
             check(&format!("resume after kill {i}"));
         }
     }
@@ -713,14 +767,16 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
         kills >= 10,
         "only {kills} runs were killed before they ended"
     );
-    assert!(seen_moves >= 1, "no kill let a re-publish through");
-    // Finally each variant to its end: the reader sees that variant's risk bands.
-    for b in [true, false] {
-        set_model(&mp, b);
+    assert!(
+        moves >= 1,
+        "no killed re-publish got as far as moving the partition"
+    );
+    // Finally two more variants to their end: the reader sees each one's risk bands.
+    for v in [20, 40] {
+        set_model(&mp, v);
         let (code, out) = mp.run(&[]);
         assert_eq!(code, 0, "{out}");
-        let m = mp.manifest();
-        assert_eq!(mp.latest_run().as_deref(), Some(m.run_id.as_str()));
+        agree("the final publish");
         let df = c360::product::read_latest(&mp.store(), PRODUCT).unwrap().1;
         let mut want: Vec<String> = df
             .column("risk_band")
@@ -790,7 +846,7 @@ fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_la
     // An unreachable Glue endpoint: the run fails naming Glue; nothing moved. Once with the
     // sources read through Glue, once with them read from S3 directly (the same objects: the
     // catalog's schema check refuses before any part is written).
-    set_model(&mp, true);
+    set_model(&mp, 7);
     let down = cfg.replace(
         "[aws]\n",
         "[aws]\nglue_endpoint_url = \"http://127.0.0.1:1\"\nmax_attempts = 2\n",
@@ -823,7 +879,7 @@ fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_la
     assert_ne!(mp.latest_run().as_deref(), Some(good_run.as_str()));
 }
 
-/// `c360 validate` names every bad `[catalog]` / `[events]` key and every bad tag of the
+/// `c360 validate` names every bad `[catalog]` / `[events]` key, and every bad tag of the
 /// job's tag set, with the fix (no AWS call: no moto needed).
 #[test]
 fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
@@ -833,23 +889,18 @@ fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
             "classification = \"internal\"\ncolumn_classification = { churn_score = \"public\", email = \"confidential\" }\nlf_tags = { domain = \"x\", \"bad*key\" = \"v\", cost_center = \"cx 42\" }",
         )
     });
-    let cfg = std::fs::read_to_string(t.path().join("c360.toml")).unwrap()
-        + "[catalog]\nkind = \"glue\"\nproducts_database = \"Customer-Products\"\ncatalog_id = \"12345\"\n[events]\nkind = \"eventbridge\"\nbus_name = \"products bus\"\nsource = \"aws.c360\"\n";
-    std::fs::write(t.path().join("c360.toml"), cfg).unwrap();
-    let out = t.cmd().arg("validate").output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let validate = |t: &TestProject| {
+        let out = t.cmd().arg("validate").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        err
+    };
+    // The job's tag set (the config is fine).
+    let err = validate(&t);
     for needle in [
-        "catalog.products_database: \"Customer-Products\" is not a Glue database name",
-        "catalog.catalog_id: \"12345\" is not an AWS account id",
-        // The store is on local disk: a Glue catalog cannot point engines at it.
-        "[catalog]",
-        "s3://",
         "product.column_classification.email: the product has no column \"email\"",
         "product.lf_tags.domain: c360 sets the tag \"domain\" itself",
         "product.lf_tags.bad*key: \"bad*key\" is not a Lake Formation tag key",
-        "[events]",
-        "bus_name",
     ] {
         assert!(err.contains(needle), "{needle} in {err}");
     }
@@ -861,4 +912,18 @@ fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
         !err.contains("churn_score"),
         "a real column is not reported: {err}"
     );
+    // c360.toml: every catalog and event problem at once.
+    let cfg = std::fs::read_to_string(t.path().join("c360.toml")).unwrap()
+        + "[catalog]\nkind = \"glue\"\nproducts_database = \"Customer-Products\"\ncatalog_id = \"12345\"\n[events]\nkind = \"eventbridge\"\nbus_name = \"products bus\"\nsource = \"aws.c360\"\n";
+    std::fs::write(t.path().join("c360.toml"), cfg).unwrap();
+    let err = validate(&t);
+    for needle in [
+        "catalog.products_database: \"Customer-Products\" is not a Glue database name",
+        "catalog.catalog_id: \"12345\" is not an AWS account id",
+        // The store is on local disk: Glue tables cannot point at it.
+        "[catalog]: kind = \"glue\" needs [store] uri = \"s3://...\"",
+        "[events]: bus_name = \"products bus\" is neither an event bus name",
+    ] {
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
 }
