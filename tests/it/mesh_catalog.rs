@@ -205,7 +205,7 @@ fn run_prefix(uri: &str, spec: &ProductSpec, m: &Manifest) -> String {
     )
 }
 
-type Tags = BTreeMap<String, Vec<String>>;
+pub type Tags = BTreeMap<String, Vec<String>>;
 
 fn tag_map(pairs: &[aws_sdk_lakeformation::types::LfTagPair]) -> Tags {
     pairs
@@ -222,7 +222,7 @@ fn tags(pairs: &[(&str, &str)]) -> Tags {
 }
 
 /// (database tags, table tags, column → tags) read back with GetResourceLFTags.
-fn lf_tags_of(
+pub fn lf_tags_of(
     m: &Moto,
     db: &str,
     table: &str,

@@ -5,7 +5,6 @@
 //! killed between the stages of the commit, read meanwhile by an independent reader
 //! (DuckDB over exactly the objects under the Glue partition's location), and bad input.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use c360::pipeline::{Ledger, RunStatus};
 use c360::store::{ObjectStore, S3Store};
 
 use crate::aws::{moto, unique, Moto};
+use crate::mesh_catalog::lf_tags_of;
 use crate::pipeline::{python, TestProject};
 
 const PRODUCT: &str = "customer_churn_scores";
@@ -324,55 +324,6 @@ fn read_location(mp: &MeshProject, py: &Path, location: &str) -> Option<(u64, u6
     ))
 }
 
-/// The LF tags on the product's table (and its columns), and on its database.
-fn lf_tags(
-    mp: &MeshProject,
-) -> (
-    aws_sdk_lakeformation::operation::get_resource_lf_tags::GetResourceLfTagsOutput,
-    Vec<aws_sdk_lakeformation::types::LfTagPair>,
-) {
-    let (s, db) = (mp.settings.clone(), mp.products_db.clone());
-    aws::block_on(async move {
-        use aws_sdk_lakeformation::types::{DatabaseResource, Resource, TableResource};
-        let lf = aws::lakeformation_client(&s).await.unwrap();
-        let table = lf
-            .get_resource_lf_tags()
-            .resource(
-                Resource::builder()
-                    .table(
-                        TableResource::builder()
-                            .database_name(&db)
-                            .name(TABLE)
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-            .show_assigned_lf_tags(true)
-            .send()
-            .await
-            .unwrap();
-        let database = lf
-            .get_resource_lf_tags()
-            .resource(
-                Resource::builder()
-                    .database(DatabaseResource::builder().name(&db).build().unwrap())
-                    .build(),
-            )
-            .show_assigned_lf_tags(true)
-            .send()
-            .await
-            .unwrap();
-        (table, database.lf_tag_on_database.unwrap_or_default())
-    })
-}
-
-fn pairs(tags: &[aws_sdk_lakeformation::types::LfTagPair]) -> BTreeMap<String, Vec<String>> {
-    tags.iter()
-        .map(|p| (p.tag_key.clone(), p.tag_values.clone()))
-        .collect()
-}
-
 #[test]
 fn a_run_registers_its_product_and_snapshots_in_glue_tags_them_and_announces_the_version() {
     let Some(m) = moto() else { return };
@@ -564,21 +515,14 @@ fn a_run_registers_its_product_and_snapshots_in_glue_tags_them_and_announces_the
     }
 
     // Lake Formation tags: database and table from the job, columns from the contract.
-    let (tags, db_tags) = lf_tags(&mp);
-    let on_table = pairs(tags.lf_tags_on_table());
+    let (on_db, on_table, columns) = lf_tags_of(m, &mp.products_db, TABLE, &names);
     assert_eq!(on_table["domain"], ["customer"]);
     assert_eq!(on_table["data_product"], [PRODUCT]);
     assert_eq!(on_table["classification"], ["internal"]);
     // The database carries the domain (its products' data_product and classification
     // differ, so those are on each table only).
-    let on_db = pairs(&db_tags);
     assert_eq!(on_db["domain"], ["customer"], "{on_db:?}");
-    let columns: BTreeMap<String, BTreeMap<String, Vec<String>>> = tags
-        .lf_tags_on_columns()
-        .iter()
-        .map(|c| (c.name.clone().unwrap_or_default(), pairs(c.lf_tags())))
-        .collect();
-    for (c, _, _) in &cols {
+    for c in names {
         let want = if c == "customer_id" {
             "confidential"
         } else {
@@ -909,7 +853,7 @@ fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
         "a valid tag is not reported: {err}"
     );
     assert!(
-        !err.contains("churn_score"),
+        !err.contains("column_classification.churn_score"),
         "a real column is not reported: {err}"
     );
     // c360.toml: every catalog and event problem at once.
