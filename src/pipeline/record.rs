@@ -156,8 +156,8 @@ pub struct PublishSummary {
     pub redone: Option<String>,
     /// What the central catalog (Glue) registered: database, table, partition location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catalog: Option<crate::mesh::CatalogRecord>,
+    pub catalog: Option<Box<crate::mesh::CatalogRecord>>,
     /// The product event: delivered (its id) or not (why; the version stays published).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<crate::mesh::EventRecord>,
+    pub event: Option<Box<crate::mesh::EventRecord>>,
 }

@@ -173,8 +173,8 @@ pub(super) fn publish(
         latest_moved: pubd.latest_moved,
         score_statistics: stats.clone(),
         redone: pubd.redone,
-        catalog: pubd.catalog,
-        event: pubd.event,
+        catalog: pubd.catalog.map(Box::new),
+        event: pubd.event.map(Box::new),
     };
     Ok((
         summary.clone(),

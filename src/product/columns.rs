@@ -248,7 +248,7 @@ pub fn product_spec(r: &ScoredRun<'_>) -> ProductSpec {
     for c in &mut columns {
         c.classification = def.column_classification_of(&c.name);
     }
-    let spec = ProductSpec {
+    ProductSpec {
         name: def.name.clone(),
         major: def.major,
         domain: def.domain.clone(),
@@ -262,8 +262,7 @@ pub fn product_spec(r: &ScoredRun<'_>) -> ProductSpec {
         columns,
         classification: def.classification,
         lf_tags: def.lf_tags.clone(),
-    };
-    spec
+    }
 }
 
 /// The contract's logical type of an included feature column.

@@ -591,7 +591,9 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
     let customers = mp.manifest().rows;
     let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
     // What a reader of the Glue partition sees: always one whole committed run.
+    let reads = std::cell::Cell::new(0u32);
     let check = |when: &str| {
+        reads.set(reads.get() + 1);
         let Some(loc) = mp.partition_location() else {
             panic!("{when}: the partition is no longer registered")
         };
@@ -707,6 +709,7 @@ fn republishing_moves_the_partition_only_after_commit_and_readers_never_see_a_mi
             check(&format!("resume after kill {i}"));
         }
     }
+    eprintln!("mesh kill test: {kills} of 12 re-publishes killed, {moves} after the partition moved; {} reads, each of one whole run", reads.get());
     assert!(
         kills >= 10,
         "only {kills} runs were killed before they ended"
