@@ -82,8 +82,14 @@ struct TableSpec {
     column_tags: BTreeMap<String, String>,
 }
 
-/// Which catalog and database an operation is on, for [`MeshError::Aws`].
-fn glue_err<E, R>(operation: &'static str, resource: String, e: &SdkError<E, R>) -> MeshError
+/// A failed Glue call as the mesh words it ([`MeshError::Aws`]): service, operation,
+/// resource (`table db.t`, `database db`), cause (no secrets) and the fix. Glue sources
+/// (`crate::source::glue`) word their failures the same way.
+pub(crate) fn glue_err<E, R>(
+    operation: &'static str,
+    resource: String,
+    e: &SdkError<E, R>,
+) -> MeshError
 where
     E: aws_sdk_glue::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -93,7 +99,7 @@ where
         operation,
         resource,
         message: format!(
-            "{} (check [aws] region, glue_endpoint_url or AWS_ENDPOINT_URL_GLUE, and the credentials' Glue permissions; the catalog was left as it was)",
+            "{}; check [aws] glue_endpoint_url (or AWS_ENDPOINT_URL_GLUE), region, credentials and their Glue permissions, and the network",
             crate::aws::error_text(e)
         ),
     }

@@ -30,7 +30,6 @@ use super::contract::{TableSpec, CONTRACT};
 use super::error::{Result, SourceError};
 use super::locate::Source;
 use crate::aws::{self, AwsSettings};
-use crate::mesh::MeshError;
 use crate::names::{key_problem, StoreUri};
 use crate::store::s3::Encryption;
 use crate::store::{ObjectMeta, ObjectStore, S3Store, StoreError};
@@ -227,16 +226,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    MeshError::Aws {
-        service: "Glue",
-        operation,
-        resource,
-        message: format!(
-            "{}; check [aws] glue_endpoint_url (or AWS_ENDPOINT_URL_GLUE), region, credentials and the network",
-            aws::error_text(e)
-        ),
-    }
-    .to_string()
+    crate::mesh::glue::glue_err(operation, resource, e).to_string()
 }
 
 /// Resolves every contract table; `Err`: every problem found (each names database and

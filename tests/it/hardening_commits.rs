@@ -18,7 +18,7 @@ use crate::service::{configure, wait_for, Http, Service, OPS};
 
 const PRODUCT: &str = "customer_churn_scores";
 
-fn spec(name: &str) -> ProductSpec {
+pub fn spec(name: &str) -> ProductSpec {
     let col = |n: &str, t: &str| ColumnDoc {
         name: n.into(),
         description: n.into(),
@@ -45,7 +45,7 @@ fn spec(name: &str) -> ProductSpec {
 }
 
 /// A publisher's frame: its own row count and scores, so a mix is visible.
-fn frame(rows: usize, tag: f64) -> DataFrame {
+pub fn frame(rows: usize, tag: f64) -> DataFrame {
     let ids: Vec<String> = (0..rows).map(|i| format!("C{i:07}")).collect();
     let scores: Vec<f64> = (0..rows).map(|i| tag + i as f64 * 1e-4).collect();
     df!("customer_id" => ids, "score" => scores).unwrap()

@@ -72,7 +72,7 @@ fn metric(name: &str, detail_type: &str) -> f64 {
 
 /// The bus, a queue, and a rule on the bus sending c360's two detail-types to the queue.
 /// Returns the queue URL.
-fn bus_with_queue(s: &AwsSettings, bus: &str) -> String {
+pub fn bus_with_queue(s: &AwsSettings, bus: &str) -> String {
     let (s, bus) = (s.clone(), bus.to_string());
     aws::block_on(async move {
         let eb = aws::eventbridge_client(&s).await.unwrap();

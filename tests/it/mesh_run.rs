@@ -97,52 +97,7 @@ impl MeshProject {
         });
         // The bus, and a queue that receives what the bus routes for source c360.
         let bus = format!("c360-{tag}");
-        let (s, b) = (settings.clone(), bus.clone());
-        let queue_url = aws::block_on(async move {
-            let cfg = aws::sdk_config(&s).await.unwrap();
-            let sqs = aws_sdk_sqs::Client::new(&cfg);
-            let url = sqs
-                .create_queue()
-                .queue_name(format!("q-{b}"))
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap();
-            let arn = sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes
-                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-                .clone();
-            let eb = aws::eventbridge_client(&s).await.unwrap();
-            eb.create_event_bus().name(&b).send().await.unwrap();
-            eb.put_rule()
-                .name("c360-products")
-                .event_bus_name(&b)
-                .event_pattern(r#"{"source":["c360"]}"#)
-                .send()
-                .await
-                .unwrap();
-            eb.put_targets()
-                .rule("c360-products")
-                .event_bus_name(&b)
-                .targets(
-                    aws_sdk_eventbridge::types::Target::builder()
-                        .id("queue")
-                        .arn(arn)
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .unwrap();
-            url
-        });
+        let queue_url = crate::mesh_events::bus_with_queue(&settings, &bus);
         let store_uri = format!("s3://{bucket}/c360");
         let products_db = format!("products_{tag}");
         let features_db = format!("features_{tag}");

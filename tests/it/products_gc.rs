@@ -7,49 +7,17 @@ use std::process::Output;
 
 use c360::mesh::{Catalog, CatalogRecord, MeshError, NoCatalog};
 use c360::offline::{self, ColumnInfo, Manifest};
-use c360::product::{self, ColumnDoc, GcError, GcOptions, KeepReason, Lineage, ProductSpec};
+use c360::product::{self, GcError, GcOptions, KeepReason, Lineage, ProductSpec};
 use c360::store::{LocalStore, ObjectStore};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use polars::prelude::*;
 use serde_json::json;
 
 use crate::features::c360;
+use crate::hardening_commits::{frame, spec};
 
 const P: &str = "gc_scores";
 const OTHER: &str = "gc_other";
-
-fn spec(name: &str) -> ProductSpec {
-    let col = |n: &str, t: &str| ColumnDoc {
-        name: n.into(),
-        description: n.into(),
-        logical_type: t.parse().unwrap(),
-        required: true,
-        allowed: vec![],
-        range: None,
-        classification: Default::default(),
-    };
-    ProductSpec {
-        name: name.parse().expect("a valid product name"),
-        major: 1,
-        domain: "marketing".into(),
-        owner: "team".into(),
-        description: "gc test product".into(),
-        consumers: vec!["crm".into()],
-        retention_days: 30,
-        freshness_days: 1,
-        schedule: "0 3 * * *".into(),
-        columns: vec![col("customer_id", "string"), col("score", "number")],
-        classification: Default::default(),
-        lf_tags: Default::default(),
-    }
-}
-
-/// A publisher's frame: its own row count and scores, so a mix-up is visible.
-fn frame(rows: usize, tag: f64) -> DataFrame {
-    let ids: Vec<String> = (0..rows).map(|i| format!("C{i:07}")).collect();
-    let scores: Vec<f64> = (0..rows).map(|i| tag + i as f64 * 1e-4).collect();
-    df!("customer_id" => ids, "score" => scores).unwrap()
-}
 
 fn date(s: &str) -> NaiveDate {
     s.parse().unwrap()
