@@ -829,3 +829,38 @@ fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
         assert!(err.contains(needle), "{needle} in {err}");
     }
 }
+
+/// Without `[aws] endpoint_url`, the SDK's per-service variables (`AWS_ENDPOINT_URL_S3`,
+/// `_GLUE`, `_LAKEFORMATION`, `_EVENTBRIDGE`: how a VPC's interface endpoints are often given)
+/// reach every service a run calls.
+#[test]
+fn the_sdk_endpoint_variables_reach_every_service_of_a_run() {
+    let Some(m) = moto() else { return };
+    let mp = MeshProject::new(m, 150);
+    let cfg_path = mp.t.path().join("c360.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let line = format!("endpoint_url = \"{}\"\n", m.endpoint);
+    assert!(cfg.contains(&line));
+    std::fs::write(&cfg_path, cfg.replacen(&line, "", 1)).unwrap();
+    let vars = [
+        ("AWS_ENDPOINT_URL_S3", m.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_GLUE", m.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_LAKEFORMATION", m.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_EVENTBRIDGE", m.endpoint.as_str()),
+    ];
+    let (code, out) = mp.run(&vars);
+    assert_eq!(code, 0, "{out}");
+    let m1 = mp.manifest();
+    let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
+    assert_eq!(
+        mp.partition_location(),
+        Some(format!(
+            "{}/{}/",
+            mp.store_uri,
+            c360::offline::run_prefix(&partition, &m1)
+        ))
+    );
+    let events = mp.events(10);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["run_id"], m1.run_id.as_str());
+}
