@@ -21,7 +21,12 @@ pub(super) fn collect_and_gate(
     output_prefix: &str,
 ) -> Result<(DataFrame, GateStats)> {
     let st = p.store.as_ref();
-    let gate = |m: String| PipelineError::Gate(m);
+    // Every refusal is announced on the event bus (without statistics: they are not
+    // computed yet), then returned.
+    let gate = |m: String| {
+        announce_refusal(p, &m, None);
+        PipelineError::Gate(m)
+    };
     let inputs: Vec<_> = st
         .list(input_prefix)?
         .into_iter()
@@ -148,13 +153,6 @@ pub(super) fn collect_and_gate(
             .and_then(|s| s.get("mean"))
             .and_then(|v| v.as_f64())
     });
-    if let (Some(max), Some(prev)) = (g.max_mean_shift, previous_mean) {
-        if (mean - prev).abs() > max {
-            return Err(gate(format!(
-                "mean score moved from {prev:.4} to {mean:.4} (more than max_mean_shift {max})"
-            )));
-        }
-    }
     let mut bands: BTreeMap<String, u64> = BTreeMap::new();
     for v in score.into_no_null_iter() {
         if let Some(b) = p.spec.risk_band(v) {
@@ -174,28 +172,36 @@ pub(super) fn collect_and_gate(
         previous_mean,
         risk_bands: bands,
     };
+    if let (Some(max), Some(prev)) = (g.max_mean_shift, previous_mean) {
+        if (mean - prev).abs() > max {
+            let reason = format!(
+                "mean score moved from {prev:.4} to {mean:.4} (more than max_mean_shift {max})"
+            );
+            announce_refusal(p, &reason, Some(&stats));
+            return Err(PipelineError::Gate(reason));
+        }
+    }
     Ok((df, stats))
 }
 
-/// A refused version is announced on the event bus (`Data Product Version Refused`), then
-/// the error goes on as it was; any other error passes through untouched. The event's fate
-/// is logged (the run fails either way).
-pub(super) fn announce_refusal(p: &Prepared, e: PipelineError) -> PipelineError {
-    if let PipelineError::Gate(reason) = &e {
-        let event = crate::mesh::ProductEvent::Refused(crate::mesh::VersionRefused {
-            product: p.job.product.name.to_string(),
-            major: p.job.product.major,
-            as_of: p.as_of,
-            run_id: p.run_id.clone(),
-            reason: reason.clone(),
-            score_statistics: serde_json::Value::Null,
-        });
-        if let Some(r) = p.mesh.events.send(&event) {
-            match &r.error {
-                None => tracing::info!(event_id = ?r.event_id, "refusal announced"),
-                Some(err) => tracing::warn!(error = %err, "the refusal event was not delivered"),
-            }
+/// Announces a refused version on the event bus (`Data Product Version Refused`, with the
+/// score statistics when they were computed); the event's fate is logged (the run fails
+/// either way, and nothing is published).
+fn announce_refusal(p: &Prepared, reason: &str, stats: Option<&GateStats>) {
+    let event = crate::mesh::ProductEvent::Refused(crate::mesh::VersionRefused {
+        product: p.job.product.name.to_string(),
+        major: p.job.product.major,
+        as_of: p.as_of,
+        run_id: p.run_id.clone(),
+        reason: reason.to_string(),
+        score_statistics: stats
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_default(),
+    });
+    if let Some(r) = p.mesh.events.send(&event) {
+        match &r.error {
+            None => tracing::info!(event_id = ?r.event_id, "refusal announced"),
+            Some(err) => tracing::warn!(error = %err, "the refusal event was not delivered"),
         }
     }
-    e
 }

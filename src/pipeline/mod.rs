@@ -211,8 +211,7 @@ fn run_steps(run: &mut steps::Run<'_>) -> Result<Option<PublishSummary>> {
     })?;
     let mut checked = None;
     run.step(Step::Gates, "checking the scores", |r| {
-        let (df, stats) = gates::collect_and_gate(r.p, &input, &output)
-            .map_err(|e| gates::announce_refusal(r.p, e))?;
+        let (df, stats) = gates::collect_and_gate(r.p, &input, &output)?;
         let n = df.height() as u64;
         checked = Some((df, stats.clone()));
         Ok(((), Some(n), StepDetail::Gates(stats)))

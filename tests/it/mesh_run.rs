@@ -775,6 +775,42 @@ fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_la
     }
     std::fs::write(&cfg_path, &cfg).unwrap();
     unchanged("an unreachable Glue endpoint");
+    // A gate refuses a version: nothing is published, and the refusal is announced with the
+    // statistics the gate judged.
+    let good_mean = mp.manifest().extra["score_statistics"]["mean"].clone();
+    assert!(job.contains("max_mean_shift = 0.9"), "{job}");
+    std::fs::write(
+        &job_path,
+        job.replace("max_mean_shift = 0.9", "max_mean_shift = 0.0"),
+    )
+    .unwrap();
+    let _ = mp.events(1);
+    let out =
+        mp.t.cmd()
+            .args(["run", "churn_weekly", "--as-of", "2024-07-07"])
+            .output()
+            .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    unchanged("a gate's refusal");
+    let events = mp.events(10);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail-type"], "Data Product Version Refused");
+    let d = &events[0]["detail"];
+    assert_eq!(
+        (
+            d["product"].as_str(),
+            d["major"].as_u64(),
+            d["as_of"].as_str()
+        ),
+        (Some(PRODUCT), Some(1), Some("2024-07-07"))
+    );
+    assert!(
+        d["reason"].as_str().unwrap().contains("max_mean_shift 0"),
+        "{d}"
+    );
+    assert_eq!(d["score_statistics"]["previous_mean"], good_mean, "{d}");
+    assert!(d["score_statistics"]["mean"].as_f64().is_some(), "{d}");
+    std::fs::write(&job_path, &job).unwrap();
     // Once Glue is back, the same run goes through and moves both.
     let (code, out) = mp.run(&[]);
     assert_eq!(code, 0, "{out}");
