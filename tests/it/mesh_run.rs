@@ -900,3 +900,96 @@ fn the_sdk_endpoint_variables_reach_every_service_of_a_run() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["detail"]["run_id"], m1.run_id.as_str());
 }
+
+/// A store written before run directories (parts at the partition root, no checksums):
+/// `c360 catalog sync` registers its committed partitions at the partition root, which an
+/// engine lists as exactly the committed parts (`_manifest.json` is skipped by name).
+#[test]
+fn catalog_sync_registers_an_old_layout_store_at_its_partition_roots() {
+    let Some(m) = moto() else { return };
+    let mp = MeshProject::new(m, 50);
+    let old = crate::common::fixture_dir().join("old_layout_store");
+    let st = mp.store();
+    let mut stack = vec![old.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap() != "README.md" {
+                let key = p
+                    .strip_prefix(&old)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                st.put(&key, &std::fs::read(&p).unwrap()).unwrap();
+            }
+        }
+    }
+    let out = mp.t.cmd().args(["catalog", "sync"]).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // The product predates contracts and no job of this project publishes it: it cannot be
+    // described, so it fails alone (named, with the fix); the snapshot is registered.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("product old_scores v1 as_of=2024-09-29")
+            && text.contains("no spec")
+            && text.contains("c360 run JOB"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 registered, 0 unchanged, 1 failed"),
+        "{text}"
+    );
+    let (g, db) = (mp.glue(), mp.features_db.clone());
+    let loc = aws::block_on(async move {
+        g.get_partition()
+            .database_name(db)
+            .table_name("rfm_v1")
+            .partition_values("2024-09-29")
+            .send()
+            .await
+            .unwrap()
+            .partition
+            .unwrap()
+            .storage_descriptor
+            .unwrap()
+            .location
+            .unwrap()
+    });
+    assert_eq!(
+        loc,
+        format!("{}/features/rfm/v1/as_of=2024-09-29/", mp.store_uri),
+        "{text}"
+    );
+    if let Some(py) = python() {
+        let key = loc.strip_prefix(&format!("{}/", mp.store_uri)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for o in st.list(key.trim_end_matches('/')).unwrap() {
+            let name = o.key.rsplit('/').next().unwrap().to_string();
+            if !name.starts_with('_') && !name.starts_with('.') {
+                std::fs::write(dir.path().join(&name), st.get(&o.key).unwrap()).unwrap();
+            }
+        }
+        let m = c360::offline::read_manifest(&st, "features/rfm/v1/as_of=2024-09-29")
+            .unwrap()
+            .unwrap();
+        let sql = format!(
+            "select count(*) from read_parquet('{}/*.parquet')",
+            dir.path().display()
+        );
+        let out = Command::new(py)
+            .args([
+                "-c",
+                "import duckdb,sys; print(duckdb.sql(sys.argv[1]).fetchone()[0])",
+                &sql,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            m.rows.to_string()
+        );
+    }
+}

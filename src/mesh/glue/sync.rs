@@ -100,28 +100,42 @@ pub fn sync(
         each(&line);
         report.lines.push(line);
     };
-    let entries = product::list(store)?;
+    // Every product with a catalog entry, and every one with a committed version (stores
+    // written before catalog entries have none).
+    let mut names: std::collections::BTreeSet<String> =
+        product::list(store)?.into_iter().map(|e| e.name).collect();
+    for o in store.list(layout::PRODUCTS)? {
+        if layout::parse_manifest_key(&o.key).is_some() {
+            if let Some(n) = o
+                .key
+                .strip_prefix(&format!("{}/", layout::PRODUCTS))
+                .and_then(|r| r.split('/').next())
+            {
+                names.insert(n.to_string());
+            }
+        }
+    }
     if let Some(p) = product {
-        if !entries.iter().any(|e| e.name == p) {
+        if !names.contains(p) {
             return Err(SyncError::NoProduct(p.to_string()));
         }
     }
-    for e in entries
+    for name in names
         .iter()
-        .filter(|e| product.is_none_or(|p| p == e.name))
+        .filter(|n| product.is_none_or(|p| p == n.as_str()))
     {
-        let spec = match spec_of(&e.name) {
+        let spec = match spec_of(name) {
             Some(s) => Ok(s),
-            None => read_contract(store, &e.name),
+            None => read_contract(store, name),
         };
-        for (major, as_of) in product::versions(store, &e.name)? {
-            let what = format!("product {} v{major} as_of={as_of}", e.name);
+        for (major, as_of) in product::versions(store, name)? {
+            let what = format!("product {name} v{major} as_of={as_of}");
             let outcome = match &spec {
                 Err(msg) => Err(msg.clone()),
                 Ok(spec) => {
                     let mut spec = spec.clone();
                     spec.major = major;
-                    let prefix = product::partition_prefix(&e.name, major, as_of);
+                    let prefix = product::partition_prefix(name, major, as_of);
                     match offline::read_manifest(store, &prefix)? {
                         None => continue,
                         Some(m) => catalog
@@ -172,7 +186,7 @@ pub fn sync(
 fn read_contract(store: &dyn ObjectStore, name: &str) -> std::result::Result<ProductSpec, String> {
     let key = layout::product_contract(name);
     let bytes = store.get(&key).map_err(|e| {
-        format!("no spec: the project has no job publishing {name}, and its contract is unreadable ({e}); run from the project that publishes it")
+        format!("no spec: the project has no job publishing {name}, and its contract is unreadable ({e}): run from the project whose jobs/ publishes it, or re-publish it there (`c360 run JOB`), which writes the contract")
     })?;
     let text = String::from_utf8_lossy(&bytes);
     spec_from_contract(&text).map_err(|e| format!("{key}: {e}"))
