@@ -15,6 +15,7 @@ use c360::store::{ObjectStore, S3Store};
 
 use crate::aws::{moto, unique, Moto};
 use crate::mesh_catalog::lf_tags_of;
+use crate::mesh_sources::{create_database, create_table, glue};
 use crate::pipeline::{python, TestProject};
 
 const PRODUCT: &str = "customer_churn_scores";
@@ -57,44 +58,12 @@ impl MeshProject {
             )
             .unwrap();
         }
-        let (s, db, root) = (settings.clone(), src_db.clone(), src_root.clone());
-        aws::block_on(async move {
-            use aws_sdk_glue::types::{DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
-            let g = aws::glue_client(&s).await.unwrap();
-            g.create_database()
-                .database_input(DatabaseInput::builder().name(&db).build().unwrap())
-                .send()
-                .await
-                .unwrap();
-            for table in TABLES {
-                let sd = StorageDescriptor::builder()
-                    .location(format!("{root}/{table}/"))
-                    .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
-                    .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
-                    .serde_info(
-                        SerDeInfo::builder()
-                            .serialization_library(
-                                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-                            )
-                            .build(),
-                    )
-                    .build();
-                g.create_table()
-                    .database_name(&db)
-                    .table_input(
-                        TableInput::builder()
-                            .name(table)
-                            .table_type("EXTERNAL_TABLE")
-                            .parameters("classification", "parquet")
-                            .storage_descriptor(sd)
-                            .build()
-                            .unwrap(),
-                    )
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        });
+        let g = glue(m);
+        create_database(&g, &src_db);
+        for table in TABLES {
+            let location = format!("{src_root}/{table}/");
+            create_table(&g, &src_db, table, &location, Some("parquet"), &[]);
+        }
         // The bus, and a queue that receives what the bus routes for source c360.
         let bus = format!("c360-{tag}");
         let queue_url = crate::mesh_events::bus_with_queue(&settings, &bus);
@@ -742,8 +711,52 @@ fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_la
         .events(2)
         .iter()
         .all(|e| e["detail-type"] != "Data Product Version Published"));
-    // The same change under a new major is a new table: accepted.
     std::fs::write(&job_path, job.clone()).unwrap();
+
+    // A producer table missing from the Glue database, then one whose location is not on
+    // S3: each named with its database, nothing moves.
+    let g = glue(m);
+    let drop_orders = || {
+        let (g, db) = (g.clone(), mp.src_db.clone());
+        aws::block_on(async move {
+            g.delete_table()
+                .database_name(db)
+                .name("orders")
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    set_model(&mp, 3);
+    drop_orders();
+    let (code, out) = mp.run(&[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&mp.src_db) && out.contains("orders"), "{out}");
+    unchanged("a source table missing from Glue");
+    create_table(
+        &g,
+        &mp.src_db,
+        "orders",
+        "hdfs://namenode/warehouse/orders/",
+        Some("parquet"),
+        &[],
+    );
+    let (code, out) = mp.run(&[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&mp.src_db) && out.contains("orders") && out.contains("hdfs://"),
+        "{out}"
+    );
+    unchanged("a source table not on S3");
+    drop_orders();
+    create_table(
+        &g,
+        &mp.src_db,
+        "orders",
+        &format!("{}/orders/", mp.src_root),
+        Some("parquet"),
+        &[],
+    );
 
     // An unreachable Glue endpoint: the run fails naming Glue; nothing moved. Once with the
     // sources read through Glue, once with them read from S3 directly (the same objects: the

@@ -5,7 +5,6 @@
 //! Then the refusals: a missing table, non-S3 locations, an unknown database, an
 //! unreachable endpoint, a malformed URI.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_glue::types::{
     Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
@@ -16,6 +15,7 @@ use c360::source::Source;
 use c360::store::{ObjectStore, S3Store};
 use polars::prelude::*;
 
+use crate::aws::unique;
 use crate::aws::{moto, Moto};
 use crate::pipeline::TestProject;
 
@@ -23,22 +23,13 @@ const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetH
 const PARQUET_IN: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
 const PARQUET_OUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
 
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn glue(m: &Moto) -> aws_sdk_glue::Client {
+pub fn glue(m: &Moto) -> aws_sdk_glue::Client {
     let s = m.settings();
     aws::block_on(async move { aws::glue_client(&s).await.unwrap() })
 }
 
 /// Creates a database.
-fn create_database(g: &aws_sdk_glue::Client, db: &str) {
+pub fn create_database(g: &aws_sdk_glue::Client, db: &str) {
     let (g, db) = (g.clone(), db.to_string());
     aws::block_on(async move {
         g.create_database()
@@ -51,7 +42,7 @@ fn create_database(g: &aws_sdk_glue::Client, db: &str) {
 
 /// Registers an external table at `location`; `classification`: the parameter (else the
 /// format comes from the Parquet SerDe); `partition_keys`: string partition keys.
-fn create_table(
+pub fn create_table(
     g: &aws_sdk_glue::Client,
     db: &str,
     table: &str,
