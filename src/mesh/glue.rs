@@ -419,6 +419,27 @@ impl Inner {
 
     /// Refuses `ts` when it is not an additive change of the registered `t`.
     fn check(ts: &TableSpec, t: &Table) -> Result<()> {
+        // The table must be this product's (or snapshot's): names are made Glue-safe, so
+        // `Churn-Scores` and `churn_scores` share one table name, and two stores may share a
+        // database. Never take over another's table.
+        let at = t
+            .storage_descriptor()
+            .and_then(|sd| sd.location())
+            .unwrap_or("");
+        if at.trim_end_matches('/') != ts.location.trim_end_matches('/') {
+            let owner = t
+                .parameters()
+                .and_then(|p| p.get("data_product"))
+                .map(String::as_str)
+                .unwrap_or("unknown");
+            return Err(MeshError::Conflict {
+                table: format!("{}.{}", ts.database, ts.table),
+                message: format!(
+                    "it is registered at {at:?} (data_product {owner}), not at {} where {} v{} is: two products or stores map to this table name; rename the product, or give this store its own [catalog] products_database / features_database",
+                    ts.location, ts.name, ts.major
+                ),
+            });
+        }
         let registered: Vec<(String, String)> = t
             .storage_descriptor()
             .map(|sd| sd.columns())

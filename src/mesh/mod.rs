@@ -54,6 +54,10 @@ pub enum MeshError {
         major: u32,
         message: String,
     },
+    /// The Glue table a product (or snapshot) maps to is registered for another location:
+    /// two products whose names map to one table name, or two stores in one database.
+    #[error("Glue table {table}: {message}")]
+    Conflict { table: String, message: String },
     /// A column's type has no Glue (Hive) equivalent.
     #[error("{table}: column {column} has type {dtype}, which has no Glue type")]
     UnsupportedType {

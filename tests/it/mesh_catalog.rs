@@ -908,3 +908,47 @@ fn a_lake_formation_failure_leaves_the_previous_version_registered() {
     let rec = cat.register_product(&store, &spec, &m2).unwrap().unwrap();
     assert_eq!(rec.location, run_prefix(&uri, &spec, &m2));
 }
+
+/// Two products whose names map to one Glue table name (`churn-scores` and `churn_scores`),
+/// or two stores sharing a database: the second never takes over the first's table.
+#[test]
+fn a_table_registered_for_another_location_is_never_taken_over() {
+    let Some(m) = moto() else { return };
+    let (store, uri, settings) = setup(m, false);
+    let db = settings.products_database.clone().unwrap();
+    let cat = GlueCatalog::new(&settings, &m.settings(), "proj", &uri).unwrap();
+    let d = day("2024-09-30");
+    let first = spec("churn_scores");
+    let m1 = publish(&store, &first, d, "run-one");
+    cat.register_product(&store, &first, &m1).unwrap().unwrap();
+    let other = spec("churn-scores");
+    let m2 = publish(&store, &other, d, "run-two");
+    for e in [
+        cat.check_product(&other, &m2.schema).unwrap_err(),
+        cat.register_product(&store, &other, &m2).unwrap_err(),
+    ] {
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "Glue table {db}.churn_scores_v1: it is registered at"
+            )) && text.contains("data_product churn_scores")
+                && text.contains("products/churn-scores/v1/")
+                && text.contains("rename the product"),
+            "{text}"
+        );
+    }
+    // The first product's partition is untouched.
+    assert_eq!(
+        partitions(m, &db, "churn_scores_v1"),
+        BTreeMap::from([("2024-09-30".to_string(), run_prefix(&uri, &first, &m1))])
+    );
+    // Another store with the same databases: refused too.
+    let (store2, uri2, _) = setup(m, false);
+    let cat2 = GlueCatalog::new(&settings, &m.settings(), "proj", &uri2).unwrap();
+    let m3 = publish(&store2, &first, d, "run-three");
+    let text = cat2
+        .register_product(&store2, &first, &m3)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains(&uri2) && text.contains(&uri), "{text}");
+}

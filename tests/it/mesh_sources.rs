@@ -5,7 +5,6 @@
 //! Then the refusals: a missing table, non-S3 locations, an unknown database, an
 //! unreachable endpoint, a malformed URI.
 
-
 use aws_sdk_glue::types::{
     Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
 };
