@@ -199,8 +199,23 @@ fn classify(e: &anyhow::Error) -> i32 {
                 P::Gate(_) => return exit::GATE_FAILED,
                 P::AsOf(_) => return exit::USAGE,
                 P::Features(fe) => return feature_code(fe),
+                // The catalog's refusals are classified with their cause, below.
+                P::Product(_) | P::Mesh(_) => {}
                 _ => return exit::FAILURE,
             }
+        }
+        if let Some(me) = cause.downcast_ref::<crate::mesh::MeshError>() {
+            use crate::mesh::MeshError as M;
+            return match me {
+                // A call that failed (unreachable, denied): try again later.
+                M::Aws { .. } => exit::FAILURE,
+                // What the definitions or settings ask cannot be registered: change them
+                // (bump the major, rename the product, fix [catalog]).
+                M::SchemaChange { .. }
+                | M::Conflict { .. }
+                | M::UnsupportedType { .. }
+                | M::Settings { .. } => exit::INVALID_DEFINITION,
+            };
         }
         if let Some(fe) = cause.downcast_ref::<FeatureError>() {
             return feature_code(fe);

@@ -700,7 +700,7 @@ fn bad_mesh_input_fails_clearly_and_the_previous_version_stays_registered_and_la
     )
     .unwrap();
     let (code, out) = mp.run(&[]);
-    assert_ne!(code, 0, "{out}");
+    assert_eq!(code, 3, "an invalid definition: {out}");
     assert!(
         out.contains("monetary_total") && out.contains("bump") && out.contains("major"),
         "{out}"
