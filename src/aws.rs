@@ -688,7 +688,17 @@ where
         }
         // The whole chain of causes (no request headers, so no signatures or keys).
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
-            let chain = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+            // Each cause's message, not the SDK's `Debug` dump of the whole error.
+            let mut parts: Vec<String> = vec![e.to_string()];
+            let mut src = std::error::Error::source(e);
+            while let Some(c) = src {
+                let text = c.to_string();
+                if parts.last() != Some(&text) && !text.is_empty() {
+                    parts.push(text);
+                }
+                src = c.source();
+            }
+            let chain = parts.join(": ");
             if chain.contains("credentials") {
                 format!("no usable AWS credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available): {chain}")
             } else {

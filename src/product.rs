@@ -82,10 +82,20 @@ pub enum ProductError {
         #[source]
         source: PolarsError,
     },
-    /// The catalog refused or could not take the version (nothing of it is latest).
-    #[error("product {product}: {source}")]
+    /// The catalog refused the version before any part of it was written, or could not
+    /// be asked.
+    #[error("{source}")]
     Catalog {
         product: String,
+        #[source]
+        source: crate::mesh::MeshError,
+    },
+    /// The version committed, but the catalog could not register it: it is not latest (the
+    /// previous version stays latest and registered); re-running the job finishes it.
+    #[error("{source}; product {product} as of {as_of} is committed but neither registered nor latest (the previous version stays both): re-run the job for {as_of} (`c360 run JOB --as-of {as_of}`) once the catalog answers, to finish the publish")]
+    Unregistered {
+        product: String,
+        as_of: NaiveDate,
         #[source]
         source: crate::mesh::MeshError,
     },
@@ -358,8 +368,14 @@ pub fn publish_to(
         product: spec.name.to_string(),
         source,
     };
+    let schema = offline::schema_of(df);
+    // Additive only within a major, with or without a central catalog: against the latest
+    // version of the same major, then against the catalog's table.
+    if let Some(e) = breaking_change(store, &spec.name, spec.major, &schema)? {
+        return Err(catalog_err(e));
+    }
     mesh.catalog
-        .check_product(spec, &offline::schema_of(df))
+        .check_product(spec, &schema)
         .map_err(catalog_err)?;
     let prefix = partition_prefix(&spec.name, spec.major, as_of);
     let existing = match offline::read_manifest_versioned(store, &prefix) {
@@ -405,7 +421,11 @@ pub fn publish_to(
     let catalog = mesh
         .catalog
         .register_product(store, spec, &manifest)
-        .map_err(catalog_err)?;
+        .map_err(|source| ProductError::Unregistered {
+            product: spec.name.to_string(),
+            as_of,
+            source,
+        })?;
     crate::failpoint::hit("publish.catalog");
     let latest_moved = move_latest(store, spec, &prefix, &manifest)?;
     crate::failpoint::hit("publish.latest");
@@ -429,8 +449,54 @@ pub fn publish_to(
     })
 }
 
-/// The `detail` of the event announcing a committed version.
-fn version_published(
+/// A change of the product's columns that its major does not allow, against the latest
+/// version when it is of the same major: a column of that version missing from `columns`,
+/// or (where `columns` gives a type, i.e. a non-empty `dtype`) retyped. Adding columns is
+/// fine. `None` when nothing is published, the latest is another major, or it cannot be
+/// read (a damaged `latest.json` is repaired by the publish; the catalog still checks).
+pub fn breaking_change(
+    store: &dyn ObjectStore,
+    product: &str,
+    major: u32,
+    columns: &[offline::ColumnInfo],
+) -> Result<Option<crate::mesh::MeshError>> {
+    let latest = match resolve_latest(store, product) {
+        Ok(Some((_, m))) => m,
+        Ok(None) | Err(ProductError::Read { .. } | ProductError::LatestUnreadable { .. }) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    if latest.version != major {
+        return Ok(None);
+    }
+    let mut broken = Vec::new();
+    for old in &latest.schema {
+        match columns.iter().find(|c| c.name == old.name) {
+            None => broken.push(format!("column {} ({}) was removed", old.name, old.dtype)),
+            Some(c) if !c.dtype.is_empty() && c.dtype != old.dtype => broken.push(format!(
+                "column {} was {}, now {}",
+                old.name, old.dtype, c.dtype
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(
+        (!broken.is_empty()).then(|| crate::mesh::MeshError::SchemaChange {
+            product: product.to_string(),
+            major,
+            message: format!(
+                "against the latest version (as of {}): {}",
+                latest.as_of,
+                broken.join("; ")
+            ),
+        }),
+    )
+}
+
+/// The `detail` of the event announcing a committed version (`m`, committed for `spec`;
+/// `catalog`: where the catalog registered it; `latest`: whether `latest.json` names it).
+pub fn version_published(
     store: &dyn ObjectStore,
     spec: &ProductSpec,
     m: &offline::Manifest,

@@ -187,8 +187,15 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             let pb = crate::telemetry::spinner(&format!("building {} as of {as_of}", s.name));
             let out = features::build_snapshot(&s, &source_uri, st.as_ref(), as_of, force)?;
             pb.finish_and_clear();
-            // Registered after the commit (and again when reused: repairs a missed one).
-            let registered = mesh.catalog.register_snapshot(st.as_ref(), &out.manifest)?;
+            // Registered after the commit (and again when reused: repairs a missed one). The
+            // snapshot is committed either way: a catalog that cannot take it is a warning.
+            let registered = match mesh.catalog.register_snapshot(st.as_ref(), &out.manifest) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("warning: {e}; the snapshot is committed but not registered: `c360 catalog sync` registers it once the catalog answers");
+                    None
+                }
+            };
             let verb = if out.reused {
                 "already committed (same definition and source)"
             } else {

@@ -82,7 +82,8 @@ pub enum Command {
     /// Published data products: list, show, get one customer, gc old runs.
     #[command(subcommand)]
     Products(run::ProductsCmd),
-    /// The central catalog (Glue): register what the store has committed.
+    /// The central catalog (Glue Data Catalog, Lake Formation tags): `sync` registers every
+    /// committed product version and feature snapshot of the store ([catalog] in c360.toml).
     #[command(subcommand)]
     Catalog(catalog::CatalogCmd),
     /// Batch-transform records with a model locally, with SageMaker's semantics.
@@ -167,12 +168,25 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Bad input (4), except a source whose store or catalog could not be asked: a failure to
+/// retry (1).
+fn source_code(se: &crate::source::SourceError) -> i32 {
+    use crate::store::StoreError as S;
+    match se {
+        crate::source::SourceError::Store {
+            cause: S::Backend { .. } | S::Io { .. },
+            ..
+        } => exit::FAILURE,
+        _ => exit::BAD_INPUT,
+    }
+}
+
 fn feature_code(fe: &crate::features::FeatureError) -> i32 {
     use crate::features::FeatureError;
     match fe {
         FeatureError::Definitions(_) | FeatureError::UnknownSet(..) => exit::INVALID_DEFINITION,
-        FeatureError::Source(_)
-        | FeatureError::Spine { .. }
+        FeatureError::Source(se) => source_code(se),
+        FeatureError::Spine { .. }
         | FeatureError::SpineData { .. }
         | FeatureError::Label { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
@@ -189,8 +203,8 @@ fn classify(e: &anyhow::Error) -> i32 {
         {
             return exit::INVALID_DEFINITION;
         }
-        if cause.downcast_ref::<crate::source::SourceError>().is_some() {
-            return exit::BAD_INPUT;
+        if let Some(se) = cause.downcast_ref::<crate::source::SourceError>() {
+            return source_code(se);
         }
         if let Some(pe) = cause.downcast_ref::<crate::pipeline::PipelineError>() {
             use crate::pipeline::PipelineError as P;

@@ -18,8 +18,16 @@ pub use super::products::{products, ProductsCmd};
     after_help = "Examples:\n  c360 run churn_weekly --as-of 2024-09-30\n  c360 run churn_weekly --dry-run\n\n\
 Steps: features (build or reuse snapshots) -> transform_input -> transform -> gates -> publish.\n\
 The ledger is runs/<job>/<run_id>/run.json. Running the same job and as-of again resumes an\n\
-interrupted run or reuses a finished one; nothing is duplicated. A failed gate or transform\n\
-publishes nothing and leaves the previous version as latest (exit code 5 for a gate)."
+interrupted run or reuses a finished one; nothing is duplicated (a finished run whose version\n\
+was since replaced by another run publishes its own again: a rollback). A failed gate or\n\
+transform publishes nothing and leaves the previous version as latest.\n\n\
+With [catalog] kind = \"glue\" and [events] kind = \"eventbridge\" (c360.toml), the publish\n\
+commits in the order parts -> manifest -> Glue partition -> latest.json -> event; --dry-run\n\
+lists those actions. See README \"Data mesh\".\n\n\
+Exit codes: 0 published (or already), 1 failure (store, SageMaker, catalog unreachable: retry),\n\
+2 usage or an as-of the sources cannot support, 3 invalid definition or config (also a product\n\
+schema change its major does not allow), 4 input data breaking the contract, 5 a quality gate\n\
+refused the version."
 )]
 pub struct RunArgs {
     /// The job (jobs/<JOB>.toml).
@@ -30,7 +38,8 @@ pub struct RunArgs {
     /// Override the job's backend.
     #[arg(long, value_parser = ["local", "sagemaker"])]
     pub backend: Option<String>,
-    /// Print the plan (inputs, parts, transform settings, outputs) and touch nothing.
+    /// Print the plan (inputs, parts, transform settings, outputs, catalog and event actions)
+    /// and write nothing (it reads the store, the sources and, for glue:// sources, Glue).
     #[arg(long)]
     pub dry_run: bool,
     /// Customer 360 source folder or URI (default: [source] uri in c360.toml).
@@ -180,7 +189,7 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
         if let Some(e) = &s.event {
             match (&e.event_id, &e.error) {
                 (_, Some(err)) => println!(
-                    "  event NOT delivered to bus {} after {} attempt(s): {err} (the version stays published)",
+                    "  event NOT delivered to bus {} after {} attempt(s): {err}",
                     e.bus, e.attempts
                 ),
                 (id, None) => println!(

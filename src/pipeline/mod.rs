@@ -151,14 +151,17 @@ pub fn run(
         });
     }
     let ledger = match resume::start(&p)? {
-        resume::Start::Reuse(l) => {
+        resume::Start::Reuse(mut l) => {
+            // A version whose event was never delivered is announced now (the bus may be
+            // back): consumers hear of every published version at least once.
+            steps::announce_again(&p, &mut l)?;
             return Ok(RunReport {
                 summary: l.product.clone(),
                 ledger: l,
                 store_uri,
                 reused: true,
                 plan: p.plan.clone(),
-            })
+            });
         }
         resume::Start::Work(l) => l,
     };

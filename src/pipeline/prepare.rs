@@ -209,6 +209,23 @@ pub fn prepare(project: &Project, job_name: &str, opts: &RunOptions) -> Result<P
     let store_uri = opts.store.clone().unwrap_or_else(|| project.store_uri());
     let st = store::open(&store_uri)?;
     let mesh = std::sync::Arc::new(crate::mesh::Mesh::open(&project.config, &st.uri())?);
+    // A column the latest version of this major has and this job's product would drop:
+    // refused before any work (the publish checks the types too).
+    let planned: Vec<offline::ColumnInfo> = product::standard_columns(&job.product)
+        .into_iter()
+        .map(|name| offline::ColumnInfo {
+            name,
+            dtype: String::new(),
+        })
+        .collect();
+    if let Some(e) =
+        product::breaking_change(st.as_ref(), &job.product.name, job.product.major, &planned)?
+    {
+        return Err(PipelineError::Definition(format!(
+            "{}: [product]: {e}",
+            job.file.display()
+        )));
+    }
     // Source fingerprints are file metadata: cheap, and part of the run's identity.
     let src = Source::open(&source_uri).map_err(features::FeatureError::from)?;
     let mut fps = Vec::new();

@@ -66,6 +66,10 @@ pub struct SnapshotDetail {
     pub definition_hash: String,
     #[serde(default)]
     pub source_fingerprints: BTreeMap<String, String>,
+    /// Why the central catalog could not register the snapshot, if it could not (the run
+    /// goes on: the product is what consumers read; `c360 catalog sync` registers it later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_error: Option<String>,
 }
 
 /// One input part written by the `transform_input` step.

@@ -120,7 +120,12 @@ fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
         Err(e) => return Err(e.into()),
     };
     if m.run_id != p.run_id {
-        return Ok(None); // published again since by another run: that one is not ours to check
+        // Published again since by another run (another model, say): this run's version is
+        // not what the partition holds, so running it again publishes it again (a rollback).
+        return Ok(Some(format!(
+            "{prefix} now holds run {}'s version, not this run's",
+            m.run_id
+        )));
     }
     if let Some(damage) = offline::verify_partition(p.store.as_ref(), &prefix, &m)? {
         return Ok(Some(damage));

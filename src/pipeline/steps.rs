@@ -124,13 +124,23 @@ pub(super) fn features(r: &mut Run<'_>) -> Result<StepOutput<()>> {
     for s in &r.p.sets {
         let b = features::build_snapshot(s, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
         // Registered after the commit (and again when reused: repairs a missed registration).
-        if let Some(c) =
-            r.p.mesh
-                .catalog
-                .register_snapshot(r.p.store.as_ref(), &b.manifest)?
+        // A catalog that cannot take it does not stop the run: recorded, repaired later.
+        let catalog_error = match r
+            .p
+            .mesh
+            .catalog
+            .register_snapshot(r.p.store.as_ref(), &b.manifest)
         {
-            tracing::info!(database = %c.database, table = %c.table, location = %c.location, actions = ?c.actions, "snapshot registered");
-        }
+            Ok(Some(c)) => {
+                tracing::info!(database = %c.database, table = %c.table, location = %c.location, actions = ?c.actions, "snapshot registered");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(set = %s.name, error = %e, "the snapshot is committed but not registered in the catalog; `c360 catalog sync` registers it once the catalog answers");
+                Some(e.to_string())
+            }
+        };
         rows = b.manifest.rows;
         detail.insert(
             s.name.to_string(),
@@ -141,6 +151,7 @@ pub(super) fn features(r: &mut Run<'_>) -> Result<StepOutput<()>> {
                 run_id: b.manifest.run_id,
                 definition_hash: s.hash.clone(),
                 source_fingerprints: b.manifest.source_fingerprints,
+                catalog_error,
             },
         );
     }
@@ -181,6 +192,43 @@ pub(super) fn publish(
         Some(pubd.manifest.rows),
         StepDetail::Publish(summary),
     ))
+}
+
+/// For a finished run whose product event was not delivered: sends it again and records
+/// what became of it in the ledger (the run's `product` summary and its publish step).
+pub(super) fn announce_again(p: &Prepared, l: &mut Ledger) -> Result<()> {
+    let Some(summary) = l.product.clone() else {
+        return Ok(());
+    };
+    if !summary.event.as_ref().is_some_and(|e| e.error.is_some()) {
+        return Ok(());
+    }
+    let Some(m) = crate::offline::read_manifest(p.store.as_ref(), &summary.partition)? else {
+        return Ok(());
+    };
+    let spec = product::product_spec(&scored_run(p));
+    let event = crate::mesh::ProductEvent::Published(product::version_published(
+        p.store.as_ref(),
+        &spec,
+        &m,
+        summary.catalog.as_deref(),
+        summary.latest_moved,
+    ));
+    let Some(rec) = p.mesh.events.send(&event) else {
+        return Ok(());
+    };
+    tracing::info!(
+        delivered = rec.error.is_none(),
+        "the product event of a finished run sent again"
+    );
+    let mut summary = summary;
+    summary.event = Some(Box::new(rec));
+    if let Some(s) = l.steps.iter_mut().find(|s| s.name == Step::Publish) {
+        s.detail = StepDetail::Publish(summary.clone());
+    }
+    l.product = Some(summary);
+    l.updated_at = Utc::now();
+    super::ledger::save_ledger(p.store.as_ref(), l)
 }
 
 /// Where the published data came from, from the ledger's `features` and `transform`.

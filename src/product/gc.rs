@@ -699,6 +699,7 @@ mod tests {
             run_id: "a".into(),
             committed_at: Utc::now(),
             rows: 1,
+            manifest: None,
         };
         assert_eq!(
             keep_reason(&dir, part, Some(&none), Some(&latest), &[]),

@@ -22,6 +22,13 @@ pub struct Latest {
     pub run_id: String,
     pub committed_at: DateTime<Utc>,
     pub rows: u64,
+    /// A copy of the manifest of the version it names (written since the data mesh: older
+    /// files lack it). Readers read exactly these files (under the run's own prefix, which
+    /// nothing rewrites or removes while it is latest), so a re-publish of the same as-of
+    /// in progress, or one that failed after its manifest committed, never changes or
+    /// breaks what `latest.json` serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Box<offline::Manifest>>,
 }
 
 /// `catalog/<p>.json`.
@@ -109,6 +116,7 @@ pub(super) fn move_latest(
             run_id: target.run_id.clone(),
             committed_at: Utc::now(),
             rows: target.rows,
+            manifest: Some(Box::new(target.clone())),
         };
         Ok::<_, ProductError>(Decision::Write(
             l,
@@ -158,7 +166,13 @@ fn check_latest(
     product: &str,
     l: &Latest,
 ) -> Result<std::result::Result<offline::Manifest, String>> {
-    let m = match offline::read_manifest(store, &l.path) {
+    let read = match &l.manifest {
+        // Self-describing: the version is the copy it holds, whatever the partition's
+        // manifest says now (a newer publish of the same as-of may be under way).
+        Some(m) => Ok(Some((**m).clone())),
+        None => offline::read_manifest(store, &l.path),
+    };
+    let m = match read {
         Ok(Some(m)) => m,
         Ok(None) => {
             return Ok(Err(format!(

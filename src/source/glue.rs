@@ -189,8 +189,22 @@ pub(super) fn open(uri: &str, cache_base: PathBuf) -> Result<Source> {
     let g = GlueUri::parse(uri).map_err(bad)?;
     let settings = (*aws::settings()).clone();
     let (s, g2) = (settings.clone(), g.clone());
-    let tables = aws::block_on(async move { resolve(&s, &g2).await })
-        .map_err(|problems| bad(problems.join("; ")))?;
+    let tables = aws::block_on(async move { resolve(&s, &g2).await }).map_err(|problems| {
+        let message = problems.join("; ");
+        if problems.iter().any(|p| is_call_failure(p)) {
+            // Glue could not be asked (unreachable, denied, throttled): not bad input, a
+            // failure to retry (exit 1, not 4).
+            SourceError::Store {
+                source_uri: uri.into(),
+                cause: StoreError::Backend {
+                    store: uri.into(),
+                    message,
+                },
+            }
+        } else {
+            bad(message)
+        }
+    })?;
     let client = aws::block_on(async move { aws::s3_client(&settings).await }).map_err(|m| {
         bad(format!(
             "cannot make an S3 client to read the tables of Glue database {}: {m}",
@@ -227,6 +241,16 @@ where
     R: std::fmt::Debug,
 {
     crate::mesh::glue::glue_err(operation, resource, e).to_string()
+}
+
+/// Whether a problem text is a failed Glue call as [`glue_error`] words it (the one
+/// producer of texts starting `Glue <Operation> on `, from [`crate::mesh::MeshError::Aws`]),
+/// rather than something the database holds (a missing table, a bad location).
+fn is_call_failure(problem: &str) -> bool {
+    problem
+        .strip_prefix("Glue ")
+        .and_then(|r| r.split_once(" on "))
+        .is_some_and(|(op, _)| op.starts_with("Get") && op.bytes().all(|b| b.is_ascii_alphabetic()))
 }
 
 /// Resolves every contract table; `Err`: every problem found (each names database and

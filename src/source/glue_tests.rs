@@ -484,3 +484,23 @@ mod store {
         );
     }
 }
+
+/// A failed call (exit 1: retry) is told apart from what the database holds (exit 4).
+#[test]
+fn call_failures_are_told_apart_from_bad_tables() {
+    for call in [
+        "Glue GetTable on database mesh, table orders: could not reach the endpoint: io error",
+        "Glue GetDatabase on database mesh (resolving tables customers): AccessDeniedException: no",
+        "Glue GetPartitions on database mesh, table orders: ThrottlingException: slow down",
+    ] {
+        assert!(is_call_failure(call), "{call}");
+    }
+    for table in [
+        "Glue table mesh.orders not found (EntityNotFoundException): register the table",
+        "Glue database mesh does not exist (EntityNotFoundException), so tables on S3 cannot",
+        "Glue table mesh.orders: location hdfs://x is not on S3",
+        "Glue table mesh.orders is a view: c360 reads tables stored on S3",
+    ] {
+        assert!(!is_call_failure(table), "{table}");
+    }
+}
