@@ -79,6 +79,7 @@ impl Project {
         for j in &jobs {
             problems.extend(check_job(j, &sets, prices.as_ref(), &models));
         }
+        problems.extend(check_table_names(&jobs));
         Validation {
             sets,
             models: models.ok,
@@ -327,6 +328,35 @@ fn check_product_tags(j: &Job) -> Vec<Diagnostic> {
                     columns.join(", ")
                 ),
             ));
+        }
+    }
+    errs
+}
+
+/// Two products whose names differ but map to one Glue table name (`churn-scores` and
+/// `churn_scores` both become `churn_scores_v1`): the catalog would refuse the second one's
+/// publish, so validation says so first, naming both jobs.
+fn check_table_names(jobs: &[Job]) -> Vec<Diagnostic> {
+    use crate::mesh::glue::schema::table_name;
+    let mut seen: std::collections::BTreeMap<String, &Job> = Default::default();
+    let mut errs = Vec::new();
+    for j in jobs {
+        let t = table_name(&j.product.name, j.product.major);
+        match seen.get(&t) {
+            Some(other) if other.product.name != j.product.name => errs.push(Diagnostic::new(
+                j.file.display().to_string(),
+                "product.name",
+                format!(
+                    "product {} maps to the Glue table {t}, as product {} of {} does: rename one (Glue table names are lowercase letters, digits and _)",
+                    j.product.name,
+                    other.product.name,
+                    other.file.display()
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                seen.insert(t, j);
+            }
         }
     }
     errs

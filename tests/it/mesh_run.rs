@@ -846,8 +846,25 @@ fn validate_names_bad_mesh_settings_and_bad_tag_sets() {
         assert_eq!(out.status.code(), Some(3), "{err}");
         err
     };
+    // A second job whose product maps to the same Glue table name.
+    let job = std::fs::read_to_string(t.path().join("jobs/churn_weekly.toml")).unwrap();
+    std::fs::write(
+        t.path().join("jobs/churn_copy.toml"),
+        job.replace("name = \"churn_weekly\"", "name = \"churn_copy\"")
+            .replace(
+                "name = \"customer_churn_scores\"",
+                "name = \"customer-churn-scores\"",
+            ),
+    )
+    .unwrap();
     // The job's tag set (the config is fine).
     let err = validate(&t);
+    assert!(
+        err.contains("maps to the Glue table customer_churn_scores_v1, as product")
+            && err.contains("customer-churn-scores")
+            && err.contains("rename one"),
+        "{err}"
+    );
     for needle in [
         "product.column_classification.email: the product has no column \"email\"",
         "product.lf_tags.domain: c360 sets the tag \"domain\" itself",
