@@ -166,11 +166,22 @@ fn check_latest(
     product: &str,
     l: &Latest,
 ) -> Result<std::result::Result<offline::Manifest, String>> {
-    let read = match &l.manifest {
-        // Self-describing: the version is the copy it holds, whatever the partition's
-        // manifest says now (a newer publish of the same as-of may be under way).
-        Some(m) => Ok(Some((**m).clone())),
-        None => offline::read_manifest(store, &l.path),
+    let read = match offline::read_manifest(store, &l.path) {
+        // The partition now holds another run's manifest (a newer publish of the same as-of
+        // is under way, or failed after its manifest committed): the version latest.json
+        // names is the copy it carries, when that copy describes it; its files are under its
+        // own run's prefix, which nothing rewrites or removes while it is latest.
+        Ok(Some(m)) if m.run_id != l.run_id => match &l.manifest {
+            Some(own)
+                if own.run_id == l.run_id
+                    && own.as_of == l.as_of
+                    && partition_prefix(product, own.version, own.as_of) == l.path =>
+            {
+                Ok(Some((**own).clone()))
+            }
+            _ => Ok(Some(m)),
+        },
+        other => other,
     };
     let m = match read {
         Ok(Some(m)) => m,
