@@ -688,7 +688,16 @@ where
         }
         // The whole chain of causes (no request headers, so no signatures or keys).
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
-            let chain = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+            // Each cause's message, not `DisplayErrorContext` (it appends a `Debug` dump).
+            let mut chain = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !chain.ends_with(&text) {
+                    chain = format!("{chain}: {text}");
+                }
+                cause = c.source();
+            }
             if chain.contains("credentials") {
                 format!("no usable AWS credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available): {chain}")
             } else {
