@@ -686,18 +686,12 @@ where
                 }
             }
         }
-        // The whole chain of causes (no request headers, so no signatures or keys).
+        // Each cause's message: no request headers (signatures, keys), no `Debug` dump.
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
-            // Each cause's message, not `DisplayErrorContext` (it appends a `Debug` dump).
-            let mut chain = e.to_string();
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                let text = c.to_string();
-                if !chain.ends_with(&text) {
-                    chain = format!("{chain}: {text}");
-                }
-                cause = c.source();
-            }
+            let causes = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source());
+            let mut chain: Vec<String> = causes.map(|c| c.to_string()).collect();
+            chain.dedup_by(|cur, prev| prev.ends_with(cur.as_str()));
+            let chain = chain.join(": ");
             if chain.contains("credentials") {
                 format!("no usable AWS credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available): {chain}")
             } else {
