@@ -50,7 +50,9 @@ impl GlueCatalog {
         parameters.insert("feature_set".into(), m.name.clone());
         parameters.insert("feature_set_version".into(), m.version.to_string());
         parameters.insert("definition_hash".into(), m.definition_hash.clone());
-        parameters.insert("pii_columns".into(), pii_list.join(","));
+        // Glue's limit on a parameter value (characters); a cut list ends in `…`.
+        let list = schema::bounded(&pii_list.join(","), 512_000);
+        parameters.insert("pii_columns".into(), list);
         let mut tags = BTreeMap::new();
         tags.insert(
             "classification".into(),
