@@ -686,19 +686,13 @@ where
                 }
             }
         }
-        // The whole chain of causes (no request headers, so no signatures or keys).
+        // Each cause's message: no request headers (signatures, keys), no `Debug` dump.
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
             // Each cause's message, not the SDK's `Debug` dump of the whole error.
-            let mut parts: Vec<String> = vec![e.to_string()];
-            let mut src = std::error::Error::source(e);
-            while let Some(c) = src {
-                let text = c.to_string();
-                if parts.last() != Some(&text) && !text.is_empty() {
-                    parts.push(text);
-                }
-                src = c.source();
-            }
-            let chain = parts.join(": ");
+            let causes = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source());
+            let mut chain: Vec<String> = causes.map(|c| c.to_string()).collect();
+            chain.dedup_by(|cur, prev| prev.ends_with(cur.as_str()));
+            let chain = chain.join(": ");
             if chain.contains("credentials") {
                 format!("no usable AWS credentials (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available): {chain}")
             } else {

@@ -6,9 +6,13 @@
 //! in the features database. A registration points the `as_of=<D>` partition at the
 //! committed run's own prefix (`.../as_of=<D>/run=<run_id>-<hex>/`), so an engine that
 //! lists the partition through Glue sees exactly one committed run, never parts of an
-//! uncommitted or superseded one. Within a major the table only grows: a removed or
-//! retyped column is refused ([`MeshError::SchemaChange`]). Lake Formation tags
-//! (`lf_tags = true`) are applied by [`super::lf`].
+//! uncommitted or superseded one. Within a major the table only grows: the publish-time
+//! gate ([`Catalog::check_product`]) refuses a new version with a removed or retyped
+//! column ([`MeshError::SchemaChange`]); a registration (after that gate, and
+//! `catalog sync` of older versions) refuses only a retyped column, adds the columns a
+//! version adds (`UpdateTable`) and never drops one (an older version without a newer
+//! column reads it as null). Lake Formation tags (`lf_tags = true`) are applied by
+//! [`super::lf`]; in a snapshot table, columns derived from PII are `confidential`.
 //!
 //! Every call goes through [`crate::aws`]'s credential chain, retry policy and endpoint
 //! overrides (`glue_endpoint_url`, `lakeformation_endpoint_url`); every failure is a
@@ -16,6 +20,7 @@
 
 mod partition;
 pub mod schema;
+mod snapshot;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -39,6 +44,8 @@ const OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetO
 const SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
 /// The partition key's comment (what Athena shows).
 const AS_OF_COMMENT: &str = "The version's as-of date, yyyy-MM-dd (UTC)";
+/// The identifier column of snapshots and products: `confidential` in Lake Formation.
+const ID_COLUMN: &str = "customer_id";
 /// At most this many partitions are read back per table ([`Catalog::referenced_locations`]).
 pub const MAX_PARTITIONS: usize = 100_000;
 
@@ -68,6 +75,8 @@ struct Inner {
 /// One table as c360 wants it registered.
 #[derive(Debug, Clone)]
 struct TableSpec {
+    /// `product` or `feature snapshot` (error context).
+    kind: &'static str,
     name: String,
     major: u32,
     database: String,
@@ -226,6 +235,7 @@ impl GlueCatalog {
             })
             .collect();
         Ok(TableSpec {
+            kind: "product",
             name: spec.name.to_string(),
             major: spec.major,
             database: i.products_db.clone(),
@@ -239,38 +249,17 @@ impl GlueCatalog {
         })
     }
 
-    fn snapshot_table(&self, m: &Manifest) -> Result<TableSpec> {
-        let i = &self.inner;
-        let table = schema::table_name(&m.name, m.version);
-        let columns = schema::table_columns(&table, &m.schema, &|_| None)?;
-        let mut parameters = BTreeMap::new();
-        parameters.insert("feature_set".into(), m.name.clone());
-        parameters.insert("feature_set_version".into(), m.version.to_string());
-        parameters.insert("definition_hash".into(), m.definition_hash.clone());
-        let mut tags = BTreeMap::new();
-        tags.insert("classification".into(), "internal".into());
-        tags.insert("data_product".into(), m.name.clone());
-        Ok(TableSpec {
-            name: m.name.clone(),
-            major: m.version,
-            database: i.features_db.clone(),
-            location: i.location(&layout::snapshot_version(&m.name, m.version)),
-            table,
-            columns,
-            description: format!(
-                "Feature snapshots of {} v{} (project {}), one partition per as-of date",
-                m.name, m.version, i.project
-            ),
-            parameters,
-            tags,
-            column_tags: BTreeMap::new(),
-        })
-    }
-
+    /// Registers `ts` and points `m`'s partition at its run. A failed AWS call names what
+    /// was being registered (`..., registering feature snapshot rfm v2 as_of=2024-09-30 in
+    /// database X`) besides the call's own resource.
     fn register(&self, ts: TableSpec, m: &Manifest, prefix: String) -> Result<CatalogRecord> {
         let inner = self.inner.clone();
         let location = inner.location(&crate::offline::run_prefix(&prefix, m));
         let as_of = m.as_of;
+        let context = format!(
+            "registering {} {} v{} as_of={as_of} in database {}",
+            ts.kind, ts.name, ts.major, ts.database
+        );
         crate::aws::block_on(async move {
             let mut actions = Vec::new();
             let created = inner.ensure_table(&ts, &mut actions).await?;
@@ -303,6 +292,20 @@ impl GlueCatalog {
                 location,
                 actions,
             })
+        })
+        .map_err(|e| match e {
+            MeshError::Aws {
+                service,
+                operation,
+                resource,
+                message,
+            } => MeshError::Aws {
+                service,
+                operation,
+                resource: format!("{resource}, {context}"),
+                message,
+            },
+            other => other,
         })
     }
 }
@@ -417,8 +420,12 @@ impl Inner {
         }
     }
 
-    /// Refuses `ts` when it is not an additive change of the registered `t`.
-    fn check(ts: &TableSpec, t: &Table) -> Result<()> {
+    /// Refuses `ts` when the registered `t` is another's table, or (`strict`, the
+    /// publish-time gate of a new version) when `ts` is not an additive change of `t`: a
+    /// removed or retyped column. Not strict (a registration, or `catalog sync` of an
+    /// older version): only a retyped column is refused; a column the table has and the
+    /// version lacks reads as null.
+    fn check(ts: &TableSpec, t: &Table, strict: bool) -> Result<()> {
         // The table must be this product's (or snapshot's): names are made Glue-safe, so
         // `Churn-Scores` and `churn_scores` share one table name, and two stores may share a
         // database. Never take over another's table.
@@ -447,7 +454,11 @@ impl Inner {
             .iter()
             .map(|c| (c.name().to_string(), c.r#type().unwrap_or("").to_string()))
             .collect();
-        let broken = schema::breaking_changes(&registered, &ts.columns);
+        let broken = if strict {
+            schema::breaking_changes(&registered, &ts.columns)
+        } else {
+            schema::retyped_columns(&registered, &ts.columns)
+        };
         if broken.is_empty() {
             Ok(())
         } else {
@@ -589,7 +600,24 @@ impl Inner {
                 Ok(true)
             }
             Some(t) => {
-                Self::check(ts, &t)?;
+                Self::check(ts, &t, false)?;
+                // The table keeps every column it has (never dropped within a major) and
+                // gains the ones this version adds.
+                let registered: Vec<GlueColumn> = t
+                    .storage_descriptor()
+                    .map(|sd| sd.columns())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| GlueColumn {
+                        name: c.name().to_string(),
+                        dtype: c.r#type().unwrap_or("").to_string(),
+                        comment: c.comment().unwrap_or("").to_string(),
+                    })
+                    .collect();
+                let ts = &TableSpec {
+                    columns: schema::merged_columns(&registered, &ts.columns),
+                    ..ts.clone()
+                };
                 if !self.same_table(ts, &t) {
                     c.update_table()
                         .set_catalog_id(self.catalog_id.clone())
@@ -617,7 +645,7 @@ impl Catalog for GlueCatalog {
         crate::aws::block_on(async move {
             match inner.get_table(&ts.database, &ts.table).await? {
                 None => Ok(()),
-                Some(t) => Inner::check(&ts, &t),
+                Some(t) => Inner::check(&ts, &t, true),
             }
         })
     }

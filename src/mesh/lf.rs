@@ -39,7 +39,15 @@ pub struct Target<'a> {
 }
 
 /// The tags a product's table tags put on its (shared) database: all but `data_product`
-/// and `classification`.
+/// and `classification`, i.e. `domain` and the job's extra `[product.lf_tags]`.
+///
+/// This is deliberate: every product of a project shares one products database (and
+/// every snapshot the features database), so per-product keys belong to tables and
+/// columns, where Lake Formation evaluates them; a database tag only says whose database
+/// it is, and [`apply`] sets each key only while the database has no value for it yet
+/// (the first product to register names the domain; later ones never overwrite it). A
+/// snapshot table's tags are `classification` and `data_product` only, so the features
+/// database carries none.
 pub fn database_tags(table: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     table
         .iter()

@@ -471,12 +471,29 @@ fn a_published_product_is_registered_with_columns_partition_and_lf_tags() {
         (rec.database.as_str(), rec.table.as_str()),
         (fdb.as_str(), "rfm_v2")
     );
-    let (_, tt, ct) = lf_tags_of(m, &fdb, "rfm_v2", &["customer_id"]);
+    let (_, tt, ct) = lf_tags_of(m, &fdb, "rfm_v2", &["customer_id", "recency_days"]);
     assert_eq!(
         tt,
         tags(&[("classification", "internal"), ("data_product", "rfm")])
     );
-    assert!(ct.is_empty(), "{ct:?}");
+    // No PII column: the identifier is confidential, the features internal.
+    assert_eq!(
+        ct,
+        BTreeMap::from([
+            (
+                "customer_id".to_string(),
+                tags(&[("classification", "confidential")])
+            ),
+            (
+                "recency_days".to_string(),
+                tags(&[("classification", "internal")])
+            ),
+        ])
+    );
+    assert_eq!(
+        get_table(m, &fdb, "rfm_v2").parameters().unwrap()["pii_columns"],
+        ""
+    );
 
     // The dry-run plan names the database, the table, the partition move and the tags.
     let plan = cat.plan_product(&spec, d).join("\n");
@@ -532,13 +549,24 @@ fn a_non_additive_schema_is_refused_naming_the_column_and_an_additive_one_is_reg
     let removed = [col("customer_id", "str"), col("as_of", "date")];
     let text = cat.check_product(&spec, &removed).unwrap_err().to_string();
     assert!(text.contains("column score (double) was removed"), "{text}");
-    // register_product checks again before UpdateTable: nothing changes.
+    // register_product (after the gate, or sync) refuses a retyped column: nothing
+    // changes; a version lacking a column the table has registers, the table keeps it.
     let mut bad = m1.clone();
-    bad.schema = removed.to_vec();
-    assert!(matches!(
-        cat.register_product(&store, &spec, &bad),
-        Err(MeshError::SchemaChange { .. })
-    ));
+    bad.schema = retyped.to_vec();
+    let e = cat.register_product(&store, &spec, &bad).unwrap_err();
+    assert!(
+        matches!(&e, MeshError::SchemaChange { .. })
+            && e.to_string()
+                .contains("column score changed type double → string"),
+        "{e}"
+    );
+    let mut older = m1.clone();
+    older.schema = removed.to_vec();
+    let rec = cat
+        .register_product(&store, &spec, &older)
+        .unwrap()
+        .unwrap();
+    assert!(rec.actions.is_empty(), "{:?}", rec.actions);
     assert_eq!(
         get_table(m, &db, "retyped_v1")
             .storage_descriptor()
@@ -633,6 +661,11 @@ fn an_unreachable_glue_endpoint_is_an_aws_error_naming_the_operation() {
         other => panic!("{other:?}"),
     }
     assert!(text.contains("could not reach the endpoint"), "{text}");
+    assert!(text.contains("Connection refused"), "{text}");
+    // The causes' messages, never a Rust Debug dump of the SDK error.
+    for dump in ["DispatchFailure", "ConnectorError", " { ", "Some("] {
+        assert!(!text.contains(dump), "{dump} in {text}");
+    }
     assert!(text.contains("glue_endpoint_url"), "{text}");
     assert!(!text.contains("very-secret-value"), "{text}");
     let local = tempfile::tempdir().unwrap();
@@ -643,9 +676,10 @@ fn an_unreachable_glue_endpoint_is_an_aws_error_naming_the_operation() {
         )
         .unwrap_err();
     assert!(
-        matches!(&e, MeshError::Aws { operation: "GetDatabase", resource, .. } if resource == "database my_proj_features"),
+        matches!(&e, MeshError::Aws { operation: "GetDatabase", resource, .. } if resource == "database my_proj_features, registering feature snapshot rfm v2 as_of=2024-09-30 in database my_proj_features"),
         "{e:?}"
     );
+    assert!(!e.to_string().contains("DispatchFailure"), "{e}");
 
     // A Glue catalog needs the store on S3.
     let dir = tempfile::tempdir().unwrap();
@@ -899,7 +933,29 @@ fn a_lake_formation_failure_leaves_the_previous_version_registered() {
         ),
         "{e:?}"
     );
-    assert!(e.to_string().contains("lakeformation_endpoint_url"), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("lakeformation_endpoint_url"), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "Lake Formation GetLFTag on LF-Tag classification, registering product kept_scores v1 as_of=2024-09-30 in database {db}: could not reach the endpoint"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("DispatchFailure"), "{text}");
+    // The same for a feature snapshot: named with the features database.
+    let (_, snap) = snapshot(&store);
+    let text = cat2
+        .register_snapshot(&store, &snap)
+        .unwrap_err()
+        .to_string();
+    let fdb = settings.features_database.clone().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "Lake Formation GetLFTag on LF-Tag classification, registering feature snapshot rfm v2 as_of=2024-09-30 in database {fdb}: could not reach the endpoint"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("DispatchFailure"), "{text}");
     assert_eq!(
         partitions(m, &db, "kept_scores_v1"),
         BTreeMap::from([("2024-09-30".to_string(), run_prefix(&uri, &spec, &m1))])
@@ -951,4 +1007,146 @@ fn a_table_registered_for_another_location_is_never_taken_over() {
         .unwrap_err()
         .to_string();
     assert!(text.contains(&uri2) && text.contains(&uri), "{text}");
+}
+
+/// A feature computed from a PII source column (`first` of `customers.email`): its snapshot
+/// column is `confidential` in Lake Formation, `customer_id` too, the other columns and the
+/// table `internal`; the table parameter `pii_columns` lists it.
+#[test]
+fn a_snapshot_column_derived_from_pii_is_tagged_confidential() {
+    let Some(m) = moto() else { return };
+    let (store, uri, settings) = setup(m, true);
+    let fdb = settings.features_database.clone().unwrap();
+    let cat = GlueCatalog::new(&settings, &m.settings(), "proj", &uri).unwrap();
+    let prefix = offline::partition_prefix("rfm", 2, day("2024-09-30"));
+    let mut manifest = snapshot_manifest();
+    manifest.extra.insert(
+        "pii_columns".into(),
+        json!({"first_email": ["customers.email"]}),
+    );
+    let snap = offline::commit_partition(
+        &store,
+        &prefix,
+        &df!(
+            "customer_id" => ["a", "b"],
+            "first_email" => ["a@example.com", "b@example.com"],
+            "recency_days" => [3i64, 9]
+        )
+        .unwrap(),
+        manifest,
+        &|_, _| {},
+    )
+    .unwrap();
+    let rec = cat.register_snapshot(&store, &snap).unwrap().unwrap();
+    assert_eq!(rec.table, "rfm_v2");
+    let t = get_table(m, &fdb, "rfm_v2");
+    let params = t.parameters().unwrap();
+    assert_eq!(params["pii_columns"], "first_email");
+    let comments: BTreeMap<&str, &str> = t
+        .storage_descriptor()
+        .unwrap()
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.comment().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        comments["first_email"],
+        "PII by lineage, from customers.email"
+    );
+    let (_, table, cols) = lf_tags_of(
+        m,
+        &fdb,
+        "rfm_v2",
+        &["customer_id", "first_email", "recency_days"],
+    );
+    assert_eq!(table["classification"], ["internal"]);
+    assert_eq!(
+        cols["first_email"],
+        tags(&[("classification", "confidential")])
+    );
+    assert_eq!(
+        cols["customer_id"],
+        tags(&[("classification", "confidential")])
+    );
+    assert_eq!(
+        cols["recency_days"],
+        tags(&[("classification", "internal")])
+    );
+    // Registering again changes nothing (tags read back equal).
+    let again = cat.register_snapshot(&store, &snap).unwrap().unwrap();
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+
+    // A pii_columns of an unknown shape: every column confidential (fail closed).
+    let mut odd = snap.clone();
+    odd.version = 3;
+    odd.extra.insert("pii_columns".into(), json!(42));
+    cat.register_snapshot(&store, &odd).unwrap().unwrap();
+    assert_eq!(
+        get_table(m, &fdb, "rfm_v3").parameters().unwrap()["pii_columns"],
+        "customer_id,first_email,recency_days"
+    );
+    let (_, _, cols) = lf_tags_of(m, &fdb, "rfm_v3", &["recency_days"]);
+    assert_eq!(
+        cols["recency_days"],
+        tags(&[("classification", "confidential")])
+    );
+}
+
+/// A product gained a column at a later as-of (additive, same major): re-registering the
+/// older version (what `catalog sync` does) succeeds and keeps the newer column, while the
+/// publish-time gate still refuses a new version without it.
+#[test]
+fn syncing_an_older_version_after_an_additive_change_keeps_the_new_column() {
+    let Some(m) = moto() else { return };
+    let (store, uri, settings) = setup(m, false);
+    let db = settings.products_database.clone().unwrap();
+    let cat = GlueCatalog::new(&settings, &m.settings(), "proj", &uri).unwrap();
+    let spec = spec("grown_scores");
+    let (a, b) = (day("2024-09-29"), day("2024-09-30"));
+    let m_a = publish(&store, &spec, a, "run-a");
+    cat.register_product(&store, &spec, &m_a).unwrap().unwrap();
+    let mut m_b = publish(&store, &spec, b, "run-bb");
+    m_b.schema.push(ColumnInfo {
+        name: "segment".into(),
+        dtype: "str".into(),
+    });
+    cat.check_product(&spec, &m_b.schema).unwrap();
+    let rec = cat.register_product(&store, &spec, &m_b).unwrap().unwrap();
+    assert!(
+        rec.actions
+            .contains(&format!("UpdateTable {db}.grown_scores_v1")),
+        "{:?}",
+        rec.actions
+    );
+    let columns = || -> Vec<String> {
+        get_table(m, &db, "grown_scores_v1")
+            .storage_descriptor()
+            .unwrap()
+            .columns()
+            .iter()
+            .map(|c| format!("{} {}", c.name(), c.r#type().unwrap_or("")))
+            .collect()
+    };
+    let grown = ["customer_id string", "score double", "segment string"];
+    assert_eq!(columns(), grown);
+    // Sync: the older version again. Accepted, nothing changes, the table keeps segment.
+    let rec = cat.register_product(&store, &spec, &m_a).unwrap().unwrap();
+    assert!(rec.actions.is_empty(), "{:?}", rec.actions);
+    assert_eq!(rec.location, run_prefix(&uri, &spec, &m_a));
+    assert_eq!(columns(), grown);
+    assert_eq!(
+        partitions(m, &db, "grown_scores_v1"),
+        BTreeMap::from([
+            (a.to_string(), run_prefix(&uri, &spec, &m_a)),
+            (b.to_string(), run_prefix(&uri, &spec, &m_b)),
+        ])
+    );
+    // A NEW version without segment is still refused at the gate.
+    let e = cat.check_product(&spec, &m_a.schema).unwrap_err();
+    assert!(
+        matches!(&e, MeshError::SchemaChange { major: 1, .. })
+            && e.to_string()
+                .contains("column segment (string) was removed"),
+        "{e}"
+    );
 }

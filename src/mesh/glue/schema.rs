@@ -2,6 +2,8 @@
 //! column types, the additive-only schema rule, and where a manifest's committed run lives.
 //! No calls here; everything is unit-tested beside the code.
 
+use std::collections::BTreeMap;
+
 use crate::offline::ColumnInfo;
 
 use super::super::{MeshError, Result};
@@ -166,6 +168,97 @@ pub fn breaking_changes(registered: &[(String, String)], new: &[GlueColumn]) -> 
         .collect()
 }
 
+/// The retyped columns of `new` against `registered` (columns as name → type), one line
+/// each (`column score changed type double → string`): what a registration refuses. A
+/// registered column `new` lacks is fine there (an older version of the table, or one
+/// synced after a newer one added a column: Athena reads the missing column as null).
+pub fn retyped_columns(registered: &[(String, String)], new: &[GlueColumn]) -> Vec<String> {
+    let present: Vec<(String, String)> = registered
+        .iter()
+        .filter(|(name, _)| new.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
+        .cloned()
+        .collect();
+    breaking_changes(&present, new)
+}
+
+/// The snapshot columns a manifest's `extra["pii_columns"]` marks as PII by lineage, as
+/// Glue name ([`glue_name`]) → its PII sources (`table.column`, sorted). The shape the
+/// feature build writes is `{feature: ["customers.email", ...]}`; a plain list of
+/// feature names is read too. No key: no PII column.
+///
+/// Errors: the reason, when the value has another shape (the caller then treats every
+/// column as PII: a snapshot is never registered less protected than it is).
+pub fn pii_columns(
+    extra: &BTreeMap<String, serde_json::Value>,
+) -> std::result::Result<BTreeMap<String, Vec<String>>, String> {
+    use serde_json::Value;
+    let sources = |v: &Value| -> std::result::Result<Vec<String>, String> {
+        let mut out: Vec<String> = match v {
+            Value::Array(a) => a
+                .iter()
+                .map(|s| {
+                    s.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| format!("source {s} is no string"))
+                })
+                .collect::<std::result::Result<_, _>>()?,
+            Value::String(s) => vec![s.clone()],
+            Value::Null => vec![],
+            other => return Err(format!("sources {other} are no list of strings")),
+        };
+        out.sort();
+        out.dedup();
+        Ok(out)
+    };
+    match extra.get("pii_columns") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| Ok((glue_name(k), sources(v)?)))
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|k| match k.as_str() {
+                Some(k) => Ok((glue_name(k), vec![])),
+                None => Err(format!("column {k} is no string")),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "{} is neither an object nor a list",
+            bounded(&other.to_string(), 100)
+        )),
+    }
+}
+
+/// The columns a table registers after a version with columns `new`: every `registered`
+/// column (name, type, comment) in its order, with `new`'s comment where `new` has it,
+/// then `new`'s columns the table lacks, in `new`'s order. A table never loses a column
+/// within a major (an older version without it reads it as null).
+pub fn merged_columns(registered: &[GlueColumn], new: &[GlueColumn]) -> Vec<GlueColumn> {
+    let mut out: Vec<GlueColumn> = registered
+        .iter()
+        .map(|r| {
+            new.iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&r.name))
+                .map(|c| GlueColumn {
+                    name: r.name.clone(),
+                    dtype: r.dtype.clone(),
+                    comment: c.comment.clone(),
+                })
+                .unwrap_or_else(|| r.clone())
+        })
+        .collect();
+    for c in new {
+        if !registered
+            .iter()
+            .any(|r| r.name.eq_ignore_ascii_case(&c.name))
+        {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +392,91 @@ mod tests {
                 "column score (double) was removed"
             ]
         );
+    }
+
+    #[test]
+    fn registration_refuses_only_retyped_columns_and_the_table_never_shrinks() {
+        let c = |n: &str, t: &str, d: &str| GlueColumn {
+            name: n.into(),
+            dtype: t.into(),
+            comment: d.into(),
+        };
+        let table = [
+            c("a", "string", "old a"),
+            c("b", "double", ""),
+            c("c", "int", "c"),
+        ];
+        let reg: Vec<(String, String)> = table
+            .iter()
+            .map(|g| (g.name.clone(), g.dtype.clone()))
+            .collect();
+        // An older version without c: nothing refused, the table keeps c.
+        let older = [c("a", "string", "new a"), c("b", "double", "")];
+        assert!(retyped_columns(&reg, &older).is_empty());
+        assert_eq!(
+            breaking_changes(&reg, &older),
+            ["column c (int) was removed"]
+        );
+        assert_eq!(
+            merged_columns(&table, &older),
+            [
+                c("a", "string", "new a"),
+                c("b", "double", ""),
+                c("c", "int", "c")
+            ]
+        );
+        // A retyped column is refused; a new one is appended.
+        let newer = [c("b", "string", ""), c("d", "date", "d")];
+        assert_eq!(
+            retyped_columns(&reg, &newer),
+            ["column b changed type double → string"]
+        );
+        assert_eq!(
+            merged_columns(&table, &[c("d", "date", "d")]),
+            [
+                c("a", "string", "old a"),
+                c("b", "double", ""),
+                c("c", "int", "c"),
+                c("d", "date", "d")
+            ]
+        );
+    }
+
+    #[test]
+    fn pii_columns_are_read_from_the_manifest_in_either_shape_and_bad_shapes_are_errors() {
+        let extra = |v: serde_json::Value| BTreeMap::from([("pii_columns".to_string(), v)]);
+        assert_eq!(pii_columns(&BTreeMap::new()).unwrap(), BTreeMap::new());
+        assert_eq!(
+            pii_columns(&extra(serde_json::json!({
+                "First_Email": ["customers.email", "customers.email"],
+                "phone_any": ["customers.phone", "customers.alt_phone"]
+            })))
+            .unwrap(),
+            BTreeMap::from([
+                (
+                    "first_email".to_string(),
+                    vec!["customers.email".to_string()]
+                ),
+                (
+                    "phone_any".to_string(),
+                    vec![
+                        "customers.alt_phone".to_string(),
+                        "customers.phone".to_string()
+                    ]
+                ),
+            ])
+        );
+        assert_eq!(
+            pii_columns(&extra(serde_json::json!(["email"]))).unwrap(),
+            BTreeMap::from([("email".to_string(), vec![])])
+        );
+        for bad in [
+            serde_json::json!(3),
+            serde_json::json!({"e": [1]}),
+            serde_json::json!({"e": {"x": 1}}),
+            serde_json::json!([1]),
+        ] {
+            assert!(pii_columns(&extra(bad.clone())).is_err(), "{bad}");
+        }
     }
 }
