@@ -688,7 +688,6 @@ where
         }
         // Each cause's message: no request headers (signatures, keys), no `Debug` dump.
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
-            // Each cause's message, not the SDK's `Debug` dump of the whole error.
             let causes = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source());
             let mut chain: Vec<String> = causes.map(|c| c.to_string()).collect();
             chain.dedup_by(|cur, prev| prev.ends_with(cur.as_str()));
