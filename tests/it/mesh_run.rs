@@ -1088,6 +1088,25 @@ fn a_half_done_publish_keeps_serving_the_previous_version_and_reruns_finish_and_
     );
     // c360's own readers serve the previous version, as latest.json says.
     assert_eq!(get(), before);
+    // `catalog sync` (Lake Formation back) leaves the unfinished publish to its job: it
+    // never moves the partition past latest.json.
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    let out =
+        mp.t.cmd()
+            .args(["catalog", "sync", "--product", PRODUCT])
+            .output()
+            .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("committed but did not finish") && text.contains(&second.run_id),
+        "{text}"
+    );
+    assert_eq!(
+        mp.partition_location().as_deref(),
+        Some(first_location.as_str())
+    );
 
     // The bus down this time: the re-run finishes the publish; the event is recorded as
     // not delivered, and the version is published anyway.

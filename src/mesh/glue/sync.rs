@@ -128,6 +128,10 @@ pub fn sync(
             Some(s) => Ok(s),
             None => read_contract(store, name),
         };
+        // What latest.json names: a partition whose manifest is another run's is a publish
+        // that committed but did not finish; sync leaves it to the job (it never moves a
+        // partition past latest.json).
+        let latest = product::latest(store, name).ok().flatten();
         for (major, as_of) in product::versions(store, name)? {
             let what = format!("product {name} v{major} as_of={as_of}");
             let outcome = match &spec {
@@ -138,6 +142,17 @@ pub fn sync(
                     let prefix = product::partition_prefix(name, major, as_of);
                     match offline::read_manifest(store, &prefix)? {
                         None => continue,
+                        Some(m)
+                            if latest
+                                .as_ref()
+                                .is_some_and(|l| l.path == prefix && l.run_id != m.run_id) =>
+                        {
+                            Err(format!(
+                                "the publish of run {} committed but did not finish (latest.json still names run {}): re-run its job for {as_of} (`c360 run JOB --as-of {as_of}`) to register it, move latest.json and announce it; the catalog keeps the previous version",
+                                m.run_id,
+                                latest.as_ref().map(|l| l.run_id.as_str()).unwrap_or("?")
+                            ))
+                        }
                         Some(m) => catalog
                             .register_product(store, &spec, &m)
                             .map(|r| r.unwrap_or_default())
