@@ -200,7 +200,7 @@ pub(super) fn announce_again(p: &Prepared, l: &mut Ledger) -> Result<()> {
     let Some(summary) = l.product.clone() else {
         return Ok(());
     };
-    if !summary.event.as_ref().is_some_and(|e| e.error.is_some()) {
+    if summary.event.as_ref().is_none_or(|e| e.error.is_none()) {
         return Ok(());
     }
     let Some(m) = crate::offline::read_manifest(p.store.as_ref(), &summary.partition)? else {
