@@ -34,8 +34,7 @@ use crate::names::{key_problem, StoreUri};
 use crate::store::s3::Encryption;
 use crate::store::{ObjectMeta, ObjectStore, S3Store, StoreError};
 
-/// One listed S3 object: key, size, ETag, last modified.
-type Listed = (String, u64, String, Option<chrono::DateTime<chrono::Utc>>);
+use crate::store::s3::Listed;
 
 /// The scheme of a Glue source URI.
 pub const SCHEME: &str = "glue://";
@@ -586,33 +585,12 @@ impl GlueStore {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<Listed>, StoreError> {
-        let client = self.client.clone();
-        let (b, p) = (bucket.to_string(), prefix.to_string());
-        aws::block_on(async move {
-            let mut out = Vec::new();
-            let mut pages = client
-                .list_objects_v2()
-                .bucket(b)
-                .prefix(p)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| aws::error_text(&e))?;
-                for o in page.contents() {
-                    out.push((
-                        o.key().unwrap_or_default().to_string(),
-                        o.size().unwrap_or(0).max(0) as u64,
-                        o.e_tag().unwrap_or_default().to_string(),
-                        o.last_modified()
-                            .and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos())),
-                    ));
-                }
-                if out.len() > limit {
-                    return Ok(None);
-                }
-            }
-            Ok::<_, String>(Some(out))
-        })
+        aws::block_on(crate::store::s3::list_objects(
+            self.client.clone(),
+            bucket.to_string(),
+            prefix.to_string(),
+            limit,
+        ))
         .map_err(|m| {
             self.backend(format!(
                 "S3 ListObjectsV2 s3://{bucket}/{prefix} (Glue table {}.{table}): {m}",

@@ -371,6 +371,42 @@ enum Condition {
 type Head = (u64, String, Option<DateTime<Utc>>);
 
 /// An S3 timestamp (`LastModified`) as UTC; `None` when out of chrono's range.
+/// One listed S3 object: its whole key, size, ETag and last modification.
+pub(crate) type Listed = (String, u64, String, Option<DateTime<Utc>>);
+
+/// Every object under `prefix` of `bucket` (ListObjectsV2, all pages); `Ok(None)` when
+/// there are more than `limit` (every listed object counts). Errors: the call's text
+/// ([`aws::error_text`]).
+pub(crate) async fn list_objects(
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    limit: usize,
+) -> std::result::Result<Option<Vec<Listed>>, String> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws::error_text(&e))?;
+        for o in page.contents() {
+            out.push((
+                o.key().unwrap_or_default().to_string(),
+                o.size().unwrap_or(0).max(0) as u64,
+                o.e_tag().unwrap_or_default().to_string(),
+                o.last_modified().and_then(utc),
+            ));
+        }
+        if out.len() > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
 fn utc(t: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())
 }
@@ -472,31 +508,14 @@ impl ObjectStore for S3Store {
         } else {
             format!("{}/", self.prefix)
         };
-        let client = self.client.clone();
-        let bucket = self.bucket.clone();
-        let full2 = full.clone();
-        let r = aws::block_on(async move {
-            let mut out = Vec::new();
-            let mut pages = client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(full2)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| aws::error_text(&e))?;
-                for o in page.contents() {
-                    out.push((
-                        o.key().unwrap_or_default().to_string(),
-                        o.size().unwrap_or(0).max(0) as u64,
-                        o.e_tag().unwrap_or_default().to_string(),
-                        o.last_modified().and_then(utc),
-                    ));
-                }
-            }
-            Ok::<_, String>(out)
-        })
-        .map_err(|m| self.backend(&full, "ListObjectsV2", m))?;
+        let r = aws::block_on(list_objects(
+            self.client.clone(),
+            self.bucket.clone(),
+            full.clone(),
+            usize::MAX,
+        ))
+        .map_err(|m| self.backend(&full, "ListObjectsV2", m))?
+        .unwrap_or_default();
         let mut out: Vec<ObjectMeta> = r
             .into_iter()
             .filter_map(|(k, size, etag, modified)| {

@@ -197,6 +197,24 @@ impl MeshProject {
     }
 }
 
+/// DuckDB's answer to `sql` (its first row, values separated by spaces).
+fn duckdb_row(py: &Path, sql: &str) -> String {
+    let out = Command::new(py)
+        .args([
+            "-c",
+            "import duckdb,sys; print(*duckdb.sql(sys.argv[1]).fetchone())",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The independent reader: lists the objects under an S3 location as an engine does
 /// (skipping `_`- and `.`-prefixed names), copies them to a folder and asks DuckDB for the
 /// row count, the number of distinct `scored_at` values (one per run) and the risk bands.
@@ -226,20 +244,7 @@ fn read_location(mp: &MeshProject, py: &Path, location: &str) -> Option<(u64, u6
         "select count(*), count(distinct scored_at), string_agg(distinct risk_band, ',' order by risk_band) from read_parquet('{}/*.parquet')",
         dir.path().display()
     );
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import duckdb,sys; r=duckdb.sql(sys.argv[1]).fetchone(); print(r[0], r[1], r[2])",
-            &sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let s = duckdb_row(py, &sql);
     let mut it = s.split(' ');
     Some((
         it.next().unwrap().parse().unwrap(),
@@ -1009,18 +1014,7 @@ fn catalog_sync_registers_an_old_layout_store_at_its_partition_roots() {
             "select count(*) from read_parquet('{}/*.parquet')",
             dir.path().display()
         );
-        let out = Command::new(py)
-            .args([
-                "-c",
-                "import duckdb,sys; print(duckdb.sql(sys.argv[1]).fetchone()[0])",
-                &sql,
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            m.rows.to_string()
-        );
+        assert_eq!(duckdb_row(&py, &sql), m.rows.to_string());
     }
 }
 
