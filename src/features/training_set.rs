@@ -190,9 +190,15 @@ pub fn training_set_batched(
     let mut parts = Vec::with_capacity(ranges.len());
     let mut rows = Vec::with_capacity(ranges.len());
     for r in ranges {
-        let part = keyed.clone().filter(r.contains()).collect().map_err(&perr)?;
+        let part = keyed
+            .clone()
+            .filter(r.contains())
+            .collect()
+            .map_err(&perr)?;
         rows.push(part.column(SPINE_ROW).map_err(&perr)?.clone());
-        let part_spine = part.select(["customer_id", compile::AS_OF]).map_err(&perr)?;
+        let part_spine = part
+            .select(["customer_id", compile::AS_OF])
+            .map_err(&perr)?;
         let part_inputs: compile::Inputs = inputs
             .iter()
             .map(|(k, lf)| (*k, batches::slice(lf, r)))
@@ -214,7 +220,10 @@ pub fn training_set_batched(
     // Back to the spine's order: each part keeps its rows' spine order.
     let mut out = concat_parts(set, parts)?;
     let mut order = rows.into_iter();
-    let mut row = order.next().map(|c| c.take_materialized_series()).unwrap_or_default();
+    let mut row = order
+        .next()
+        .map(|c| c.take_materialized_series())
+        .unwrap_or_default();
     for c in order {
         row.append(c.as_materialized_series()).map_err(&perr)?;
     }
