@@ -135,7 +135,10 @@ pub fn training_set(
 /// customers at a time (each customer with all its spine rows, each batch reading only
 /// its customers' rows of the tables), `None` in one batch. The result is the same, cell
 /// for cell, whatever the batch size; peak memory follows the batch (the spine rows of
-/// `n` customers and the table rows joined to their dates), plus the output itself.
+/// `n` customers, their rows of the tables), plus the tables and the output themselves.
+/// Each batch runs on polars' streaming engine (as a snapshot's aggregates do), so the
+/// table rows joined to each of their customer's dates flow through the filter and the
+/// group-bys without being held all at once. `Some(0)` counts as `Some(1)`.
 pub fn training_set_batched(
     set: &FeatureSet,
     loaded: &Loaded,
@@ -177,7 +180,7 @@ pub fn training_set_batched(
             population.map(|p| p.lazy()),
             &compile::joined,
         )?;
-        return lf.collect().map_err(perr);
+        return super::collect(lf).map_err(perr);
     }
     // The spine with its row numbers and customer keys, cut per batch below.
     let keyed = spine
@@ -215,7 +218,7 @@ pub fn training_set_batched(
             part_population,
             &compile::joined,
         )?;
-        parts.push(lf.collect().map_err(&perr)?);
+        parts.push(super::collect(lf).map_err(&perr)?);
     }
     // Back to the spine's order: each part keeps its rows' spine order.
     let mut out = concat_parts(set, parts)?;
