@@ -22,8 +22,8 @@ pub const BATCH_ENV: &str = "C360_TRAINING_BATCH_CUSTOMERS";
 
 /// The default batch size: 50 000 customers. At 12 monthly dates that is 600 000 spine
 /// rows; with about 9 orders and 40 interactions a customer, the events joined to their
-/// dates stay near 25M rows a batch (a few GB at most in the eager engine), whatever the
-/// number of customers.
+/// dates stay near 25M rows a batch (streamed through the filters and group-bys, never
+/// all held), whatever the number of customers.
 pub const DEFAULT_BATCH_CUSTOMERS: usize = 50_000;
 
 /// The batch size from [`BATCH_ENV`]: `Ok(Some(n))` for n customers a batch, `Ok(None)`
