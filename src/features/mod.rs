@@ -17,7 +17,9 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 pub use def::{DefError, DefErrors, FeatureSet};
-pub use training_set::{read_spine, training_set};
+pub use training_set::{
+    read_spine, training_set, training_set_batched, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS,
+};
 
 use crate::names::AsOf;
 use crate::offline::{self, Manifest};

@@ -1,6 +1,7 @@
 //! Training sets: reading a spine of `(customer_id, as_of)` rows, checking it against the
 //! customers and the label's data, and computing each row's features as of its own date
-//! (the spine mode of [`compile::plan`]) with the label.
+//! (the spine mode of [`compile::plan`]) with the label, in customer batches (see
+//! `batches`) so that memory follows the batch, not the spine.
 
 use std::path::Path;
 
@@ -9,7 +10,11 @@ use polars::prelude::*;
 use super::def::Label;
 use super::{compile, customers_missing, perr, FeatureError, FeatureSet, Loaded, Result};
 use crate::names::AsOf;
-use crate::source;
+use crate::source::CUSTOMER_KEY;
+
+mod batches;
+
+pub use batches::{BATCH_ENV, DEFAULT_BATCH_CUSTOMERS};
 
 /// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
 pub fn read_spine(path: &Path) -> Result<DataFrame> {
@@ -103,13 +108,44 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
     Ok(out)
 }
 
-/// A training set: each spine row's features as of its own date, plus the label.
+/// A training set: each spine row's features as of its own date, plus the label, in the
+/// spine's row order: `customer_id`, `as_of` (Date), the set's output features, and the
+/// label (Int64 0/1) when asked.
+///
+/// Computed in customer batches of [`DEFAULT_BATCH_CUSTOMERS`] (or the number in the
+/// [`BATCH_ENV`] environment variable; `0` for one batch); see [`training_set_batched`].
+///
+/// Errors: an unknown label, a spine row whose customer is unknown or not signed up by its
+/// date, a label whose horizon reaches past its table's data, a malformed [`BATCH_ENV`].
 pub fn training_set(
     set: &FeatureSet,
     loaded: &Loaded,
     spine: &DataFrame,
     spine_name: &str,
     label: Option<&str>,
+) -> Result<DataFrame> {
+    let per_batch = batches::batch_size_from_env().map_err(|message| FeatureError::Polars {
+        set: set.name.to_string(),
+        message,
+    })?;
+    training_set_batched(set, loaded, spine, spine_name, label, per_batch)
+}
+
+/// [`training_set`] with an explicit batch size: `Some(n)` computes the spine `n`
+/// customers at a time (each customer with all its spine rows, each batch reading only
+/// its customers' rows of the tables), `None` in one batch. The result is the same, cell
+/// for cell, whatever the batch size; peak memory follows the batch (the spine rows of
+/// `n` customers, their rows of the tables), plus the tables and the output themselves.
+/// Each batch runs on polars' streaming engine (as a snapshot's aggregates do), so the
+/// table rows joined to each of their customer's dates flow through the filter and the
+/// group-bys without being held all at once. `Some(0)` counts as `Some(1)`.
+pub fn training_set_batched(
+    set: &FeatureSet,
+    loaded: &Loaded,
+    spine: &DataFrame,
+    spine_name: &str,
+    label: Option<&str>,
+    batch_customers: Option<usize>,
 ) -> Result<DataFrame> {
     let perr = perr(set);
     let label = match label {
@@ -128,46 +164,208 @@ pub fn training_set(
         check_label_reach(set, loaded, spine, l)?;
     }
     let inputs = loaded.inputs();
-    // Population scores per distinct date, for quantile features only.
-    let quant = compile::quantile_features(set);
-    let population = if quant.is_empty() {
-        None
-    } else {
-        let dates = spine
-            .column(compile::AS_OF)
-            .map_err(&perr)?
-            .as_materialized_series()
-            .unique()
-            .map_err(&perr)?;
-        let dates: Vec<i32> = dates.i32().map_err(&perr)?.into_no_null_iter().collect();
-        let mut parts = Vec::new();
-        for d in dates {
-            let mut cols = vec![col(source::CUSTOMER_KEY), lit(d).alias(compile::AS_OF)];
-            cols.extend(quant.iter().map(|q| col(q.as_str())));
-            let lf = compile::plan(
-                set,
-                &inputs,
-                &compile::Mode::Snapshot(d),
-                Some(&quant),
-                None,
-                None,
-                &compile::joined,
-            )?
-            .select(cols);
-            parts.push(lf);
-        }
-        Some(concat(parts, UnionArgs::default()).map_err(&perr)?)
+    let population = population(set, &inputs, spine)?;
+    let keys = spine_keys(set, loaded, spine)?;
+    let ranges = match batch_customers {
+        Some(n) => batches::key_ranges(&keys, n),
+        None => Vec::new(),
     };
-    let lf = compile::plan(
-        set,
-        &inputs,
-        &compile::Mode::Spine(Box::new(spine.clone().lazy())),
-        None,
-        label,
-        population,
-        &compile::joined,
-    )?;
-    lf.collect().map_err(perr)
+    if ranges.len() <= 1 {
+        let lf = compile::plan(
+            set,
+            &inputs,
+            &compile::Mode::Spine(Box::new(spine.clone().lazy())),
+            None,
+            label,
+            population.map(|p| p.lazy()),
+            &compile::joined,
+        )?;
+        return super::collect(lf).map_err(perr);
+    }
+    // The spine with its row numbers and customer keys, cut per batch below.
+    let keyed = spine
+        .clone()
+        .with_row_index(SPINE_ROW.into(), None)
+        .map_err(&perr)?
+        .hstack(&[UInt32Chunked::from_vec(CUSTOMER_KEY.into(), keys).into_column()])
+        .map_err(&perr)?
+        .lazy();
+    let mut parts = Vec::with_capacity(ranges.len());
+    let mut rows = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let part = keyed
+            .clone()
+            .filter(r.contains())
+            .collect()
+            .map_err(&perr)?;
+        rows.push(part.column(SPINE_ROW).map_err(&perr)?.clone());
+        let part_spine = part
+            .select(["customer_id", compile::AS_OF])
+            .map_err(&perr)?;
+        let part_inputs: compile::Inputs = inputs
+            .iter()
+            .map(|(k, lf)| (*k, batches::slice(lf, r)))
+            .collect();
+        let part_population = population
+            .as_ref()
+            .map(|p| p.clone().lazy().filter(r.contains()));
+        let lf = compile::plan(
+            set,
+            &part_inputs,
+            &compile::Mode::Spine(Box::new(part_spine.lazy())),
+            None,
+            label,
+            part_population,
+            &compile::joined,
+        )?;
+        parts.push(super::collect(lf).map_err(&perr)?);
+    }
+    // Back to the spine's order: each part keeps its rows' spine order.
+    let mut out = concat_parts(set, parts)?;
+    let mut order = rows.into_iter();
+    let mut row = order
+        .next()
+        .map(|c| c.take_materialized_series())
+        .unwrap_or_default();
+    for c in order {
+        row.append(c.as_materialized_series()).map_err(&perr)?;
+    }
+    out.with_column(row.with_name(SPINE_ROW.into()).into_column())
+        .map_err(&perr)?;
+    out.sort([SPINE_ROW], SortMultipleOptions::default())
+        .and_then(|df| df.drop(SPINE_ROW))
+        .map_err(perr)
+}
+
+/// The spine's row number while batches are put back in order.
+const SPINE_ROW: &str = "_spine_row";
+
+/// Stacks the batches' outputs (same columns, same types: one plan).
+fn concat_parts(set: &FeatureSet, parts: Vec<DataFrame>) -> Result<DataFrame> {
+    let perr = perr(set);
+    let mut it = parts.into_iter();
+    let mut out = it.next().unwrap_or_default();
+    for p in it {
+        out.vstack_mut_owned(p).map_err(&perr)?;
+    }
+    out.rechunk_mut();
+    Ok(out)
+}
+
+/// The customer key of every spine row, in spine order (the spine's customers were
+/// checked: each is a known customer).
+fn spine_keys(set: &FeatureSet, loaded: &Loaded, spine: &DataFrame) -> Result<Vec<u32>> {
+    let perr = perr(set);
+    let customers = loaded
+        .tables
+        .get("customers")
+        .ok_or_else(|| customers_missing(set))?;
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    let k = spine
+        .clone()
+        .lazy()
+        .select([col("customer_id")])
+        .join(
+            customers
+                .frame
+                .clone()
+                .select([col("customer_id"), col(CUSTOMER_KEY)]),
+            [col("customer_id")],
+            [col("customer_id")],
+            args,
+        )
+        .select([col(CUSTOMER_KEY)])
+        .collect()
+        .map_err(&perr)?;
+    let k = k.column(CUSTOMER_KEY).map_err(&perr)?;
+    if k.len() != spine.height() || k.null_count() > 0 {
+        return Err(FeatureError::Polars {
+            set: set.name.to_string(),
+            message: format!(
+                "the spine's customers do not each match one row of the customers table ({} spine rows, {} matches, {} unknown); check that customer_id is unique in customers",
+                spine.height(),
+                k.len(),
+                k.null_count()
+            ),
+        });
+    }
+    Ok(k.u32().map_err(&perr)?.into_no_null_iter().collect())
+}
+
+/// The population scores of the set's quantile features at each distinct spine date
+/// (a population snapshot per date, restricted to the features the scores read), kept
+/// for the spine's (customer, date) pairs only: `CUSTOMER_KEY`, `_as_of`, the scores.
+/// None when the set has no quantile feature.
+fn population(
+    set: &FeatureSet,
+    inputs: &compile::Inputs,
+    spine: &DataFrame,
+) -> Result<Option<DataFrame>> {
+    let perr = perr(set);
+    let quant = compile::quantile_features(set);
+    if quant.is_empty() {
+        return Ok(None);
+    }
+    let dates = spine
+        .column(compile::AS_OF)
+        .map_err(&perr)?
+        .as_materialized_series()
+        .unique_stable()
+        .map_err(&perr)?;
+    let dates: Vec<i32> = dates.i32().map_err(&perr)?.into_no_null_iter().collect();
+    let customers = inputs
+        .get("customers")
+        .cloned()
+        .ok_or_else(|| customers_missing(set))?;
+    let pairs = spine
+        .clone()
+        .lazy()
+        .select([col("customer_id"), col(compile::AS_OF)])
+        .unique(None, UniqueKeepStrategy::Any)
+        .join(
+            customers.select([col("customer_id"), col(CUSTOMER_KEY)]),
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([col(CUSTOMER_KEY), col(compile::AS_OF)])
+        .collect()
+        .map_err(&perr)?;
+    let mut out: Option<DataFrame> = None;
+    for d in dates {
+        let mut cols = vec![col(CUSTOMER_KEY), lit(d).alias(compile::AS_OF)];
+        cols.extend(quant.iter().map(|q| col(q.as_str())));
+        let one = compile::plan(
+            set,
+            inputs,
+            &compile::Mode::Snapshot(d),
+            Some(&quant),
+            None,
+            None,
+            &compile::joined,
+        )?
+        .select(cols)
+        .join(
+            pairs.clone().lazy().filter(col(compile::AS_OF).eq(lit(d))),
+            [col(CUSTOMER_KEY), col(compile::AS_OF)],
+            [col(CUSTOMER_KEY), col(compile::AS_OF)],
+            JoinArgs::new(JoinType::Semi),
+        )
+        .collect()
+        .map_err(&perr)?;
+        out = Some(match out {
+            None => one,
+            Some(mut o) => {
+                o.vstack_mut_owned(one).map_err(&perr)?;
+                o
+            }
+        });
+    }
+    Ok(out.map(|mut o| {
+        o.rechunk_mut();
+        o
+    }))
 }
 
 /// Refuses a spine with a row whose customer is unknown or not yet signed up on its date

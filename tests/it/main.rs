@@ -21,3 +21,4 @@ mod products_gc;
 mod schedule;
 mod scoring;
 mod service;
+mod training_sets;

@@ -227,7 +227,7 @@ impl Table<'_> {
     /// days (without the first day: minus that day's total, found with max_by, over one
     /// day fewer).
     fn per_day_mean(&self, p: &mut Parts, one: &One) -> Result<(), CompileError> {
-        let (i, f, a) = (one.i, one.f, one.a);
+        let (i, a) = (one.i, one.a);
         let v = one.value(self.set, "per_day needs a column".into())?;
         let by = day_value(a, self.day, &self.as_of);
         if matches!(by, SubValue::Day(_)) {
@@ -261,21 +261,34 @@ impl Table<'_> {
             );
             return Ok(());
         }
+        // Over a spine: the same three parts as at one date, so that a training set's
+        // value equals the snapshot's to the last bit. The total is summed over the rows
+        // (as above), not over the rounded daily sums; the days and the first day's
+        // total come from the (customer, as_of, days_ago) groups.
+        let hidden = |what: &str| format!("_pd{i}_{what}");
         let g = subgroup(&mut p.subs, one.cond.clone(), by);
-        let daily = exact_sum(v, &format!("_p{i}"), &mut g.rows_pre);
-        let s = g.first(daily, i);
-        let total = exact_sum(col(s.as_str()), &format!("_q{i}"), &mut g.mid);
-        let days = len().cast(DataType::Float64);
+        g.second.push(g.count().alias(hidden("days").as_str()));
+        let days = col(hidden("days").as_str()).cast(DataType::Float64);
+        let total = col(hidden("total").as_str());
         let (num, den) = if a.exclude_first_day {
+            let daily = exact_sum(v.clone(), &format!("_p{i}"), &mut g.rows_pre);
+            let s = g.first(daily, i);
             let first = g.first_day(col(s.as_str()));
-            (total - first, days - lit(1.0))
+            g.second.push(first.alias(hidden("first").as_str()));
+            (total - col(hidden("first").as_str()), days - lit(1.0))
         } else {
             (total, days)
         };
-        let e = when(den.clone().gt(lit(0.0)))
-            .then(num / den)
-            .otherwise(lit(NULL));
-        g.second.push(e.cast(f.ty.polars()).alias(f.name.as_str()));
+        p.plain.push(
+            exact_sum(one.masked(v), &one.tmp("t"), &mut p.pre).alias(hidden("total").as_str()),
+        );
+        p.post.push(
+            one.output(
+                when(den.clone().gt(lit(0.0)))
+                    .then(num / den)
+                    .otherwise(lit(NULL)),
+            ),
+        );
         Ok(())
     }
 
