@@ -13,7 +13,7 @@ use polars::prelude::*;
 
 use crate::features::{assert_ok, c360, set};
 
-const CUSTOMERS: &str = "3000";
+const CUSTOMERS: &str = "1200";
 const LABEL: &str = "churned_90d";
 
 fn read(dir: &Path, t: &str) -> DataFrame {
