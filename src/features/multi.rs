@@ -206,7 +206,7 @@ pub fn snapshots(sets: &[&FeatureSet], src: &Source, as_of: NaiveDate) -> Result
 /// A set's committed snapshot as found before building: reusable, or to be built (and
 /// then committed replacing exactly `replacing`, the manifest version read).
 enum Found {
-    Reused(Built),
+    Reused(Box<Built>),
     Build {
         prefix: String,
         fingerprints: BTreeMap<String, String>,
@@ -267,7 +267,7 @@ pub fn build_snapshots(
     let mut pending = Vec::new();
     for (i, f) in found.into_iter().enumerate() {
         match f {
-            Found::Reused(b) => built.push(Some(b)),
+            Found::Reused(b) => built.push(Some(*b)),
             Found::Build {
                 prefix,
                 fingerprints,
@@ -340,11 +340,11 @@ fn committed(
             match offline::verify_partition(st, &prefix, &m)? {
                 None => {
                     tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
-                    return Ok(Found::Reused(Built {
+                    return Ok(Found::Reused(Box::new(Built {
                         manifest: m,
                         prefix,
                         reused: true,
-                    }));
+                    })));
                 }
                 Some(damage) => {
                     tracing::warn!(set = %s.name, %as_of, %damage, "committed snapshot is damaged; building it again");
