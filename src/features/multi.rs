@@ -127,7 +127,8 @@ fn view(
     } else {
         return Ok(frame);
     };
-    let mut df = frame.collect().map_err(perr)?;
+    let mut df = frame.clone().collect().map_err(perr)?;
+    let mut changed = false;
     // As `Table::keep_columns`: only a frame with customer keys was cut to columns.
     if df.column(CUSTOMER_KEY).is_ok() {
         let drop: Vec<PlSmallStr> = df
@@ -138,6 +139,7 @@ fn view(
             .collect();
         for c in drop {
             df.drop_in_place(c.as_str()).map_err(perr)?;
+            changed = true;
         }
     }
     let shared_rows = sets
@@ -159,10 +161,16 @@ fn view(
                 .map_err(perr)?
                 .rechunk()
                 .into_owned();
-            df = df.filter(&mask).map_err(perr)?;
+            // The set keeps every shared row (e.g. churn_signals' orders hold rfm's):
+            // no copy.
+            if mask.null_count() > 0 || !mask.all() {
+                df = df.filter(&mask).map_err(perr)?;
+                changed = true;
+            }
         }
     }
-    Ok(df.lazy())
+    // Unchanged: the shared frame itself, as a load for this set alone holds it.
+    Ok(if changed { df.lazy() } else { frame })
 }
 
 /// The snapshots of `sets` at `as_of` from one load of their tables: `each(i, frame)` gets
