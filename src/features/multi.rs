@@ -434,3 +434,86 @@ fn commit(
         reused: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn shipped(name: &str) -> FeatureSet {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("features");
+        super::super::find_set(&dir, name).expect("shipped set")
+    }
+
+    fn parsed(name: &str, extra: &str) -> FeatureSet {
+        let text = format!(
+            "name = \"{name}\"\nversion = 1\n[columns.orders]\n{extra} = \"float\"\nwhere_ = \"float\"\n\
+             [[feature]]\nname = \"f\"\nagg = \"sum\"\ntable = \"orders\"\ncolumn = \"{extra} + where_\"\n"
+        );
+        super::super::def::parse(&text, Path::new(&format!("{name}.toml"))).expect("valid set")
+    }
+
+    #[test]
+    fn extra_columns_are_read_once_in_the_order_the_sets_name_them() {
+        let (a, b) = (parsed("a", "discount"), parsed("b", "tax"));
+        assert_eq!(union_extra(&[&a], "orders"), ["discount", "where_"]);
+        assert_eq!(
+            union_extra(&[&a, &b, &a], "orders"),
+            ["discount", "where_", "tax"]
+        );
+        assert!(union_extra(&[&a, &b], "customers").is_empty());
+        let keep = customer_columns(&shipped("rfm"));
+        assert!(
+            keep.contains("customer_id") && keep.contains("signup_ts"),
+            "{keep:?}"
+        );
+    }
+
+    /// The rows each expression keeps of a small orders-like frame.
+    fn kept(rows: Option<Expr>) -> Vec<bool> {
+        let df = df!(
+            "order_ts" => [100i32, 200, 290, 300, 301, -100],
+            "status" => ["completed", "returned", "cancelled", "completed", "completed", "returned"],
+        )
+        .expect("frame");
+        let Some(rows) = rows else {
+            return vec![true; df.height()];
+        };
+        let out = df.lazy().select([rows.alias("k")]).collect().expect("mask");
+        out.column("k")
+            .expect("k")
+            .bool()
+            .expect("bool")
+            .iter()
+            .map(|v| v.unwrap_or(false))
+            .collect()
+    }
+
+    #[test]
+    fn the_shared_rows_are_the_union_of_each_sets_rows() {
+        let (rfm, churn) = (shipped("rfm"), shipped("churn_signals"));
+        let day = 300;
+        let one = |s: &FeatureSet, t: &str| kept(compile::snapshot_rows(s, t, day).expect("rows"));
+        let union = |sets: &[&FeatureSet], t: &str| kept(union_rows(sets, t, day).expect("rows"));
+        // One set: its own rows (completed orders on or before the day).
+        assert_eq!(union(&[&rfm], "orders"), one(&rfm, "orders"));
+        assert_eq!(
+            one(&rfm, "orders"),
+            [true, false, false, true, false, false]
+        );
+        // Two sets: a row either keeps; churn_signals also keeps returns within a year.
+        let both = union(&[&rfm, &churn], "orders");
+        let expected: Vec<bool> = one(&rfm, "orders")
+            .iter()
+            .zip(one(&churn, "orders"))
+            .map(|(a, b)| *a || b)
+            .collect();
+        assert_eq!(both, expected);
+        assert_eq!(both, [true, true, true, true, false, false]);
+        assert_eq!(union(&[&churn, &rfm], "orders"), both);
+        // A table only one set reads: that set's rows; none reads it: no trim.
+        assert!(union_rows(&[&rfm], "interactions", day)
+            .expect("rows")
+            .is_none());
+    }
+}
