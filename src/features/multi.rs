@@ -265,13 +265,8 @@ pub fn build_snapshots(
         }
         found.push(committed(s, st, as_of, force, fingerprints)?);
     }
-    let to_build: Vec<&FeatureSet> = unique
-        .iter()
-        .zip(&found)
-        .filter(|(_, f)| matches!(f, Found::Build { .. }))
-        .map(|(s, _)| *s)
-        .collect();
     let mut built: Vec<Option<Built>> = Vec::with_capacity(unique.len());
+    // The sets to build, by their place in `unique`, with what their commit replaces.
     let mut pending = Vec::new();
     for (i, f) in found.into_iter().enumerate() {
         match f {
@@ -282,19 +277,28 @@ pub fn build_snapshots(
                 replacing,
             } => {
                 built.push(None);
-                pending.push((i, prefix, fingerprints, replacing));
+                pending.push((i, Some((prefix, fingerprints, replacing))));
             }
         }
     }
-    let mut pending = pending.into_iter();
+    // Computed in the order that frees memory soonest: the sets reading the most tables
+    // first (the tables no later set reads are freed after them, and the set that keeps
+    // the most shared rows uses the shared frames without a copy). The output is the same
+    // in any order.
+    pending.sort_by_key(|(i, _)| std::cmp::Reverse(unique[*i].tables().len()));
+    let to_build: Vec<&FeatureSet> = pending.iter().map(|(i, _)| unique[*i]).collect();
     snapshots_each(&to_build, &src, as_of, &mut |j, df| {
-        let (i, prefix, fingerprints, replacing) =
-            pending.next().ok_or_else(|| FeatureError::Polars {
-                set: to_build[j].name.to_string(),
-                message: "a snapshot was computed that no set asked for".into(),
-            })?;
+        let set = to_build[j];
+        let (i, target) = match pending.get_mut(j) {
+            Some((i, t)) => (*i, t.take()),
+            None => (usize::MAX, None),
+        };
+        let (prefix, fingerprints, replacing) = target.ok_or_else(|| FeatureError::Polars {
+            set: set.name.to_string(),
+            message: "a snapshot was computed that no set asked for".into(),
+        })?;
         let b = commit(
-            to_build[j],
+            set,
             source_uri,
             st,
             as_of,
