@@ -1,7 +1,8 @@
 //! Features: the definition language (`def`, `expr`, and `rows` for what names mean in a
 //! row expression), its compilation to polars plans (`compile`), and the two ways to
 //! compute them: a point-in-time snapshot of every customer (here), and a training set over
-//! a spine of `(customer_id, as_of)` rows with labels (`training_set`).
+//! a spine of `(customer_id, as_of)` rows with labels (`training_set`). Several sets'
+//! snapshots come from one read and check of their tables (`multi`).
 
 pub mod compile;
 pub mod def;
