@@ -22,17 +22,19 @@ pub enum FeaturesCmd {
         /// The set's name.
         set: String,
     },
-    /// Build a point-in-time snapshot of a set into the offline store.
+    /// Build point-in-time snapshots of one or more sets into the offline store.
     #[command(
-        after_help = "Example:\n  c360 features build churn_signals --as-of 2024-06-30 --source data/c360\n\n\
+        after_help = "Example:\n  c360 features build churn_signals --as-of 2024-06-30 --source data/c360\n  c360 features build rfm churn_signals --as-of 2024-06-30\n\n\
 Writes features/<set>/v<version>/as_of=<date>/run=<run_id>-<hex>/part-<n>.parquet and, last,\n\
-_manifest.json in as_of=<date>/.\n\
+_manifest.json in as_of=<date>/, for each set.\n\
 Only events dated on or before the as-of date count. Re-running with the same definition and\n\
-source reuses the committed snapshot (use --force to rebuild)."
+source reuses the committed snapshot (use --force to rebuild). Several sets are built from one\n\
+read and check of the tables they read; each is committed, or reused, on its own."
     )]
     Build {
-        /// The set's name.
-        set: String,
+        /// The sets' names (one or more).
+        #[arg(required = true, value_name = "SET")]
+        sets: Vec<String>,
         /// The as-of date (YYYY-MM-DD, UTC).
         #[arg(long, value_parser = crate::names::AsOf::parse_date)]
         as_of: NaiveDate,
@@ -156,19 +158,29 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             Ok(())
         }
         FeaturesCmd::Build {
-            set,
+            sets,
             as_of,
             source,
             store,
             force,
             allow_as_of_past_data,
         } => {
-            let s = features::find_set(&project.features_dir(), &set)?;
+            let mut found: Vec<features::FeatureSet> = Vec::new();
+            for name in &sets {
+                if !found.iter().any(|s| s.name == name.as_str()) {
+                    found.push(features::find_set(&project.features_dir(), name)?);
+                }
+            }
             let source_uri = source.unwrap_or_else(|| project.source_uri());
             let store_uri = store.unwrap_or_else(|| project.store_uri());
             let src =
                 crate::source::Source::open(&source_uri).map_err(features::FeatureError::from)?;
-            let tables: Vec<&str> = s.tables().into_iter().collect();
+            let tables: Vec<&str> = found
+                .iter()
+                .flat_map(|s| s.tables())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             features::check_data_reach(
                 &src,
                 &source_uri,
@@ -184,38 +196,44 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             let st = store::open(&store_uri)?;
             let mesh = crate::mesh::Mesh::open(&project.config, &st.uri())?;
             let t0 = Instant::now();
-            let pb = crate::telemetry::spinner(&format!("building {} as of {as_of}", s.name));
-            let out = features::build_snapshot(&s, &source_uri, st.as_ref(), as_of, force)?;
+            let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
+            let pb =
+                crate::telemetry::spinner(&format!("building {} as of {as_of}", names.join(", ")));
+            let refs: Vec<&features::FeatureSet> = found.iter().collect();
+            let built = features::build_snapshots(&refs, &source_uri, st.as_ref(), as_of, force)?;
             pb.finish_and_clear();
-            // Registered after the commit (and again when reused: repairs a missed one). The
-            // snapshot is committed either way: a catalog that cannot take it is a warning.
-            let registered = match mesh.catalog.register_snapshot(st.as_ref(), &out.manifest) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("warning: {e}; the snapshot is committed but not registered: `c360 catalog sync` registers it once the catalog answers");
-                    None
-                }
-            };
-            let verb = if out.reused {
-                "already committed (same definition and source)"
-            } else {
-                "built"
-            };
-            println!(
-                "{} v{} as of {}: {} rows {verb} in {:.2}s -> {}/{}",
-                s.name,
-                s.version,
-                as_of,
-                out.manifest.rows,
-                t0.elapsed().as_secs_f64(),
-                st.uri(),
-                out.prefix
-            );
-            if let Some(c) = registered {
+            let secs = t0.elapsed().as_secs_f64();
+            for (s, out) in found.iter().zip(&built) {
+                // Registered after the commit (and again when reused: repairs a missed one).
+                // The snapshot is committed either way: a catalog that cannot take it is a
+                // warning.
+                let registered = match mesh.catalog.register_snapshot(st.as_ref(), &out.manifest) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("warning: {e}; the snapshot is committed but not registered: `c360 catalog sync` registers it once the catalog answers");
+                        None
+                    }
+                };
+                let verb = if out.reused {
+                    "already committed (same definition and source)"
+                } else {
+                    "built"
+                };
                 println!(
-                    "  glue {}.{}: partition as_of={as_of} -> {}",
-                    c.database, c.table, c.location
+                    "{} v{} as of {}: {} rows {verb} in {secs:.2}s -> {}/{}",
+                    s.name,
+                    s.version,
+                    as_of,
+                    out.manifest.rows,
+                    st.uri(),
+                    out.prefix
                 );
+                if let Some(c) = registered {
+                    println!(
+                        "  glue {}.{}: partition as_of={as_of} -> {}",
+                        c.database, c.table, c.location
+                    );
+                }
             }
             Ok(())
         }

@@ -1,12 +1,14 @@
 //! Features: the definition language (`def`, `expr`, and `rows` for what names mean in a
 //! row expression), its compilation to polars plans (`compile`), and the two ways to
 //! compute them: a point-in-time snapshot of every customer (here), and a training set over
-//! a spine of `(customer_id, as_of)` rows with labels (`training_set`).
+//! a spine of `(customer_id, as_of)` rows with labels (`training_set`). Several sets'
+//! snapshots come from one read and check of their tables (`multi`).
 
 pub mod compile;
 pub mod def;
 pub mod expr;
 pub mod lineage;
+pub mod multi;
 pub mod rows;
 mod training_set;
 
@@ -17,6 +19,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 pub use def::{DefError, DefErrors, FeatureSet};
+pub use multi::{build_snapshots, snapshots};
 pub use training_set::{
     read_spine, training_set, training_set_batched, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS,
 };
@@ -142,29 +145,44 @@ pub fn load_tables_at(
     also: &[&'static str],
     snapshot_day: Option<i32>,
 ) -> Result<Loaded> {
-    let mut names: BTreeSet<&'static str> = set.tables();
+    load_union(&[set], src, also, snapshot_day)
+}
+
+/// [`load_tables_at`] for several sets at once: each table any of `sets` reads is read and
+/// contract-checked once, keeping the union of the columns (and, with `snapshot_day`, of
+/// the rows) the sets read. With one set it is exactly [`load_tables_at`]; a set's own
+/// view of the union is [`multi::set_inputs`]. Errors name the table, column and file as
+/// for one set. `sets` must not be empty.
+pub fn load_union(
+    sets: &[&FeatureSet],
+    src: &Source,
+    also: &[&'static str],
+    snapshot_day: Option<i32>,
+) -> Result<Loaded> {
+    let Some(first) = sets.first() else {
+        return Err(FeatureError::Polars {
+            set: "(none)".into(),
+            message: "no feature set to load tables for".into(),
+        });
+    };
+    let mut names: BTreeSet<&'static str> = sets.iter().flat_map(|s| s.tables()).collect();
     names.extend(also.iter().copied());
     let mut tables = HashMap::new();
     let cust_spec = source::table_spec("customers").ok_or_else(|| FeatureError::Polars {
-        set: set.name.to_string(),
+        set: first.name.to_string(),
         message: "contract lacks customers".into(),
     })?;
-    let empty = Vec::new();
-    let mut customers = src.scan(
-        cust_spec,
-        set.extra_columns.get("customers").unwrap_or(&empty),
-    )?;
+    let mut customers = src.scan(cust_spec, &multi::union_extra(sets, "customers"))?;
     let t = std::time::Instant::now();
     customers.collect()?;
     let read = t.elapsed().as_secs_f64();
     customers.check(None)?;
     customers.add_customer_key()?;
     if also.is_empty() {
-        // Only what the plan reads (e.g. not email) stays in memory.
-        let mut keep = compile::columns_read(set, "customers");
-        keep.extend(["customer_id".to_string(), "signup_ts".to_string()]);
-        if let Some(extra) = set.extra_columns.get("customers") {
-            keep.extend(extra.iter().cloned());
+        // Only what the plans read (e.g. not email) stays in memory.
+        let mut keep = BTreeSet::new();
+        for set in sets {
+            keep.extend(multi::customer_columns(set));
         }
         customers.keep_columns(&keep)?;
     }
@@ -180,17 +198,21 @@ pub fn load_tables_at(
             continue;
         }
         let spec = source::table_spec(n).ok_or_else(|| FeatureError::Polars {
-            set: set.name.to_string(),
+            set: first.name.to_string(),
             message: format!("unknown table {n}"),
         })?;
-        let mut t = src.scan(spec, set.extra_columns.get(*n).unwrap_or(&empty))?;
+        let mut t = src.scan(spec, &multi::union_extra(sets, n))?;
         let t0 = std::time::Instant::now();
+        let columns: BTreeSet<String> = sets
+            .iter()
+            .flat_map(|s| compile::columns_read(s, n))
+            .collect();
         if spec.references_customers && !also.contains(n) {
             let rows = match snapshot_day {
-                Some(day) => compile::snapshot_rows(set, n, day)?,
+                Some(day) => multi::union_rows(sets, n, day)?,
                 None => None,
             };
-            let trimmed = t.load_trimmed(&customers, &compile::columns_read(set, n), rows)?;
+            let trimmed = t.load_trimmed(&customers, &columns, rows)?;
             release_free_memory();
             if trimmed {
                 tracing::debug!(
@@ -207,11 +229,11 @@ pub fn load_tables_at(
         let read = t0.elapsed().as_secs_f64();
         t.check(Some(&customers))?;
         // The check gave every row its integer customer key: keep only the columns the
-        // set reads (the id strings and e.g. order ids are most of a table's memory).
+        // sets read (the id strings and e.g. order ids are most of a table's memory).
         if spec.references_customers && !also.contains(n) {
-            t.keep_columns(&compile::columns_read(set, n))?;
+            t.keep_columns(&columns)?;
             if let Some(day) = snapshot_day {
-                if let Some(rows) = compile::snapshot_rows(set, n, day)? {
+                if let Some(rows) = multi::union_rows(sets, n, day)? {
                     t.keep_rows(rows)?;
                 }
             }
@@ -372,7 +394,7 @@ pub struct Built {
     pub reused: bool,
 }
 
-/// Builds (or reuses) and commits a snapshot.
+/// Builds (or reuses) and commits a snapshot: [`multi::build_snapshots`] of one set.
 pub fn build_snapshot(
     s: &FeatureSet,
     source_uri: &str,
@@ -380,107 +402,10 @@ pub fn build_snapshot(
     as_of: NaiveDate,
     force: bool,
 ) -> Result<Built> {
-    let src = Source::open(source_uri)?;
-    let prefix = offline::partition_prefix(&s.name, s.version, as_of);
-    // Fingerprints are file metadata: a committed snapshot of the same definition and
-    // source is reused without reading the data again.
-    let mut fingerprints = std::collections::BTreeMap::new();
-    for t in s.tables() {
-        if let Some(spec) = source::table_spec(t) {
-            let loc = src.locate(spec)?;
-            fingerprints.insert(t.to_string(), src.fingerprint(&loc));
-        }
-    }
-    // The commit replaces exactly the manifest version read here (none: create), so a
-    // concurrent build that commits in between is never overwritten (this one then uses
-    // it, below). Reuse verifies: every listed part is checked (size, SHA-256) before it
-    // is trusted; a damaged snapshot is built again.
-    let (current, replacing) = match offline::read_manifest_versioned(st, &prefix) {
-        Ok(Some((m, v))) => (Some(m), Some(v)),
-        Ok(None) => (None, None),
-        // An unreadable manifest is replaced (exactly that version).
-        Err(offline::OfflineError::BadManifest { .. }) => {
-            (None, offline::manifest_version(st, &prefix)?)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let (false, Some(m)) = (force, current) {
-        if m.definition_hash == s.hash && m.source_fingerprints == fingerprints {
-            match offline::verify_partition(st, &prefix, &m)? {
-                None => {
-                    tracing::info!(set = %s.name, %as_of, "snapshot already committed; reusing it");
-                    return Ok(Built {
-                        manifest: m,
-                        prefix,
-                        reused: true,
-                    });
-                }
-                Some(damage) => {
-                    tracing::warn!(set = %s.name, %as_of, %damage, "committed snapshot is damaged; building it again");
-                }
-            }
-        }
-    }
-    let loaded = load_tables_at(s, &src, &[], Some(AsOf::from(as_of).day_number()))?;
-    tracing::debug!(peak_mb = peak_rss_mb(), "tables loaded");
-    let t = std::time::Instant::now();
-    // The source tables are freed as they are used up: writing reuses their memory.
-    let df = snapshot_owned(s, loaded, as_of)?;
-    tracing::info!(set = %s.name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
-    tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
-    let manifest = Manifest {
-        kind: "feature_snapshot".into(),
-        name: s.name.to_string(),
-        version: s.version,
-        as_of,
-        files: vec![],
-        file_checks: Default::default(),
-        rows: 0,
-        schema: vec![],
-        definition_hash: s.hash.clone(),
-        source: source_uri.to_string(),
-        source_fingerprints: fingerprints.clone(),
-        model: None,
-        run_id: offline::new_run_id(),
-        created_by: offline::c360_version(),
-        created_at: chrono::Utc::now(),
-        extra: pii_extra(s),
-    };
-    let committed = offline::commit_partition_replacing(
-        st,
-        &prefix,
-        &df,
-        manifest,
-        replacing.as_deref(),
-        &|_, _| {},
-    );
-    let m = match committed {
-        Ok(m) => m,
-        // A concurrent build of the same definition and source committed first: its
-        // snapshot is the one this build would have written, so it is used.
-        Err(offline::OfflineError::ConcurrentCommit { key }) => {
-            match offline::read_manifest(st, &prefix)? {
-                Some(m)
-                    if m.definition_hash == s.hash
-                        && m.source_fingerprints == fingerprints
-                        && offline::verify_partition(st, &prefix, &m)?.is_none() =>
-                {
-                    tracing::info!(set = %s.name, %as_of, "a concurrent build committed the same snapshot first; using it");
-                    return Ok(Built {
-                        manifest: m,
-                        prefix,
-                        reused: true,
-                    });
-                }
-                _ => return Err(offline::OfflineError::ConcurrentCommit { key }.into()),
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Built {
-        manifest: m,
-        prefix,
-        reused: false,
+    let mut built = multi::build_snapshots(&[s], source_uri, st, as_of, force)?;
+    built.pop().ok_or_else(|| FeatureError::Polars {
+        set: s.name.to_string(),
+        message: "no snapshot was built".into(),
     })
 }
 

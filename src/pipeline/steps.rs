@@ -117,12 +117,15 @@ fn failpoint(step: Step) {
 }
 
 /// Step `features`: builds each snapshot, or reuses it when committed with the same
-/// definition and source.
+/// definition and source; the sets built are computed from one read and check of the
+/// tables they read ([`features::build_snapshots`]).
 pub(super) fn features(r: &mut Run<'_>) -> Result<StepOutput<()>> {
     let mut detail = BTreeMap::new();
     let mut rows = 0;
-    for s in &r.p.sets {
-        let b = features::build_snapshot(s, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
+    let sets: Vec<&features::FeatureSet> = r.p.sets.iter().collect();
+    let built =
+        features::build_snapshots(&sets, &r.p.source_uri, r.p.store.as_ref(), r.p.as_of, false)?;
+    for (s, b) in r.p.sets.iter().zip(built) {
         // Registered after the commit (and again when reused: repairs a missed registration).
         // A catalog that cannot take it does not stop the run: recorded, repaired later.
         let catalog_error = match r

@@ -5,6 +5,7 @@ mod clv;
 mod common;
 mod errors;
 mod features;
+mod features_multi;
 mod fuzz;
 mod hardening_commits;
 mod hardening_panics;
