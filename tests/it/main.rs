@@ -6,6 +6,7 @@ mod common;
 mod errors;
 mod features;
 mod fuzz;
+mod generate_stream;
 mod hardening_commits;
 mod hardening_panics;
 mod hardening_servers;
