@@ -1,6 +1,8 @@
 //! Synthetic Customer 360 data in which churn is real behaviour, for demos, tests and
 //! benchmarks. Deterministic for a seed: each customer draws from its own random stream
-//! (seeded by the seed and its index), so the output is the same whatever the thread count.
+//! (seeded by the seed and its index), so the output is the same whatever the thread count
+//! or chunk size. Customers are simulated in chunks and streamed to the Parquet files, so
+//! memory does not grow with the number of customers ([`generate`]).
 //!
 //! Each customer has a latent purchase rate and a latent churn hazard. A churner's orders
 //! stop at its churn date; in the months before it, visits and email opens fade while
@@ -207,8 +209,9 @@ fn simulate(cfg: &GenConfig, lo: usize, hi: usize, progress: &(dyn Fn(u64) + Syn
 /// Customers are simulated `cfg.chunk_customers` at a time and each chunk's rows are
 /// appended to the four files, which are written in row groups of [`ROW_GROUP_ROWS`] rows
 /// (the last one shorter). The files are byte-identical for the same settings whatever
-/// the chunk size and thread count, and memory is bounded by one chunk plus one row group
-/// per table (a few hundred MB at the default chunk), not by `cfg.customers`.
+/// the chunk size and thread count, and memory is bounded by two chunks (the one being
+/// written and the next, simulated meanwhile) plus one row group per table (a few hundred
+/// MB at the default chunk), not by `cfg.customers`.
 ///
 /// Row order: customers by index (`C0000001`, `C0000002`, ...); within a customer,
 /// orders and support tickets in time order, and interactions as web visits, then app
@@ -243,13 +246,27 @@ fn generate_in_groups(
     })?;
     let mut sinks = Sinks::create(out, row_group_rows)?;
     let mut churners = 0;
-    let mut lo = 0;
-    while lo < cfg.customers {
-        let hi = lo.saturating_add(cfg.chunk_customers).min(cfg.customers);
-        let mut batch = simulate(cfg, lo, hi, progress);
+    // `check` made the step at least 1.
+    let mut ranges = (0..cfg.customers).step_by(cfg.chunk_customers).map(|lo| {
+        (
+            lo,
+            lo.saturating_add(cfg.chunk_customers).min(cfg.customers),
+        )
+    });
+    let mut current = ranges
+        .next()
+        .map(|(lo, hi)| simulate(cfg, lo, hi, progress));
+    // The next chunk is simulated while this one is encoded and written: at most two
+    // chunks are in memory.
+    while let Some(mut batch) = current.take() {
         churners += batch.churners;
-        sinks.push(&mut batch)?;
-        lo = hi;
+        let next = ranges.next();
+        let (simulated, written) = rayon::join(
+            || next.map(|(lo, hi)| simulate(cfg, lo, hi, progress)),
+            || sinks.push(&mut batch),
+        );
+        written?;
+        current = simulated;
     }
     let customers = sinks.customers.close()?;
     let orders = sinks.orders.close()?;

@@ -130,7 +130,8 @@ fn parse_customers(s: &str) -> Result<usize, String> {
 #[command(
     after_help = "Example:\n  c360 generate --customers 1000000 --out data/c360 --seed 7\n\n\
 Writes customers.parquet, orders.parquet, interactions.parquet and support_tickets.parquet;\n\
-about 10 orders and 30 interactions per customer. The same seed gives the same data."
+about 10 orders and 30 interactions per customer. The same seed gives the same data.\n\
+Customers are written in chunks: memory stays bounded at any --customers."
 )]
 pub struct GenerateArgs {
     /// How many customers (1 to 10,000,000).
