@@ -86,9 +86,9 @@ pub const MAX_SPAN_DAYS: i64 = 7_305;
 /// The most customers generated. Memory does not grow with it: see [`generate`].
 pub const MAX_CUSTOMERS: usize = 10_000_000;
 /// Customers simulated and handed to the writers at a time, unless told otherwise.
-pub const DEFAULT_CHUNK_CUSTOMERS: usize = 50_000;
+pub const DEFAULT_CHUNK_CUSTOMERS: usize = 20_000;
 /// Customers one thread simulates at a time within a chunk.
-const THREAD_BLOCK: usize = 4096;
+const THREAD_BLOCK: usize = 1024;
 
 /// The four tables being written.
 struct Sinks {
@@ -196,6 +196,7 @@ fn simulate(cfg: &GenConfig, lo: usize, hi: usize, progress: &(dyn Fn(u64) + Syn
         })
         .collect();
     let mut all = Batch::default();
+    all.reserve(&blocks);
     for mut b in blocks {
         all.append(&mut b);
     }

@@ -6,6 +6,8 @@
 //! buffer after a number of rows, so a table's rows can be written in row groups of a
 //! fixed size whatever the customer chunks that produced them.
 
+use std::fmt::Write;
+
 use polars::prelude::*;
 
 /// A table's row buffer: append in customer order, cut at a row count, turn into a frame.
@@ -14,6 +16,9 @@ pub(crate) trait Rows: Default + Send {
     fn len(&self) -> usize;
     /// Moves every row of `other` after this buffer's rows.
     fn append(&mut self, other: &mut Self);
+    /// Makes room for `n` more rows (exactly, so appending many parts does not double
+    /// the memory).
+    fn reserve(&mut self, n: usize);
     /// Removes the first `n` rows (at most all of them) and returns them.
     fn take_front(&mut self, n: usize) -> Self;
     /// The rows as a frame with the table's published schema.
@@ -39,12 +44,42 @@ fn ts_opt_column(name: &str, v: Vec<Option<i64>>) -> PolarsResult<Column> {
 }
 
 /// `C0000001` for customer index 0.
+#[cfg(test)]
 pub(crate) fn customer_id(i: u32) -> String {
     format!("C{:07}", u64::from(i) + 1)
 }
 
-fn customer_ids(v: &[u32]) -> Vec<String> {
-    v.iter().map(|&i| customer_id(i)).collect()
+/// A string column whose values `fmt` writes into a reused buffer (no `String` per row);
+/// `fmt` returns false for a null.
+fn string_column<I, F>(name: &str, items: I, mut fmt: F) -> Column
+where
+    I: ExactSizeIterator,
+    F: FnMut(I::Item, &mut String) -> bool,
+{
+    let mut b = StringChunkedBuilder::new(name.into(), items.len());
+    let mut buf = String::new();
+    for item in items {
+        buf.clear();
+        if fmt(item, &mut buf) {
+            b.append_value(buf.as_str());
+        } else {
+            b.append_null();
+        }
+    }
+    b.finish().into_series().into_column()
+}
+
+fn customer_ids(v: &[u32]) -> Column {
+    string_column("customer_id", v.iter(), |&i, buf| {
+        write!(buf, "C{:07}", u64::from(i) + 1).is_ok()
+    })
+}
+
+/// `{prefix}{customer:07}-{n:0width$}`: an order or ticket id.
+fn row_ids(name: &str, prefix: char, width: usize, cust: &[u32], n: &[u32]) -> Column {
+    string_column(name, cust.iter().zip(n), |(&i, &n), buf| {
+        write!(buf, "{prefix}{:07}-{n:0width$}", u64::from(i) + 1).is_ok()
+    })
 }
 
 /// Applies `$m!(field)` to every field of a buffer, for `append` and `take_front`.
@@ -54,6 +89,9 @@ macro_rules! each_field {
     };
     ($self:ident, $n:ident, front: $($f:ident),+) => {
         Self { $( $f: front(&mut $self.$f, $n), )+ }
+    };
+    ($self:ident, $n:ident, reserve: $($f:ident),+) => {
+        $( $self.$f.reserve_exact($n); )+
     };
 }
 
@@ -76,22 +114,26 @@ impl Rows for CustomerRows {
     fn append(&mut self, o: &mut Self) {
         each_field!(self, o, append: idx, signup, country, segment, email, opt_in);
     }
+    fn reserve(&mut self, k: usize) {
+        each_field!(self, k, reserve: idx, signup, country, segment, email, opt_in);
+    }
     fn take_front(&mut self, n: usize) -> Self {
         each_field!(self, n, front: idx, signup, country, segment, email, opt_in)
     }
     fn frame(self) -> PolarsResult<DataFrame> {
-        let email: Vec<Option<String>> = self
-            .idx
-            .iter()
-            .zip(&self.email)
-            .map(|(&i, &has)| has.then(|| format!("customer{}@example.com", u64::from(i) + 1)))
-            .collect();
+        let email = string_column(
+            "email",
+            self.idx.iter().zip(&self.email),
+            |(&i, &has), buf| {
+                has && write!(buf, "customer{}@example.com", u64::from(i) + 1).is_ok()
+            },
+        );
         DataFrame::new_infer_height(vec![
-            Column::new("customer_id".into(), customer_ids(&self.idx)),
+            customer_ids(&self.idx),
             ts_column("signup_ts", self.signup)?,
             Column::new("country".into(), self.country),
             Column::new("segment".into(), self.segment),
-            Column::new("email".into(), email),
+            email,
             Column::new("email_opt_in".into(), self.opt_in),
         ])
     }
@@ -116,19 +158,16 @@ impl Rows for OrderRows {
     fn append(&mut self, o: &mut Self) {
         each_field!(self, o, append: cust, n, ts, amount, status, channel);
     }
+    fn reserve(&mut self, k: usize) {
+        each_field!(self, k, reserve: cust, n, ts, amount, status, channel);
+    }
     fn take_front(&mut self, k: usize) -> Self {
         each_field!(self, k, front: cust, n, ts, amount, status, channel)
     }
     fn frame(self) -> PolarsResult<DataFrame> {
-        let ids: Vec<String> = self
-            .cust
-            .iter()
-            .zip(&self.n)
-            .map(|(&i, &n)| format!("O{:07}-{n:04}", u64::from(i) + 1))
-            .collect();
         DataFrame::new_infer_height(vec![
-            Column::new("order_id".into(), ids),
-            Column::new("customer_id".into(), customer_ids(&self.cust)),
+            row_ids("order_id", 'O', 4, &self.cust, &self.n),
+            customer_ids(&self.cust),
             ts_column("order_ts", self.ts)?,
             Column::new("amount".into(), self.amount),
             Column::new("status".into(), self.status),
@@ -152,12 +191,15 @@ impl Rows for InteractionRows {
     fn append(&mut self, o: &mut Self) {
         each_field!(self, o, append: cust, ts, kind);
     }
+    fn reserve(&mut self, k: usize) {
+        each_field!(self, k, reserve: cust, ts, kind);
+    }
     fn take_front(&mut self, n: usize) -> Self {
         each_field!(self, n, front: cust, ts, kind)
     }
     fn frame(self) -> PolarsResult<DataFrame> {
         DataFrame::new_infer_height(vec![
-            Column::new("customer_id".into(), customer_ids(&self.cust)),
+            customer_ids(&self.cust),
             ts_column("event_ts", self.ts)?,
             Column::new("event_type".into(), self.kind),
         ])
@@ -183,19 +225,16 @@ impl Rows for TicketRows {
     fn append(&mut self, o: &mut Self) {
         each_field!(self, o, append: cust, n, opened, resolved, category, csat);
     }
+    fn reserve(&mut self, k: usize) {
+        each_field!(self, k, reserve: cust, n, opened, resolved, category, csat);
+    }
     fn take_front(&mut self, k: usize) -> Self {
         each_field!(self, k, front: cust, n, opened, resolved, category, csat)
     }
     fn frame(self) -> PolarsResult<DataFrame> {
-        let ids: Vec<String> = self
-            .cust
-            .iter()
-            .zip(&self.n)
-            .map(|(&i, &n)| format!("T{:07}-{n:03}", u64::from(i) + 1))
-            .collect();
         DataFrame::new_infer_height(vec![
-            Column::new("ticket_id".into(), ids),
-            Column::new("customer_id".into(), customer_ids(&self.cust)),
+            row_ids("ticket_id", 'T', 3, &self.cust, &self.n),
+            customer_ids(&self.cust),
             ts_column("opened_ts", self.opened)?,
             ts_opt_column("resolved_ts", self.resolved)?,
             Column::new("category".into(), self.category),
@@ -216,6 +255,15 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// Makes room for the rows of `parts`.
+    pub fn reserve(&mut self, parts: &[Batch]) {
+        let sum = |f: fn(&Batch) -> usize| parts.iter().map(f).sum::<usize>();
+        self.customers.reserve(sum(|b| b.customers.len()));
+        self.orders.reserve(sum(|b| b.orders.len()));
+        self.interactions.reserve(sum(|b| b.interactions.len()));
+        self.tickets.reserve(sum(|b| b.tickets.len()));
+    }
+
     /// Moves every row of `other` after this batch's rows.
     pub fn append(&mut self, other: &mut Batch) {
         self.customers.append(&mut other.customers);

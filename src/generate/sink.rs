@@ -72,6 +72,7 @@ impl<R: Rows> TableSink<R> {
 
     /// Appends `rows` after the rows already given and writes every whole row group.
     pub fn push(&mut self, rows: &mut R) -> Result<(), GenError> {
+        self.pending.reserve(rows.len());
         self.pending.append(rows);
         while self.pending.len() >= self.row_group_rows {
             let group = self.pending.take_front(self.row_group_rows);
