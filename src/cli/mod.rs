@@ -131,7 +131,8 @@ fn parse_customers(s: &str) -> Result<usize, String> {
 #[command(
     after_help = "Example:\n  c360 generate --customers 1000000 --out data/c360 --seed 7\n\n\
 Writes customers.parquet, orders.parquet, interactions.parquet and support_tickets.parquet;\n\
-about 10 orders and 30 interactions per customer. The same seed gives the same data."
+about 10 orders and 30 interactions per customer. The same seed gives the same data.\n\
+Customers are written in chunks: memory stays bounded at any --customers."
 )]
 pub struct GenerateArgs {
     /// How many customers (1 to 10,000,000).
@@ -149,6 +150,11 @@ pub struct GenerateArgs {
     /// Last date with data (YYYY-MM-DD).
     #[arg(long, value_parser = crate::names::AsOf::parse_date, default_value = "2024-12-31")]
     pub end: chrono::NaiveDate,
+    /// Customers simulated and written at a time (bounds memory; the files are the same
+    /// for every value). Hidden: for tests and memory measurements.
+    #[arg(long, hide = true, default_value_t = crate::generate::DEFAULT_CHUNK_CUSTOMERS,
+          value_parser = parse_customers)]
+    pub chunk_customers: usize,
 }
 
 /// An error with the exit code it deserves.
@@ -290,6 +296,7 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
         seed: a.seed,
         start: a.start,
         end: a.end,
+        chunk_customers: a.chunk_customers,
     };
     let pb = crate::telemetry::bar(a.customers as u64, "generating customers", "customers");
     let t = std::time::Instant::now();
@@ -331,6 +338,7 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
         seed: a.seed,
         start: chrono::NaiveDate::from_ymd_opt(2022, 1, 1).unwrap_or_default(),
         end: chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap_or_default(),
+        chunk_customers: crate::generate::DEFAULT_CHUNK_CUSTOMERS,
     })?;
     let (jobs, _) = crate::pipeline::job::load_all(&project.jobs_dir());
     let Some(job) = jobs.first() else {

@@ -7,6 +7,7 @@ mod errors;
 mod features;
 mod features_multi;
 mod fuzz;
+mod generate_stream;
 mod hardening_commits;
 mod hardening_panics;
 mod hardening_servers;
