@@ -217,6 +217,30 @@ fn s3_store_meets_the_store_contract_and_encrypts_every_write() {
 }
 
 /// Uploads a local source folder to S3 through the store (so it is encrypted too).
+/// SageMaker's data plane, played by the local runner with the model in `model_dir` on the
+/// job's own S3 prefixes (moto completes transform jobs without running them); `plays`
+/// counts the jobs played.
+pub fn local_data_plane(
+    model_dir: &std::path::Path,
+    plays: &Arc<AtomicUsize>,
+) -> c360::transform::sagemaker::DataPlaneHook {
+    let model = c360::model::load(model_dir).unwrap();
+    let booster = Arc::new(model.booster.clone());
+    let plays = plays.clone();
+    c360::transform::sagemaker::DataPlaneHook(Arc::new(move |spec| {
+        plays.fetch_add(1, Ordering::SeqCst);
+        let inv = Arc::new(c360::transform::InProcessInvoker::new(booster.clone()));
+        let r = c360::transform::BatchTransform::run(
+            &c360::transform::LocalTransform::new(inv),
+            spec,
+            &c360::transform::NoProgress,
+        )
+        .map_err(|e| e.to_string())?;
+        assert_eq!(r.status, c360::transform::JobStatus::Completed);
+        Ok(())
+    }))
+}
+
 pub fn upload_dir(st: &dyn ObjectStore, dir: &std::path::Path) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -251,23 +275,8 @@ fn whole_run_on_s3_and_sagemaker() {
     let _aws_settings = crate::common::in_process_project();
     let project = c360::project::Project::load(Some(&t.path().join("c360.toml"))).unwrap();
 
-    // SageMaker's data plane, played by the local runner on the job's own S3 prefixes.
-    let model_dir = c360::model::load(&crate::features::repo().join("models/churn_xgb")).unwrap();
-    let booster = Arc::new(model_dir.booster.clone());
     let plays = Arc::new(AtomicUsize::new(0));
-    let plays2 = plays.clone();
-    let hook = c360::transform::sagemaker::DataPlaneHook(Arc::new(move |spec| {
-        plays2.fetch_add(1, Ordering::SeqCst);
-        let inv = Arc::new(c360::transform::InProcessInvoker::new(booster.clone()));
-        let r = c360::transform::BatchTransform::run(
-            &c360::transform::LocalTransform::new(inv),
-            spec,
-            &c360::transform::NoProgress,
-        )
-        .map_err(|e| e.to_string())?;
-        assert_eq!(r.status, c360::transform::JobStatus::Completed);
-        Ok(())
-    }));
+    let hook = local_data_plane(&crate::features::repo().join("models/churn_xgb"), &plays);
     let opts = c360::pipeline::RunOptions {
         as_of: Some("2024-06-30".parse().unwrap()),
         data_plane: Some(hook),

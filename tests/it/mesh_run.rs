@@ -1196,3 +1196,58 @@ fn a_removed_column_is_refused_without_a_catalog_too_until_the_major_is_bumped()
     assert_eq!(code, 0, "{out}");
     assert_eq!(t.latest().unwrap()["as_of"], "2024-07-07");
 }
+
+/// The same mesh with the SageMaker backend (moto's SageMaker on loopback, its data plane
+/// played by the local runner): the transform job, then the Glue partition at the committed
+/// run's prefix, the LF-tagged table and the event, all from one in-process run.
+#[test]
+fn a_sagemaker_run_publishes_into_the_mesh() {
+    let Some(m) = moto() else { return };
+    let mp = MeshProject::new(m, 150);
+    let job_path = mp.t.path().join("jobs/churn_weekly.toml");
+    let job = std::fs::read_to_string(&job_path).unwrap();
+    std::fs::write(
+        &job_path,
+        job.replace("backend = \"local\"", "backend = \"sagemaker\""),
+    )
+    .unwrap();
+    let _aws_settings = crate::common::in_process_project();
+    let project = c360::project::Project::load(Some(&mp.t.path().join("c360.toml"))).unwrap();
+    let plays = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let opts = c360::pipeline::RunOptions {
+        as_of: Some(AS_OF.parse().unwrap()),
+        data_plane: Some(crate::aws::local_data_plane(
+            &mp.t.path().join("models/churn_xgb"),
+            &plays,
+        )),
+        ..Default::default()
+    };
+    let report =
+        c360::pipeline::run(&project, "churn_weekly", &opts, &c360::pipeline::Quiet).unwrap();
+    assert_eq!(report.ledger.status, RunStatus::Succeeded);
+    assert_eq!(plays.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let transform = report
+        .ledger
+        .steps
+        .iter()
+        .find(|s| s.name == c360::pipeline::Step::Transform)
+        .unwrap();
+    assert!(transform.detail.to_json()["job_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("c360-churn-weekly-2024-06-30-"));
+    let m1 = mp.manifest();
+    let summary = report.summary.unwrap();
+    let partition = c360::product::partition_prefix(PRODUCT, 1, AS_OF.parse().unwrap());
+    let location = format!(
+        "{}/{}/",
+        mp.store_uri,
+        c360::offline::run_prefix(&partition, &m1)
+    );
+    assert_eq!(summary.catalog.unwrap().location, location);
+    assert_eq!(mp.partition_location(), Some(location.clone()));
+    let events = mp.events(10);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["location"], location.as_str());
+    assert_eq!(events[0]["detail"]["rows"], m1.rows);
+}
