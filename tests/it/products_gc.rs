@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 
-use c360::mesh::{Catalog, CatalogRecord, MeshError, NoCatalog};
-use c360::offline::{self, ColumnInfo, Manifest};
-use c360::product::{self, GcError, GcOptions, KeepReason, Lineage, ProductSpec};
+use c360::mesh::{Catalog, NoCatalog};
+use c360::offline::{self, Manifest};
+use c360::product::{self, GcError, GcOptions, KeepReason, Lineage};
 use c360::store::{LocalStore, ObjectStore};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use polars::prelude::*;
@@ -247,75 +247,78 @@ fn gc_removes_exactly_the_unreferenced_runs_older_than_retention_on_s3() {
     gc_cycle(&store);
 }
 
-/// The catalog's stand-in: the locations a Glue table's partitions point at, or an outage.
-#[derive(Debug)]
-struct Locations(Result<Vec<String>, String>);
-
-impl Catalog for Locations {
-    fn kind(&self) -> &'static str {
-        "glue"
-    }
-    fn check_product(&self, _: &ProductSpec, _: &[ColumnInfo]) -> c360::mesh::Result<()> {
-        Ok(())
-    }
-    fn register_product(
-        &self,
-        _: &dyn ObjectStore,
-        _: &ProductSpec,
-        _: &Manifest,
-    ) -> c360::mesh::Result<Option<CatalogRecord>> {
-        Ok(None)
-    }
-    fn register_snapshot(
-        &self,
-        _: &dyn ObjectStore,
-        _: &Manifest,
-    ) -> c360::mesh::Result<Option<CatalogRecord>> {
-        Ok(None)
-    }
-    fn plan_product(&self, _: &ProductSpec, _: NaiveDate) -> Vec<String> {
-        vec![]
-    }
-    fn referenced_locations(
-        &self,
-        _: &dyn ObjectStore,
-        product: &str,
-        major: u32,
-    ) -> c360::mesh::Result<Vec<String>> {
-        assert_eq!((product, major), (P, 1));
-        self.0.clone().map_err(|message| MeshError::Aws {
-            service: "Glue",
-            operation: "GetPartitions",
-            resource: format!("c360_products.{product}_v{major}"),
-            message,
-        })
-    }
-}
-
-/// A run directory the catalog points at is kept (a Glue partition not yet moved, e.g.
-/// after an outage between the manifest and the catalog); one it cannot read stops gc
-/// before anything is removed.
+/// A run directory the Glue catalog points at is kept (a partition not yet moved, e.g. after
+/// an outage between the manifest and the catalog); a catalog gc cannot ask stops it before
+/// anything is removed. The real Glue catalog, on moto.
 #[test]
-fn gc_keeps_what_the_catalog_references_and_refuses_when_it_cannot_ask() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path());
+fn gc_keeps_what_the_glue_catalog_references_and_refuses_when_it_cannot_ask() {
+    use c360::mesh::glue::GlueCatalog;
+    use c360::mesh::{CatalogKind, CatalogSettings};
+    let Some(m) = crate::aws::moto() else { return };
+    let bucket = crate::aws::unique("c360-gc-glue");
+    m.create_bucket(&bucket);
+    let uri = format!("s3://{bucket}/store");
+    let store = c360::store::S3Store::open(&uri, &m.settings()).unwrap();
     let pop = populate(&store);
+    let db = crate::aws::unique("gc_products").replace('-', "_");
+    let settings = CatalogSettings {
+        kind: CatalogKind::Glue,
+        products_database: Some(db.clone()),
+        features_database: Some(format!("{db}_features")),
+        catalog_id: None,
+        owner: None,
+        lf_tags: false,
+    };
+    let glue = GlueCatalog::new(&settings, &m.settings(), "proj", &uri).unwrap();
+    let june = product::partition_prefix(P, 1, date("2024-06-30"));
+    let committed = offline::read_manifest(&store, &june).unwrap().unwrap();
+    glue.register_product(&store, &spec(P), &committed)
+        .unwrap()
+        .unwrap();
+    // The partition still names the superseded run r1 (its move did not happen).
+    let pinned = pop
+        .unreferenced
+        .iter()
+        .find(|d| d.starts_with(&format!("{june}/run=r1-")))
+        .unwrap()
+        .clone();
+    let (s, d, loc) = (m.settings(), db.clone(), format!("{uri}/{pinned}/"));
+    c360::aws::block_on(async move {
+        use aws_sdk_glue::types::{PartitionInput, StorageDescriptor};
+        let g = c360::aws::glue_client(&s).await.unwrap();
+        g.update_partition()
+            .database_name(&d)
+            .table_name(format!("{P}_v1"))
+            .partition_value_list("2024-06-30")
+            .partition_input(
+                PartitionInput::builder()
+                    .values("2024-06-30")
+                    .storage_descriptor(StorageDescriptor::builder().location(loc).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
     let before = listing(&store);
     let later = Utc::now() + Duration::days(31);
 
-    let down = Locations(Err("connection refused".into()));
+    let down_aws = c360::aws::AwsSettings {
+        glue_endpoint_url: Some("http://127.0.0.1:1".into()),
+        max_attempts: 1,
+        ..m.settings()
+    };
+    let down = GlueCatalog::new(&settings, &down_aws, "proj", &uri).unwrap();
     let e = product::gc(&store, &down, P, &opts(later, false)).unwrap_err();
     assert!(matches!(e, GcError::Catalog { major: 1, .. }), "{e:?}");
     let text = e.to_string();
     assert!(
-        text.contains(P) && text.contains("nothing was removed") && text.contains("[catalog]"),
+        text.contains(P) && text.contains("nothing was removed") && text.contains("GetPartitions"),
         "{text}"
     );
     assert_eq!(listing(&store), before);
 
-    let pinned = pop.unreferenced.iter().next().unwrap().clone();
-    let cat = Locations(Ok(vec![format!("{pinned}/")]));
-    let r = product::gc(&store, &cat, P, &opts(later, false)).unwrap();
+    let r = product::gc(&store, &glue, P, &opts(later, false)).unwrap();
     let mut want = pop.unreferenced.clone();
     want.remove(&pinned);
     assert_eq!(keys(&r.removed), want);
