@@ -56,7 +56,14 @@ pub fn run(config: Option<&Path>, cmd: CatalogCmd) -> Result<(), Failure> {
     if project.config.catalog.kind == CatalogKind::None {
         return Err(Failure {
             code: exit::INVALID_DEFINITION,
-            error: anyhow!("[catalog] kind = \"none\" in c360.toml: there is no catalog to sync to; set [catalog] kind = \"glue\" (with the store on S3) first"),
+            error: anyhow!(
+                "[catalog] kind = \"none\" in {}: there is no catalog to sync to; set [catalog] kind = \"glue\" (with the store on S3) first",
+                project
+                    .config_file
+                    .as_ref()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "c360.toml (defaults: no file)".into())
+            ),
         });
     }
     let uri = store.unwrap_or_else(|| project.store_uri());

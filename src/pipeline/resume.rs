@@ -130,6 +130,17 @@ fn verify_published(p: &Prepared, l: &Ledger) -> Result<Option<String>> {
     if let Some(damage) = offline::verify_partition(p.store.as_ref(), &prefix, &m)? {
         return Ok(Some(damage));
     }
+    // The same as-of served from another version (another major published since, say):
+    // running this run again publishes its version again, as for another run in its own
+    // partition. (An unreadable latest.json is publish_damage's, below.)
+    if let Ok(Some(l)) = product::latest(p.store.as_ref(), &p.job.product.name) {
+        if l.as_of == m.as_of && (l.path != prefix || l.run_id != p.run_id) {
+            return Ok(Some(format!(
+                "latest.json serves run {} ({}) for {}, not this run's version",
+                l.run_id, l.path, l.as_of
+            )));
+        }
+    }
     // The contract and latest.json are part of what was published.
     Ok(product::publish_damage(
         p.store.as_ref(),

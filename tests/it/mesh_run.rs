@@ -1153,8 +1153,8 @@ fn a_half_done_publish_keeps_serving_the_previous_version_and_reruns_finish_and_
 }
 
 /// Schema changes within a major are additive only, with or without a central catalog:
-/// a removed column is refused by the dry run and the run (exit 3) before any work, and a
-/// new major takes it.
+/// a removed column is refused by the dry run and the run (exit 3) before any work, a new
+/// major takes it, and running the major-1 job again serves major 1 again.
 #[test]
 fn a_removed_column_is_refused_without_a_catalog_too_until_the_major_is_bumped() {
     let t = TestProject::new(|j| j);
@@ -1192,9 +1192,30 @@ fn a_removed_column_is_refused_without_a_catalog_too_until_the_major_is_bumped()
         narrower.replace("retention_days = 365", "retention_days = 365\nmajor = 2"),
     )
     .unwrap();
-    let (code, out) = t.run("2024-07-07");
+    let (code, out) = t.run("2024-06-30");
     assert_eq!(code, 0, "{out}");
-    assert_eq!(t.latest().unwrap()["as_of"], "2024-07-07");
+    let l = t.latest().unwrap();
+    assert_eq!(
+        (l["as_of"].as_str(), l["path"].as_str()),
+        (
+            Some("2024-06-30"),
+            Some("products/customer_churn_scores/v2/as_of=2024-06-30")
+        )
+    );
+    // Back to the major-1 job: its finished run publishes its version again (a rollback),
+    // instead of "already published" while latest.json serves major 2.
+    std::fs::write(&job_path, &job).unwrap();
+    let (code, out) = t.run("2024-06-30");
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("already published"), "{out}");
+    let l = t.latest().unwrap();
+    assert_eq!(
+        (l["run_id"].as_str(), l["path"].as_str()),
+        (
+            latest["run_id"].as_str(),
+            Some("products/customer_churn_scores/v1/as_of=2024-06-30")
+        )
+    );
 }
 
 /// The same mesh with the SageMaker backend (moto's SageMaker on loopback, its data plane
