@@ -168,7 +168,7 @@ def run_bench(args, work: Path) -> int:
               "data": str(args.data), "source": features_bench.describe_data(args.data), "reps": args.reps,
               "threads": args.threads, "loadavg_before": load_before, "loadavg_after": load_after,
               "machine": spine_lib.environment(),
-              "versions": features_bench.versions(args, True).split(", ")[:3] + [spine_lib.c360_version(args.c360)],
+              "versions": features_bench.versions(args, True).split(", ")[:3] + [spine_lib.c360_version(args.c360, args.c360_rev)],
               "results": summary, "failures": failures}
     text = render(report)
     print(text)
@@ -222,6 +222,7 @@ def main() -> int:
     ap.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2024, 6, 30),
                     help="YYYY-MM-DD (default 2024-06-30)")
     ap.add_argument("--c360", type=Path, help="the release c360 binary (required unless --worker)")
+    ap.add_argument("--c360-rev", help="git revision the binary was built from (recorded in the results)")
     ap.add_argument("--config", type=Path, default=ROOT / "c360.toml", help="c360.toml (default: the repo's)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--threads", type=int, default=2, help="threads per engine (default 2)")

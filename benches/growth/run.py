@@ -325,6 +325,7 @@ def render(report: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--c360", type=Path, required=True, help="the release c360 binary")
+    ap.add_argument("--c360-rev", help="git revision the binary was built from (recorded in the results)")
     ap.add_argument("--config", type=Path, default=ROOT / "c360.toml", help="c360.toml (default: the repo's)")
     ap.add_argument("--sizes", default="1000000,3000000,10000000", help="customer counts, comma-separated")
     ap.add_argument("--reuse-data", type=Path, action="append", default=[],
@@ -361,7 +362,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": "growth curve", "threads": args.threads, "sample_customers": args.sample_customers,
               "seed": args.seed, "min_available_mb": args.min_available_mb, "machine": spine_lib.environment(),
-              "versions": spine_lib.c360_version(args.c360), "sizes": []}
+              "versions": spine_lib.c360_version(args.c360, args.c360_rev), "sizes": []}
     try:
         for n in sizes:
             report["sizes"].append(run_size(args, n, work))

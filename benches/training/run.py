@@ -135,7 +135,7 @@ def run_bench(args, spine: Path, spine_rows: int, work: Path) -> int:
         "loadavg_before": load_before, "loadavg_after": load_after,
         "machine": spine_lib.environment(),
         "versions": spine_lib.features_bench.versions(args, True).split(", ")[:3]
-        + [spine_lib.c360_version(args.c360)],
+        + [spine_lib.c360_version(args.c360, args.c360_rev)],
         "results": summary, "failures": failures,
     }
     text = render(report)
@@ -191,6 +191,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="source folder with the four tables")
     ap.add_argument("--c360", type=Path, required=True, help="the release c360 binary")
+    ap.add_argument("--c360-rev", help="git revision the binary was built from (recorded in the results)")
     ap.add_argument("--config", type=Path, default=ROOT / "c360.toml",
                     help="c360.toml whose [paths] name the definitions (default: the repo's)")
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (default 3)")

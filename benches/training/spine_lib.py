@@ -224,12 +224,14 @@ def compare_keyed(left, right, label: str, keys=("customer_id", "as_of")) -> lis
     return problems
 
 
-def c360_version(c360: Path) -> str:
-    """`c360 --version`, plus the git revision of the repository the binary sits in, if any."""
+def c360_version(c360: Path, rev: str | None = None) -> str:
+    """`c360 --version`, the git revision the binary was built from (`rev`, e.g. from the
+    scripts' --c360-rev; "not given" otherwise) and this benches checkout's revision."""
     v = subprocess.run([str(c360), "--version"], capture_output=True, text=True).stdout.strip()
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip()
-    return f"{v or 'c360 (no --version)'}, binary {c360}, benches checkout {rev or 'unknown'}"
+    here = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    return (f"{v or 'c360 (no --version)'}, binary {c360} built from {rev or 'a revision not given (--c360-rev)'}, "
+            f"benches checkout {here or 'unknown'}")
 
 
 def environment() -> dict:
