@@ -21,7 +21,7 @@ RAYON_NUM_THREADS):
                  of the 12 month ends 2023-07-31 .. 2024-06-30 x --sample-customers customers
                  (default 200,000, drawn with --seed; every customer when the source has fewer)
   run            `c360 run churn_weekly --as-of 2024-09-30` (benches/run/run_bench.py's job and
-                 as-of, the repo's c360.toml), fresh store
+                 as-of, the repo's c360.toml), fresh store; its steps' seconds from the ledger
   serve-index    `c360 serve` on the run's store (scheduler off): seconds from start until
                  it logs "lookup index loaded" for customer_churn_scores, then one lookup over
                  HTTP must answer 200; peak RSS = the server's VmHWM once the index is loaded
@@ -200,6 +200,16 @@ def _first_customer(store: Path) -> str | None:
     return None
 
 
+def ledger_steps(store: Path) -> dict:
+    """Seconds of each step of the churn_weekly run, from its ledger (run.json); {} if none."""
+    for f in sorted((store / "runs" / "churn_weekly").glob("*/run.json")):
+        try:
+            return {st["name"]: round(st["seconds"], 2) for st in json.loads(f.read_text())["steps"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+    return {}
+
+
 def run_size(args, n: int, work: Path) -> dict:
     env = spine_lib.thread_env(args.threads)
     name = label(n)
@@ -261,7 +271,7 @@ def run_size(args, n: int, work: Path) -> dict:
     store = sdir / "store-run"
     r = measure(c360(args, "run", "churn_weekly", "--as-of", RUN_AS_OF, "--source", str(data),
                      "--store", str(store)))
-    steps["run"] = step_result(r)
+    steps["run"] = step_result(r, ledger_steps=ledger_steps(store))
     print(f"[{name}] run: {steps['run']}", file=sys.stderr)
     if r["rc"] == 0:
         steps["serve-index"] = run_serve(args, sdir, store, data, env)
@@ -315,6 +325,11 @@ def render(report: dict) -> str:
     for s in failed:
         bad = [f"{k}: {v.get('failure') or v.get('skipped')}" for k, v in s["steps"].items() if not v.get("ok")]
         lines.append(f"- at {s['customers']:,}: " + "; ".join(bad))
+    for s in sizes:
+        split = s["steps"].get("run", {}).get("ledger_steps")
+        if split:
+            lines.append(f"- run at {s['customers']:,}, seconds per step (ledger): "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
     for s in sizes:
         if "source" in s:
             lines.append(f"- {s['customers']:,} customers: `{s['data']}`: {s['source']}")
