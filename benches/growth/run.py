@@ -295,8 +295,30 @@ def cell(step: dict | None) -> str:
     return f"{step['wall_s']:.1f} s, {step['peak_mb'] / 1024:.2f} GB"
 
 
+def ceiling_estimate(sizes: list[dict], memory_gb: float | None) -> str | None:
+    """Where the hungriest step would reach the machine's memory, extrapolating its peak
+    linearly from the two largest sizes that passed every step (a line, not a measurement)."""
+    ok = sorted((s for s in sizes if all(st.get("ok") for st in s["steps"].values())), key=lambda s: s["customers"])
+    if len(ok) < 2 or not memory_gb:
+        return None
+
+    def peak(s):
+        return max((st.get("peak_mb") or 0, k) for k, st in s["steps"].items())
+
+    (p1, _), (p2, step) = peak(ok[-2]), peak(ok[-1])
+    n1, n2 = ok[-2]["customers"], ok[-1]["customers"]
+    if p2 <= p1 or n2 <= n1:
+        return None
+    per_customer = (p2 - p1) / (n2 - n1)
+    n = n2 + (memory_gb * 1024 - p2) / per_customer
+    return (f"largest peak at {n2:,}: {p2 / 1024:.2f} GB ({step}); growing {per_customer * 1e6 / 1024:.2f} GB "
+            f"per million customers between {n1:,} and {n2:,}, it would reach the machine's {memory_gb} GB "
+            f"near {n / 1e6:.0f}M customers (a linear extrapolation, not a measurement)")
+
+
 def render(report: dict) -> str:
     sizes = report["sizes"]
+    busy = any(spine_lib.busy(s["loadavg_before"], s.get("loadavg_after", s["loadavg_before"])) for s in sizes)
     lines = [
         "# Growth curve: c360 at 1M, 3M, 10M customers on one machine",
         "",
@@ -309,6 +331,8 @@ def render(report: dict) -> str:
         f"({report['sample_customers']:,}, seed {report['seed']}); run = `run churn_weekly --as-of {RUN_AS_OF}`; "
         "serve-index = `c360 serve` until the lookup index of customer_churn_scores is loaded (VmHWM)",
         f"- memory guard: a step is killed when MemAvailable < {report['min_available_mb']} MB",
+        *(["- **the machine was busy (1-minute load average above half the CPUs): the times are not "
+           "clean, the peak memory figures are**"] if busy else []),
         "",
         "| customers | " + " | ".join(STEPS) + " | load avg before / after |",
         "|---:|" + "---|" * len(STEPS) + "---|",
@@ -322,6 +346,9 @@ def render(report: dict) -> str:
     lines.append("")
     lines.append(f"One-machine ceiling: every step passed up to **{max(passed):,} customers**" if passed
                  else "One-machine ceiling: no size passed every step")
+    estimate = ceiling_estimate(sizes, report["machine"].get("memory_gb"))
+    if estimate:
+        lines.append(f"- {estimate}")
     for s in failed:
         bad = [f"{k}: {v.get('failure') or v.get('skipped')}" for k, v in s["steps"].items() if not v.get("ok")]
         lines.append(f"- at {s['customers']:,}: " + "; ".join(bad))

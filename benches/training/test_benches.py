@@ -184,6 +184,18 @@ class Benches(unittest.TestCase):
         self.assertEqual(cell, "12.3 s, 2.00 GB")
         self.assertIn("**failed**", growth.cell({"ok": False, "failure": "exit -9"}))
 
+    def test_growth_ceiling_extrapolates_the_largest_peak(self):
+        def size(n, build_mb, run_mb, ok=True):
+            return {"customers": n, "steps": {"build-2-sets": {"ok": ok, "peak_mb": build_mb},
+                                              "run": {"ok": True, "peak_mb": run_mb}}}
+        # 1 GB per million from 2M (2 GB) to 4M (4 GB): 16 GB is reached at 16M
+        text = growth.ceiling_estimate([size(1_000_000, 900, 1000), size(2_000_000, 2048, 100),
+                                        size(4_000_000, 4096, 100)], 16)
+        self.assertIn("near 16M customers", text)
+        self.assertIn("4.00 GB (build-2-sets)", text)
+        # a failed size is not a point of the line; one passing size is not enough
+        self.assertIsNone(growth.ceiling_estimate([size(1_000_000, 900, 1000), size(2_000_000, 2048, 100, ok=False)], 16))
+
 
 if __name__ == "__main__":
     unittest.main()
