@@ -224,6 +224,31 @@ def compare_keyed(left, right, label: str, keys=("customer_id", "as_of")) -> lis
     return problems
 
 
+def unexplained_score_flips(a, b, score: str, value: str, key: str = "customer_id") -> int:
+    """Rows whose quantile `score` differs between frames a and b, and that a float
+    summation order does not explain; 0 means every flip is explained.
+
+    A score is a rank of `value` (rfm.sql: rank over monetary_total). Engines that sum in
+    another order give totals one ULP apart, which can break or make a tie at a score
+    boundary. A flip is explained when some customer's `value` differs bitwise between the
+    engines but within 1e-9 relative, at a value within 1e-9 relative of the flipped row's.
+    """
+    import polars as pl
+
+    j = a.select(key, score, value).join(b.select(key, score, value), on=key, suffix="_b")
+    flips = j.filter(pl.col(score) != pl.col(f"{score}_b"))
+    if flips.height == 0:
+        return 0
+    noisy = j.filter((pl.col(value) != pl.col(f"{value}_b"))
+                     & ((pl.col(value) - pl.col(f"{value}_b")).abs()
+                        <= 1e-9 * pl.max_horizontal(pl.col(value).abs(), pl.lit(1.0))))[value]
+    unexplained = 0
+    for v in flips[value]:
+        if v is None or not ((noisy - v).abs() <= 1e-9 * max(abs(v), 1.0)).any():
+            unexplained += 1
+    return unexplained
+
+
 def c360_version(c360: Path, rev: str | None = None) -> str:
     """`c360 --version`, the git revision the binary was built from (`rev`, e.g. from the
     scripts' --c360-rev; "not given" otherwise) and this benches checkout's revision."""

@@ -159,6 +159,16 @@ class Benches(unittest.TestCase):
             self.assertEqual(len(found), 1, (want, found))
             self.assertIn(want, found[0])
 
+    def test_score_flips_explained_only_by_ulp_totals(self):
+        a = pl.DataFrame({"customer_id": ["a", "b", "c"], "m_score": [2, 2, 4], "monetary_total": [241.53, 241.53, 99.0]})
+        ulp = a.with_columns(pl.Series("monetary_total", [241.53, 241.52999999999997, 99.0]),
+                             pl.Series("m_score", [3, 2, 4]))
+        self.assertEqual(spine_lib.unexplained_score_flips(a, ulp, "m_score", "monetary_total"), 0)
+        wrong = a.with_columns(pl.Series("m_score", [2, 2, 5]))  # no total moved near 99.0
+        self.assertEqual(spine_lib.unexplained_score_flips(a, wrong, "m_score", "monetary_total"), 1)
+        far = a.with_columns(pl.Series("monetary_total", [241.6, 241.53, 99.0]), pl.Series("m_score", [3, 2, 4]))
+        self.assertEqual(spine_lib.unexplained_score_flips(a, far, "m_score", "monetary_total"), 1)
+
     def test_measure_reports_exit_peak_and_guard(self):
         env = spine_lib.thread_env(2)
         r = spine_lib.measure([sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"], env)
