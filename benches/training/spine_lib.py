@@ -82,7 +82,7 @@ def measure(cmd: list[str], env: dict, cwd: Path | None = None, min_available_mb
         rss, out_f, err_f = Path(tmp, "rss"), Path(tmp, "out"), Path(tmp, "err")
         use_time = GNU_TIME.is_file()
         full = [str(GNU_TIME), "-f", "%M", "-o", str(rss), *cmd] if use_time else list(cmd)
-        killed, lowest = False, mem_available_mb()
+        killed, lowest, watched_kb = False, mem_available_mb(), 0
         with open(out_f, "w") as out, open(err_f, "w") as err:
             t0 = time.perf_counter()
             proc = subprocess.Popen(full, env=env, stdout=out, stderr=err, cwd=cwd, start_new_session=True)
@@ -94,6 +94,7 @@ def measure(cmd: list[str], env: dict, cwd: Path | None = None, min_available_mb
                     break
                 if _ == proc.pid:
                     break
+                watched_kb = max(watched_kb, _tree_hwm_kb(proc.pid))
                 avail = mem_available_mb()
                 lowest = min(lowest, avail)
                 if min_available_mb and avail < min_available_mb and not killed:
@@ -114,16 +115,38 @@ def measure(cmd: list[str], env: dict, cwd: Path | None = None, min_available_mb
             m = re.search(r"Command terminated by signal (\d+)", text)
             if m:  # GNU time reports a signal-killed child in its output file
                 rc = -int(m.group(1))
+        if killed:  # GNU time died with its child: the peak is the one watched from /proc
+            peak_kb = max(watched_kb, peak_kb if not use_time else 0)
         return dict(wall=wall, peak_mb=peak_kb / 1024, rc=rc, out=out_f.read_text(errors="replace"),
                     err=err_f.read_text(errors="replace"), killed_low_memory=killed,
                     lowest_available_mb=lowest)
+
+
+def _tree_hwm_kb(pid: int) -> int:
+    """The largest VmHWM (peak RSS, KB) among pid and its direct children (GNU time and
+    the command it runs); 0 where /proc cannot tell."""
+    best = 0
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    best = max(best, int(line.split()[1]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return best
 
 
 def failure_text(r: dict, lines: int = 6) -> str:
     """One line for a failed measurement: exit code, OOM or guard kill, last stderr lines."""
     why = f"exit {r['rc']}"
     if r.get("killed_low_memory"):
-        why += " (killed by the memory guard: MemAvailable fell below the limit)"
+        why += (f" (killed by the memory guard: MemAvailable fell below the limit; the command's "
+                f"peak RSS by then {r['peak_mb'] / 1024:.1f} GB)")
     elif r["rc"] in (-9, 137, 9):
         why += " (SIGKILL: likely the kernel's OOM killer)"
     tail = [ln for ln in (r.get("err") or "").strip().splitlines() if ln.strip()][-lines:]

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -183,6 +186,24 @@ class Benches(unittest.TestCase):
         self.assertEqual(r["rc"], -9)
         self.assertLess(r["wall"], 10)
         self.assertIn("memory guard", spine_lib.failure_text(r))
+
+    def test_tree_peak_sees_the_command_under_gnu_time(self):
+        # what a guard kill reports: the command's VmHWM read from /proc while it runs
+        code = "b = bytearray(150 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(30)"
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", "/dev/null", sys.executable, "-c", code],
+                                start_new_session=True)
+        try:
+            peak = 0
+            for _ in range(100):
+                peak = spine_lib._tree_hwm_kb(proc.pid)
+                if peak > 150 * 1024:
+                    break
+                time.sleep(0.1)
+            self.assertGreater(peak, 150 * 1024)
+            self.assertLess(peak, 300 * 1024)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # GNU time and the command: their own group
+            proc.wait()
 
     def test_growth_labels_and_sources(self):
         self.assertEqual([growth.label(n) for n in (1_000_000, 10_000_000, 20_000, 1500)],
