@@ -40,7 +40,6 @@ Exit codes: 0 every step passed, 1 some step failed, 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import secrets

@@ -302,7 +302,3 @@ def loadavg() -> list[float]:
 def busy(before: list[float], after: list[float]) -> bool:
     """True when the 1-minute load average was above half the CPUs before or after."""
     return max(before[0], after[0]) > 0.5 * (os.cpu_count() or 1)
-
-
-def clock() -> float:
-    return time.perf_counter()
