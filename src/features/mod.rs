@@ -427,9 +427,10 @@ fn pii_extra(s: &FeatureSet) -> std::collections::BTreeMap<String, serde_json::V
 /// before the first customer signed up (nobody to score), or after the last event of
 /// `tables` (other than customers) unless `allow_past_data`: features would be computed from
 /// data that has not arrived. `why_past` adds a caller's consequence to that message. Dates
-/// are UTC days, as in point-in-time features. Each table costs one lazy min/max over its
-/// event-time column; a table that cannot be read is left to the build, which reports it
-/// with the contract's errors.
+/// are UTC days, as in point-in-time features. Each table costs a read of its Parquet
+/// footers' statistics (a lazy min/max over its event-time column where they are missing or
+/// cannot be trusted, and for CSV); a table that cannot be read is left to the build, which
+/// reports it with the contract's errors.
 pub fn check_data_reach(
     src: &Source,
     source_uri: &str,
@@ -438,23 +439,11 @@ pub fn check_data_reach(
     allow_past_data: bool,
     why_past: &str,
 ) -> std::result::Result<(), String> {
+    // From the Parquet footers' statistics where they can be trusted (else a scan: see
+    // `Source::ts_day_range`); a table that cannot be read gives no days.
     let day_range = |t: &str| -> Option<(i32, i32)> {
         let spec = source::table_spec(t)?;
-        let table = src.scan(spec, &[]).ok()?;
-        // Guarded like every source read: a damaged file must not panic here.
-        let df = source::guard(|| {
-            table
-                .frame
-                .clone()
-                .select([
-                    col(spec.ts).min().alias("first"),
-                    col(spec.ts).max().alias("last"),
-                ])
-                .collect()
-        })
-        .ok()?;
-        let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
-        Some((get("first")?, get("last")?))
+        src.ts_day_range(spec).0
     };
     let day = |n: i32| AsOf::from_day_number(n).date();
     if let Some((first, _)) = day_range("customers") {
