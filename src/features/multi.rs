@@ -287,30 +287,59 @@ pub fn build_snapshots(
     // in any order.
     pending.sort_by_key(|(i, _)| std::cmp::Reverse(unique[*i].tables().len()));
     let to_build: Vec<&FeatureSet> = pending.iter().map(|(i, _)| unique[*i]).collect();
-    snapshots_each(&to_build, &src, as_of, &mut |j, df| {
-        let set = to_build[j];
-        let (i, target) = match pending.get_mut(j) {
-            Some((i, t)) => (*i, t.take()),
-            None => (usize::MAX, None),
+    // Each set's snapshot is encoded, written and committed on its own thread while the
+    // next set is computed: at most one commit is pending (the previous one is waited
+    // for before the next starts), so at most two snapshots are in memory. The bytes are
+    // those of a sequential commit (the same frame through the same writer), and a set
+    // is committed before a later one's commit starts, as sequentially.
+    std::thread::scope(|scope| -> Result<()> {
+        type Pending<'s> = (usize, std::thread::ScopedJoinHandle<'s, Result<Built>>);
+        let mut running: Option<Pending<'_>> = None;
+        let finish = |p: Option<Pending<'_>>, built: &mut Vec<Option<Built>>| -> Result<()> {
+            let Some((i, handle)) = p else {
+                return Ok(());
+            };
+            let b = handle.join().map_err(|_| FeatureError::Polars {
+                set: unique
+                    .get(i)
+                    .map(|s| s.name.to_string())
+                    .unwrap_or_default(),
+                message: "writing the snapshot failed unexpectedly (its thread panicked)".into(),
+            })??;
+            if let Some(slot) = built.get_mut(i) {
+                *slot = Some(b);
+            }
+            Ok(())
         };
-        let (prefix, fingerprints, replacing) = target.ok_or_else(|| FeatureError::Polars {
-            set: set.name.to_string(),
-            message: "a snapshot was computed that no set asked for".into(),
-        })?;
-        let b = commit(
-            set,
-            source_uri,
-            st,
-            as_of,
-            &df,
-            prefix,
-            fingerprints,
-            replacing,
-        )?;
-        if let Some(slot) = built.get_mut(i) {
-            *slot = Some(b);
-        }
-        Ok(())
+        let computed = snapshots_each(&to_build, &src, as_of, &mut |j, df| {
+            let set = to_build[j];
+            let (i, target) = match pending.get_mut(j) {
+                Some((i, t)) => (*i, t.take()),
+                None => (usize::MAX, None),
+            };
+            let (prefix, fingerprints, replacing) = target.ok_or_else(|| FeatureError::Polars {
+                set: set.name.to_string(),
+                message: "a snapshot was computed that no set asked for".into(),
+            })?;
+            finish(running.take(), &mut built)?;
+            let handle = scope.spawn(move || {
+                commit(
+                    set,
+                    source_uri,
+                    st,
+                    as_of,
+                    &df,
+                    prefix,
+                    fingerprints,
+                    replacing,
+                )
+            });
+            running = Some((i, handle));
+            Ok(())
+        });
+        // A set computed before a failure is still committed (as sequentially).
+        let last = finish(running.take(), &mut built);
+        computed.and(last)
     })?;
     built
         .into_iter()

@@ -155,11 +155,10 @@ fn file_day_range(file: &Path, ts: &str) -> Result<Option<(i64, i64)>, String> {
     };
     let mut range: Option<(i64, i64)> = None;
     for rg in &meta.row_groups {
-        let Some(chunk) = rg
-            .parquet_columns()
-            .iter()
-            .find(|c| c.descriptor().path_in_schema.len() == 1 && c.descriptor().path_in_schema[0].as_str() == ts)
-        else {
+        let Some(chunk) = rg.parquet_columns().iter().find(|c| {
+            c.descriptor().path_in_schema.len() == 1
+                && c.descriptor().path_in_schema[0].as_str() == ts
+        }) else {
             return Err(format!("{shown}: no column chunk for {ts}"));
         };
         let pt = &chunk.descriptor().descriptor.primitive_type;
@@ -170,12 +169,10 @@ fn file_day_range(file: &Path, ts: &str) -> Result<Option<(i64, i64)>, String> {
                 PqUnit::Microseconds => MILLIS_PER_DAY * 1_000,
                 PqUnit::Nanoseconds => MILLIS_PER_DAY * 1_000_000,
             },
-            _ => {
-                return Err(format!(
-                    "{shown}: {ts} is stored as {:?} ({:?}), not a plain INT64 timestamp or INT32 date",
-                    pt.physical_type, pt.logical_type
-                ))
-            }
+            _ => return Err(format!(
+                "{shown}: {ts} is stored as {:?} ({:?}), not a plain INT64 timestamp or INT32 date",
+                pt.physical_type, pt.logical_type
+            )),
         };
         let rows = rg.num_rows() as i64;
         if rows == 0 {
