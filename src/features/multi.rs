@@ -6,9 +6,12 @@
 //! set then sees its own view of that load ([`set_inputs`]): exactly the columns and rows
 //! the single-set load would have kept, in the same order, so its snapshot is computed by
 //! the very plan a single-set build runs and equals it cell for cell (and its Parquet
-//! bytes). Sets are computed one after the other and each is committed (with its own
-//! manifest) before the next starts: at most one snapshot is in memory besides the shared
-//! tables, and a table is freed after the last set that reads it.
+//! bytes). An aggregation that an earlier set computed (same table, function, column,
+//! filter, window...: see [`super::shared`]) is not computed again for a later set; only
+//! order-independent ones are shared, so the bytes stay the same. Sets are computed one
+//! after the other; each is committed (with its own manifest) on a thread while the next
+//! is computed, at most one commit pending: at most two snapshots are in memory besides
+//! the shared tables, and a table is freed after the last set that reads it.
 //!
 //! Why not one polars plan over every set (`collect_all`): the sets' aggregations filter
 //! the shared rows differently (windows, statuses), so the only sub-plan they share is the
@@ -190,10 +193,12 @@ pub fn snapshots_each(
     let loaded = load_union(sets, src, &[], Some(day))?;
     tracing::debug!(peak_mb = peak_rss_mb(), sets = sets.len(), "tables loaded");
     let mut shared = loaded.tables;
+    // Aggregations computed once for every set that has them (see `super::shared`).
+    let aggs = std::cell::RefCell::new(super::shared::SharedAggs::default());
     for i in 0..sets.len() {
         let inputs = set_inputs(sets, i, &mut shared, day)?;
         let t = std::time::Instant::now();
-        let df = snapshot_of(sets[i], inputs, as_of)?;
+        let df = snapshot_of(sets[i], inputs, as_of, (sets.len() > 1).then_some(&aggs))?;
         tracing::info!(set = %sets[i].name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
         tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
         each(i, df)?;

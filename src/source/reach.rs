@@ -169,10 +169,12 @@ fn file_day_range(file: &Path, ts: &str) -> Result<Option<(i64, i64)>, String> {
                 PqUnit::Microseconds => MILLIS_PER_DAY * 1_000,
                 PqUnit::Nanoseconds => MILLIS_PER_DAY * 1_000_000,
             },
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "{shown}: {ts} is stored as {:?} ({:?}), not a plain INT64 timestamp or INT32 date",
                 pt.physical_type, pt.logical_type
-            )),
+            ))
+            }
         };
         let rows = rg.num_rows() as i64;
         if rows == 0 {
