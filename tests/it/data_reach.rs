@@ -49,8 +49,11 @@ fn no_stats() -> StatisticsOptions {
     }
 }
 
+/// First and last day of a table's events.
+type Days = Option<(i32, i32)>;
+
 /// Each table's days by the default path and by the scan, and the path taken.
-fn days(dir: &Path) -> Vec<(Option<(i32, i32)>, Option<(i32, i32)>, ReachPath)> {
+fn days(dir: &Path) -> Vec<(Days, Days, ReachPath)> {
     let src = Source::open(dir.to_str().unwrap()).unwrap();
     TABLES
         .iter()
