@@ -107,3 +107,38 @@ impl SharedAggs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parsed(features: &str) -> FeatureSet {
+        let text = format!("name = \"s\"\nversion = 1\n{features}");
+        super::super::def::parse(&text, Path::new("s.toml")).expect("valid set")
+    }
+
+    #[test]
+    fn only_order_independent_aggregations_with_equal_definitions_share_an_identity() {
+        let s = parsed(
+            "[[feature]]\nname = \"a\"\ntable = \"orders\"\nagg = \"min\"\ncolumn = \"days_ago\"\nwhere = \"status == 'completed'\"\n\
+             [[feature]]\nname = \"b\"\ntable = \"orders\"\nagg = \"min\"\ncolumn = \"days_ago\"\nwhere = \"status == 'completed'\"\n\
+             [[feature]]\nname = \"c\"\ntable = \"orders\"\nagg = \"min\"\ncolumn = \"days_ago\"\nwhere = \"status == 'returned'\"\n\
+             [[feature]]\nname = \"d\"\ntable = \"orders\"\nagg = \"count\"\nwindow_days = 30\n\
+             [[feature]]\nname = \"e\"\ntable = \"orders\"\nagg = \"count\"\nwindow_days = 30\noffset_days = 30\n\
+             [[feature]]\nname = \"f\"\ntable = \"orders\"\nagg = \"sum\"\ncolumn = \"amount\"\n\
+             [[feature]]\nname = \"g\"\ntable = \"orders\"\nagg = \"max\"\ncolumn = \"amount\"\n\
+             [[feature]]\nname = \"h\"\ntable = \"orders\"\nagg = \"mean\"\ncolumn = \"days_ago\"\n\
+             [[feature]]\nname = \"i\"\ntable = \"orders\"\nagg = \"max\"\ncolumn = \"amount\"\nper_day = \"sum\"\n",
+        );
+        let id = |n: &str| identity(s.feature(n).expect("feature"));
+        assert!(id("a").is_some());
+        assert_eq!(id("a"), id("b"), "same aggregation, another name");
+        assert_ne!(id("a"), id("c"), "another filter");
+        assert!(id("d").is_some() && id("e").is_some());
+        assert_ne!(id("d"), id("e"), "another offset");
+        for n in ["f", "g", "h", "i"] {
+            assert_eq!(id(n), None, "{n}: float, mean or per-day: never shared");
+        }
+    }
+}
