@@ -1,8 +1,9 @@
 //! The data-reach check's days from Parquet footer statistics (`Source::ts_day_range`):
 //! equal to the scan's days on a generated source, on files written without statistics
 //! (which fall back to the scan), with null counts but no min/max, with all-null row
-//! groups, with a zoned millisecond timestamp holding instants before 1970 (floored), on
-//! CSV, and the refusal of an as-of after the last event is the same message either way.
+//! groups, with a zoned millisecond timestamp holding instants before 1970 (floored), with
+//! a DATE column, on CSV; and the refusal of an as-of after the last event is the same
+//! message either way.
 
 use std::path::Path;
 
@@ -168,6 +169,20 @@ fn zoned_units_negative_instants_and_all_null_row_groups_floor_like_the_scan() {
         (lo.div_euclid(86_400_000), hi.div_euclid(86_400_000))
     );
     assert_ne!(lo % 86_400_000, 0, "not at midnight: the floor matters");
+
+    // A DATE column: its day numbers as they are.
+    let p = data.path().join("customers.parquet");
+    let mut df = read(&p)
+        .lazy()
+        .with_columns([col("signup_ts").cast(DataType::Date)])
+        .collect()
+        .unwrap();
+    write(&p, &mut df, StatisticsOptions::default(), Some(64));
+    let spec = source::table_spec("customers").unwrap();
+    let (d, path) = src.ts_day_range(spec);
+    assert_eq!(path, ReachPath::Statistics);
+    assert!(d.is_some());
+    assert_eq!(d, src.ts_day_range_by_scan(spec));
 }
 
 #[test]
