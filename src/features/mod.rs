@@ -269,9 +269,10 @@ fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
 
 /// A point-in-time snapshot: one row per customer signed up on or before `as_of`.
 ///
-/// The aggregates of every table are computed together by one streaming query (their
-/// group-bys share the engine's threads) and placed next to the base rows by customer
-/// key: the key is the customer's row number, so a lookup array replaces a hash join.
+/// Each table's aggregates are computed on their own (the streaming engine, one table at
+/// a time, so their group-by tables are never in memory together) and placed next to the
+/// base rows by customer key: the key is the customer's row number, so a lookup array
+/// replaces a hash join.
 pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<DataFrame> {
     snapshot_of(set, loaded.inputs(), as_of, None)
 }
@@ -326,9 +327,21 @@ fn snapshot_of(
         set: set.name.to_string(),
         message,
     };
-    // Each aggregate's rows in base order: the row of each customer key in the aggregate,
-    // then of each base row.
-    let align = |df: DataFrame| -> Result<Vec<Column>, compile::CompileError> {
+    let align = |agg: LazyFrame| -> Result<compile::Aggregated, compile::CompileError> {
+        let (agg, known) = match shared {
+            Some(s) => s
+                .borrow_mut()
+                .take_known(set, agg)
+                .map_err(|e| cerr(format!("computing failed: {e}")))?,
+            None => (Some(agg), Vec::new()),
+        };
+        let Some(agg) = agg else {
+            tracing::debug!(columns = known.len(), "aggregate taken from an earlier set");
+            return Ok(compile::Aggregated::Aligned(known));
+        };
+        let t = std::time::Instant::now();
+        let df = collect(agg).map_err(|e| cerr(format!("computing failed: {e}")))?;
+        // Row of each customer key in the aggregate, then of each base row.
         let keys = df
             .column(source::CUSTOMER_KEY)
             .and_then(|c| c.u32().cloned())
@@ -358,73 +371,20 @@ fn snapshot_of(
                     .map_err(|e| cerr(format!("computing failed: {e}")))?,
             );
         }
-        Ok(columns)
-    };
-    // A first, lazy pass over the plan lists its aggregate frames in the order it asks for
-    // them (less what an earlier set of the build computed); they are computed together by
-    // one streaming query, so their group-bys share the engine's threads instead of running
-    // one after the other; a second pass takes their aligned columns in the same order.
-    type Asked = Vec<(Option<LazyFrame>, Vec<Column>)>;
-    let asked: std::cell::RefCell<Asked> = Default::default();
-    let record = |agg: LazyFrame| -> Result<compile::Aggregated, compile::CompileError> {
-        let split = match shared {
-            Some(s) => s
-                .borrow_mut()
-                .take_known(set, agg.clone())
-                .map_err(|e| cerr(format!("computing failed: {e}")))?,
-            None => (Some(agg.clone()), Vec::new()),
-        };
-        asked.borrow_mut().push(split);
-        compile::joined(agg)
-    };
-    // Only its aggregate frames are kept.
-    let _first_pass = compile::plan(
-        set,
-        &inputs,
-        &compile::Mode::Snapshot(day),
-        None,
-        None,
-        None,
-        &record,
-    )?;
-    let asked = asked.into_inner();
-    let t = std::time::Instant::now();
-    let frames: Vec<LazyFrame> = asked.iter().filter_map(|(f, _)| f.clone()).collect();
-    let computed = collect_all(frames).map_err(|e| cerr(format!("computing failed: {e}")))?;
-    tracing::debug!(
-        frames = computed.len(),
-        columns = computed.iter().map(|df| df.width()).sum::<usize>(),
-        reused = asked.iter().map(|(_, k)| k.len()).sum::<usize>(),
-        secs = t.elapsed().as_secs_f64(),
-        peak_mb = peak_rss_mb(),
-        "aggregates computed"
-    );
-    let mut computed = computed.into_iter();
-    let mut aligned = Vec::with_capacity(asked.len());
-    for (frame, known) in asked {
-        let mut columns = match frame {
-            Some(_) => {
-                let df = computed
-                    .next()
-                    .ok_or_else(|| cerr("an aggregate was not computed".into()))?;
-                align(df)?
-            }
-            None => Vec::new(),
-        };
+        tracing::debug!(
+            rows = df.height(),
+            columns = df.width(),
+            reused = known.len(),
+            secs = t.elapsed().as_secs_f64(),
+            peak_mb = peak_rss_mb(),
+            "aggregate computed"
+        );
+        drop(df);
+        release_free_memory();
         if let Some(s) = shared {
             s.borrow_mut().remember(set, &columns);
         }
         columns.extend(known);
-        aligned.push(columns);
-    }
-    drop(computed);
-    release_free_memory();
-    let aligned = std::cell::RefCell::new(aligned.into_iter());
-    let replay = |_: LazyFrame| -> Result<compile::Aggregated, compile::CompileError> {
-        let columns = aligned
-            .borrow_mut()
-            .next()
-            .ok_or_else(|| cerr("the plan asked for more aggregates than its first pass".into()))?;
         Ok(compile::Aggregated::Aligned(columns))
     };
     let lf = compile::plan(
@@ -434,7 +394,7 @@ fn snapshot_of(
         None,
         None,
         None,
-        &replay,
+        &align,
     )?;
     // The plan now reads only the customers and the aligned columns.
     drop(inputs);
@@ -450,15 +410,6 @@ pub fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
     LazyFrame::collect_all_with_engine(vec![lf.logical_plan], Engine::Streaming, opts)?
         .pop()
         .ok_or_else(|| PolarsError::ComputeError("a feature plan returned no frame".into()))
-}
-
-/// [`collect`] of several plans as one streaming query (their frames in the same order).
-pub fn collect_all(lfs: Vec<LazyFrame>) -> PolarsResult<Vec<DataFrame>> {
-    let Some(opts) = lfs.first().map(|lf| lf.get_current_optimizations()) else {
-        return Ok(Vec::new());
-    };
-    let plans = lfs.into_iter().map(|lf| lf.logical_plan).collect();
-    LazyFrame::collect_all_with_engine(plans, Engine::Streaming, opts)
 }
 
 /// What `build_snapshot` did.
