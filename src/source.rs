@@ -57,6 +57,7 @@
 //! - `scan` and `normalise`: reading files with polars into a normalised [`Table`].
 //! - `check`: the contract's value checks; `customer_map`: customer keys;
 //!   `batched`: batched, trimmed loading.
+//! - `reach`: the first and last day of a table's events (footer statistics, else a scan).
 //! - `days`: day numbers; `error`: [`SourceError`].
 //! - `glue`: `glue://<database>` sources, resolved through the Glue Data Catalog.
 
@@ -69,11 +70,12 @@ pub(crate) mod error;
 pub mod glue;
 mod locate;
 mod normalise;
+mod reach;
 mod scan;
 mod table;
 
 pub use contract::{table_spec, ColType, ColumnSpec, Rule, TableSpec, CONTRACT};
 pub use error::{ReaderError, Result, SourceError};
 pub use locate::{Source, TableLocation};
-pub(crate) use scan::guard;
+pub use reach::ReachPath;
 pub use table::{Table, CUSTOMER_KEY};

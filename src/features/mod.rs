@@ -10,6 +10,7 @@ pub mod expr;
 pub mod lineage;
 pub mod multi;
 pub mod rows;
+pub mod shared;
 mod training_set;
 
 use std::collections::{BTreeSet, HashMap};
@@ -273,7 +274,7 @@ fn perr(set: &FeatureSet) -> impl Fn(PolarsError) -> FeatureError + '_ {
 /// base rows by customer key: the key is the customer's row number, so a lookup array
 /// replaces a hash join.
 pub fn snapshot(set: &FeatureSet, loaded: &Loaded, as_of: NaiveDate) -> Result<DataFrame> {
-    snapshot_of(set, loaded.inputs(), as_of)
+    snapshot_of(set, loaded.inputs(), as_of, None)
 }
 
 /// [`snapshot`] that consumes the tables: each table is freed once its aggregates are
@@ -284,10 +285,18 @@ pub fn snapshot_owned(set: &FeatureSet, loaded: Loaded, as_of: NaiveDate) -> Res
         .into_iter()
         .map(|(k, t)| (k, t.frame))
         .collect();
-    snapshot_of(set, inputs, as_of)
+    snapshot_of(set, inputs, as_of, None)
 }
 
-fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> Result<DataFrame> {
+/// The snapshot of `set` from its inputs. With `shared` (a multi-set build), aggregations an
+/// earlier set computed are taken from it instead of computed, and this set's are added to
+/// it (see [`shared`]); the frame is the same either way.
+fn snapshot_of(
+    set: &FeatureSet,
+    inputs: compile::Inputs,
+    as_of: NaiveDate,
+    shared: Option<&std::cell::RefCell<shared::SharedAggs>>,
+) -> Result<DataFrame> {
     let day = AsOf::from(as_of).day_number();
     let perr = perr(set);
     // The base's customer keys, in base order (the plan's own base filter).
@@ -319,6 +328,17 @@ fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> R
         message,
     };
     let align = |agg: LazyFrame| -> Result<compile::Aggregated, compile::CompileError> {
+        let (agg, known) = match shared {
+            Some(s) => s
+                .borrow_mut()
+                .take_known(set, agg)
+                .map_err(|e| cerr(format!("computing failed: {e}")))?,
+            None => (Some(agg), Vec::new()),
+        };
+        let Some(agg) = agg else {
+            tracing::debug!(columns = known.len(), "aggregate taken from an earlier set");
+            return Ok(compile::Aggregated::Aligned(known));
+        };
         let t = std::time::Instant::now();
         let df = collect(agg).map_err(|e| cerr(format!("computing failed: {e}")))?;
         // Row of each customer key in the aggregate, then of each base row.
@@ -354,12 +374,17 @@ fn snapshot_of(set: &FeatureSet, inputs: compile::Inputs, as_of: NaiveDate) -> R
         tracing::debug!(
             rows = df.height(),
             columns = df.width(),
+            reused = known.len(),
             secs = t.elapsed().as_secs_f64(),
             peak_mb = peak_rss_mb(),
             "aggregate computed"
         );
         drop(df);
         release_free_memory();
+        if let Some(s) = shared {
+            s.borrow_mut().remember(set, &columns);
+        }
+        columns.extend(known);
         Ok(compile::Aggregated::Aligned(columns))
     };
     let lf = compile::plan(
@@ -427,9 +452,10 @@ fn pii_extra(s: &FeatureSet) -> std::collections::BTreeMap<String, serde_json::V
 /// before the first customer signed up (nobody to score), or after the last event of
 /// `tables` (other than customers) unless `allow_past_data`: features would be computed from
 /// data that has not arrived. `why_past` adds a caller's consequence to that message. Dates
-/// are UTC days, as in point-in-time features. Each table costs one lazy min/max over its
-/// event-time column; a table that cannot be read is left to the build, which reports it
-/// with the contract's errors.
+/// are UTC days, as in point-in-time features. Each table costs a read of its Parquet
+/// footers' statistics (a lazy min/max over its event-time column where they are missing or
+/// cannot be trusted, and for CSV); a table that cannot be read is left to the build, which
+/// reports it with the contract's errors.
 pub fn check_data_reach(
     src: &Source,
     source_uri: &str,
@@ -438,23 +464,11 @@ pub fn check_data_reach(
     allow_past_data: bool,
     why_past: &str,
 ) -> std::result::Result<(), String> {
+    // From the Parquet footers' statistics where they can be trusted (else a scan: see
+    // `Source::ts_day_range`); a table that cannot be read gives no days.
     let day_range = |t: &str| -> Option<(i32, i32)> {
         let spec = source::table_spec(t)?;
-        let table = src.scan(spec, &[]).ok()?;
-        // Guarded like every source read: a damaged file must not panic here.
-        let df = source::guard(|| {
-            table
-                .frame
-                .clone()
-                .select([
-                    col(spec.ts).min().alias("first"),
-                    col(spec.ts).max().alias("last"),
-                ])
-                .collect()
-        })
-        .ok()?;
-        let get = |c: &str| -> Option<i32> { df.column(c).ok()?.i32().ok()?.get(0) };
-        Some((get("first")?, get("last")?))
+        src.ts_day_range(spec).0
     };
     let day = |n: i32| AsOf::from_day_number(n).date();
     if let Some((first, _)) = day_range("customers") {

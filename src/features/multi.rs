@@ -6,9 +6,12 @@
 //! set then sees its own view of that load ([`set_inputs`]): exactly the columns and rows
 //! the single-set load would have kept, in the same order, so its snapshot is computed by
 //! the very plan a single-set build runs and equals it cell for cell (and its Parquet
-//! bytes). Sets are computed one after the other and each is committed (with its own
-//! manifest) before the next starts: at most one snapshot is in memory besides the shared
-//! tables, and a table is freed after the last set that reads it.
+//! bytes). An aggregation that an earlier set computed (same table, function, column,
+//! filter, window...: see [`super::shared`]) is not computed again for a later set; only
+//! order-independent ones are shared, so the bytes stay the same. Sets are computed one
+//! after the other; each is committed (with its own manifest) on a thread while the next
+//! is computed, at most one commit pending: at most two snapshots are in memory besides
+//! the shared tables, and a table is freed after the last set that reads it.
 //!
 //! Why not one polars plan over every set (`collect_all`): the sets' aggregations filter
 //! the shared rows differently (windows, statuses), so the only sub-plan they share is the
@@ -190,10 +193,12 @@ pub fn snapshots_each(
     let loaded = load_union(sets, src, &[], Some(day))?;
     tracing::debug!(peak_mb = peak_rss_mb(), sets = sets.len(), "tables loaded");
     let mut shared = loaded.tables;
+    // Aggregations computed once for every set that has them (see `super::shared`).
+    let aggs = std::cell::RefCell::new(super::shared::SharedAggs::default());
     for i in 0..sets.len() {
         let inputs = set_inputs(sets, i, &mut shared, day)?;
         let t = std::time::Instant::now();
-        let df = snapshot_of(sets[i], inputs, as_of)?;
+        let df = snapshot_of(sets[i], inputs, as_of, (sets.len() > 1).then_some(&aggs))?;
         tracing::info!(set = %sets[i].name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
         tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
         each(i, df)?;
@@ -287,30 +292,59 @@ pub fn build_snapshots(
     // in any order.
     pending.sort_by_key(|(i, _)| std::cmp::Reverse(unique[*i].tables().len()));
     let to_build: Vec<&FeatureSet> = pending.iter().map(|(i, _)| unique[*i]).collect();
-    snapshots_each(&to_build, &src, as_of, &mut |j, df| {
-        let set = to_build[j];
-        let (i, target) = match pending.get_mut(j) {
-            Some((i, t)) => (*i, t.take()),
-            None => (usize::MAX, None),
+    // Each set's snapshot is encoded, written and committed on its own thread while the
+    // next set is computed: at most one commit is pending (the previous one is waited
+    // for before the next starts), so at most two snapshots are in memory. The bytes are
+    // those of a sequential commit (the same frame through the same writer), and a set
+    // is committed before a later one's commit starts, as sequentially.
+    std::thread::scope(|scope| -> Result<()> {
+        type Pending<'s> = (usize, std::thread::ScopedJoinHandle<'s, Result<Built>>);
+        let mut running: Option<Pending<'_>> = None;
+        let finish = |p: Option<Pending<'_>>, built: &mut Vec<Option<Built>>| -> Result<()> {
+            let Some((i, handle)) = p else {
+                return Ok(());
+            };
+            let b = handle.join().map_err(|_| FeatureError::Polars {
+                set: unique
+                    .get(i)
+                    .map(|s| s.name.to_string())
+                    .unwrap_or_default(),
+                message: "writing the snapshot failed unexpectedly (its thread panicked)".into(),
+            })??;
+            if let Some(slot) = built.get_mut(i) {
+                *slot = Some(b);
+            }
+            Ok(())
         };
-        let (prefix, fingerprints, replacing) = target.ok_or_else(|| FeatureError::Polars {
-            set: set.name.to_string(),
-            message: "a snapshot was computed that no set asked for".into(),
-        })?;
-        let b = commit(
-            set,
-            source_uri,
-            st,
-            as_of,
-            &df,
-            prefix,
-            fingerprints,
-            replacing,
-        )?;
-        if let Some(slot) = built.get_mut(i) {
-            *slot = Some(b);
-        }
-        Ok(())
+        let computed = snapshots_each(&to_build, &src, as_of, &mut |j, df| {
+            let set = to_build[j];
+            let (i, target) = match pending.get_mut(j) {
+                Some((i, t)) => (*i, t.take()),
+                None => (usize::MAX, None),
+            };
+            let (prefix, fingerprints, replacing) = target.ok_or_else(|| FeatureError::Polars {
+                set: set.name.to_string(),
+                message: "a snapshot was computed that no set asked for".into(),
+            })?;
+            finish(running.take(), &mut built)?;
+            let handle = scope.spawn(move || {
+                commit(
+                    set,
+                    source_uri,
+                    st,
+                    as_of,
+                    &df,
+                    prefix,
+                    fingerprints,
+                    replacing,
+                )
+            });
+            running = Some((i, handle));
+            Ok(())
+        });
+        // A set computed before a failure is still committed (as sequentially).
+        let last = finish(running.take(), &mut built);
+        computed.and(last)
     })?;
     built
         .into_iter()

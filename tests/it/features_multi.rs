@@ -407,3 +407,113 @@ fn a_bad_table_read_by_one_set_names_it_and_commits_no_set() {
     assert!(out.contains("no_such_set"), "{out}");
     assert!(!store.path().join("features").exists(), "{out}");
 }
+
+/// A feature file: `name`, version 1, the given `[[feature]]` blocks.
+fn set_file(dir: &Path, name: &str, features: &[&str]) {
+    let mut text = format!("name = \"{name}\"\nversion = 1\n");
+    for f in features {
+        text.push_str(&format!("\n[[feature]]\n{f}\n"));
+    }
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}
+
+#[test]
+fn aggregations_shared_between_sets_under_other_names_keep_each_sets_bytes() {
+    let data = generated(2500, 31);
+    let project = tempfile::tempdir().unwrap();
+    let defs = project.path().join("features");
+    std::fs::create_dir(&defs).unwrap();
+    let completed = "table = \"orders\"\nwhere = \"status == 'completed'\"";
+    // `a` computes first; `b` has two of its aggregations under other names (taken from
+    // `a`) and two float ones (computed: a float sum or max is never shared); every
+    // aggregation of `c` is `a`'s (its orders aggregate is not computed at all).
+    set_file(
+        &defs,
+        "a",
+        &[
+            &format!("name = \"last_purchase\"\n{completed}\nagg = \"min\"\ncolumn = \"days_ago\""),
+            &format!("name = \"n_completed\"\n{completed}\nagg = \"count\""),
+            &format!("name = \"spend\"\n{completed}\nagg = \"sum\"\ncolumn = \"amount\""),
+            "name = \"channels\"\ntable = \"orders\"\nagg = \"distinct_count\"\ncolumn = \"channel\"",
+            "name = \"returns_90d\"\ntable = \"orders\"\nagg = \"count\"\nwhere = \"status == 'returned'\"\nwindow_days = 90",
+        ],
+    );
+    set_file(
+        &defs,
+        "b",
+        &[
+            &format!("name = \"recency\"\n{completed}\nagg = \"min\"\ncolumn = \"days_ago\""),
+            &format!("name = \"completed_orders\"\n{completed}\nagg = \"count\""),
+            &format!("name = \"spend_b\"\n{completed}\nagg = \"sum\"\ncolumn = \"amount\""),
+            &format!("name = \"top_amount\"\n{completed}\nagg = \"max\"\ncolumn = \"amount\""),
+            "name = \"recency_weeks\"\nexpr = \"recency / 7\"",
+        ],
+    );
+    set_file(
+        &defs,
+        "c",
+        &[
+            &format!("name = \"days_since\"\n{completed}\nagg = \"min\"\ncolumn = \"days_ago\""),
+            &format!("name = \"orders\"\n{completed}\nagg = \"count\""),
+        ],
+    );
+    let config = project.path().join("c360.toml");
+    std::fs::write(&config, "[paths]\nfeatures = \"features\"\n").unwrap();
+    let run = |store: &Path, sets: &[&str]| {
+        let out = c360()
+            .env("C360_LOG", "c360=debug")
+            .args(["features", "build"])
+            .args(sets)
+            .arg("--config")
+            .arg(&config)
+            .args(["--as-of", AS_OF, "--source"])
+            .arg(data.path())
+            .arg("--store")
+            .arg(store)
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let multi = tempfile::tempdir().unwrap();
+    let log = run(multi.path(), &["a", "b", "c"]);
+    // b: its plain orders aggregate computes two columns and takes two from a; c: none.
+    assert!(log.contains("reused=2"), "{log}");
+    assert!(log.contains("aggregate taken from an earlier set"), "{log}");
+    for s in ["a", "b", "c"] {
+        let single = tempfile::tempdir().unwrap();
+        let log = run(single.path(), &[s]);
+        assert!(
+            !log.contains("reused=") || log.contains("reused=0"),
+            "{log}"
+        );
+        assert_same_snapshot(single.path(), multi.path(), s);
+    }
+    // The shared values are the same values under each set's names.
+    let (a, b, c) = (
+        frame(&part_bytes(multi.path(), "a")),
+        frame(&part_bytes(multi.path(), "b")),
+        frame(&part_bytes(multi.path(), "c")),
+    );
+    let same = |x: &DataFrame, xn: &str, y: &DataFrame, yn: &str| {
+        assert!(
+            x.column(xn)
+                .unwrap()
+                .as_materialized_series()
+                .equals_missing(y.column(yn).unwrap().as_materialized_series()),
+            "{xn} vs {yn}"
+        );
+    };
+    same(&a, "last_purchase", &b, "recency");
+    same(&a, "last_purchase", &c, "days_since");
+    same(&a, "n_completed", &c, "orders");
+    same(&a, "spend", &b, "spend_b");
+    let n = a
+        .column("n_completed")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .sum()
+        .unwrap();
+    assert!(n > 1000, "completed orders counted: {n}");
+}

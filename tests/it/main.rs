@@ -3,6 +3,7 @@
 mod aws;
 mod clv;
 mod common;
+mod data_reach;
 mod errors;
 mod features;
 mod features_multi;
