@@ -24,9 +24,11 @@ use crate::source::CUSTOMER_KEY;
 mod aggregates;
 mod conditions;
 mod subgroup;
+mod sweep;
 
 use aggregates::table_aggregates;
 pub use conditions::{or_all, snapshot_rows};
+pub use sweep::SWEEP_ENV;
 
 /// Internal column names.
 pub const AS_OF: &str = "_as_of";
