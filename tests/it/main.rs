@@ -24,3 +24,4 @@ mod schedule;
 mod scoring;
 mod service;
 mod training_sets;
+mod training_sweep;
