@@ -39,7 +39,8 @@ const ROW: &str = "_row";
 pub enum Mode {
     /// One date (day number) for every customer signed up on or before it.
     Snapshot(i32),
-    /// `customer_id` (String), `_as_of` (Int32 day number) rows.
+    /// `customer_id` (String), `_as_of` (Int32 day number) rows; optionally with their
+    /// `CUSTOMER_KEY` (UInt32), which the event sweep then reads instead of joining.
     Spine(Box<LazyFrame>),
 }
 

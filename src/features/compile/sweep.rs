@@ -442,19 +442,34 @@ fn spine_pairs(
     customers: &LazyFrame,
 ) -> Result<Vec<(u32, i32)>, CompileError> {
     let perr = |e: PolarsError| cerr(set, format!("reading the spine's customers: {e}"));
-    let df = spine
+    // A spine that carries the customer key already (a training set's batches) needs
+    // no join to the customers.
+    let keyed = spine
         .clone()
-        .select([col("customer_id"), col(AS_OF).strict_cast(DataType::Int32)])
-        .unique(None, UniqueKeepStrategy::Any)
-        .join(
-            customers
-                .clone()
-                .select([col("customer_id"), col(CUSTOMER_KEY)]),
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .select([col(CUSTOMER_KEY).strict_cast(DataType::UInt32), col(AS_OF)])
+        .collect_schema()
+        .map(|s| s.contains(CUSTOMER_KEY))
+        .unwrap_or(false);
+    let keys = if keyed {
+        spine.clone().select([col(CUSTOMER_KEY), col(AS_OF)])
+    } else {
+        spine
+            .clone()
+            .select([col("customer_id"), col(AS_OF)])
+            .join(
+                customers
+                    .clone()
+                    .select([col("customer_id"), col(CUSTOMER_KEY)]),
+                [col("customer_id")],
+                [col("customer_id")],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .select([col(CUSTOMER_KEY), col(AS_OF)])
+    };
+    let df = keys
+        .select([
+            col(CUSTOMER_KEY).strict_cast(DataType::UInt32),
+            col(AS_OF).strict_cast(DataType::Int32),
+        ])
         .collect()
         .map_err(perr)?;
     let keys = df
@@ -557,6 +572,7 @@ fn run(
 ) -> Result<DataFrame, CompileError> {
     let t0 = Instant::now();
     let pairs = spine_pairs(set, spine, customers)?;
+    let pairs_secs = t0.elapsed().as_secs_f64();
     let mut keys: Vec<u32> = pairs.iter().map(|p| p.0).collect();
     keys.dedup();
     let rows = match day_bounds(sw, &pairs) {
@@ -657,6 +673,7 @@ fn run(
         filters = sw.masks.len(),
         rows = rows.len(),
         pairs = n,
+        pairs_secs,
         read_secs,
         secs = t0.elapsed().as_secs_f64(),
         "training-set sweep"
