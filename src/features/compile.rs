@@ -7,7 +7,9 @@
 //!   dates cost one pass over the events of the spine's customers, not one full pass per
 //!   date. Quantile scores are relative to the whole population at a date, so for them
 //!   alone the spine mode computes a population snapshot per distinct date (restricted to
-//!   the features the scores read).
+//!   the features the scores read). The aggregations exact in integers (counts, `any`,
+//!   distinct event days, days since the last / first event, labels) skip the join: an
+//!   event sweep (`sweep`) computes them from one sorted pass over the table's rows.
 //!
 //! Timestamps arrive as UTC day numbers (see `source`); `days_ago` of a row is
 //! `as_of - day`, and a window of N days is `0 <= days_ago < N` (the dates `(D-N, D]`).
