@@ -7,7 +7,9 @@
 //!   dates cost one pass over the events of the spine's customers, not one full pass per
 //!   date. Quantile scores are relative to the whole population at a date, so for them
 //!   alone the spine mode computes a population snapshot per distinct date (restricted to
-//!   the features the scores read).
+//!   the features the scores read). The aggregations exact in integers (counts, `any`,
+//!   distinct event days, days since the last / first event, labels) skip the join: an
+//!   event sweep (`sweep`) computes them from one sorted pass over the table's rows.
 //!
 //! Timestamps arrive as UTC day numbers (see `source`); `days_ago` of a row is
 //! `as_of - day`, and a window of N days is `0 <= days_ago < N` (the dates `(D-N, D]`).
@@ -24,9 +26,11 @@ use crate::source::CUSTOMER_KEY;
 mod aggregates;
 mod conditions;
 mod subgroup;
+mod sweep;
 
 use aggregates::table_aggregates;
 pub use conditions::{or_all, snapshot_rows};
+pub use sweep::SWEEP_ENV;
 
 /// Internal column names.
 pub const AS_OF: &str = "_as_of";
@@ -37,7 +41,8 @@ const ROW: &str = "_row";
 pub enum Mode {
     /// One date (day number) for every customer signed up on or before it.
     Snapshot(i32),
-    /// `customer_id` (String), `_as_of` (Int32 day number) rows.
+    /// `customer_id` (String), `_as_of` (Int32 day number) rows; optionally with their
+    /// `CUSTOMER_KEY` (UInt32), which the event sweep then reads instead of joining.
     Spine(Box<LazyFrame>),
 }
 

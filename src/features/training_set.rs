@@ -4,6 +4,7 @@
 //! `batches`) so that memory follows the batch, not the spine.
 
 use std::path::Path;
+use std::time::Instant;
 
 use polars::prelude::*;
 
@@ -199,8 +200,9 @@ pub fn training_set_batched(
             .collect()
             .map_err(&perr)?;
         rows.push(part.column(SPINE_ROW).map_err(&perr)?.clone());
+        // With the customer key, so that the event sweep needs no join to find it.
         let part_spine = part
-            .select(["customer_id", compile::AS_OF])
+            .select(["customer_id", compile::AS_OF, CUSTOMER_KEY])
             .map_err(&perr)?;
         let part_inputs: compile::Inputs = inputs
             .iter()
@@ -209,6 +211,7 @@ pub fn training_set_batched(
         let part_population = population
             .as_ref()
             .map(|p| p.clone().lazy().filter(r.contains()));
+        let t0 = Instant::now();
         let lf = compile::plan(
             set,
             &part_inputs,
@@ -218,10 +221,22 @@ pub fn training_set_batched(
             part_population,
             &compile::joined,
         )?;
+        let plan_secs = t0.elapsed().as_secs_f64();
         parts.push(super::collect(lf).map_err(&perr)?);
+        tracing::debug!(
+            set = %set.name,
+            keys_from = r.lo,
+            keys_to = r.hi,
+            plan_secs,
+            secs = t0.elapsed().as_secs_f64(),
+            "training-set batch"
+        );
     }
-    // Back to the spine's order: each part keeps its rows' spine order.
-    let mut out = concat_parts(set, parts)?;
+    let t0 = Instant::now();
+    // Back to the spine's order: each part keeps its rows' spine order. Column by
+    // column, each stacked column freed once its reordered copy exists: the peak holds
+    // the output plus one column, not two copies of the output.
+    let out = concat_parts(set, parts)?;
     let mut order = rows.into_iter();
     let mut row = order
         .next()
@@ -230,17 +245,40 @@ pub fn training_set_batched(
     for c in order {
         row.append(c.as_materialized_series()).map_err(&perr)?;
     }
-    out.with_column(row.with_name(SPINE_ROW.into()).into_column())
-        .map_err(&perr)?;
-    out.sort([SPINE_ROW], SortMultipleOptions::default())
-        .and_then(|df| df.drop(SPINE_ROW))
-        .map_err(perr)
+    if row.len() != out.height() {
+        return Err(FeatureError::Polars {
+            set: set.name.to_string(),
+            message: format!(
+                "the batches gave {} rows for {} spine rows",
+                out.height(),
+                row.len()
+            ),
+        });
+    }
+    let idx = row.arg_sort(SortOptions::default());
+    drop(row);
+    let height = out.height();
+    let mut cols = Vec::with_capacity(out.width());
+    for c in out.into_columns() {
+        cols.push(c.take(&idx).map_err(&perr)?);
+    }
+    let mut out = DataFrame::new(height, cols).map_err(&perr)?;
+    // A no-op: each gathered column is one chunk.
+    out.rechunk_mut();
+    tracing::debug!(
+        set = %set.name,
+        secs = t0.elapsed().as_secs_f64(),
+        "training-set batches put back in spine order"
+    );
+    Ok(out)
 }
 
 /// The spine's row number while batches are put back in order.
 const SPINE_ROW: &str = "_spine_row";
 
-/// Stacks the batches' outputs (same columns, same types: one plan).
+/// Stacks the batches' outputs (same columns, same types: one plan), one chunk each: not
+/// rechunked, as putting them back into spine order gathers into new contiguous columns
+/// anyway.
 fn concat_parts(set: &FeatureSet, parts: Vec<DataFrame>) -> Result<DataFrame> {
     let perr = perr(set);
     let mut it = parts.into_iter();
@@ -248,7 +286,6 @@ fn concat_parts(set: &FeatureSet, parts: Vec<DataFrame>) -> Result<DataFrame> {
     for p in it {
         out.vstack_mut_owned(p).map_err(&perr)?;
     }
-    out.rechunk_mut();
     Ok(out)
 }
 

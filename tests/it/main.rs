@@ -25,3 +25,4 @@ mod schedule;
 mod scoring;
 mod service;
 mod training_sets;
+mod training_sweep;

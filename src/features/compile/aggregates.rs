@@ -38,6 +38,10 @@ pub(super) fn table_aggregates(
         Mode::Spine(_) => None,
     };
     let keys = mode.keys();
+    // Over a spine, the aggregations exact in integers (and the label) come from the
+    // event sweep; the rest keep the join below, which then reads only their rows.
+    let (feats, label, swept) = super::sweep::split(set, feats, &frame, customers, mode, label)?;
+    let feats = feats.as_slice();
     let mut frame = match mode {
         Mode::Snapshot(_) => frame,
         Mode::Spine(spine) => spine_rows(frame, spine, customers),
@@ -106,6 +110,7 @@ pub(super) fn table_aggregates(
         };
         outs.insert(0, frame.group_by(t.keys).agg(plain));
     }
+    outs.extend(swept);
     Ok((outs, post))
 }
 
