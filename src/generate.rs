@@ -84,7 +84,7 @@ pub enum GenError {
 /// The longest period generated (20 years).
 pub const MAX_SPAN_DAYS: i64 = 7_305;
 /// The most customers generated. Memory does not grow with it: see [`generate`].
-pub const MAX_CUSTOMERS: usize = 10_000_000;
+pub const MAX_CUSTOMERS: usize = 100_000_000;
 /// Customers simulated and handed to the writers at a time, unless told otherwise.
 pub const DEFAULT_CHUNK_CUSTOMERS: usize = 20_000;
 /// Customers one thread simulates at a time within a chunk.

@@ -101,7 +101,7 @@ pub enum Command {
 #[command(after_help = "Example:\n  c360 demo --customers 100000\n\n\
 Writes the sample Customer 360 tables under <dir>/data and the store under <dir>/store.")]
 pub struct DemoArgs {
-    /// How many sample customers (1 to 10,000,000).
+    /// How many sample customers (1 to 100,000,000).
     #[arg(long, default_value_t = 10_000, value_parser = parse_customers)]
     pub customers: usize,
     /// Working folder for the demo's data and store.
@@ -135,7 +135,7 @@ about 10 orders and 30 interactions per customer. The same seed gives the same d
 Customers are written in chunks: memory stays bounded at any --customers."
 )]
 pub struct GenerateArgs {
-    /// How many customers (1 to 10,000,000).
+    /// How many customers (1 to 100,000,000; about 0.5 GB of Parquet per million).
     #[arg(long, default_value_t = 10_000, value_parser = parse_customers)]
     pub customers: usize,
     /// Output folder.

@@ -352,15 +352,15 @@ fn numeric_arguments_out_of_range_are_usage_errors() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["generate", "--customers", "18446744073709551615", "--out"],
-            "18446744073709551615 is out of range: the allowed range is 1 to 10000000",
+            "18446744073709551615 is out of range: the allowed range is 1 to 100000000",
         ),
         (
             vec!["generate", "--customers", "0", "--out"],
-            "0 is out of range: the allowed range is 1 to 10000000",
+            "0 is out of range: the allowed range is 1 to 100000000",
         ),
         (
             vec!["generate", "--customers=-5", "--out"],
-            "the allowed range is 1 to 10000000",
+            "the allowed range is 1 to 100000000",
         ),
         (
             vec![
@@ -388,7 +388,7 @@ fn numeric_arguments_out_of_range_are_usage_errors() {
         ),
         (
             vec!["demo", "--customers", "18446744073709551615", "--dir"],
-            "the allowed range is 1 to 10000000",
+            "the allowed range is 1 to 100000000",
         ),
     ];
     for (args, want) in cases {
