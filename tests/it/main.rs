@@ -23,4 +23,5 @@ mod products_gc;
 mod schedule;
 mod scoring;
 mod service;
+mod training_cut;
 mod training_sets;
