@@ -109,7 +109,7 @@ fn sample_spine(fx: &Fixture, dates: &[i32]) -> DataFrame {
         rows.push(rows[i].clone());
     }
     let m = rows.len();
-    let step = if m % 7919 == 0 { 7907 } else { 7919 };
+    let step = if m.is_multiple_of(7919) { 7907 } else { 7919 };
     let order: Vec<usize> = (0..m).map(|i| (i * step + 11) % m).collect();
     let mut seen = vec![false; m];
     for &o in &order {
