@@ -176,7 +176,8 @@ pub(super) fn last_day(
     frame: LazyFrame,
     ts: &str,
 ) -> std::result::Result<Option<i32>, PolarsError> {
-    let df = frame.select([col(ts).max()]).collect()?;
+    // Streamed: on a scan, the column is read in morsels, never held whole.
+    let df = super::collect(frame.select([col(ts).max()]))?;
     Ok(df
         .column(ts)
         .ok()
