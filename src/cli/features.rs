@@ -248,10 +248,11 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             let source_uri = source.unwrap_or_else(|| project.source_uri());
             let t0 = Instant::now();
             let src = Source::open(&source_uri)?;
-            let pb = crate::telemetry::spinner("checking source tables");
-            let loaded = features::load_tables(&s, &src, &[])?;
-            pb.set_message("reading the spine");
+            let pb = crate::telemetry::spinner("reading the spine");
             let spine_df = features::read_spine(&spine)?;
+            // Only the rows the spine can read are kept (C360_TRAINING_CUT=off: all).
+            pb.set_message("checking source tables");
+            let loaded = features::load_for_spine(&s, &src, &spine_df, label.as_deref())?;
             pb.set_message(format!("computing {} rows", spine_df.height()));
             let mut df = features::training_set(
                 &s,

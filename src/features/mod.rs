@@ -5,6 +5,7 @@
 //! snapshots come from one read and check of their tables (`multi`).
 
 pub mod compile;
+pub mod cut;
 pub mod def;
 pub mod expr;
 pub mod lineage;
@@ -115,6 +116,10 @@ pub fn find_set(dir: &Path, name: &str) -> Result<FeatureSet> {
 /// The loaded, contract-checked tables a set reads.
 pub struct Loaded {
     pub tables: HashMap<&'static str, Table>,
+    /// The last event day (days since 1970-01-01; None: no dated row) of each table whose
+    /// rows a [`cut::RowCut::Spine`] dated, taken from the whole table before the cut: the
+    /// label-reach check reads it instead of the cut table's.
+    pub last_days: HashMap<&'static str, Option<i32>>,
 }
 
 impl Loaded {
@@ -146,19 +151,38 @@ pub fn load_tables_at(
     also: &[&'static str],
     snapshot_day: Option<i32>,
 ) -> Result<Loaded> {
-    load_union(&[set], src, also, snapshot_day)
+    let cut = match snapshot_day {
+        Some(day) => cut::RowCut::Snapshot(day),
+        None => cut::RowCut::All,
+    };
+    load_union(&[set], src, also, &cut)
+}
+
+/// [`load_tables`] for a training set of `set` over `spine` (as [`read_spine`] gives it)
+/// with `label`: event tables keep only the rows the spine can read ([`cut::spine_cut`];
+/// every row with `C360_TRAINING_CUT=off`). The training set computed from it equals,
+/// cell for cell, the one computed from [`load_tables`]; the spine checks report the same
+/// rows (the customers table is never cut, the label's reach is taken before the cut).
+pub fn load_for_spine(
+    set: &FeatureSet,
+    src: &Source,
+    spine: &DataFrame,
+    label: Option<&str>,
+) -> Result<Loaded> {
+    let cut = cut::spine_cut(set, spine, label)?;
+    load_union(&[set], src, &[], &cut)
 }
 
 /// [`load_tables_at`] for several sets at once: each table any of `sets` reads is read and
-/// contract-checked once, keeping the union of the columns (and, with `snapshot_day`, of
-/// the rows) the sets read. With one set it is exactly [`load_tables_at`]; a set's own
+/// contract-checked once, keeping the union of the columns (and, with a `cut`, of the
+/// rows) the sets read. With one set it is exactly [`load_tables_at`]; a set's own
 /// view of the union is [`multi::set_inputs`]. Errors name the table, column and file as
 /// for one set. `sets` must not be empty.
 pub fn load_union(
     sets: &[&FeatureSet],
     src: &Source,
     also: &[&'static str],
-    snapshot_day: Option<i32>,
+    cut: &cut::RowCut,
 ) -> Result<Loaded> {
     let Some(first) = sets.first() else {
         return Err(FeatureError::Polars {
@@ -194,6 +218,12 @@ pub fn load_union(
         check_secs = t.elapsed().as_secs_f64() - read,
         "table loaded and checked"
     );
+    // The spine's customer keys, once the customers are keyed.
+    let keys = match cut {
+        cut::RowCut::Spine(c) => c.keys(first, &customers.frame)?,
+        _ => None,
+    };
+    let mut last_days = HashMap::new();
     for n in &names {
         if *n == "customers" {
             continue;
@@ -208,14 +238,23 @@ pub fn load_union(
             .iter()
             .flat_map(|s| compile::columns_read(s, n))
             .collect();
+        // A label's reach comes from the whole table, before a spine cut dates its rows.
+        let reach = match cut {
+            cut::RowCut::Spine(c) => c.label.filter(|l| l.0 == *n).map(|l| l.1),
+            _ => None,
+        };
+        let scanned = reach.map(|_| t.frame.clone());
         if spec.references_customers && !also.contains(n) {
-            let rows = match snapshot_day {
-                Some(day) => multi::union_rows(sets, n, day)?,
-                None => None,
-            };
-            let trimmed = t.load_trimmed(&customers, &columns, rows)?;
+            let rows = cut.rows(sets, n, keys.as_ref())?;
+            let trimmed = t.load_trimmed(&customers, &columns, rows.clone())?;
             release_free_memory();
             if trimmed {
+                if let (Some(ts), Some(lf)) = (reach, scanned) {
+                    last_days.insert(*n, cut::last_day(lf, ts).map_err(perr(first))?);
+                }
+                if rows.is_some() {
+                    log_kept(n, &t.frame);
+                }
                 tracing::debug!(
                     table = *n,
                     secs = t0.elapsed().as_secs_f64(),
@@ -231,12 +270,14 @@ pub fn load_union(
         t.check(Some(&customers))?;
         // The check gave every row its integer customer key: keep only the columns the
         // sets read (the id strings and e.g. order ids are most of a table's memory).
+        if let Some(ts) = reach {
+            last_days.insert(*n, cut::last_day(t.frame.clone(), ts).map_err(perr(first))?);
+        }
         if spec.references_customers && !also.contains(n) {
             t.keep_columns(&columns)?;
-            if let Some(day) = snapshot_day {
-                if let Some(rows) = multi::union_rows(sets, n, day)? {
-                    t.keep_rows(rows)?;
-                }
+            if let Some(rows) = cut.rows(sets, n, keys.as_ref())? {
+                t.keep_rows(rows)?;
+                log_kept(n, &t.frame);
             }
         }
         tracing::debug!(
@@ -250,7 +291,23 @@ pub fn load_union(
     customers.release_customer_map();
     release_free_memory();
     tables.insert("customers", customers);
-    Ok(Loaded { tables })
+    Ok(Loaded { tables, last_days })
+}
+
+/// Logs (debug) the rows a cut kept of table `n`.
+fn log_kept(n: &str, frame: &LazyFrame) {
+    let rows = frame
+        .clone()
+        .select([len().alias("n")])
+        .collect()
+        .ok()
+        .and_then(|df| df.column("n").ok()?.get(0).ok()?.extract::<u64>());
+    tracing::debug!(
+        table = n,
+        rows,
+        peak_mb = peak_rss_mb(),
+        "rows kept by the cut"
+    );
 }
 
 fn customers_missing(set: &FeatureSet) -> FeatureError {

@@ -190,7 +190,7 @@ pub fn snapshots_each(
         return Ok(());
     }
     let day = AsOf::from(as_of).day_number();
-    let loaded = load_union(sets, src, &[], Some(day))?;
+    let loaded = load_union(sets, src, &[], &super::cut::RowCut::Snapshot(day))?;
     tracing::debug!(peak_mb = peak_rss_mb(), sets = sets.len(), "tables loaded");
     let mut shared = loaded.tables;
     // Aggregations computed once for every set that has them (see `super::shared`).

@@ -480,16 +480,11 @@ fn check_label_reach(
             label: l.name.clone(),
             message: format!("table {} not loaded", l.table.name),
         })?;
-    let max_day = t
-        .frame
-        .clone()
-        .select([col(l.table.ts).max()])
-        .collect()
-        .map_err(&perr)?
-        .column(l.table.ts)
-        .ok()
-        .and_then(|c| c.get(0).ok())
-        .and_then(|v| v.extract::<i32>());
+    // A load cut to the spine recorded the whole table's last day before cutting.
+    let max_day = match loaded.last_days.get(l.table.name) {
+        Some(d) => *d,
+        None => super::cut::last_day(t.frame.clone(), l.table.ts).map_err(&perr)?,
+    };
     let latest = spine
         .column(compile::AS_OF)
         .ok()

@@ -24,5 +24,6 @@ mod products_gc;
 mod schedule;
 mod scoring;
 mod service;
+mod training_cut;
 mod training_sets;
 mod training_sweep;
