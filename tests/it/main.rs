@@ -26,3 +26,4 @@ mod scoring;
 mod service;
 mod training_sets;
 mod training_sweep;
+mod training_sweep_sums;
