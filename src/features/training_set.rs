@@ -193,7 +193,12 @@ pub fn training_set_batched(
         .lazy();
     let mut parts = Vec::with_capacity(ranges.len());
     let mut rows = Vec::with_capacity(ranges.len());
-    for r in ranges {
+    // Each keyed table's rows grouped by batch once; a batch gathers only its rows.
+    let mut grouped = Vec::with_capacity(inputs.len());
+    for (k, lf) in &inputs {
+        grouped.push((*k, batches::Grouped::new(lf, &ranges).map_err(&perr)?));
+    }
+    for (b, r) in ranges.into_iter().enumerate() {
         let part = keyed
             .clone()
             .filter(r.contains())
@@ -204,10 +209,14 @@ pub fn training_set_batched(
         let part_spine = part
             .select(["customer_id", compile::AS_OF, CUSTOMER_KEY])
             .map_err(&perr)?;
-        let part_inputs: compile::Inputs = inputs
-            .iter()
-            .map(|(k, lf)| (*k, batches::slice(lf, r)))
-            .collect();
+        let mut part_inputs = compile::Inputs::with_capacity(grouped.len());
+        for (k, g) in &grouped {
+            let lf = match g {
+                Some(g) => g.batch(b).map_err(&perr)?,
+                None => inputs.get(k).cloned().unwrap_or_default(),
+            };
+            part_inputs.insert(*k, lf);
+        }
         let part_population = population
             .as_ref()
             .map(|p| p.clone().lazy().filter(r.contains()));

@@ -112,9 +112,20 @@ mod tests {
             let want = snapshot_sum(&kept);
             assert_eq!(ps.sum(a, b).to_bits(), want.to_bits(), "[{a}, {b})");
         }
-        // A naive running sum differs from the exact one here (so the test can fail).
-        let naive: f64 = xs.iter().sum();
-        assert_ne!(naive.to_bits(), snapshot_sum(&xs).to_bits());
+        // A naive f64 prefix sum, differenced, differs from the exact sum (so the test
+        // can fail): 1e8 + 0.3 many times, then 0.1 many times.
+        let mut ys = vec![1e8 + 0.3; 40];
+        ys.extend(std::iter::repeat_n(0.1, 3000));
+        let mut prefix = vec![0.0f64];
+        for y in &ys {
+            prefix.push(prefix[prefix.len() - 1] + y);
+        }
+        let naive = prefix[ys.len()] - prefix[40];
+        let mut ps2 = PartSums::default();
+        ps2.build(ys.len(), |_| true, |i| ys[i]);
+        let exact = ps2.sum(40, ys.len());
+        assert_eq!(exact.to_bits(), snapshot_sum(&ys[40..]).to_bits());
+        assert_ne!(naive.to_bits(), exact.to_bits(), "{naive} vs {exact}");
         assert_eq!(ps.sum(0, 0).to_bits(), 0.0f64.to_bits());
     }
 
