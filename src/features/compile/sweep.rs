@@ -20,8 +20,8 @@
 //! masked row of every position. For each of the customer's dates D and each distinct day
 //! range two binary searches give the slice's rows in the range (ranges start and end at
 //! day boundaries), then each feature is O(1). Time O(rows x filters + pairs x (ranges x
-//! log rows + features)); memory: the batch's rows (16 bytes each), the output, and one
-//! customer's prefix arrays.
+//! log rows + features)); memory: the batch's rows (24 bytes each, plus 8 a summed
+//! value), the output, and one customer's prefix arrays.
 //!
 //! The output is keyed `(CUSTOMER_KEY, _as_of)` with one row per distinct spine pair and
 //! the features' own names and types; pairs without rows get what the join path gives
