@@ -542,6 +542,24 @@ fn read_rows(
             ),
         ));
     }
+    // Whether a key is the spine's: a table of the keys' range when it is at most 64
+    // entries a key (a batch's keys are one dense range), else a binary search.
+    let (first, last) = (
+        keys.first().copied().unwrap_or(0),
+        keys.last().copied().unwrap_or(0),
+    );
+    let span = (last - first) as usize + 1;
+    let dense: Option<Vec<bool>> = (span <= keys.len().saturating_mul(64)).then(|| {
+        let mut t = vec![false; span];
+        for &k in keys {
+            t[(k - first) as usize] = true;
+        }
+        t
+    });
+    let named = |k: u32| match &dense {
+        Some(t) => k >= first && t.get((k - first) as usize).copied().unwrap_or(false),
+        None => keys.binary_search(&k).is_ok(),
+    };
     let mut rows: Vec<Row> = key
         .iter()
         .zip(days.iter())
@@ -549,7 +567,7 @@ fn read_rows(
         .enumerate()
         .filter_map(|(i, ((k, d), bits))| {
             let (key, day) = (k?, d?);
-            (bits != 0 && keys.binary_search(&key).is_ok()).then_some(Row {
+            (bits != 0 && named(key)).then_some(Row {
                 key,
                 day,
                 bits,
