@@ -193,7 +193,12 @@ pub fn training_set_batched(
         .lazy();
     let mut parts = Vec::with_capacity(ranges.len());
     let mut rows = Vec::with_capacity(ranges.len());
-    for r in ranges {
+    // Each keyed table's rows grouped by batch once; a batch gathers only its rows.
+    let mut grouped = Vec::with_capacity(inputs.len());
+    for (k, lf) in &inputs {
+        grouped.push((*k, batches::Grouped::new(lf, &ranges).map_err(&perr)?));
+    }
+    for (b, r) in ranges.into_iter().enumerate() {
         let part = keyed
             .clone()
             .filter(r.contains())
@@ -204,10 +209,14 @@ pub fn training_set_batched(
         let part_spine = part
             .select(["customer_id", compile::AS_OF, CUSTOMER_KEY])
             .map_err(&perr)?;
-        let part_inputs: compile::Inputs = inputs
-            .iter()
-            .map(|(k, lf)| (*k, batches::slice(lf, r)))
-            .collect();
+        let mut part_inputs = compile::Inputs::with_capacity(grouped.len());
+        for (k, g) in &grouped {
+            let lf = match g {
+                Some(g) => g.batch(b).map_err(&perr)?,
+                None => inputs.get(k).cloned().unwrap_or_default(),
+            };
+            part_inputs.insert(*k, lf);
+        }
         let part_population = population
             .as_ref()
             .map(|p| p.clone().lazy().filter(r.contains()));
@@ -237,26 +246,36 @@ pub fn training_set_batched(
     // column, each stacked column freed once its reordered copy exists: the peak holds
     // the output plus one column, not two copies of the output.
     let out = concat_parts(set, parts)?;
-    let mut order = rows.into_iter();
-    let mut row = order
-        .next()
-        .map(|c| c.take_materialized_series())
-        .unwrap_or_default();
-    for c in order {
-        row.append(c.as_materialized_series()).map_err(&perr)?;
+    // The stacked position of every spine row (the inverse of the batches' row numbers,
+    // one pass, no sort): the numbers must be each spine row exactly once.
+    let n = out.height();
+    let mut pos = vec![IdxSize::MAX; n];
+    let mut at: usize = 0;
+    for c in &rows {
+        for r in c.idx().map_err(&perr)?.iter() {
+            let slot = r.and_then(|r| pos.get_mut(r as usize));
+            match slot {
+                Some(s) if *s == IdxSize::MAX && at < n => *s = at as IdxSize,
+                _ => {
+                    return Err(FeatureError::Polars {
+                        set: set.name.to_string(),
+                        message: format!(
+                            "the batches gave spine row {r:?} twice, out of range, or more rows than the {n} output rows (a bug: report it with the spine)"
+                        ),
+                    })
+                }
+            }
+            at += 1;
+        }
     }
-    if row.len() != out.height() {
+    drop(rows);
+    if at != n {
         return Err(FeatureError::Polars {
             set: set.name.to_string(),
-            message: format!(
-                "the batches gave {} rows for {} spine rows",
-                out.height(),
-                row.len()
-            ),
+            message: format!("the batches gave {n} rows for {at} spine rows"),
         });
     }
-    let idx = row.arg_sort(SortOptions::default());
-    drop(row);
+    let idx = IdxCa::from_vec("".into(), pos);
     let height = out.height();
     let mut cols = Vec::with_capacity(out.width());
     for c in out.into_columns() {

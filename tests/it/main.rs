@@ -27,3 +27,4 @@ mod service;
 mod training_cut;
 mod training_sets;
 mod training_sweep;
+mod training_sweep_sums;

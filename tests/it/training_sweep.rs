@@ -30,13 +30,13 @@ fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("date")
 }
 
-fn read(path: &Path) -> DataFrame {
+pub(crate) fn read(path: &Path) -> DataFrame {
     ParquetReader::new(std::fs::File::open(path).expect("open"))
         .finish()
         .expect("parquet")
 }
 
-fn write(path: &Path, df: &mut DataFrame) {
+pub(crate) fn write(path: &Path, df: &mut DataFrame) {
     ParquetWriter::new(std::fs::File::create(path).expect("create"))
         .finish(df)
         .expect("write parquet");
@@ -65,7 +65,7 @@ fn assert_same(a: &DataFrame, b: &DataFrame, what: &str) {
 }
 
 /// The spine as the CLI reads it: `customer_id`, `as_of` (Date).
-fn write_spine(path: &Path, spine: &DataFrame) {
+pub(crate) fn write_spine(path: &Path, spine: &DataFrame) {
     let mut df = spine
         .clone()
         .lazy()
@@ -80,7 +80,13 @@ fn write_spine(path: &Path, spine: &DataFrame) {
 
 /// `c360 features training-set` with the sweep on or off; the output, and stderr (debug
 /// log).
-fn cli(set_name: &str, src: &Path, spine: &Path, out: &Path, sweep: &str) -> (DataFrame, String) {
+pub(crate) fn cli(
+    set_name: &str,
+    src: &Path,
+    spine: &Path,
+    out: &Path,
+    sweep: &str,
+) -> (DataFrame, String) {
     let o = c360()
         .env("C360_LOG", "debug")
         .env(SWEEP_ENV, sweep)
@@ -129,7 +135,7 @@ fn rows_at(ts: &DataFrame, snap: &DataFrame, d: i32) -> (DataFrame, DataFrame) {
 /// For each set: the sweep (in process, in batches of 3 customers and in one batch, and
 /// through the CLI) equals the snapshots at each spine date and the join path (CLI, sweep
 /// off), cell for cell. Returns the in-process training sets by set name.
-fn check_source(src: &Path, spine: &DataFrame, what: &str) -> Vec<(String, DataFrame)> {
+pub(crate) fn check_source(src: &Path, spine: &DataFrame, what: &str) -> Vec<(String, DataFrame)> {
     let dir = tempfile::tempdir().expect("tmp");
     let spine_path = dir.path().join("spine.parquet");
     write_spine(&spine_path, spine);
@@ -329,14 +335,14 @@ const NOON: i64 = 12 * 3600;
 const LAST_SECOND: i64 = 86_399;
 
 /// The edge source's dates: D1 < D2 < D4 < D3 (month-ends and one mid-month day).
-struct Dates {
-    d1: i32,
-    d2: i32,
-    d3: i32,
-    d4: i32,
+pub(crate) struct Dates {
+    pub(crate) d1: i32,
+    pub(crate) d2: i32,
+    pub(crate) d3: i32,
+    pub(crate) d4: i32,
 }
 
-fn dates() -> Dates {
+pub(crate) fn dates() -> Dates {
     Dates {
         d1: day(ymd(2024, 1, 31)),
         d2: day(ymd(2024, 2, 29)),
@@ -347,7 +353,7 @@ fn dates() -> Dates {
 
 /// Writes the edge source: customers a..f (b without events, c whose events start after
 /// D1, d with only uncounted events, e signed up on D2, f outside the spine).
-fn edge_source(dir: &Path) {
+pub(crate) fn edge_source(dir: &Path) {
     let Dates { d1, d2, d3, .. } = dates();
     let early = day(ymd(2022, 1, 1));
     let mut customers = DataFrame::new_infer_height(vec![

@@ -5,12 +5,13 @@
 //! **Which features** ([`split`]): over the table's event-time column, with a filter (and
 //! value) that does not read the as-of date (no `days_ago` in it), without a per-day
 //! rollup: `count`, `any`, `distinct_count` of `days_ago` (distinct event days), `min` /
-//! `max` of `days_ago` (as-of minus the last / first event day), and labels (counted
-//! over `(D, D + horizon]`). Everything else (float sums and means, per-day rollups,
-//! other distinct counts, min/max of other columns, date-dependent filters, other
-//! timestamp columns) stays on the join path of `aggregates`, unchanged. Float sums stay
-//! there on purpose: a different summation order could differ from a snapshot in the
-//! last bit, and a training set must equal the snapshots cell for cell.
+//! `max` of `days_ago` (as-of minus the last / first event day), labels (counted
+//! over `(D, D + horizon]`), and float `sum` / `mean` of a value that does not read the
+//! as-of date, summed exactly as a snapshot's `exact_sum` does (see [`sums`]: bit for bit
+//! the snapshot's value; a batch whose values fall outside the exact range sends that
+//! feature to the join path for that batch). Everything else (integer sums, per-day
+//! rollups, other distinct counts, min/max of other columns, date-dependent filters,
+//! other timestamp columns) stays on the join path of `aggregates`, unchanged.
 //!
 //! **How** ([`run`]): the table's rows become `(customer key, event day, mask bits)`, one
 //! bit per distinct filter (nulls count as false); rows no bit selects are dropped and the
@@ -19,8 +20,8 @@
 //! masked row of every position. For each of the customer's dates D and each distinct day
 //! range two binary searches give the slice's rows in the range (ranges start and end at
 //! day boundaries), then each feature is O(1). Time O(rows x filters + pairs x (ranges x
-//! log rows + features)); memory: the batch's rows (16 bytes each), the output, and one
-//! customer's prefix arrays.
+//! log rows + features)); memory: the batch's rows (24 bytes each, plus 8 a summed
+//! value), the output, and one customer's prefix arrays.
 //!
 //! The output is keyed `(CUSTOMER_KEY, _as_of)` with one row per distinct spine pair and
 //! the features' own names and types; pairs without rows get what the join path gives
@@ -28,6 +29,11 @@
 //!
 //! [`SWEEP_ENV`]`=off` forces the join path for every feature (a diagnostic, used by the
 //! tests to compare the two).
+
+mod index;
+mod sums;
+
+pub(crate) use index::MaskIndex;
 
 use std::time::Instant;
 
@@ -87,6 +93,10 @@ enum Measure {
     SinceLast,
     /// D minus the first event day (`max` of `days_ago`); null without rows.
     SinceFirst,
+    /// The exact sum of the value ([`sums`]); 0.0 without rows.
+    Sum,
+    /// That sum over the number of rows (the snapshot's `sum / n`); null without rows.
+    Mean,
 }
 
 /// The event days a feature reads at an as-of day D.
@@ -126,74 +136,6 @@ pub(crate) fn day_range(days: &[i32], lo: i64, hi: i64) -> (usize, usize) {
     (a, b.max(a))
 }
 
-/// Prefix arrays of one customer's slice for one filter (see the module doc). Every
-/// query takes a range `[a, b)` with `a <= b <= len`, as [`day_range`] gives.
-#[derive(Default)]
-pub(crate) struct MaskIndex {
-    /// `cnt[i]`: masked rows before `i`.
-    cnt: Vec<usize>,
-    /// `new_day[i]`: masked rows before `i` that are the first masked row of their day.
-    new_day: Vec<usize>,
-    /// `prev[i]`: 1 + the last masked row before `i` (0: none).
-    prev: Vec<usize>,
-    /// `next[i]`: the first masked row at or after `i` (`len`: none).
-    next: Vec<usize>,
-}
-
-impl MaskIndex {
-    /// Rebuilds the arrays (reusing their memory) for `days` (sorted) and `hit` (whether
-    /// each row passes the filter), of the same length.
-    pub(crate) fn build(&mut self, days: &[i32], hit: impl Fn(usize) -> bool) {
-        let n = days.len();
-        for v in [
-            &mut self.cnt,
-            &mut self.new_day,
-            &mut self.prev,
-            &mut self.next,
-        ] {
-            v.clear();
-            v.resize(n + 1, 0);
-        }
-        let mut last_day: Option<i32> = None;
-        for (i, &t) in days.iter().enumerate() {
-            let h = hit(i);
-            self.cnt[i + 1] = self.cnt[i] + usize::from(h);
-            let first_of_day = h && last_day != Some(t);
-            self.new_day[i + 1] = self.new_day[i] + usize::from(first_of_day);
-            self.prev[i + 1] = if h { i + 1 } else { self.prev[i] };
-            if h {
-                last_day = Some(t);
-            }
-        }
-        self.next[n] = n;
-        for i in (0..n).rev() {
-            self.next[i] = if hit(i) { i } else { self.next[i + 1] };
-        }
-    }
-
-    /// Masked rows in `[a, b)`.
-    pub(crate) fn count(&self, a: usize, b: usize) -> usize {
-        self.cnt[b] - self.cnt[a]
-    }
-
-    /// Distinct days of the masked rows in `[a, b)` (`a`, `b` on day boundaries).
-    pub(crate) fn distinct_days(&self, a: usize, b: usize) -> usize {
-        self.new_day[b] - self.new_day[a]
-    }
-
-    /// The day of the last masked row in `[a, b)`.
-    pub(crate) fn last_day(&self, days: &[i32], a: usize, b: usize) -> Option<i32> {
-        let p = self.prev[b];
-        (p > a).then(|| days[p - 1])
-    }
-
-    /// The day of the first masked row in `[a, b)`.
-    pub(crate) fn first_day(&self, days: &[i32], a: usize, b: usize) -> Option<i32> {
-        let n = self.next[a];
-        (n < b).then(|| days[n])
-    }
-}
-
 /// One swept output column.
 struct Spec {
     /// The output column: the feature's name, or `_label_<name>`.
@@ -205,6 +147,10 @@ struct Spec {
     mask: usize,
     /// The output type (the feature's), or Int64 for a label's count.
     ty: DataType,
+    /// Index into [`Sweep::values`] (sums and means).
+    value: Option<usize>,
+    /// The feature's position in `split`'s `feats` (None: the label).
+    feat: Option<usize>,
 }
 
 /// A table's swept features: their specs, distinct day spans and filters.
@@ -215,6 +161,8 @@ pub(super) struct Sweep {
     masks: Vec<Expr>,
     /// Their debug text, to share a bit between features with the same filter.
     mask_ids: Vec<String>,
+    /// Float64 row expressions that sums and means read.
+    values: Vec<Expr>,
     /// The event-time column.
     ts: String,
 }
@@ -248,6 +196,7 @@ impl Sweep {
             spans: Vec::new(),
             masks: Vec::new(),
             mask_ids: Vec::new(),
+            values: Vec::new(),
             ts: ts.to_string(),
         }
     }
@@ -301,6 +250,7 @@ impl Sweep {
     fn add_feature(
         &mut self,
         set: &FeatureSet,
+        at: usize,
         f: &Feature,
         a: &Agg,
     ) -> Result<bool, CompileError> {
@@ -319,6 +269,7 @@ impl Sweep {
             }
             expr::compile(v, &scope).map(Some).map_err(|m| cerr(set, m))
         };
+        let mut value = None;
         let (measure, extra) = match (a.func, &a.column) {
             (AggFn::Count, None) => (Measure::Count, None),
             (AggFn::Count, Some(v)) => match value_part(v)? {
@@ -333,6 +284,22 @@ impl Sweep {
             (AggFn::DistinctCount, c) if is_days_ago(c) => (Measure::DistinctDays, None),
             (AggFn::Min, c) if is_days_ago(c) => (Measure::SinceLast, None),
             (AggFn::Max, c) if is_days_ago(c) => (Measure::SinceFirst, None),
+            // As `plain` builds them: a float sum's and a mean's exact sum (and a mean's
+            // count) read the rows where the value is not null.
+            (AggFn::Sum | AggFn::Mean, Some(v)) if a.func == AggFn::Mean || f.ty == Ty::Float => {
+                match value_part(v)? {
+                    Some((Ty::Int | Ty::Float, e)) => {
+                        value = Some(e.clone().cast(DataType::Float64));
+                        let m = if a.func == AggFn::Sum {
+                            Measure::Sum
+                        } else {
+                            Measure::Mean
+                        };
+                        (m, Some(e.is_not_null()))
+                    }
+                    _ => return Ok(false),
+                }
+            }
             _ => return Ok(false),
         };
         let m = Self::row_mask(set, a.table, &a.ts, &a.filter, extra)?;
@@ -343,12 +310,18 @@ impl Sweep {
             Some((w, off)) => Span::Back { off, w: Some(w) },
             None => Span::Back { off: 0, w: None },
         });
+        let value = value.map(|v| {
+            self.values.push(v);
+            self.values.len() - 1
+        });
         self.specs.push(Spec {
             name: f.name.clone(),
             measure,
             span,
             mask,
             ty: f.ty.polars(),
+            value,
+            feat: Some(at),
         });
         Ok(true)
     }
@@ -369,6 +342,8 @@ impl Sweep {
             span,
             mask,
             ty: DataType::Int64,
+            value: None,
+            feat: None,
         });
         Ok(true)
     }
@@ -406,15 +381,12 @@ pub(super) fn split<'f>(
         return Ok((feats.to_vec(), label, None));
     };
     let mut sw = Sweep::new(table.ts);
-    let mut rest = Vec::new();
-    for f in feats {
-        let swept = match &f.kind {
-            Kind::Agg(a) if a.table.name == table.name => sw.add_feature(set, f, a)?,
+    let mut swept = vec![false; feats.len()];
+    for (i, f) in feats.iter().enumerate() {
+        swept[i] = match &f.kind {
+            Kind::Agg(a) if a.table.name == table.name => sw.add_feature(set, i, f, a)?,
             _ => false,
         };
-        if !swept {
-            rest.push(*f);
-        }
     }
     let rest_label = match label {
         Some(l) if l.table.name == table.name && sw.add_label(set, l)? => None,
@@ -423,8 +395,18 @@ pub(super) fn split<'f>(
     if sw.specs.is_empty() {
         return Ok((feats.to_vec(), label, None));
     }
-    let out = run(set, table.name, &sw, frame, spine, customers)?;
-    Ok((rest, rest_label, Some(out.lazy())))
+    let (out, fallen) = run(set, table.name, &sw, frame, spine, customers)?;
+    for i in fallen {
+        swept[i] = false;
+    }
+    let rest: Vec<&Feature> = feats
+        .iter()
+        .zip(&swept)
+        .filter(|(_, s)| !**s)
+        .map(|(f, _)| *f)
+        .collect();
+    let out = (out.width() > 2).then(|| out.lazy());
+    Ok((rest, rest_label, out))
 }
 
 /// One table row for the sweep.
@@ -433,6 +415,8 @@ struct Row {
     key: u32,
     day: i32,
     bits: u64,
+    /// The row's position in the collected frame (to read its values).
+    idx: u32,
 }
 
 /// The spine's distinct `(customer key, as_of day)` pairs, sorted.
@@ -501,7 +485,9 @@ fn day_bounds(sw: &Sweep, pairs: &[(u32, i32)]) -> Option<(i32, i32)> {
     Some((clamp(lo), clamp(hi)))
 }
 
-/// The table's rows of the spine's customers that some mask selects, as sorted [`Row`]s.
+/// The table's rows of the spine's customers that some mask selects, as sorted [`Row`]s,
+/// and each of [`Sweep::values`] in that order (0.0 where null: never read, as every
+/// mask that reads a value requires it).
 fn read_rows(
     set: &FeatureSet,
     table: &str,
@@ -509,7 +495,7 @@ fn read_rows(
     frame: &LazyFrame,
     keys: &[u32],
     (lo, hi): (i32, i32),
-) -> Result<Vec<Row>, CompileError> {
+) -> Result<(Vec<Row>, Vec<Vec<f64>>), CompileError> {
     let perr = |e: PolarsError| cerr(set, format!("sweeping table {table}: {e}"));
     let mut cols = vec![
         col(CUSTOMER_KEY).strict_cast(DataType::UInt32),
@@ -518,6 +504,12 @@ fn read_rows(
     let names: Vec<String> = (0..sw.masks.len()).map(|j| format!("{MASK}{j}")).collect();
     for (m, n) in sw.masks.iter().zip(&names) {
         cols.push(m.clone().alias(n.as_str()));
+    }
+    let vnames: Vec<String> = (0..sw.values.len())
+        .map(|j| format!("{DAY}_v{j}"))
+        .collect();
+    for (v, n) in sw.values.iter().zip(&vnames) {
+        cols.push(v.clone().alias(n.as_str()));
     }
     let any = or_all(names.iter().map(|n| col(n.as_str()))).unwrap_or(lit(false));
     let day = col(DAY);
@@ -540,18 +532,88 @@ fn read_rows(
             }
         }
     }
+    if u32::try_from(df.height()).is_err() {
+        return Err(cerr(
+            set,
+            format!(
+                "sweeping table {table}: {} rows in one batch (more than 2^32); set {} to fewer customers per batch",
+                df.height(),
+                crate::features::training_set::BATCH_ENV
+            ),
+        ));
+    }
+    // Whether a key is the spine's: a table of the keys' range when it is at most 64
+    // entries a key (a batch's keys are one dense range), else a binary search.
+    let (first, last) = (
+        keys.first().copied().unwrap_or(0),
+        keys.last().copied().unwrap_or(0),
+    );
+    let span = (last - first) as usize + 1;
+    let dense: Option<Vec<bool>> = (span <= keys.len().saturating_mul(64)).then(|| {
+        let mut t = vec![false; span];
+        for &k in keys {
+            t[(k - first) as usize] = true;
+        }
+        t
+    });
+    let named = |k: u32| match &dense {
+        Some(t) => k >= first && t.get((k - first) as usize).copied().unwrap_or(false),
+        None => keys.binary_search(&k).is_ok(),
+    };
     let mut rows: Vec<Row> = key
         .iter()
         .zip(days.iter())
         .zip(bits)
-        .filter_map(|((k, d), bits)| {
+        .enumerate()
+        .filter_map(|(i, ((k, d), bits))| {
             let (key, day) = (k?, d?);
-            (bits != 0 && keys.binary_search(&key).is_ok()).then_some(Row { key, day, bits })
+            (bits != 0 && named(key)).then_some(Row {
+                key,
+                day,
+                bits,
+                idx: i as u32,
+            })
         })
         .collect();
-    drop(df);
     rows.sort_unstable_by_key(|r| (r.key, r.day));
-    Ok(rows)
+    let mut values = Vec::with_capacity(vnames.len());
+    for n in &vnames {
+        let v = df.column(n).and_then(|c| c.f64()).map_err(perr)?;
+        values.push(
+            rows.iter()
+                .map(|r| v.get(r.idx as usize).unwrap_or(0.0))
+                .collect(),
+        );
+    }
+    drop(df);
+    Ok((rows, values))
+}
+
+/// The specs whose values this batch cannot sum exactly ([`sums::in_range`] fails for a
+/// row their mask selects, or a customer has more than [`sums::MAX_ROWS`] rows).
+fn out_of_range(sw: &Sweep, rows: &[Row], values: &[Vec<f64>]) -> Vec<bool> {
+    let mut longest = 0usize;
+    let mut start = 0usize;
+    for i in 1..=rows.len() {
+        if i == rows.len() || rows[i].key != rows[start].key {
+            longest = longest.max(i - start);
+            start = i;
+        }
+    }
+    sw.specs
+        .iter()
+        .map(|s| match s.value {
+            None => false,
+            Some(v) => {
+                let m = 1u64 << s.mask;
+                longest > sums::MAX_ROWS
+                    || rows
+                        .iter()
+                        .zip(&values[v])
+                        .any(|(r, &x)| r.bits & m != 0 && !sums::in_range(x))
+            }
+        })
+        .collect()
 }
 
 /// One output column under construction.
@@ -559,9 +621,15 @@ enum Out {
     Int(Vec<i64>),
     Bool(Vec<bool>),
     OptInt(Vec<Option<i64>>),
+    Float(Vec<f64>),
+    OptFloat(Vec<Option<f64>>),
+    /// A spec that falls back to the join path in this batch.
+    None,
 }
 
-/// The sweep of one table: the aggregate frame, one row per distinct spine pair.
+/// The sweep of one table: the aggregate frame, one row per distinct spine pair, and the
+/// `feats` positions of the features left to the join path in this batch (sums whose
+/// values are out of the exact range).
 fn run(
     set: &FeatureSet,
     table: &str,
@@ -569,31 +637,37 @@ fn run(
     frame: &LazyFrame,
     spine: &LazyFrame,
     customers: &LazyFrame,
-) -> Result<DataFrame, CompileError> {
+) -> Result<(DataFrame, Vec<usize>), CompileError> {
     let t0 = Instant::now();
     let pairs = spine_pairs(set, spine, customers)?;
     let pairs_secs = t0.elapsed().as_secs_f64();
     let mut keys: Vec<u32> = pairs.iter().map(|p| p.0).collect();
     keys.dedup();
-    let rows = match day_bounds(sw, &pairs) {
+    let (rows, values) = match day_bounds(sw, &pairs) {
         Some(bounds) => read_rows(set, table, sw, frame, &keys, bounds)?,
-        None => Vec::new(),
+        None => (Vec::new(), vec![Vec::new(); sw.values.len()]),
     };
+    let fallen = out_of_range(sw, &rows, &values);
     let read_secs = t0.elapsed().as_secs_f64();
     let n = pairs.len();
     let mut outs: Vec<Out> = sw
         .specs
         .iter()
-        .map(|s| match s.measure {
+        .zip(&fallen)
+        .map(|(s, &fell)| match s.measure {
+            _ if fell => Out::None,
             Measure::Count | Measure::DistinctDays => Out::Int(vec![0; n]),
             Measure::Any => Out::Bool(vec![false; n]),
             Measure::SinceLast | Measure::SinceFirst => Out::OptInt(vec![None; n]),
+            Measure::Sum => Out::Float(vec![0.0; n]),
+            Measure::Mean => Out::OptFloat(vec![None; n]),
         })
         .collect();
     // Per customer: its rows' days, each (pair, span)'s row range, one filter's index.
     let mut days: Vec<i32> = Vec::new();
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut index = MaskIndex::default();
+    let mut part_sums = sums::PartSums::default();
     let nspans = sw.spans.len();
     let by_bit: Vec<Vec<usize>> = (0..sw.masks.len())
         .map(|bit| {
@@ -626,6 +700,13 @@ fn run(
             index.build(&days, |i| slice[i].bits & m != 0);
             for &i in specs {
                 let (s, out) = (&sw.specs[i], &mut outs[i]);
+                if matches!(out, Out::None) {
+                    continue;
+                }
+                if let Some(v) = s.value {
+                    let vals = &values[v][r0..r1];
+                    part_sums.build(days.len(), |i| slice[i].bits & m != 0, |i| vals[i]);
+                }
                 for (k, &(_, d)) in pairs[p0..p1].iter().enumerate() {
                     let (a, b) = ranges[k * nspans + s.span];
                     let at = p0 + k;
@@ -641,6 +722,11 @@ fn run(
                         }
                         (Measure::SinceFirst, Out::OptInt(v)) => {
                             v[at] = since(index.first_day(&days, a, b))
+                        }
+                        (Measure::Sum, Out::Float(v)) => v[at] = part_sums.sum(a, b),
+                        (Measure::Mean, Out::OptFloat(v)) => {
+                            let c = index.count(a, b);
+                            v[at] = (c > 0).then(|| part_sums.sum(a, b) / c as f64)
                         }
                         _ => {}
                     }
@@ -662,6 +748,11 @@ fn run(
             Out::Int(v) => Int64Chunked::from_vec(name, v).into_column(),
             Out::Bool(v) => BooleanChunked::from_iter_values(name, v.into_iter()).into_column(),
             Out::OptInt(v) => Int64Chunked::from_iter_options(name, v.into_iter()).into_column(),
+            Out::Float(v) => Float64Chunked::from_vec(name, v).into_column(),
+            Out::OptFloat(v) => {
+                Float64Chunked::from_iter_options(name, v.into_iter()).into_column()
+            }
+            Out::None => continue,
         };
         cols.push(c.cast(&s.ty).map_err(perr)?);
     }
@@ -673,12 +764,19 @@ fn run(
         filters = sw.masks.len(),
         rows = rows.len(),
         pairs = n,
+        fallback = fallen.iter().filter(|f| **f).count(),
         pairs_secs,
         read_secs,
         secs = t0.elapsed().as_secs_f64(),
         "training-set sweep"
     );
-    Ok(df)
+    let fallen = sw
+        .specs
+        .iter()
+        .zip(&fallen)
+        .filter_map(|(s, &fell)| if fell { s.feat } else { None })
+        .collect();
+    Ok((df, fallen))
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //!
 //! Batches are ranges of the integer customer key ([`CUSTOMER_KEY`], the customers
 //! table's row number): the distinct keys the spine names, sorted, cut every
-//! `batch_customers` keys. A range lets each table be cut by one comparison per row.
+//! `batch_customers` keys. Each table's rows are grouped by range once ([`Grouped`]: one
+//! binary search a row, 4 bytes a row), and a batch gathers its own rows.
 
 use polars::prelude::*;
 
@@ -85,7 +86,9 @@ pub fn key_ranges(keys: &[u32], per_batch: usize) -> Vec<KeyRange> {
 }
 
 /// Keeps the rows of `lf` whose customer key lies in `r`; a frame without the key
-/// column (a table not keyed by customer) is kept whole.
+/// column (a table not keyed by customer) is kept whole. The reference [`Grouped`] is
+/// tested against (batches gather their rows from a [`Grouped`] instead).
+#[cfg(test)]
 pub fn slice(lf: &LazyFrame, r: KeyRange) -> LazyFrame {
     let keyed = lf
         .clone()
@@ -96,6 +99,73 @@ pub fn slice(lf: &LazyFrame, r: KeyRange) -> LazyFrame {
         lf.clone().filter(r.contains())
     } else {
         lf.clone()
+    }
+}
+
+/// A keyed table's rows grouped by batch once: the batch of every row found by one
+/// binary search over the ranges, row positions counted into one array (4 bytes a row,
+/// each batch's positions ascending), so that a batch gathers its own rows instead of
+/// filtering the whole table ([`slice`]) once per batch. Rows in no range (or with a
+/// null key) are in no batch. Gives the same rows in the same order as [`slice`].
+pub struct Grouped {
+    frame: DataFrame,
+    /// Row positions, batch after batch.
+    rows: Vec<IdxSize>,
+    /// `starts[b]..starts[b + 1]`: batch `b`'s part of `rows`.
+    starts: Vec<usize>,
+}
+
+impl Grouped {
+    /// Groups `lf`'s rows by `ranges` (sorted, disjoint, as [`key_ranges`] gives); None
+    /// for a frame without the key column (kept whole by every batch). Errors are
+    /// polars' (collecting the frame, reading its keys as UInt32).
+    pub fn new(lf: &LazyFrame, ranges: &[KeyRange]) -> PolarsResult<Option<Grouped>> {
+        if !lf.clone().collect_schema()?.contains(CUSTOMER_KEY) {
+            return Ok(None);
+        }
+        let frame = lf.clone().collect()?;
+        let keys = frame.column(CUSTOMER_KEY)?.strict_cast(&DataType::UInt32)?;
+        let keys = keys.u32()?;
+        if IdxSize::try_from(frame.height()).is_err() {
+            polars_bail!(ComputeError: "{} rows: more than the row index holds", frame.height());
+        }
+        let batch_of = |k: Option<u32>| -> Option<usize> {
+            let k = k?;
+            let b = ranges.partition_point(|r| r.hi < k);
+            (b < ranges.len() && ranges[b].lo <= k).then_some(b)
+        };
+        let mut starts = vec![0usize; ranges.len() + 1];
+        for k in keys.iter() {
+            if let Some(b) = batch_of(k) {
+                starts[b + 1] += 1;
+            }
+        }
+        for b in 0..ranges.len() {
+            starts[b + 1] += starts[b];
+        }
+        let mut next = starts.clone();
+        let mut rows = vec![0 as IdxSize; starts[ranges.len()]];
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(b) = batch_of(k) {
+                rows[next[b]] = i as IdxSize;
+                next[b] += 1;
+            }
+        }
+        Ok(Some(Grouped {
+            frame,
+            rows,
+            starts,
+        }))
+    }
+
+    /// Batch `b`'s rows (in table order); empty past the last batch.
+    pub fn batch(&self, b: usize) -> PolarsResult<LazyFrame> {
+        let (lo, hi) = match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => (lo, hi),
+            _ => (0, 0),
+        };
+        let idx = IdxCa::from_vec("".into(), self.rows[lo..hi].to_vec());
+        Ok(self.frame.take(&idx)?.lazy())
     }
 }
 
@@ -117,5 +187,45 @@ mod tests {
         assert_eq!(key_ranges(&[5, 5], 0), [KeyRange { lo: 5, hi: 5 }]);
         assert!(key_ranges(&[], 10).is_empty());
         assert_eq!(key_ranges(&[2, 1], 10), [KeyRange { lo: 1, hi: 2 }]);
+    }
+
+    #[test]
+    fn grouped_batches_equal_sliced_ones() {
+        let keys: Vec<Option<u32>> = vec![
+            Some(9),
+            Some(3),
+            None,
+            Some(7),
+            Some(1),
+            Some(9),
+            Some(4),
+            Some(2),
+            Some(12),
+        ];
+        let n = keys.len();
+        let df = df!(
+            CUSTOMER_KEY => keys,
+            "v" => (0..n as i64).collect::<Vec<_>>()
+        )
+        .expect("frame");
+        let lf = df.lazy();
+        let ranges = key_ranges(&[1, 3, 4, 7, 9], 2);
+        let g = Grouped::new(&lf, &ranges).expect("group").expect("keyed");
+        for (b, r) in ranges.iter().enumerate() {
+            let want = slice(&lf, *r).collect().expect("slice");
+            let got = g.batch(b).expect("batch").collect().expect("gather");
+            assert!(got.equals_missing(&want), "batch {b}: {got} vs {want}");
+            assert!(got.height() > 0);
+        }
+        assert_eq!(
+            g.batch(ranges.len())
+                .expect("past")
+                .collect()
+                .expect("empty")
+                .height(),
+            0
+        );
+        let unkeyed = df!("v" => [1i64]).expect("frame").lazy();
+        assert!(Grouped::new(&unkeyed, &ranges).expect("ok").is_none());
     }
 }
