@@ -389,8 +389,8 @@ def main() -> int:
         sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
     except ValueError:
         ap.error(f"--sizes {args.sizes!r}: give customer counts like 1000000,3000000")
-    if not sizes or any(not 1 <= n <= 10_000_000 for n in sizes):
-        ap.error("--sizes: each between 1 and 10,000,000 (c360 generate's range)")
+    if not sizes or any(not 1 <= n <= 100_000_000 for n in sizes):
+        ap.error("--sizes: each between 1 and 100,000,000 (c360 generate's range)")
     if args.sample_customers < 1 or args.threads < 1:
         ap.error("--sample-customers and --threads must be at least 1")
     if not (args.c360.is_file() and os.access(args.c360, os.X_OK)):

@@ -5,49 +5,15 @@
 //! (quantile scores: date cut only), with the label; the label-reach and unknown-customer
 //! refusals are unchanged.
 
-use std::path::Path;
-
 use c360::features::{self, FeatureSet};
 use c360::source::{Source, CUSTOMER_KEY};
 use chrono::{Duration, NaiveDate};
 use polars::prelude::*;
 
 use crate::features::{assert_ok, c360, set};
+use crate::training_sets::{assert_same, days, epoch, read, strs};
 
 const LABEL: &str = "churned_90d";
-
-fn read(dir: &Path, t: &str) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(dir.join(format!("{t}.parquet"))).expect("open"))
-        .finish()
-        .expect("parquet")
-}
-
-fn epoch() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
-}
-
-fn days(df: &DataFrame, c: &str) -> Vec<Option<i32>> {
-    df.column(c)
-        .expect("column")
-        .cast(&DataType::Date)
-        .expect("date")
-        .cast(&DataType::Int32)
-        .expect("days")
-        .i32()
-        .expect("i32")
-        .iter()
-        .collect()
-}
-
-fn strs(df: &DataFrame, c: &str) -> Vec<String> {
-    df.column(c)
-        .expect("column")
-        .str()
-        .expect("text")
-        .iter()
-        .map(|v| v.unwrap_or_default().to_string())
-        .collect()
-}
 
 fn date(day: i32) -> NaiveDate {
     epoch() + Duration::days(i64::from(day))
@@ -130,27 +96,6 @@ fn dates(fx: &Fixture) -> Vec<i32> {
     let mut d: Vec<i32> = (0..6).map(|i| end - 30 * i).collect();
     d.reverse();
     d
-}
-
-/// Asserts two frames equal cell for cell (names, types, nulls, values; NaN == NaN).
-fn assert_same(a: &DataFrame, b: &DataFrame, what: &str) {
-    assert_eq!(a.shape(), b.shape(), "{what}: shape");
-    assert_eq!(a.schema(), b.schema(), "{what}: columns and types");
-    for (x, y) in a.columns().iter().zip(b.columns()) {
-        let (x, y) = (x.as_materialized_series(), y.as_materialized_series());
-        if x.equals_missing(y) {
-            continue;
-        }
-        for i in 0..x.len() {
-            let (u, v) = (x.get(i).expect("cell"), y.get(i).expect("cell"));
-            let both_nan = matches!((&u, &v), (AnyValue::Float64(p), AnyValue::Float64(q)) if p.is_nan() && q.is_nan());
-            assert!(
-                u == v || both_nan,
-                "{what}: column {} row {i}: {u} != {v}",
-                x.name()
-            );
-        }
-    }
 }
 
 fn height(l: &features::Loaded, t: &str) -> usize {

@@ -16,18 +16,18 @@ use crate::features::{assert_ok, c360, set};
 const CUSTOMERS: &str = "1200";
 const LABEL: &str = "churned_90d";
 
-fn read(dir: &Path, t: &str) -> DataFrame {
+pub(crate) fn read(dir: &Path, t: &str) -> DataFrame {
     ParquetReader::new(std::fs::File::open(dir.join(format!("{t}.parquet"))).expect("open"))
         .finish()
         .expect("parquet")
 }
 
-fn epoch() -> NaiveDate {
+pub(crate) fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
 }
 
 /// A column of dates or datetimes as day numbers.
-fn days(df: &DataFrame, c: &str) -> Vec<Option<i32>> {
+pub(crate) fn days(df: &DataFrame, c: &str) -> Vec<Option<i32>> {
     df.column(c)
         .expect("column")
         .cast(&DataType::Date)
@@ -40,7 +40,7 @@ fn days(df: &DataFrame, c: &str) -> Vec<Option<i32>> {
         .collect()
 }
 
-fn strs(df: &DataFrame, c: &str) -> Vec<String> {
+pub(crate) fn strs(df: &DataFrame, c: &str) -> Vec<String> {
     df.column(c)
         .expect("column")
         .str()
@@ -167,7 +167,7 @@ fn expected_label(orders: &DataFrame, id: &str, d: i32) -> i64 {
 
 /// Asserts two frames equal cell for cell (names, types, nulls, values), naming the first
 /// differing column and row.
-fn assert_same(a: &DataFrame, b: &DataFrame, what: &str) {
+pub(crate) fn assert_same(a: &DataFrame, b: &DataFrame, what: &str) {
     assert_eq!(a.shape(), b.shape(), "{what}: shape");
     assert_eq!(a.schema(), b.schema(), "{what}: columns and types");
     for (x, y) in a.columns().iter().zip(b.columns()) {

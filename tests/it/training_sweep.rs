@@ -14,6 +14,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use polars::prelude::*;
 
 use crate::features::{assert_ok, c360, set};
+use crate::training_sets::assert_same;
 
 const LABEL: &str = "churned_90d";
 const SETS: [&str; 2] = ["churn_signals", "rfm"];
@@ -40,28 +41,6 @@ pub(crate) fn write(path: &Path, df: &mut DataFrame) {
     ParquetWriter::new(std::fs::File::create(path).expect("create"))
         .finish(df)
         .expect("write parquet");
-}
-
-/// Asserts two frames equal cell for cell (names, types, nulls, values; NaN equals NaN),
-/// naming the first differing column and row.
-fn assert_same(a: &DataFrame, b: &DataFrame, what: &str) {
-    assert_eq!(a.schema(), b.schema(), "{what}: columns and types");
-    assert_eq!(a.shape(), b.shape(), "{what}: shape");
-    for (x, y) in a.columns().iter().zip(b.columns()) {
-        let (x, y) = (x.as_materialized_series(), y.as_materialized_series());
-        if x.equals_missing(y) {
-            continue;
-        }
-        for i in 0..x.len() {
-            let (u, v) = (x.get(i).expect("cell"), y.get(i).expect("cell"));
-            let both_nan = matches!((&u, &v), (AnyValue::Float64(p), AnyValue::Float64(q)) if p.is_nan() && q.is_nan());
-            assert!(
-                u == v || both_nan,
-                "{what}: column {} row {i}: {u} != {v}",
-                x.name()
-            );
-        }
-    }
 }
 
 /// The spine as the CLI reads it: `customer_id`, `as_of` (Date).
