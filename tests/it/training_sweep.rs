@@ -14,7 +14,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use polars::prelude::*;
 
 use crate::features::{assert_ok, c360, set};
-use crate::training_sets::assert_same;
+use crate::training_sets::{assert_same, days};
 
 const LABEL: &str = "churned_90d";
 const SETS: [&str; 2] = ["churn_signals", "rfm"];
@@ -202,19 +202,7 @@ fn sweep_equals_snapshots_and_join_path_on_generated_data() {
     assert_ok(&o);
     let customers = read(&dir.path().join("customers.parquet"));
     let orders = read(&dir.path().join("orders.parquet"));
-    let days_of = |df: &DataFrame, c: &str| -> Vec<Option<i32>> {
-        df.column(c)
-            .expect("column")
-            .cast(&DataType::Date)
-            .expect("date")
-            .cast(&DataType::Int32)
-            .expect("days")
-            .i32()
-            .expect("i32")
-            .iter()
-            .collect()
-    };
-    let last = days_of(&orders, "order_ts")
+    let last = days(&orders, "order_ts")
         .into_iter()
         .flatten()
         .max()
@@ -235,7 +223,7 @@ fn sweep_equals_snapshots_and_join_path_on_generated_data() {
         .iter()
         .map(|v| v.unwrap_or_default().to_string())
         .collect();
-    let signup = days_of(&customers, "signup_ts");
+    let signup = days(&customers, "signup_ts");
     let (mut sid, mut sday) = (Vec::new(), Vec::new());
     // Newest date first (the spine is not sorted), every customer signed up by it; then
     // irregular dates (mid-month, the day before a month-end) with repeats.
