@@ -244,6 +244,18 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             out,
             source,
         } => {
+            if !out
+                .extension()
+                .is_some_and(|e| e == "csv" || e == "parquet")
+            {
+                return Err(super::Failure {
+                    code: super::exit::USAGE,
+                    error: anyhow::anyhow!(
+                        "--out {}: name a .parquet or .csv file (the format follows the extension)",
+                        out.display()
+                    ),
+                });
+            }
             let s = features::find_set(&project.features_dir(), &set)?;
             let source_uri = source.unwrap_or_else(|| project.source_uri());
             let t0 = Instant::now();
@@ -321,16 +333,26 @@ pub fn write_frame(df: &mut DataFrame, out: &Path) -> anyhow::Result<()> {
     let tmp = out.with_extension("c360.tmp");
     let f = std::fs::File::create(&tmp)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-    if out.extension().is_some_and(|e| e == "csv") {
-        CsvWriter::new(f).include_header(true).finish(df)?;
+    let written = if out.extension().is_some_and(|e| e == "csv") {
+        CsvWriter::new(f).include_header(true).finish(df)
     } else {
         // As the store writes its Parquet (`offline.rs`): Snappy (faster to write than the
         // default zstd: 0.8 s against 1.1 s for 5.7M rows x 23), with statistics.
         ParquetWriter::new(f)
             .with_compression(ParquetCompression::Snappy)
             .with_statistics(StatisticsOptions::default())
-            .finish(df)?;
+            .finish(df)
+            .map(|_| ())
+    };
+    // Nothing half-written stays behind: the temporary file goes on any failure.
+    let done = written
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, out)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
+        });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, out)?;
-    Ok(())
+    done
 }

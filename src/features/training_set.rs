@@ -35,11 +35,15 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
     let pl_path = PlRefPath::new(p.clone());
     let lf = if path.extension().is_some_and(|e| e == "csv") {
         // Ids stay text, as in the sources' CSV reader: inference would read `00123` as 123.
-        let ids = Schema::from_iter([Field::new("customer_id".into(), DataType::String)]);
+        // Dates stay text too and are parsed as YYYY-MM-DD below: inference would also take
+        // 04/05/2024 (and guess which is the day) or shift a zoned timestamp to another day.
+        let text = Schema::from_iter([
+            Field::new("customer_id".into(), DataType::String),
+            Field::new("as_of".into(), DataType::String),
+        ]);
         LazyCsvReader::new(pl_path)
             .with_has_header(true)
-            .with_try_parse_dates(true)
-            .with_dtype_overwrite(Some(Arc::new(ids)))
+            .with_dtype_overwrite(Some(Arc::new(text)))
             .finish()
     } else {
         LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
@@ -68,7 +72,13 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
             )))
         }
     };
+    if df.height() == 0 {
+        return Err(serr(
+            "has no rows; a spine lists (customer_id, as_of) pairs, one per training row".into(),
+        ));
+    }
     let as_of = df.column("as_of").map_err(data(""))?;
+    let raw_as_of = as_of.cast(&DataType::String).ok();
     let day = match as_of.dtype() {
         DataType::Date => as_of.cast(&DataType::Int32),
         DataType::Datetime(_, _) => as_of
@@ -102,8 +112,27 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
             .map(|c| c.null_count())
             .unwrap_or(0);
     if nulls > 0 {
+        // The first offending row (1 = the first data row) and its text, to find it.
+        let bad = (0..out.height()).find(|&i| {
+            out.columns()
+                .iter()
+                .any(|c| c.get(i).map(|v| v.is_null()).unwrap_or(true))
+        });
+        let example = bad.map_or(String::new(), |i| {
+            let text = |c: Option<&Column>| {
+                c.and_then(|c| c.get(i).ok())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            };
+            format!(
+                "; first at row {}: customer_id={}, as_of={}",
+                i + 1,
+                text(df.column("customer_id").ok()),
+                text(raw_as_of.as_ref())
+            )
+        });
         return Err(serr(format!(
-            "{nulls} row(s) have a null or unparsable customer_id or as_of (dates are YYYY-MM-DD)"
+            "{nulls} row(s) have a null or unparsable customer_id or as_of (dates are YYYY-MM-DD){example}"
         )));
     }
     Ok(out)

@@ -847,6 +847,78 @@ fn label_before_the_data_reaches_the_horizon_is_an_error() {
     assert!(stderr.contains("customer_id=\"NOPE\""), "{stderr}");
 }
 
+/// Spine faults of every kind are refused before any work, naming the row, and leave no
+/// output behind: dates other than YYYY-MM-DD (a day/month order would be a guess, a zoned
+/// timestamp another day), an empty spine (rfm's population scores once crashed on it), an
+/// output name without a .parquet/.csv extension. A well-formed spine still works.
+#[test]
+fn spine_faults_are_refused_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let spine = dir.path().join("spine.csv");
+    let out_file = dir.path().join("t.parquet");
+    let run = |set: &str, out: &Path| {
+        c360()
+            .args(["features", "training-set", set, "--spine"])
+            .arg(&spine)
+            .arg("--out")
+            .arg(out)
+            .arg("--source")
+            .arg(edge())
+            .output()
+            .unwrap()
+    };
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "C0001,2024-03-31\nC0001,30/04/2024\n",
+            "rfm",
+            r#"first at row 2: customer_id="C0001", as_of="30/04/2024""#,
+        ),
+        (
+            "C0001,04/05/2024\n",
+            "churn_signals",
+            r#"first at row 1: customer_id="C0001", as_of="04/05/2024""#,
+        ),
+        (
+            "C0001,2024-04-30T23:00:00-05:00\n",
+            "rfm",
+            r#"as_of="2024-04-30T23:00:00-05:00""#,
+        ),
+        ("", "rfm", "has no rows"),
+        ("", "churn_signals", "has no rows"),
+    ];
+    for (rows, set, want) in cases {
+        std::fs::write(&spine, format!("customer_id,as_of\n{rows}")).unwrap();
+        let out = run(set, &out_file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{set} {rows:?}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{set} {rows:?}: want {want:?} in {stderr}"
+        );
+        assert!(!stderr.contains("computing failed"), "{stderr}");
+        assert!(!out_file.exists(), "{set} {rows:?}: output left behind");
+    }
+    std::fs::write(&spine, "customer_id,as_of\nC0001,2024-03-31\n").unwrap();
+    let txt = dir.path().join("t.txt");
+    let out = run("rfm", &txt);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("name a .parquet or .csv file"), "{stderr}");
+    assert!(!txt.exists());
+    let out = run("rfm", &out_file);
+    assert_ok(&out);
+    let df = ParquetReader::new(std::fs::File::open(&out_file).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 // ---------------------------------------------------------------- definitions
 
 fn validate_with(files: &[(&str, &str)]) -> (i32, String) {
