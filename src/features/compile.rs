@@ -30,6 +30,7 @@ mod sweep;
 
 use aggregates::table_aggregates;
 pub use conditions::{or_all, snapshot_rows};
+pub(crate) use sweep::env_switch;
 pub use sweep::SWEEP_ENV;
 
 /// Internal column names.

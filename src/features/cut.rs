@@ -16,7 +16,8 @@ use super::{compile, multi, FeatureSet, Result};
 use crate::source::CUSTOMER_KEY;
 
 /// The environment variable that turns the training-set cut off (`off`): a diagnostic,
-/// to compare a cut load with a full one. Any other value, or unset, keeps the cut.
+/// to compare a cut load with a full one. Unset or `on` keeps the cut; another value is an
+/// error naming the variable.
 pub const TRAINING_CUT_ENV: &str = "C360_TRAINING_CUT";
 
 /// Which rows of the event tables (those referencing customers) a load keeps.
@@ -47,10 +48,16 @@ pub struct SpineCut {
 /// `customer_id`, `_as_of` days) with the label named `label`: the spine's customers
 /// (all when the set has quantile features) and rows dated up to the spine's last date
 /// (+ the label's horizon on the label's table). An empty spine, or
-/// [`TRAINING_CUT_ENV`]`=off`, gives [`RowCut::All`]. An unknown label adds no horizon
+/// [`TRAINING_CUT_ENV`]`=off`, gives [`RowCut::All`]; another value of it is an error. An unknown label adds no horizon
 /// (the training set refuses it afterwards).
 pub fn spine_cut(set: &FeatureSet, spine: &DataFrame, label: Option<&str>) -> Result<RowCut> {
-    if std::env::var(TRAINING_CUT_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off")) {
+    let on = compile::env_switch(TRAINING_CUT_ENV, "every row loaded").map_err(|m| {
+        super::FeatureError::Polars {
+            set: set.name.to_string(),
+            message: m,
+        }
+    })?;
+    if !on {
         return Ok(RowCut::All);
     }
     let perr = super::perr(set);

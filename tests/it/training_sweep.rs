@@ -576,7 +576,7 @@ fn sweep_equals_snapshots_and_join_path_on_edge_cases() {
 }
 
 #[test]
-fn an_unknown_sweep_switch_is_refused_by_name() {
+fn unknown_diagnostic_switches_are_refused_by_name() {
     let dir = tempfile::tempdir().expect("tmp");
     edge_source(dir.path());
     let spine = DataFrame::new_infer_height(vec![
@@ -587,22 +587,26 @@ fn an_unknown_sweep_switch_is_refused_by_name() {
     let spine_path = dir.path().join("spine.parquet");
     write_spine(&spine_path, &spine);
     let out_path = dir.path().join("out.parquet");
-    let o = c360()
-        .env(SWEEP_ENV, "sometimes")
-        .args(["features", "training-set", "churn_signals", "--spine"])
-        .arg(&spine_path)
-        .arg("--out")
-        .arg(&out_path)
-        .arg("--source")
-        .arg(dir.path())
-        .output()
-        .expect("run c360");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("C360_TRAINING_SWEEP=\"sometimes\" is not on or off"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(!out_path.exists());
+    // Every on/off diagnostic of a training set reads its value the same way: a typo is
+    // refused, never taken silently as "on".
+    for var in [SWEEP_ENV, "C360_TRAINING_CUT"] {
+        let o = c360()
+            .env(var, "sometimes")
+            .args(["features", "training-set", "churn_signals", "--spine"])
+            .arg(&spine_path)
+            .arg("--out")
+            .arg(&out_path)
+            .arg("--source")
+            .arg(dir.path())
+            .output()
+            .expect("run c360");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{var}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{var}=\"sometimes\" is not on or off")),
+            "{var}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out_path.exists());
+    }
 }

@@ -60,21 +60,32 @@ const MASK: &str = "_sweep_m";
 
 /// Whether the sweep is on, from [`SWEEP_ENV`]; an unknown value is an error naming it.
 pub fn enabled() -> Result<bool, String> {
-    switch(std::env::var(SWEEP_ENV))
+    env_switch(SWEEP_ENV, "join path only")
 }
 
-/// [`enabled`] from the variable's value.
-fn switch(v: Result<String, std::env::VarError>) -> Result<bool, String> {
+/// An on/off diagnostic switch read from the environment variable `var`: unset, empty,
+/// `on`, `1`, `true` -> `Ok(true)`; `off`, `0`, `false` -> `Ok(false)` (any case, spaces
+/// trimmed); anything else is an error naming the variable, its value and `off_means`.
+pub(crate) fn env_switch(var: &str, off_means: &str) -> Result<bool, String> {
+    switch(var, std::env::var(var), off_means)
+}
+
+/// [`env_switch`] from the variable's value.
+fn switch(
+    var: &str,
+    v: Result<String, std::env::VarError>,
+    off_means: &str,
+) -> Result<bool, String> {
     match v {
         Err(std::env::VarError::NotPresent) => Ok(true),
         Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-            "{SWEEP_ENV} is not valid text; unset it, or set it to off (diagnostic: join path only)"
+            "{var} is not valid text; unset it, or set it to off (diagnostic: {off_means})"
         )),
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" | "on" | "1" | "true" => Ok(true),
             "off" | "0" | "false" => Ok(false),
             _ => Err(format!(
-                "{SWEEP_ENV}={v:?} is not on or off; unset it (the default, on), or set it to off (diagnostic: join path only)"
+                "{var}={v:?} is not on or off; unset it (the default, on), or set it to off (diagnostic: {off_means})"
             )),
         },
     }

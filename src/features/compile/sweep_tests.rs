@@ -152,17 +152,17 @@ fn as_of_readers_are_found_anywhere_in_a_filter() {
 #[test]
 fn the_switch_reads_on_and_off() {
     use std::env::VarError;
-    assert_eq!(switch(Err(VarError::NotPresent)), Ok(true));
+    assert_eq!(switch(SWEEP_ENV, Err(VarError::NotPresent), "x"), Ok(true));
     for on in ["on", " ON ", "1", "true", ""] {
-        assert_eq!(switch(Ok(on.into())), Ok(true), "{on:?}");
+        assert_eq!(switch(SWEEP_ENV, Ok(on.into()), "x"), Ok(true), "{on:?}");
     }
     for off in ["off", "Off", "0", "false"] {
-        assert_eq!(switch(Ok(off.into())), Ok(false), "{off:?}");
+        assert_eq!(switch(SWEEP_ENV, Ok(off.into()), "x"), Ok(false), "{off:?}");
     }
-    let e = switch(Ok("maybe".into())).unwrap_err();
+    let e = switch(SWEEP_ENV, Ok("maybe".into()), "join path only").unwrap_err();
     assert!(
         e.starts_with("C360_TRAINING_SWEEP=\"maybe\" is not on or off"),
         "{e}"
     );
-    assert!(switch(Err(VarError::NotUnicode("x".into()))).is_err());
+    assert!(switch(SWEEP_ENV, Err(VarError::NotUnicode("x".into())), "x").is_err());
 }
