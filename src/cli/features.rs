@@ -57,8 +57,13 @@ read and check of the tables they read; each is committed, or reused, on its own
         name = "training-set",
         after_help = "Example:\n  c360 features training-set rfm --spine spine.csv --label churned_90d --out train.parquet\n\n\
 The spine (CSV or Parquet) has columns customer_id and as_of (YYYY-MM-DD); rows may repeat\n\
-customers at many dates. Output keeps the spine's row order; .csv or .parquet by extension.\n\
-A label needs data up to as_of + its horizon; asking earlier is an error."
+customers at many dates; each row's customer must have signed up by its as_of. Output keeps\n\
+the spine's row order; .csv or .parquet by extension. --label is optional (no label column\n\
+without it; `c360 features show SET` lists a set's labels). A label needs data up to as_of +\n\
+its horizon; asking earlier is an error.\n\n\
+A sampled spine loads only its customers' events. Computed in batches of 50 000 customers;\n\
+same output whatever the setting: C360_TRAINING_BATCH_CUSTOMERS=N (0: one batch), and the\n\
+diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (load every row)."
     )]
     TrainingSet {
         /// The set's name.
