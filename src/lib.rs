@@ -27,6 +27,7 @@ pub mod schedule;
 pub mod service;
 pub mod serving;
 pub mod source;
+pub mod sql;
 pub mod store;
 pub mod telemetry;
 pub mod transform;
