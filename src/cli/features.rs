@@ -81,11 +81,14 @@ diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (
         #[arg(long)]
         source: Option<String>,
     },
+    /// Print the SQL query a set compiles to (duckdb, spark, athena).
+    Sql(super::sql::SqlArgs),
 }
 
 pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
     let project = Project::load(config)?;
     match cmd {
+        FeaturesCmd::Sql(a) => super::sql::run(&project, a),
         FeaturesCmd::List => {
             let sets = project.feature_sets()?;
             println!(

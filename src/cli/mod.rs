@@ -10,6 +10,7 @@ pub mod run;
 pub mod score;
 pub mod serve;
 pub mod serve_model;
+pub mod sql;
 
 use std::path::PathBuf;
 

@@ -24,6 +24,7 @@ mod products_gc;
 mod schedule;
 mod scoring;
 mod service;
+mod sql_duckdb;
 mod training_cut;
 mod training_sets;
 mod training_sweep;
