@@ -5,10 +5,11 @@ over <source>/<table>.parquet (or the folder <source>/<table>/), the session tim
 UTC (timestamps are UTC in the contract), and an optional spine file becomes the view
 `spine`. The result is written as Parquet (types kept) to --out.
 
-With --from-dialect athena the query (Trino) is first transpiled to DuckDB by sqlglot.
+With --from-dialect athena (Trino) or spark the query is first parsed in that dialect and
+transpiled to DuckDB by sqlglot (a check of the text, not a run on that engine).
 
 Usage: run_duckdb.py --source DIR --sql FILE --out FILE.parquet [--spine FILE]
-                     [--from-dialect duckdb|athena]
+                     [--from-dialect duckdb|athena|spark]
 """
 
 import argparse
@@ -26,14 +27,14 @@ def main() -> int:
     p.add_argument("--sql", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--spine")
-    p.add_argument("--from-dialect", default="duckdb", choices=["duckdb", "athena"])
+    p.add_argument("--from-dialect", default="duckdb", choices=["duckdb", "athena", "spark"])
     a = p.parse_args()
     with open(a.sql, encoding="utf-8") as f:
         query = f.read()
-    if a.from_dialect == "athena":
+    if a.from_dialect != "duckdb":
         import sqlglot  # only needed for this check
 
-        query = sqlglot.transpile(query, read="athena", write="duckdb")[0]
+        query = sqlglot.transpile(query, read=a.from_dialect, write="duckdb")[0]
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     for t in TABLES:

@@ -200,6 +200,9 @@ fn spine_name(d: Dialect, table: &str) -> Result<String, String> {
         .join("."))
 }
 
+/// A table's aggregations (position, feature, aggregation) and labels.
+type TableReads<'a> = (Vec<(usize, &'a Feature, &'a Agg)>, Vec<&'a Label>);
+
 struct Query<'a> {
     set: &'a FeatureSet,
     d: Dialect,
@@ -454,8 +457,7 @@ impl Query<'_> {
         self.cte(&format!("{p}base"), base);
 
         // Aggregates per table.
-        let mut by_table: BTreeMap<&'static str, (Vec<(usize, &Feature, &Agg)>, Vec<&Label>)> =
-            BTreeMap::new();
+        let mut by_table: BTreeMap<&'static str, TableReads> = BTreeMap::new();
         for (i, f) in feats.iter().enumerate() {
             if let Kind::Agg(a) = &f.kind {
                 if pop.is_some_and(|(_, q)| q.contains(&f.name)) {

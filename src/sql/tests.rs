@@ -45,7 +45,10 @@ fn dialect_forms_of_dates_and_division() {
         Dialect::Spark.days_between("a", "b"),
         "CAST(datediff(b, a) AS BIGINT)"
     );
-    assert_eq!(Dialect::Athena.int_div("a", "b"), "(a / b)");
+    assert_eq!(
+        Dialect::Athena.int_div("a", "b"),
+        "(CAST(a AS BIGINT) / CAST(b AS BIGINT))"
+    );
     // Trino's greatest() is null when any argument is: each argument falls back to the
     // first non-null one.
     assert_eq!(

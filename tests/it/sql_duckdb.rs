@@ -24,6 +24,18 @@ fn date(s: &str) -> NaiveDate {
 
 /// Runs `query` in DuckDB over `source` (and the spine file as the view `spine`).
 fn run_sql(py: &Path, query: &str, source: &Path, spine: Option<&Path>, tmp: &Path) -> DataFrame {
+    run_as(py, Dialect::Duckdb, query, source, spine, tmp)
+}
+
+/// Runs `query` of `dialect` (duckdb, or athena transpiled to DuckDB by sqlglot).
+fn run_as(
+    py: &Path,
+    dialect: Dialect,
+    query: &str,
+    source: &Path,
+    spine: Option<&Path>,
+    tmp: &Path,
+) -> DataFrame {
     let n = std::fs::read_dir(tmp).map(|d| d.count()).unwrap_or(0);
     let sql_path = tmp.join(format!("q{n}.sql"));
     let out = tmp.join(format!("q{n}.parquet"));
@@ -35,7 +47,9 @@ fn run_sql(py: &Path, query: &str, source: &Path, spine: Option<&Path>, tmp: &Pa
         .arg("--sql")
         .arg(&sql_path)
         .arg("--out")
-        .arg(&out);
+        .arg(&out)
+        .arg("--from-dialect")
+        .arg(dialect.name());
     if let Some(s) = spine {
         c.arg("--spine").arg(s);
     }
@@ -462,4 +476,68 @@ fn every_construct_and_quoted_literals_in_duckdb_equal_polars() {
     let got = run_sql(&py, &q, &source, Some(&spine_path), tmp.path());
     assert_eq!(got.height(), n);
     assert_equal(&got, &exp, "every construct, training set");
+}
+
+/// Whether the tests' Python has sqlglot (skips loudly without it; a failure under CI).
+fn has_sqlglot(py: &Path) -> bool {
+    let ok = Command::new(py)
+        .args(["-c", "import sqlglot"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "sqlglot is missing from the test venv: scripts/test.sh installs scripts/requirements-test.txt"
+        );
+        eprintln!("\n*** SKIPPING the athena dialect checks: no sqlglot in {}. Run scripts/test.sh (it installs scripts/requirements-test.txt). ***\n", py.display());
+    }
+    ok
+}
+
+#[test]
+fn athena_dialect_parses_as_trino_and_transpiled_to_duckdb_equals_polars() {
+    let Some(py) = python() else { return };
+    if !has_sqlglot(&py) {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = constructs_source(tmp.path());
+    let def_path = tmp.path().join("constructs.toml");
+    std::fs::write(&def_path, CONSTRUCTS).expect("write set");
+    let sets = [
+        (set("rfm"), edge(), "churned_90d"),
+        (set("churn_signals"), edge(), "churned_90d"),
+        (def::load(&def_path).expect("valid"), source, "bought_30d"),
+    ];
+    let dates: Vec<NaiveDate> = DATES.iter().map(|d| date(d)).collect();
+    let spine_path = tmp.path().join("spine.csv");
+    for (s, src_dir, label) in &sets {
+        let q =
+            sql::compile(s, Dialect::Athena, &Target::Snapshot(dates.clone())).expect("compiles");
+        let got = run_as(&py, Dialect::Athena, &q, src_dir, None, tmp.path());
+        let exp = snapshots(s, src_dir, &DATES);
+        let cells = assert_equal(&got, &exp, &format!("{} (athena) at three dates", s.name));
+        eprintln!("{} athena snapshot: {cells} cells equal", s.name);
+
+        write_spine(s, src_dir, &spine_path);
+        let src = Source::open(&src_dir.display().to_string()).expect("source");
+        let loaded = features::load_tables(s, &src, &[]).expect("load");
+        let spine_df = features::read_spine(&spine_path).expect("spine");
+        let exp = features::training_set(s, &loaded, &spine_df, "spine.csv", Some(label))
+            .expect("training set");
+        let t = Target::Spine {
+            table: "spine".into(),
+            labels: vec![label.to_string()],
+        };
+        let q = sql::compile(s, Dialect::Athena, &t).expect("compiles");
+        let got = run_as(
+            &py,
+            Dialect::Athena,
+            &q,
+            src_dir,
+            Some(&spine_path),
+            tmp.path(),
+        );
+        assert_equal(&got, &exp, &format!("{} (athena) training set", s.name));
+    }
 }
