@@ -159,12 +159,12 @@ impl Dialect {
         match (self, max) {
             (Dialect::Duckdb, true) => format!("arg_max_null({v}, {by})"),
             (Dialect::Duckdb, false) => format!("arg_min_null({v}, {by})"),
-            // Trino's max_by keeps a null value; wrapping it in an array says so to tools
+            // Trino's and Spark's max_by keep a null value; wrapping it in an array says so to tools
             // whose max_by skips nulls (sqlglot maps it to DuckDB's arg_max).
             (Dialect::Athena, true) => format!("element_at(max_by(ARRAY[{v}], {by}), 1)"),
             (Dialect::Athena, false) => format!("element_at(min_by(ARRAY[{v}], {by}), 1)"),
-            (_, true) => format!("max_by({v}, {by})"),
-            (_, false) => format!("min_by({v}, {by})"),
+            (Dialect::Spark, true) => format!("element_at(max_by(array({v}), {by}), 1)"),
+            (Dialect::Spark, false) => format!("element_at(min_by(array({v}), {by}), 1)"),
         }
     }
 }

@@ -495,7 +495,7 @@ fn has_sqlglot(py: &Path) -> bool {
 }
 
 #[test]
-fn athena_dialect_parses_as_trino_and_transpiled_to_duckdb_equals_polars() {
+fn athena_and_spark_dialects_parsed_and_transpiled_to_duckdb_equal_polars() {
     let Some(py) = python() else { return };
     if !has_sqlglot(&py) {
         return;
@@ -511,13 +511,15 @@ fn athena_dialect_parses_as_trino_and_transpiled_to_duckdb_equals_polars() {
     ];
     let dates: Vec<NaiveDate> = DATES.iter().map(|d| date(d)).collect();
     let spine_path = tmp.path().join("spine.csv");
-    for (s, src_dir, label) in &sets {
-        let q =
-            sql::compile(s, Dialect::Athena, &Target::Snapshot(dates.clone())).expect("compiles");
-        let got = run_as(&py, Dialect::Athena, &q, src_dir, None, tmp.path());
+    let runs = sets
+        .iter()
+        .flat_map(|s| [Dialect::Athena, Dialect::Spark].map(|d| (s, d)));
+    for ((s, src_dir, label), d) in runs {
+        let q = sql::compile(s, d, &Target::Snapshot(dates.clone())).expect("compiles");
+        let got = run_as(&py, d, &q, src_dir, None, tmp.path());
         let exp = snapshots(s, src_dir, &DATES);
-        let cells = assert_equal(&got, &exp, &format!("{} (athena) at three dates", s.name));
-        eprintln!("{} athena snapshot: {cells} cells equal", s.name);
+        let cells = assert_equal(&got, &exp, &format!("{} ({d}) at three dates", s.name));
+        eprintln!("{} {d} snapshot: {cells} cells equal", s.name);
 
         write_spine(s, src_dir, &spine_path);
         let src = Source::open(&src_dir.display().to_string()).expect("source");
@@ -529,15 +531,8 @@ fn athena_dialect_parses_as_trino_and_transpiled_to_duckdb_equals_polars() {
             table: "spine".into(),
             labels: vec![label.to_string()],
         };
-        let q = sql::compile(s, Dialect::Athena, &t).expect("compiles");
-        let got = run_as(
-            &py,
-            Dialect::Athena,
-            &q,
-            src_dir,
-            Some(&spine_path),
-            tmp.path(),
-        );
-        assert_equal(&got, &exp, &format!("{} (athena) training set", s.name));
+        let q = sql::compile(s, d, &t).expect("compiles");
+        let got = run_as(&py, d, &q, src_dir, Some(&spine_path), tmp.path());
+        assert_equal(&got, &exp, &format!("{} ({d}) training set", s.name));
     }
 }
