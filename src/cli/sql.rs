@@ -46,13 +46,22 @@ pub struct SqlArgs {
     #[arg(long)]
     pub spine: Option<String>,
     /// A label of the set to add (with --spine; repeatable), e.g. churned_90d.
-    #[arg(long, requires = "spine")]
+    #[arg(long)]
     pub label: Vec<String>,
 }
 
 /// Prints the query for `a` to stdout.
 pub fn run(project: &Project, a: SqlArgs) -> Result<(), Failure> {
     let set = features::find_set(&project.features_dir(), &a.set)?;
+    if a.spine.is_none() && !a.label.is_empty() {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow::anyhow!(
+                "--label {} needs --spine TABLE: labels are columns of training sets, not snapshots",
+                a.label.join(", ")
+            ),
+        });
+    }
     let target = match a.spine {
         Some(table) => Target::Spine {
             table,

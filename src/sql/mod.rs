@@ -27,6 +27,7 @@
 //! cut to dates with `CAST(ts AS DATE)`. What a dialect lacks is reported by [`check`]
 //! before anything runs.
 
+mod aggregates;
 mod expr;
 mod query;
 

@@ -536,3 +536,80 @@ fn athena_and_spark_dialects_parsed_and_transpiled_to_duckdb_equal_polars() {
         assert_equal(&got, &exp, &format!("{} ({d}) training set", s.name));
     }
 }
+
+#[test]
+fn features_sql_prints_the_query_and_refuses_bad_arguments_with_the_reason() {
+    let run = |args: &[&str]| {
+        let o = crate::features::c360()
+            .current_dir(repo())
+            .args(["features", "sql"])
+            .args(args)
+            .output()
+            .expect("c360 runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["rfm", "--as-of", "2024-06-30", "--as-of", "2024-03-31"]);
+    assert_eq!(code, Some(0), "{err}");
+    let s = set("rfm");
+    assert!(out.starts_with(&format!("-- c360 {}", env!("CARGO_PKG_VERSION"))));
+    assert!(out.contains(&format!("feature set rfm v1 ({})", s.hash)));
+    assert!(out.contains("SQL dialect: duckdb") && out.contains("DATE '2024-03-31' AS as_of"));
+    let expected = sql::compile(
+        &s,
+        Dialect::Duckdb,
+        &Target::Snapshot(vec![date("2024-06-30"), date("2024-03-31")]),
+    )
+    .expect("compiles");
+    assert_eq!(out, expected, "the command prints the library's query");
+
+    let (code, out, _) = run(&[
+        "churn_signals",
+        "--dialect",
+        "spark",
+        "--spine",
+        "ml.spine",
+        "--label",
+        "churned_90d",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("FROM `ml`.`spine` AS s") && out.contains("AS `churned_90d`"));
+
+    let (_, help, _) = run(&["--help"]);
+    for needle in [
+        "--dialect",
+        "--spine",
+        "--label",
+        "session time zone UTC",
+        "customer_id",
+    ] {
+        assert!(help.contains(needle), "help mentions {needle}:\n{help}");
+    }
+    // Usage errors (exit 2) and definitions without an SQL form name the problem.
+    for (args, says) in [
+        (&["rfm"][..], "--as-of"),
+        (
+            &["rfm", "--as-of", "2024-06-30", "--dialect", "mysql"][..],
+            "unknown SQL dialect \"mysql\"",
+        ),
+        (
+            &["rfm", "--as-of", "2024-06-30", "--label", "churned_90d"][..],
+            "--spine",
+        ),
+        (&["rfm", "--spine", "a;b"][..], "name a table as name"),
+        (
+            &["rfm", "--spine", "s", "--label", "nope"][..],
+            "unknown label \"nope\"",
+        ),
+        (&["rfm", "--as-of", "2024-02-30"][..], "2024-02-30"),
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} says {says}: {err}");
+    }
+    let (code, _, err) = run(&["nope", "--as-of", "2024-06-30"]);
+    assert_eq!(code, Some(3), "{err}");
+}
