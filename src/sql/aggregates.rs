@@ -135,7 +135,7 @@ impl Query<'_> {
         );
         if !frac_cols.is_empty() {
             rows = format!(
-                "SELECT\n    r0.*,\n    {}\n  FROM (\n  {}\n  ) AS r0",
+                "SELECT\n    r0.*,\n    {}\n  FROM (\n    {}\n  ) AS r0",
                 frac_cols.join(",\n    "),
                 rows.replace('\n', "\n  ")
             );

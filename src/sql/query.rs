@@ -60,6 +60,23 @@ pub fn compile(set: &FeatureSet, dialect: Dialect, target: &Target) -> Result<St
         ),
         format!("SQL dialect: {dialect}"),
     ];
+    let upper: Vec<&str> = set
+        .outputs()
+        .into_iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| n.chars().any(|c| c.is_ascii_uppercase()))
+        .collect();
+    if dialect == Dialect::Athena && !upper.is_empty() {
+        header.push(format!(
+            "Athena returns column names in lower case: {} come back as {}",
+            upper.join(", "),
+            upper
+                .iter()
+                .map(|n| n.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let reads: Vec<&str> = set.tables().into_iter().collect();
     let last = match target {
         Target::Snapshot(dates) => {

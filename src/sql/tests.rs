@@ -72,6 +72,8 @@ fn shipped_sets_compile_in_every_dialect_with_a_header() {
             assert!(q.starts_with("-- c360 "), "{q}");
             assert!(q.contains(&format!("feature set {name} v1 ({})", set.hash)));
             assert!(q.contains(&format!("SQL dialect: {d}")));
+            let lower = "-- Athena returns column names in lower case: T come back as t";
+            assert_eq!(q.contains(lower), name == "rfm" && d == Dialect::Athena);
             let t = Target::Spine {
                 table: "db.spine".into(),
                 labels: vec!["churned_90d".into()],
