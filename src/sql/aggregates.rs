@@ -3,11 +3,12 @@
 //! Sums of floats are exact, as in the polars engine (`compile::aggregates::exact_sum`).
 
 use super::expr::{cast, print};
-use super::query::Query;
+use super::query::{age_column, Query, AGED};
 use super::SqlError;
+use crate::features::compile::columns_read;
 use crate::features::def::{Agg, AggFn, Feature, Label};
 use crate::features::expr::Ty;
-use crate::source::TableSpec;
+use crate::source::{ColType, TableSpec};
 
 /// 2^33, the scale of the middle part of an exact sum (as `compile::aggregates::exact_sum`).
 const SCALE: &str = "8589934592E0";
@@ -44,8 +45,8 @@ impl Query<'_> {
         let mut reads = Vec::new();
         for (i, f, a) in aggs {
             reads.push(read_range(a));
-            let cond = self.agg_cond(f, a, "e")?;
-            let rows = self.rows(a.table, &a.ts, "e");
+            let cond = self.agg_cond(f, a, AGED)?;
+            let rows = self.rows(a.table, &a.ts, AGED);
             let value = match &a.column {
                 Some(c) => Some(print(d, c, &rows).map_err(|m| self.ferr(&f.name, m))?),
                 None => None,
@@ -114,7 +115,7 @@ impl Query<'_> {
         for (j, l) in labels.iter().enumerate() {
             let h = l.horizon_days as i64;
             reads.push((l.table.ts.to_string(), -h, Some(-1)));
-            let rows = self.rows(l.table, l.table.ts, "e");
+            let rows = self.rows(l.table, l.table.ts, AGED);
             let mut c = format!("{} BETWEEN {} AND -1", rows.age(l.table.ts), -h);
             if let Some(w) = &l.filter {
                 let (_, e) = print(d, w, &rows).map_err(|m| self.ferr(&l.name, m))?;
@@ -127,9 +128,24 @@ impl Query<'_> {
             out.push(format!("count(_l{j}) AS {}", d.ident(&name)));
             names.push(name);
         }
+        // The rows joined to the keys, with the columns read and the age of each
+        // timestamp column; then each feature's condition and value.
+        let mut joined = vec!["k.customer_id".to_string(), "k.as_of".to_string()];
+        let extra = self.set.definition.columns.get(table.name);
+        for c in columns_read(self.set, table.name) {
+            let known = table.column(&c).is_some() || extra.is_some_and(|x| x.contains_key(&c));
+            if known && c != "customer_id" {
+                joined.push(format!("e.{}", d.ident(&c)));
+            }
+        }
+        for c in table.columns.iter().filter(|c| c.ty == ColType::Timestamp) {
+            let age = d.days_between(&format!("CAST(e.{} AS DATE)", d.ident(c.name)), "k.as_of");
+            joined.push(format!("{age} AS {}", d.ident(&age_column(c.name))));
+        }
         let mut rows = format!(
-            "SELECT\n    k.customer_id,\n    k.as_of,\n    {}\n  FROM {keys} AS k\n  JOIN {} AS e ON {}",
+            "SELECT\n    {AGED}.customer_id,\n    {AGED}.as_of,\n    {}\n  FROM (\n    SELECT\n      {}\n    FROM {keys} AS k\n    JOIN {} AS e ON {}\n  ) AS {AGED}",
             row_cols.join(",\n    "),
+            joined.join(",\n      "),
             table.name,
             self.range(table, &reads)
         );

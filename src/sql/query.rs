@@ -223,9 +223,21 @@ pub(super) struct Query<'a> {
     pub(super) ctes: Vec<(String, String)>,
 }
 
+/// The alias of event rows that carry the age in days of each of their timestamp
+/// columns at `k.as_of`, as the column [`age_column`] (computed once a row, not once a
+/// feature).
+pub(super) const AGED: &str = "r1";
+
+/// The column holding the age in days of the timestamp column `ts` (rows of [`AGED`]).
+pub(super) fn age_column(ts: &str) -> String {
+    format!("_age_{ts}")
+}
+
 /// Names in a row of a table (alias `alias`) at the date `as_of` (an SQL DATE).
 pub(super) struct Rows<'a> {
     d: Dialect,
+    /// Whether the rows carry their ages (`_age_<ts>`, see [`AGED`]).
+    aged: bool,
     set: &'a FeatureSet,
     table: &'static TableSpec,
     ts: &'a str,
@@ -235,6 +247,9 @@ pub(super) struct Rows<'a> {
 
 impl Rows<'_> {
     pub(super) fn age(&self, ts: &str) -> String {
+        if self.aged {
+            return format!("{}.{}", self.alias, self.d.ident(&age_column(ts)));
+        }
         self.d.days_between(
             &format!("CAST({}.{} AS DATE)", self.alias, self.d.ident(ts)),
             self.as_of,
@@ -385,6 +400,7 @@ impl Query<'_> {
     ) -> Rows<'r> {
         Rows {
             d: self.d,
+            aged: alias == AGED,
             set: self.set,
             table,
             ts,
@@ -446,6 +462,7 @@ impl Query<'_> {
                 })?;
                 let rows = Rows {
                     d,
+                    aged: false,
                     set: self.set,
                     table,
                     ts,
