@@ -64,6 +64,7 @@ impl Dialect {
         })
     }
 
+    /// The dialect's name as `--dialect` takes it.
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Duckdb => "duckdb",
@@ -194,9 +195,13 @@ pub const MAX_DATES: usize = 10_000;
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("feature set {set}{}, SQL dialect {dialect}: {message}", feature.as_ref().map(|f| format!(", feature {f}")).unwrap_or_default())]
 pub struct SqlError {
+    /// The feature set's name.
     pub set: String,
+    /// The feature (or label) concerned; None for a problem of the target (dates, spine).
     pub feature: Option<String>,
+    /// The dialect asked for.
     pub dialect: Dialect,
+    /// What is wrong and what to do.
     pub message: String,
 }
 
