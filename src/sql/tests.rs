@@ -156,3 +156,64 @@ fn many_dates_are_one_table_of_dates() {
         q.matches(" AS e ON").count()
     );
 }
+
+/// Feature names of one type each, for printing derived expressions.
+struct Typed;
+
+impl expr::SqlScope for Typed {
+    fn resolve(&self, name: &str) -> Result<(crate::features::expr::Ty, String), String> {
+        use crate::features::expr::Ty;
+        let t = match name {
+            "i" | "j" => Ty::Int,
+            "x" => Ty::Float,
+            "s" => Ty::Str,
+            "b" => Ty::Bool,
+            _ => return Err(format!("unknown feature {name}")),
+        };
+        Ok((t, name.to_string()))
+    }
+}
+
+fn printed(d: Dialect, src: &str) -> (crate::features::expr::Ty, String) {
+    let e = crate::features::expr::parse(src).expect("parses");
+    expr::print(d, &e, &Typed).expect("prints")
+}
+
+#[test]
+fn expressions_print_with_sql_null_rules_and_polars_types() {
+    use crate::features::expr::Ty;
+    let d = Dialect::Duckdb;
+    // Division is float and null when the denominator is 0.
+    assert_eq!(
+        printed(d, "i / j"),
+        (
+            Ty::Float,
+            "(CAST(i AS DOUBLE) / NULLIF(CAST(j AS DOUBLE), 0E0))".into()
+        )
+    );
+    // An integer and a float give a float; an int and a null literal an int.
+    assert_eq!(
+        printed(d, "x - 100"),
+        (Ty::Float, "(x - CAST(100 AS DOUBLE))".into())
+    );
+    assert_eq!(
+        printed(d, "if(i > 0, i - 1, null)"),
+        (
+            Ty::Int,
+            "CASE WHEN (i > 0) THEN (i - 1) ELSE CAST(NULL AS BIGINT) END".into()
+        )
+    );
+    // max() skips nulls: GREATEST in DuckDB, the COALESCE form in Athena.
+    assert_eq!(printed(d, "max(i, 1)"), (Ty::Int, "greatest(i, 1)".into()));
+    assert_eq!(
+        printed(Dialect::Athena, "min(i, x)").1,
+        "least(coalesce(CAST(i AS DOUBLE), CAST(i AS DOUBLE), x), coalesce(x, CAST(i AS DOUBLE), x))"
+    );
+    assert_eq!(
+        printed(Dialect::Spark, "s in ('it''s', 'a') and not b").1,
+        r"((s IN ('it\'s', 'a')) AND (NOT b))"
+    );
+    let e = crate::features::expr::parse("days_ago(x) > 1").expect("parses");
+    let err = expr::print(d, &e, &Typed).unwrap_err();
+    assert!(err.contains("only available in row filters"), "{err}");
+}
