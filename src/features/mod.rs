@@ -23,7 +23,8 @@ use polars::prelude::*;
 pub use def::{DefError, DefErrors, FeatureSet};
 pub use multi::{build_snapshots, snapshots};
 pub use training_set::{
-    read_spine, training_set, training_set_batched, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS,
+    batch_size_from_env, read_spine, training_set, training_set_batched, BATCH_ENV,
+    DEFAULT_BATCH_CUSTOMERS,
 };
 
 use crate::names::AsOf;
