@@ -402,6 +402,8 @@ fn snapshot_of(
         // Row of each customer key in the aggregate, then of each base row.
         let keys = df
             .column(source::CUSTOMER_KEY)
+            // An aggregate over an empty table comes back with the key typed i32.
+            .and_then(|c| c.strict_cast(&DataType::UInt32))
             .and_then(|c| c.u32().cloned())
             .map_err(|e| cerr(format!("computing failed: {e}")))?;
         let mut row_of = vec![IdxSize::MAX; n];

@@ -397,3 +397,68 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
     assert!(help(&["features", "training-set"]).contains("missing folders are created"));
     assert!(help(&["generate"]).contains("Output folder (created if missing"));
 }
+
+/// Found by the new user: an event table with no rows (a producer's first, empty
+/// delivery) failed every snapshot with "computing failed: invalid series dtype: expected
+/// `UInt32`, got `i32`" (exit 1). Now the sets build, with every customer at no orders.
+#[test]
+fn an_empty_event_table_builds_every_set() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let o = c360()
+        .args(["generate", "--customers", "40", "--out"])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert_ok(&o);
+    let orders = data.join("orders.parquet");
+    let mut empty = ParquetReader::new(std::fs::File::open(&orders).expect("orders"))
+        .finish()
+        .expect("read")
+        .head(Some(0));
+    ParquetWriter::new(std::fs::File::create(&orders).expect("orders"))
+        .finish(&mut empty)
+        .expect("write");
+    let store = dir.path().join("store");
+    let o = c360()
+        .args([
+            "features",
+            "build",
+            "rfm",
+            "churn_signals",
+            "--as-of",
+            "2024-06-30",
+        ])
+        .arg("--source")
+        .arg(&data)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .expect("run");
+    assert_ok(&o);
+    let part = |set: &str| {
+        let root = store.join(format!("features/{set}/v1/as_of=2024-06-30"));
+        let run = std::fs::read_dir(&root)
+            .expect("snapshot")
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("run="))
+            .expect("a run folder");
+        ParquetReader::new(std::fs::File::open(run.path().join("part-0.parquet")).expect("part"))
+            .finish()
+            .expect("read")
+    };
+    let rfm = part("rfm");
+    assert!(rfm.height() > 0);
+    let orders = rfm.column("frequency_orders").expect("col");
+    assert_eq!(
+        orders.as_materialized_series().sum::<i64>().expect("sum"),
+        0
+    );
+    assert_eq!(orders.null_count(), 0);
+    assert_eq!(
+        rfm.column("frequency").expect("col").null_count(),
+        rfm.height()
+    );
+    assert_eq!(part("churn_signals").height(), rfm.height());
+}
