@@ -272,6 +272,15 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                     ),
                 });
             }
+            if spine.is_dir() {
+                return Err(super::Failure {
+                    code: super::exit::USAGE,
+                    error: anyhow::anyhow!(
+                        "--spine {} is a folder: name the spine file (.csv or .parquet) in it",
+                        spine.display()
+                    ),
+                });
+            }
             if same_file(&out, &spine) {
                 return Err(super::Failure {
                     code: super::exit::USAGE,

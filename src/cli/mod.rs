@@ -243,7 +243,9 @@ pub fn need_folder(project: &Project, folder: Folder) -> Result<(), Failure> {
 /// What an output flag names: a file, or a folder files are written into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutKind {
+    /// A file (`features training-set --out`): its folder is created.
     File,
+    /// A folder files go into (`generate --out`): created by the command that writes it.
     Folder,
 }
 
@@ -414,6 +416,22 @@ pub fn quiet() -> bool {
 /// [`env_vars::check`]), before anything is read or written.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     QUIET.store(cli.quiet, Ordering::Relaxed);
+    if let Some(dir) = cli.config.as_deref().filter(|p| p.is_dir()) {
+        // A project folder passed for its c360.toml: say which file to pass.
+        let inside = dir.join("c360.toml");
+        return Err(Failure {
+            code: exit::INVALID_DEFINITION,
+            error: anyhow::anyhow!(
+                "--config (or C360_CONFIG) {} is a folder: pass the c360.toml file{}",
+                dir.display(),
+                if inside.is_file() {
+                    format!(" ({})", inside.display())
+                } else {
+                    " (there is none in it)".to_string()
+                }
+            ),
+        });
+    }
     if cli.quiet {
         crate::telemetry::hide_progress();
     }

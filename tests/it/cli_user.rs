@@ -245,6 +245,21 @@ fn outside_a_project_folder_the_error_says_where_to_run_or_config() {
     assert_eq!(o.status.code(), Some(3), "{e}");
     assert!(e.contains("[paths] features") && e.contains("defs"), "{e}");
 
+    // The project folder passed to --config: the file to pass is named.
+    let o = c360()
+        .current_dir(cwd)
+        .arg("--config")
+        .arg(repo())
+        .args(["features", "list"])
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(
+        e.contains("is a folder: pass the c360.toml file")
+            && e.contains(&repo().join("c360.toml").display().to_string()),
+        "{e}"
+    );
     // --config from elsewhere works.
     let o = c360()
         .current_dir(cwd)
@@ -378,6 +393,20 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
     assert!(std::fs::read_to_string(&spine)
         .expect("spine")
         .starts_with("customer_id,as_of\n"));
+
+    // A folder given as the spine (polars' message spoke of schemas and globs).
+    let o = c360()
+        .args(["features", "training-set", "rfm", "--spine"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("x.csv"))
+        .arg("--source")
+        .arg(edge())
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("is a folder: name the spine file"), "{e}");
 
     // generate: a folder (created with its parents); a file there is refused by name.
     let o = c360()
