@@ -16,8 +16,8 @@ struct Var {
 
 /// Every variable read at run time whose value is parsed (not only tested for presence,
 /// and not a path or URI: `C360_CONFIG`, `C360_STORE` and `C360_SOURCE` are checked where
-/// they are opened). `C360_SERVE_*` are read by clap (`serve-model`), which already
-/// refuses a bad value with exit 2.
+/// they are opened). `C360_SERVE_*` are also read by clap for `serve-model`'s flags, whose
+/// refusal names only the flag: checked here first, with the flag's own parser.
 const VARS: &[Var] = &[
     Var {
         name: crate::features::compile::SWEEP_ENV,
@@ -51,7 +51,47 @@ const VARS: &[Var] = &[
         name: STEP_DELAY_ENV,
         check: check_step_delay,
     },
+    Var {
+        name: "C360_SERVE_HEADER_TIMEOUT_SECONDS",
+        check: || {
+            parsed(
+                "C360_SERVE_HEADER_TIMEOUT_SECONDS",
+                crate::serving::parse_seconds,
+            )
+        },
+    },
+    Var {
+        name: "C360_SERVE_BODY_TIMEOUT_SECONDS",
+        check: || {
+            parsed(
+                "C360_SERVE_BODY_TIMEOUT_SECONDS",
+                crate::serving::parse_seconds,
+            )
+        },
+    },
+    Var {
+        name: "C360_SERVE_MAX_CONNECTIONS",
+        check: || {
+            parsed(
+                "C360_SERVE_MAX_CONNECTIONS",
+                super::serve_model::parse_max_connections,
+            )
+        },
+    },
 ];
+
+/// A variable read with `parse` (a clap value parser, whose message says what it accepts).
+fn parsed<T>(name: &str, parse: fn(&str) -> Result<T, String>) -> Result<(), String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(()),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "{name} is not valid text; unset it or set a valid value"
+        )),
+        Ok(v) => parse(&v)
+            .map(drop)
+            .map_err(|e| format!("{name}={v:?}: {e}")),
+    }
+}
 
 /// The log filter (`tracing` directives, as [`crate::telemetry::init`] reads it).
 const LOG_ENV: &str = "C360_LOG";
@@ -60,7 +100,9 @@ const LOG_ENV: &str = "C360_LOG";
 const STEP_DELAY_ENV: &str = "C360_SERVICE_STEP_DELAY_MS";
 
 /// Checks every variable of [`VARS`] that is set; the first bad one is a usage error
-/// (exit 2) whose message names the variable, its value and the accepted values.
+/// (exit 2) whose message names the variable, its value and the accepted values. Called
+/// by the binary before the command line is parsed (clap reads `C360_SERVE_*` while
+/// parsing), and again by [`super::run`] for callers of the library.
 pub fn check() -> Result<(), Failure> {
     for v in VARS {
         if let Err(message) = (v.check)() {

@@ -47,6 +47,13 @@ fn bad_tuning_variables_are_usage_errors_naming_value_and_accepted_values() {
             "soon",
             "whole number of milliseconds",
         ),
+        // Read by clap too (serve-model's flags), whose refusal named only the flag.
+        ("C360_SERVE_MAX_CONNECTIONS", "abc", "1 to 65536"),
+        (
+            "C360_SERVE_HEADER_TIMEOUT_SECONDS",
+            "soon",
+            "not a number of seconds",
+        ),
     ];
     for (var, value, accepted) in cases {
         let o = c360()
@@ -72,8 +79,21 @@ fn bad_tuning_variables_are_usage_errors_naming_value_and_accepted_values() {
         let o = c360().env(var, value).args(["features", "list"]).output();
         let o = o.expect("run");
         assert_eq!(o.status.code(), Some(2), "{var}={value}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with(&format!("error: {var}={value:?}")));
         assert_eq!(stdout(&o), "");
     }
+    let o = c360()
+        .env("C360_SERVE_MAX_CONNECTIONS", "abc")
+        .args(["serve-model", "--model-dir"])
+        .arg(repo().join("models/churn_xgb"))
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.starts_with("error: C360_SERVE_MAX_CONNECTIONS=\"abc\""),
+        "{e}"
+    );
     // Valid values still run (case and spaces as the library reads them).
     for (var, value) in [
         ("C360_TRAINING_SWEEP", " OFF "),
@@ -81,6 +101,7 @@ fn bad_tuning_variables_are_usage_errors_naming_value_and_accepted_values() {
         ("C360_TRAINING_BATCH_CUSTOMERS", "all"),
         ("C360_LOG", "c360=debug,warn"),
         ("C360_SERVICE_STEP_DELAY_MS", "0"),
+        ("C360_SERVE_MAX_CONNECTIONS", "64"),
     ] {
         let o = c360().env(var, value).args(["features", "list"]).output();
         assert_ok(&o.expect("run"));
