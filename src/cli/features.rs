@@ -290,7 +290,7 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                     ),
                 });
             }
-            super::prepare_out("--out", &out, super::OutKind::File)?;
+            super::check_out("--out", &out, super::OutKind::File)?;
             let s = features::find_set(&project.features_dir(), &set)?;
             let source_uri = source.unwrap_or_else(|| project.source_uri());
             let t0 = Instant::now();
@@ -329,6 +329,7 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                 label.as_deref(),
             )?;
             pb.finish_and_clear();
+            super::create_out_folder("--out", &out)?;
             write_frame(&mut df, &out)?;
             say!(
                 "{}: {} rows x {} columns in {:.2}s -> {}",

@@ -250,11 +250,11 @@ pub enum OutKind {
 }
 
 /// The one rule of c360's output paths (`generate --out`, `features training-set --out`,
-/// `score --output`, `demo --dir`): missing folders are created; a path that cannot be
-/// one (a file where a folder must be, a folder where the file goes) is a usage error
-/// (exit 2) naming the path. For a file, its folder is created here (exit 1 naming the
-/// folder when that fails, e.g. no permission).
-pub fn prepare_out(flag: &str, path: &Path, kind: OutKind) -> Result<(), Failure> {
+/// `score --output`, `demo --dir`): missing folders are created (when the output is
+/// written: [`create_out_folder`]); a path that cannot be one (a file where a folder must
+/// be, a folder where the file goes) is a usage error (exit 2) naming the path, checked
+/// here before any work.
+pub fn check_out(flag: &str, path: &Path, kind: OutKind) -> Result<(), Failure> {
     let usage = |m: String| Failure {
         code: exit::USAGE,
         error: anyhow::anyhow!("{m}"),
@@ -282,17 +282,24 @@ pub fn prepare_out(flag: &str, path: &Path, kind: OutKind) -> Result<(), Failure
             )));
         }
     }
-    if kind == OutKind::File {
-        std::fs::create_dir_all(folder).map_err(|e| Failure {
-            code: exit::FAILURE,
-            error: anyhow::anyhow!(
-                "{flag} {}: cannot create the folder {}: {e}",
-                path.display(),
-                folder.display()
-            ),
-        })?;
-    }
     Ok(())
+}
+
+/// Creates the missing folders of the output file `path` (given as `flag`), just before
+/// it is written, so a command that fails earlier leaves no folder behind; a failure
+/// (e.g. no permission) is exit 1 naming the folder.
+pub fn create_out_folder(flag: &str, path: &Path) -> Result<(), Failure> {
+    let Some(folder) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(folder).map_err(|e| Failure {
+        code: exit::FAILURE,
+        error: anyhow::anyhow!(
+            "{flag} {}: cannot create the folder {}: {e}",
+            path.display(),
+            folder.display()
+        ),
+    })
 }
 
 /// An error with the exit code it deserves.
@@ -456,7 +463,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(a) => run::run(cli.config.as_deref(), a),
         Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
         Command::Catalog(cmd) => catalog::run(cli.config.as_deref(), cmd),
-        Command::Score(a) => score::run(a).map_err(Failure::from),
+        Command::Score(a) => {
+            // A local folder (an s3:// prefix is checked by the store).
+            if !a.output.contains("://") {
+                check_out("--output", Path::new(&a.output), OutKind::Folder)?;
+            }
+            score::run(a).map_err(Failure::from)
+        }
         Command::Plan(a) => plan::run(a),
         Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),
         Command::Serve(a) => serve::run(cli.config.as_deref(), a),
@@ -464,7 +477,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn generate(a: GenerateArgs) -> Result<(), Failure> {
-    prepare_out("--out", &a.out, OutKind::Folder)?;
+    check_out("--out", &a.out, OutKind::Folder)?;
     let cfg = crate::generate::GenConfig {
         customers: a.customers,
         seed: a.seed,
@@ -501,6 +514,7 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
     for folder in [Folder::Features, Folder::Models, Folder::Jobs] {
         need_folder(&project, folder)?;
     }
+    check_out("--dir", &a.dir, OutKind::Folder)?;
     let data = a.dir.join("data");
     let store_dir = a.dir.join("store");
     let t0 = std::time::Instant::now();

@@ -393,6 +393,26 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
         "{csv}"
     );
 
+    // A command that fails leaves no folder behind (created only to write the output).
+    let o = c360()
+        .args([
+            "features",
+            "training-set",
+            "rfm",
+            "--label",
+            "nope",
+            "--spine",
+        ])
+        .arg(&spine)
+        .arg("--out")
+        .arg(dir.path().join("never/t.csv"))
+        .arg("--source")
+        .arg(edge())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!dir.path().join("never").exists());
+
     let folder = dir.path().join("t.parquet");
     std::fs::create_dir(&folder).expect("dir");
     let o = train(&folder);
@@ -438,6 +458,34 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("plain") && e.contains("not a folder"), "{e}");
+
+    // score --output and demo --dir follow the same rule.
+    let o = c360()
+        .args(["score", "--model"])
+        .arg(repo().join("models/churn_xgb"))
+        .arg("--input")
+        .arg(&spine)
+        .arg("--output")
+        .arg(file.join("out"))
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.starts_with("error: --output ") && e.contains("not a folder"),
+        "{e}"
+    );
+    let o = c360()
+        .args(["demo", "--customers", "10", "--dir"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.starts_with("error: --dir ") && e.contains("not a folder"),
+        "{e}"
+    );
 
     // Said in --help (clap wraps the lines).
     let help = |cmd: &[&str]| {
