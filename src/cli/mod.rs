@@ -217,11 +217,11 @@ pub fn missing_folder_hint(project: &Project, folder: Folder) -> Option<String> 
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|_| "the working folder".into());
             format!(
-                "no {key}/ folder in {cwd}, and no c360.toml there (so c360 uses its built-in defaults:                  features/, models/ and jobs/ in the working folder). Run c360 from your project folder                  (the one holding c360.toml and features/), or pass --config PATH/TO/c360.toml                  (or set C360_CONFIG)"
+                "no {key}/ folder in {cwd}, and no c360.toml there (so c360 uses its built-in defaults: features/, models/ and jobs/ in the working folder). Run c360 from your project folder (the one holding c360.toml and features/), or pass --config PATH/TO/c360.toml (or set C360_CONFIG)"
             )
         }
         Some(file) => format!(
-            "the {key} folder {} does not exist ([paths] {key} in {}, relative to that file's folder):              fix [paths] {key}, or pass --config with the right c360.toml",
+            "the {key} folder {} does not exist ([paths] {key} in {}, relative to that file's folder): fix [paths] {key}, or pass --config with the right c360.toml",
             dir.display(),
             file.display()
         ),

@@ -239,10 +239,11 @@ fn outside_a_project_folder_the_error_says_where_to_run_or_config() {
         assert!(!cwd.join(".c360").exists(), "{args:?} wrote a store");
     }
     let o = run(&["features", "list"]);
+    let e = stderr(&o);
+    assert!(e.contains("no features/ folder in"), "{e}");
     assert!(
-        stderr(&o).contains("no features/ folder in"),
-        "{}",
-        stderr(&o)
+        !e.contains("  ") && e.lines().count() == 1,
+        "one line, no runs of spaces: {e}"
     );
     let o = run(&["validate"]);
     let e = stderr(&o);
@@ -264,7 +265,10 @@ fn outside_a_project_folder_the_error_says_where_to_run_or_config() {
     let o = run(&["features", "list"]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{e}");
-    assert!(e.contains("[paths] features") && e.contains("defs"), "{e}");
+    assert!(
+        e.contains("[paths] features") && e.contains("defs") && !e.contains("  "),
+        "{e}"
+    );
 
     // The project folder passed to --config: the file to pass is named.
     let o = c360()
