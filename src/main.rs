@@ -5,6 +5,11 @@ use clap::Parser;
 fn main() {
     one_malloc_arena();
     quiet_broken_pipe();
+    // Before parsing: clap reads some C360_* variables itself and would name only the flag.
+    if let Err(f) = c360::cli::env_vars::check() {
+        eprintln!("{}", c360::cli::error_report(&f.error));
+        std::process::exit(f.code);
+    }
     let cli = c360::cli::Cli::parse();
     match c360::cli::run(cli) {
         Ok(()) => {}

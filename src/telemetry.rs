@@ -22,8 +22,18 @@ pub fn init(default_level: &str) {
         .try_init();
 }
 
+/// Set by `-q`: no progress bars even on a terminal.
+static NO_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hides every progress bar from now on (`-q`).
+pub fn hide_progress() {
+    NO_PROGRESS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn visible() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("C360_NO_PROGRESS").is_none()
+    std::io::stderr().is_terminal()
+        && std::env::var_os("C360_NO_PROGRESS").is_none()
+        && !NO_PROGRESS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A bar over `len` units (hidden when stderr is not a terminal).

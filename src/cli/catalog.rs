@@ -90,7 +90,7 @@ pub fn run(config: Option<&Path>, cmd: CatalogCmd) -> Result<(), Failure> {
         }
         Some(spec)
     };
-    println!(
+    say!(
         "syncing {} into the {} catalog",
         st.uri(),
         mesh.catalog.kind()
@@ -100,9 +100,16 @@ pub fn run(config: Option<&Path>, cmd: CatalogCmd) -> Result<(), Failure> {
         st.as_ref(),
         product.as_deref(),
         &spec_of,
-        &mut |line| println!("{line}"),
+        // A failed item prints under -q too: the error below points at it.
+        &mut |line| {
+            if line.outcome.is_err() {
+                println!("{line}");
+            } else {
+                say!("{line}");
+            }
+        },
     )?;
-    println!(
+    say!(
         "{} registered, {} unchanged, {} failed",
         report.registered(),
         report.unchanged(),

@@ -60,7 +60,8 @@ The spine (CSV or Parquet) has columns customer_id and as_of (YYYY-MM-DD); rows 
 customers at many dates; each row's customer must have signed up by its as_of. Output keeps\n\
 the spine's row order; .csv or .parquet by extension. --label is optional (no label column\n\
 without it; `c360 features show SET` lists a set's labels). A label needs data up to as_of +\n\
-its horizon; asking earlier is an error.\n\n\
+its horizon; asking earlier is a usage error (exit 2, like an --as-of past the data), and so\n\
+is a spine whose last as_of is after the sources' last event (--allow-as-of-past-data).\n\n\
 A sampled spine loads only its customers' events. Computed in batches of 50 000 customers;\n\
 same output whatever the setting: C360_TRAINING_BATCH_CUSTOMERS=N (0: one batch), and the\n\
 diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (load every row)."
@@ -74,12 +75,18 @@ diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (
         /// A label defined in the set (e.g. churned_90d).
         #[arg(long)]
         label: Option<String>,
-        /// Output file (.parquet or .csv).
+        /// Output file (.parquet or .csv; replaced when it exists; missing folders are
+        /// created, like every output path of c360).
         #[arg(long)]
         out: PathBuf,
         /// Customer 360 source folder or URI.
         #[arg(long)]
         source: Option<String>,
+        /// Compute even when the spine's last date is after the sources' last event
+        /// (refused by default, as `features build` refuses such an --as-of: the features
+        /// would miss data that has not arrived).
+        #[arg(long)]
+        allow_as_of_past_data: bool,
     },
     /// Print the SQL query a set compiles to (duckdb, spark, athena).
     Sql(super::sql::SqlArgs),
@@ -87,6 +94,7 @@ diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (
 
 pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
     let project = Project::load(config)?;
+    super::need_folder(&project, super::Folder::Features)?;
     match cmd {
         FeaturesCmd::Sql(a) => super::sql::run(&project, a),
         FeaturesCmd::List => {
@@ -227,7 +235,7 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                 } else {
                     "built"
                 };
-                println!(
+                say!(
                     "{} v{} as of {}: {} rows {verb} in {secs:.2}s -> {}/{}",
                     s.name,
                     s.version,
@@ -237,9 +245,11 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                     out.prefix
                 );
                 if let Some(c) = registered {
-                    println!(
+                    say!(
                         "  glue {}.{}: partition as_of={as_of} -> {}",
-                        c.database, c.table, c.location
+                        c.database,
+                        c.table,
+                        c.location
                     );
                 }
             }
@@ -251,6 +261,7 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             label,
             out,
             source,
+            allow_as_of_past_data,
         } => {
             if !out
                 .extension()
@@ -264,12 +275,51 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                     ),
                 });
             }
+            if spine.is_dir() {
+                return Err(super::Failure {
+                    code: super::exit::USAGE,
+                    error: anyhow::anyhow!(
+                        "--spine {} is a folder: name the spine file (.csv or .parquet) in it",
+                        spine.display()
+                    ),
+                });
+            }
+            if same_file(&out, &spine) {
+                return Err(super::Failure {
+                    code: super::exit::USAGE,
+                    error: anyhow::anyhow!(
+                        "--out {} is the spine file: name another file (the spine would be replaced)",
+                        out.display()
+                    ),
+                });
+            }
+            super::check_out("--out", &out, super::OutKind::File)?;
             let s = features::find_set(&project.features_dir(), &set)?;
             let source_uri = source.unwrap_or_else(|| project.source_uri());
             let t0 = Instant::now();
             let src = Source::open(&source_uri)?;
             let pb = crate::telemetry::spinner("reading the spine");
             let spine_df = features::read_spine(&spine)?;
+            // The spine's dates are its as-ofs: the last one must be within the data, as
+            // `features build` requires of --as-of (the same check, the same exit 2).
+            if let Some(last) = last_spine_date(&spine_df) {
+                features::check_data_reach(
+                    &src,
+                    &source_uri,
+                    &s.tables().into_iter().collect::<Vec<_>>(),
+                    last,
+                    allow_as_of_past_data,
+                    "",
+                )
+                .map_err(|m| Failure {
+                    code: super::exit::USAGE,
+                    error: anyhow::anyhow!(
+                        "spine {}: the latest as_of: {}",
+                        spine.display(),
+                        m.replace("Use --as-of ", "Use spine dates of ")
+                    ),
+                })?;
+            }
             // Only the rows the spine can read are kept (C360_TRAINING_CUT=off: all).
             pb.set_message("checking source tables");
             let loaded = features::load_for_spine(&s, &src, &spine_df, label.as_deref())?;
@@ -282,8 +332,9 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
                 label.as_deref(),
             )?;
             pb.finish_and_clear();
+            super::create_out_folder("--out", &out)?;
             write_frame(&mut df, &out)?;
-            println!(
+            say!(
                 "{}: {} rows x {} columns in {:.2}s -> {}",
                 s.name,
                 df.height(),
@@ -293,6 +344,25 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             );
             Ok(())
         }
+    }
+}
+
+/// The latest `as_of` of a spine as [`features::read_spine`] gives it (None when empty).
+fn last_spine_date(spine: &DataFrame) -> Option<NaiveDate> {
+    let day = spine
+        .column(features::compile::AS_OF)
+        .ok()?
+        .as_materialized_series()
+        .max::<i32>()
+        .ok()??;
+    Some(crate::names::AsOf::from_day_number(day).date())
+}
+
+/// Whether two paths name one existing file (after resolving `.`, `..` and links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 

@@ -1,7 +1,19 @@
 //! The command line: clap definitions, progress, output and exit codes. No logic of its
 //! own: every command calls into the library.
 
+/// `println!` for a status or summary line ("built ...", "wrote ..."): nothing under `-q`,
+/// which promises only warnings and errors. What a command is asked to show (a list, a
+/// product row, a plan, `--json`) prints with `println!` whatever `-q` says.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::cli::quiet() {
+            println!($($arg)*)
+        }
+    };
+}
+
 pub mod catalog;
+pub mod env_vars;
 pub mod features;
 pub mod models;
 pub mod plan;
@@ -12,7 +24,8 @@ pub mod serve;
 pub mod serve_model;
 pub mod sql;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -44,8 +57,9 @@ Getting started:
 Configuration: c360.toml in the working folder (or --config / C360_CONFIG); C360_STORE and
 C360_SOURCE override its store and source. Logs: C360_LOG=debug.
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid definition or config, 4 bad input data,
-5 quality gate failed (nothing published).";
+Exit codes: 0 ok, 1 failure, 2 usage (also a date past the sources' data), 3 invalid definition
+or config, 4 bad input data, 5 quality gate failed (nothing published). -q: only warnings and
+errors.";
 
 /// c360: Customer 360 features, batch scoring and data products.
 #[derive(Debug, Parser)]
@@ -57,7 +71,8 @@ pub struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only warnings and errors.
+    /// Only warnings and errors: no progress bars, status or summary lines. What a command
+    /// is asked to show (a list, a set, a product row, a plan, --json) still prints.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -105,7 +120,7 @@ pub struct DemoArgs {
     /// How many sample customers (1 to 100,000,000).
     #[arg(long, default_value_t = 10_000, value_parser = parse_customers)]
     pub customers: usize,
-    /// Working folder for the demo's data and store.
+    /// Working folder for the demo's data and store (created if missing).
     #[arg(long, default_value = ".c360/demo")]
     pub dir: PathBuf,
     /// Random seed of the sample data.
@@ -139,7 +154,7 @@ pub struct GenerateArgs {
     /// How many customers (1 to 100,000,000; about 0.5 GB of Parquet per million).
     #[arg(long, default_value_t = 10_000, value_parser = parse_customers)]
     pub customers: usize,
-    /// Output folder.
+    /// Output folder (created if missing, with its parents; files there are replaced).
     #[arg(long)]
     pub out: PathBuf,
     /// Random seed.
@@ -156,6 +171,136 @@ pub struct GenerateArgs {
     #[arg(long, hide = true, default_value_t = crate::generate::DEFAULT_CHUNK_CUSTOMERS,
           value_parser = parse_customers)]
     pub chunk_customers: usize,
+}
+
+/// A definition folder a command reads: its `[paths]` key in c360.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    /// `features` (feature sets).
+    Features,
+    /// `models`.
+    Models,
+    /// `jobs`.
+    Jobs,
+}
+
+impl Folder {
+    fn key(self) -> &'static str {
+        match self {
+            Folder::Features => "features",
+            Folder::Models => "models",
+            Folder::Jobs => "jobs",
+        }
+    }
+
+    /// The folder's path in `project`.
+    pub fn path(self, project: &Project) -> PathBuf {
+        match self {
+            Folder::Features => project.features_dir(),
+            Folder::Models => project.models_dir(),
+            Folder::Jobs => project.jobs_dir(),
+        }
+    }
+}
+
+/// Where to run c360 from when `folder` does not exist in `project`: None when it exists.
+/// Without a c360.toml the folders are looked up in the working folder, so the usual cause
+/// is running c360 outside the project folder: the text says so and names `--config`.
+pub fn missing_folder_hint(project: &Project, folder: Folder) -> Option<String> {
+    let dir = folder.path(project);
+    if dir.is_dir() {
+        return None;
+    }
+    let key = folder.key();
+    Some(match &project.config_file {
+        None => {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the working folder".into());
+            format!(
+                "no {key}/ folder in {cwd}, and no c360.toml there (so c360 uses its built-in defaults: features/, models/ and jobs/ in the working folder). Run c360 from your project folder (the one holding c360.toml and features/), or pass --config PATH/TO/c360.toml (or set C360_CONFIG)"
+            )
+        }
+        Some(file) => format!(
+            "the {key} folder {} does not exist ([paths] {key} in {}, relative to that file's folder): fix [paths] {key}, or pass --config with the right c360.toml",
+            dir.display(),
+            file.display()
+        ),
+    })
+}
+
+/// [`missing_folder_hint`] as a refusal (exit 3), for a command that cannot run without
+/// the folder.
+pub fn need_folder(project: &Project, folder: Folder) -> Result<(), Failure> {
+    match missing_folder_hint(project, folder) {
+        None => Ok(()),
+        Some(hint) => Err(Failure {
+            code: exit::INVALID_DEFINITION,
+            error: anyhow::anyhow!("{hint}"),
+        }),
+    }
+}
+
+/// What an output flag names: a file, or a folder files are written into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutKind {
+    /// A file (`features training-set --out`): its folder is created.
+    File,
+    /// A folder files go into (`generate --out`): created by the command that writes it.
+    Folder,
+}
+
+/// The one rule of c360's output paths (`generate --out`, `features training-set --out`,
+/// `score --output`, `demo --dir`): missing folders are created (when the output is
+/// written: [`create_out_folder`]); a path that cannot be one (a file where a folder must
+/// be, a folder where the file goes) is a usage error (exit 2) naming the path, checked
+/// here before any work.
+pub fn check_out(flag: &str, path: &Path, kind: OutKind) -> Result<(), Failure> {
+    let usage = |m: String| Failure {
+        code: exit::USAGE,
+        error: anyhow::anyhow!("{m}"),
+    };
+    if kind == OutKind::File && path.is_dir() {
+        return Err(usage(format!(
+            "{flag} {} is a folder: name the file to write in it",
+            path.display()
+        )));
+    }
+    let folder = match kind {
+        OutKind::File => path.parent().filter(|d| !d.as_os_str().is_empty()),
+        OutKind::Folder => Some(path),
+    };
+    let Some(folder) = folder else {
+        return Ok(());
+    };
+    // The nearest part of the path that exists must be a folder.
+    if let Some(existing) = folder.ancestors().find(|a| a.exists()) {
+        if !existing.is_dir() {
+            return Err(usage(format!(
+                "{flag} {}: {} is not a folder (it is a file); name a path under a folder (missing folders are created)",
+                path.display(),
+                existing.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the missing folders of the output file `path` (given as `flag`), just before
+/// it is written, so a command that fails earlier leaves no folder behind; a failure
+/// (e.g. no permission) is exit 1 naming the folder.
+pub fn create_out_folder(flag: &str, path: &Path) -> Result<(), Failure> {
+    let Some(folder) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(folder).map_err(|e| Failure {
+        code: exit::FAILURE,
+        error: anyhow::anyhow!(
+            "{flag} {}: cannot create the folder {}: {e}",
+            path.display(),
+            folder.display()
+        ),
+    })
 }
 
 /// An error with the exit code it deserves.
@@ -193,9 +338,12 @@ fn feature_code(fe: &crate::features::FeatureError) -> i32 {
     match fe {
         FeatureError::Definitions(_) | FeatureError::UnknownSet(..) => exit::INVALID_DEFINITION,
         FeatureError::Source(se) => source_code(se),
-        FeatureError::Spine { .. }
-        | FeatureError::SpineData { .. }
-        | FeatureError::Label { .. } => exit::BAD_INPUT,
+        FeatureError::Spine { .. } | FeatureError::SpineData { .. } => exit::BAD_INPUT,
+        // An unknown --label, or spine dates plus the label's horizon past the sources'
+        // data: the question is wrong for these sources (change --label or the spine's
+        // dates, or wait for the data), like an --as-of past the data (exit 2); the data
+        // itself breaks no rule (exit 4 is for data that must be fixed).
+        FeatureError::Label { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
 }
@@ -262,8 +410,40 @@ pub fn error_report(e: &anyhow::Error) -> String {
     out
 }
 
+/// Whether `-q` was given: status and summary lines are not printed ([`say!`]).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether `-q` was given (see [`say!`]).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// Runs the parsed command line; the binary maps the result to an exit code.
+///
+/// Errors: a `C360_*` variable c360 cannot read is refused first (exit 2,
+/// [`env_vars::check`]), before anything is read or written.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    QUIET.store(cli.quiet, Ordering::Relaxed);
+    if let Some(dir) = cli.config.as_deref().filter(|p| p.is_dir()) {
+        // A project folder passed for its c360.toml: say which file to pass.
+        let inside = dir.join("c360.toml");
+        return Err(Failure {
+            code: exit::INVALID_DEFINITION,
+            error: anyhow::anyhow!(
+                "--config (or C360_CONFIG) {} is a folder: pass the c360.toml file{}",
+                dir.display(),
+                if inside.is_file() {
+                    format!(" ({})", inside.display())
+                } else {
+                    " (there is none in it)".to_string()
+                }
+            ),
+        });
+    }
+    if cli.quiet {
+        crate::telemetry::hide_progress();
+    }
+    env_vars::check()?;
     let level = if cli.quiet {
         "warn"
     } else {
@@ -284,7 +464,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(a) => run::run(cli.config.as_deref(), a),
         Command::Products(cmd) => run::products(cli.config.as_deref(), cmd),
         Command::Catalog(cmd) => catalog::run(cli.config.as_deref(), cmd),
-        Command::Score(a) => score::run(a).map_err(Failure::from),
+        Command::Score(a) => {
+            // A local folder (an s3:// prefix is checked by the store).
+            if !a.output.contains("://") {
+                check_out("--output", Path::new(&a.output), OutKind::Folder)?;
+            }
+            score::run(a).map_err(Failure::from)
+        }
         Command::Plan(a) => plan::run(a),
         Command::ServeModel(a) => serve_model::run(a).map_err(Failure::from),
         Command::Serve(a) => serve::run(cli.config.as_deref(), a),
@@ -292,6 +478,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn generate(a: GenerateArgs) -> Result<(), Failure> {
+    check_out("--out", &a.out, OutKind::Folder)?;
     let cfg = crate::generate::GenConfig {
         customers: a.customers,
         seed: a.seed,
@@ -309,7 +496,7 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
         error: e.into(),
     })?;
     pb.finish_and_clear();
-    println!(
+    say!(
         "wrote {} customers, {} orders, {} interactions, {} support tickets to {} in {:.1}s ({} customers churn before {})",
         s.customers,
         s.orders,
@@ -325,10 +512,14 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
 
 fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
     let project = Project::load(config)?;
+    for folder in [Folder::Features, Folder::Models, Folder::Jobs] {
+        need_folder(&project, folder)?;
+    }
+    check_out("--dir", &a.dir, OutKind::Folder)?;
     let data = a.dir.join("data");
     let store_dir = a.dir.join("store");
     let t0 = std::time::Instant::now();
-    println!(
+    say!(
         "1/2 generating {} sample customers into {}",
         a.customers,
         data.display()
@@ -351,9 +542,10 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
             ),
         });
     };
-    println!(
+    say!(
         "2/2 running job {} as of {} (features, batch transform, gates, publish)",
-        job.name, a.as_of
+        job.name,
+        a.as_of
     );
     let opts = crate::pipeline::RunOptions {
         as_of: Some(a.as_of),
@@ -365,15 +557,15 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
     let st = crate::store::open(&report.store_uri)?;
     let product = job.product.name.clone();
     let (latest, df) = crate::product::read_latest(st.as_ref(), &product)?;
-    println!();
-    println!(
+    say!();
+    say!(
         "published {} ({} customers as of {}) in {:.1}s:",
         product,
         df.height(),
         latest.as_of,
         t0.elapsed().as_secs_f64()
     );
-    println!("    {}/{}", st.uri(), latest.path);
+    say!("    {}/{}", st.uri(), latest.path);
     let counts = |c: &str| -> Vec<(String, u32)> {
         use polars::prelude::*;
         let Ok(vc) = df
@@ -411,21 +603,21 @@ fn demo(config: Option<&std::path::Path>, a: DemoArgs) -> Result<(), Failure> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("    risk bands:   {}", fmt(counts("risk_band"), 10));
+    say!("    risk bands:   {}", fmt(counts("risk_band"), 10));
     if df.column("rfm_segment").is_ok() {
-        println!("    top segments: {}", fmt(counts("rfm_segment"), 5));
+        say!("    top segments: {}", fmt(counts("rfm_segment"), 5));
     }
-    println!();
-    println!("next:");
-    println!(
+    say!();
+    say!("next:");
+    say!(
         "    c360 products show {product} --store {}",
         store_dir.display()
     );
-    println!(
+    say!(
         "    c360 products get {product} C0000001 --store {}",
         store_dir.display()
     );
-    println!(
+    say!(
         "    c360 run {} --as-of 2024-09-29 --source {} --store {}",
         job.name,
         data.display(),
@@ -440,7 +632,7 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
     let v = project.validate_all();
     let names = |it: &mut dyn Iterator<Item = &str>| it.collect::<Vec<_>>().join(", ");
     if v.problems.is_empty() {
-        println!(
+        say!(
             "ok: {} ({} feature set(s): {}; {} model(s): {}; {} job(s): {})",
             project
                 .config_file
@@ -456,10 +648,14 @@ fn validate(config: Option<&std::path::Path>) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let lines: Vec<String> = v.problems.iter().map(|e| format!("  {e}")).collect();
+    let mut lines: Vec<String> = v.problems.iter().map(|e| format!("  {e}")).collect();
+    let problems = lines.len();
+    if let Some(hint) = missing_folder_hint(&project, Folder::Features) {
+        lines.push(format!("hint: {hint}"));
+    }
     Err(Failure {
         code: exit::INVALID_DEFINITION,
-        error: anyhow::anyhow!("{} problem(s):\n{}", lines.len(), lines.join("\n")),
+        error: anyhow::anyhow!("{problems} problem(s):\n{}", lines.join("\n")),
     })
 }
 

@@ -83,7 +83,7 @@ pub fn run(config: Option<&Path>, cmd: ModelsCmd) -> Result<(), Failure> {
                     .map(|(k, v)| format!("{k} = {v}"))
                     .collect::<Vec<_>>()
                     .join(", ");
-                println!(
+                say!(
                     "{} ({}) fitted on {} customers of {} v{} as of {} in {} iterations: {params} (time in days) -> {}",
                     fitted.model,
                     fitted.kind.name(),
@@ -124,10 +124,13 @@ pub fn fit(project: &Project, a: &FitArgs) -> Result<Fitted, Failure> {
         return Err(fail(
             exit::INVALID_DEFINITION,
             anyhow::anyhow!(
-                "no model {}: {} does not exist (models: {})",
+                "no model {}: {} does not exist (models: {}){}",
                 a.model,
                 spec_file.display(),
-                list_models(&project.models_dir()).join(", ")
+                list_models(&project.models_dir()).join(", "),
+                super::missing_folder_hint(project, super::Folder::Models)
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default()
             ),
         ));
     }

@@ -83,6 +83,7 @@ pub fn products(config: Option<&Path>, cmd: ProductsCmd) -> Result<(), Failure> 
                     "no products in {} yet (publish one with `c360 run JOB`)",
                     st.uri()
                 );
+                return Ok(());
             }
             println!(
                 "{:<28} {:<14} {:<12} {:>9}  owner",
@@ -181,7 +182,10 @@ pub fn products(config: Option<&Path>, cmd: ProductsCmd) -> Result<(), Failure> 
                 dry_run,
             };
             let report = product::gc(st.as_ref(), mesh.catalog.as_ref(), &name, &opts)?;
-            print_gc(&report, &retention, now);
+            // A dry run's list is what was asked; a real gc's is a summary (not under -q).
+            if dry_run || !super::quiet() {
+                print_gc(&report, &retention, now);
+            }
             Ok(())
         }
     }

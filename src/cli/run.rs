@@ -114,6 +114,7 @@ pub fn run_job(
 
 pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
     let project = Project::load(config)?;
+    super::need_folder(&project, super::Folder::Jobs)?;
     // clap only lets `local` and `sagemaker` through; the parse cannot fail.
     let backend = a.backend.as_deref().map(str::parse).transpose().map_err(
         |e: crate::transform::UnknownBackend| pipeline::PipelineError::Definition(e.to_string()),
@@ -160,15 +161,17 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
     }
     let l = &report.ledger;
     if report.reused {
-        println!(
+        say!(
             "{} as of {}: already published by run {} (nothing redone)",
-            l.job, l.as_of, l.run_id
+            l.job,
+            l.as_of,
+            l.run_id
         );
     } else {
-        println!("{} as of {}: run {} succeeded", l.job, l.as_of, l.run_id);
+        say!("{} as of {}: run {} succeeded", l.job, l.as_of, l.run_id);
     }
     if let Some(s) = &report.summary {
-        println!(
+        say!(
             "  product {} -> {}/{} ({} rows){}",
             s.product,
             report.store_uri,
@@ -181,18 +184,22 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
             }
         );
         if let Some(c) = &s.catalog {
-            println!(
+            say!(
                 "  glue {}.{}: partition as_of={} -> {}",
-                c.database, c.table, l.as_of, c.location
+                c.database,
+                c.table,
+                l.as_of,
+                c.location
             );
         }
         if let Some(e) = &s.event {
             match (&e.event_id, &e.error) {
+                // A warning: printed under -q too.
                 (_, Some(err)) => println!(
                     "  event NOT delivered to bus {} after {} attempt(s): {err}",
                     e.bus, e.attempts
                 ),
-                (id, None) => println!(
+                (id, None) => say!(
                     "  event {} sent to bus {} (id {})",
                     e.detail_type,
                     e.bus,
@@ -201,7 +208,7 @@ pub fn run(config: Option<&Path>, a: RunArgs) -> Result<(), Failure> {
             }
         }
     }
-    println!(
+    say!(
         "  ledger {}/{}",
         report.store_uri,
         pipeline::ledger_key(&l.job, &l.run_id)

@@ -211,29 +211,32 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
 
     let secs = result.elapsed.as_secs_f64();
     let ok = result.objects.iter().filter(|o| o.error.is_none()).count();
-    eprintln!(
-        "{}: {} objects ({} ok), {} records, {} requests, {:.1} MB in, {:.1} MB out",
-        match result.status {
-            JobStatus::Completed => "Completed",
-            JobStatus::Failed => "Failed",
-        },
-        result.objects.len(),
-        ok,
-        result.records,
-        result.requests,
-        result.bytes_in as f64 / 1e6,
-        result.bytes_out as f64 / 1e6,
-    );
-    eprintln!(
-        "timing: model load {:.3}s, transform {:.3}s ({:.0} records/s), in-model {:.3}s over {} concurrent requests x {} MB, {:?}",
-        load_time.as_secs_f64(),
-        secs,
-        result.records as f64 / secs.max(1e-9),
-        invoker.busy().as_secs_f64(),
-        result.effective.max_concurrent_transforms,
-        result.effective.max_payload_mb,
-        result.effective.batch_strategy,
-    );
+    // Under -q only a failed job's tally prints (the error follows it).
+    if !super::quiet() || result.status == JobStatus::Failed {
+        eprintln!(
+            "{}: {} objects ({} ok), {} records, {} requests, {:.1} MB in, {:.1} MB out",
+            match result.status {
+                JobStatus::Completed => "Completed",
+                JobStatus::Failed => "Failed",
+            },
+            result.objects.len(),
+            ok,
+            result.records,
+            result.requests,
+            result.bytes_in as f64 / 1e6,
+            result.bytes_out as f64 / 1e6,
+        );
+        eprintln!(
+            "timing: model load {:.3}s, transform {:.3}s ({:.0} records/s), in-model {:.3}s over {} concurrent requests x {} MB, {:?}",
+            load_time.as_secs_f64(),
+            secs,
+            result.records as f64 / secs.max(1e-9),
+            invoker.busy().as_secs_f64(),
+            result.effective.max_concurrent_transforms,
+            result.effective.max_payload_mb,
+            result.effective.batch_strategy,
+        );
+    }
     for o in &result.objects {
         if let Some(out) = &o.output {
             tracing::debug!(input = %o.input, output = %out, records = o.records, "object done");

@@ -68,7 +68,7 @@ pub struct ServeModelArgs {
     pub max_connections: usize,
 }
 
-fn parse_max_connections(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_max_connections(s: &str) -> Result<usize, String> {
     let (lo, hi) = serving::MAX_CONNECTIONS_RANGE;
     s.trim()
         .parse::<usize>()

@@ -23,7 +23,8 @@ use polars::prelude::*;
 pub use def::{DefError, DefErrors, FeatureSet};
 pub use multi::{build_snapshots, snapshots};
 pub use training_set::{
-    read_spine, training_set, training_set_batched, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS,
+    batch_size_from_env, read_spine, training_set, training_set_batched, BATCH_ENV,
+    DEFAULT_BATCH_CUSTOMERS,
 };
 
 use crate::names::AsOf;
@@ -401,6 +402,8 @@ fn snapshot_of(
         // Row of each customer key in the aggregate, then of each base row.
         let keys = df
             .column(source::CUSTOMER_KEY)
+            // An aggregate over an empty table comes back with the key typed i32.
+            .and_then(|c| c.strict_cast(&DataType::UInt32))
             .and_then(|c| c.u32().cloned())
             .map_err(|e| cerr(format!("computing failed: {e}")))?;
         let mut row_of = vec![IdxSize::MAX; n];

@@ -15,7 +15,7 @@ use crate::source::CUSTOMER_KEY;
 
 mod batches;
 
-pub use batches::{BATCH_ENV, DEFAULT_BATCH_CUSTOMERS};
+pub use batches::{batch_size_from_env, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS};
 
 /// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
 pub fn read_spine(path: &Path) -> Result<DataFrame> {

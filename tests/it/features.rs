@@ -821,7 +821,8 @@ fn label_before_the_data_reaches_the_horizon_is_an_error() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    // Exit 2, like an --as-of past the data (was 4): the sources cannot answer the question.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("churned_90d") && stderr.contains("needs data up to 2025-02-28"),
         "{stderr}"

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link against polars); each area is a module.
 
 mod aws;
+mod cli_user;
 mod clv;
 mod common;
 mod data_reach;
