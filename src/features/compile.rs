@@ -80,12 +80,14 @@ fn cerr(set: &FeatureSet, message: impl Into<String>) -> CompileError {
     }
 }
 
-struct Features;
+/// The set's features as names in expressions, with the types validation gave them: an
+/// operation's type follows its operands' (a float feature minus 100 stays a float).
+struct Features<'a>(&'a FeatureSet);
 
-impl Scope for Features {
+impl Scope for Features<'_> {
     fn resolve(&self, name: &str) -> Result<(Ty, Expr), String> {
-        // Types were checked at validation; here only the column matters.
-        Ok((Ty::Null, col(name)))
+        let ty = self.0.feature(name).map_or(Ty::Null, |f| f.ty);
+        Ok((ty, col(name)))
     }
 }
 
@@ -335,7 +337,7 @@ fn derived_levels(
         level.insert(f.name.as_str(), lv);
         let e = match &f.kind {
             Kind::Agg(_) | Kind::Entity { .. } => continue,
-            Kind::Derived(e) => compile_rows(set, e, &Features)?.cast(f.ty.polars()),
+            Kind::Derived(e) => compile_rows(set, e, &Features(set))?.cast(f.ty.polars()),
             Kind::Quantile { .. } if matches!(mode, Mode::Spine(_)) => {
                 // Joined from the population snapshots.
                 continue;
@@ -365,7 +367,7 @@ fn quantile_score(
     let v = col(of);
     let mut mask = v.clone().is_not_null();
     if let Some(a) = among {
-        mask = mask.and(compile_rows(set, a, &Features)?.fill_null(lit(false)));
+        mask = mask.and(compile_rows(set, a, &Features(set))?.fill_null(lit(false)));
     }
     let masked = when(mask.clone()).then(v).otherwise(lit(NULL));
     // Worst to best; ties share the lowest rank, so a better value never scores lower.
@@ -399,7 +401,7 @@ fn case_value(
     // Nested from the last case back, so the first matching case wins.
     let mut acc = val(otherwise);
     for (w, t) in cases.iter().rev() {
-        acc = when(compile_rows(set, w, &Features)?.fill_null(lit(false)))
+        acc = when(compile_rows(set, w, &Features(set))?.fill_null(lit(false)))
             .then(val(t))
             .otherwise(acc);
     }
@@ -448,7 +450,7 @@ fn output_columns(
 
 fn masked_is_set(set: &FeatureSet, among: &Option<expr::Expr>) -> Result<Expr, CompileError> {
     Ok(match among {
-        Some(a) => compile_rows(set, a, &Features)?.fill_null(lit(false)),
+        Some(a) => compile_rows(set, a, &Features(set))?.fill_null(lit(false)),
         None => lit(true),
     })
 }

@@ -6,6 +6,7 @@ mod clv;
 mod common;
 mod data_reach;
 mod errors;
+mod expr_types;
 mod features;
 mod features_multi;
 mod fuzz;
