@@ -206,14 +206,20 @@ pub fn plan(
     let customers_all = customers.clone();
     let mut base = base_rows(set, &feats, customers, mode)?;
 
+    // Over a spine, the aggregations the event sweep computes exactly (and the label)
+    // come from it, every table's at once; the rest keep the join path below.
+    let swept = sweep::sweep_all(set, &feats, inputs, &customers_all, mode, label)?;
+    let joined_label = label.filter(|_| !swept.label);
     // Aggregates, one group-by per table (plus one per per-day feature).
     let mut by_table: BTreeMap<&'static str, Vec<&Feature>> = BTreeMap::new();
     for f in &feats {
         if let Kind::Agg(a) = &f.kind {
-            by_table.entry(a.table.name).or_default().push(f);
+            if !swept.features.contains(&f.name) {
+                by_table.entry(a.table.name).or_default().push(f);
+            }
         }
     }
-    if let Some(l) = label {
+    if let Some(l) = joined_label {
         by_table.entry(l.table.name).or_default();
     }
     for (tname, tf) in &by_table {
@@ -221,7 +227,7 @@ pub fn plan(
             .get(tname)
             .cloned()
             .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
-        let l = label.filter(|l| l.table.name == *tname);
+        let l = joined_label.filter(|l| l.table.name == *tname);
         let (aggs, post) = table_aggregates(set, tf, frame, &customers_all, mode, l)?;
         for agg in aggs {
             base = match aggregate(agg)? {
@@ -240,6 +246,9 @@ pub fn plan(
         if !post.is_empty() {
             base = base.with_columns(post);
         }
+    }
+    if let Some(df) = swept.frame {
+        base = base.join(df.lazy(), mode.keys(), mode.keys(), left_join());
     }
     let fills: Vec<Expr> = feats
         .iter()
