@@ -43,7 +43,8 @@ pub enum Mode {
     /// One date (day number) for every customer signed up on or before it.
     Snapshot(i32),
     /// `customer_id` (String), `_as_of` (Int32 day number) rows; optionally with their
-    /// `CUSTOMER_KEY` (UInt32), which the event sweep then reads instead of joining.
+    /// `CUSTOMER_KEY` (UInt32: the key of the customers' row of that `customer_id`, every
+    /// row's customer known), which the plan then joins on instead of the id.
     Spine(Box<LazyFrame>),
 }
 
@@ -276,6 +277,14 @@ pub fn plan(
     Ok(base.select(out))
 }
 
+/// Whether a spine carries the customer key (see [`Mode::Spine`]).
+fn keyed(spine: &LazyFrame) -> bool {
+    spine
+        .clone()
+        .collect_schema()
+        .is_ok_and(|s| s.contains(CUSTOMER_KEY))
+}
+
 /// The base: one row per (customer, as_of) with the keys, `customer_id`, the spine's row
 /// number (over a spine) and the entity features.
 fn base_rows(
@@ -287,6 +296,18 @@ fn base_rows(
     let as_of = mode.as_of();
     let base = match mode {
         Mode::Snapshot(d) => snapshot_base(customers, *d),
+        // A keyed spine joins the customers on the integer key (the same rows: each
+        // key is that of the customers' row of its customer_id).
+        Mode::Spine(spine) if keyed(spine) => spine
+            .clone()
+            .select([col("customer_id"), col(AS_OF), col(CUSTOMER_KEY)])
+            .with_row_index(ROW, None)
+            .join(
+                customers.drop(cols(["customer_id"])),
+                [col(CUSTOMER_KEY)],
+                [col(CUSTOMER_KEY)],
+                JoinArgs::new(JoinType::Left),
+            ),
         Mode::Spine(spine) => spine
             .clone()
             .select([col("customer_id"), col(AS_OF)])
