@@ -25,6 +25,7 @@ use crate::source::CUSTOMER_KEY;
 
 mod aggregates;
 mod conditions;
+mod keyed;
 mod subgroup;
 mod sweep;
 
@@ -205,11 +206,30 @@ pub fn plan(
         .ok_or_else(|| cerr(set, "the customers table was not loaded"))?;
 
     let customers_all = customers.clone();
-    let mut base = base_rows(set, &feats, customers, mode)?;
-
     // Over a spine, the aggregations the event sweep computes exactly (and the label)
     // come from it, every table's at once; the rest keep the join path below.
-    let swept = sweep::sweep_all(set, &feats, inputs, &customers_all, mode, label)?;
+    let mut swept = sweep::sweep_all(set, &feats, inputs, &customers_all, mode, label)?;
+    let mut base = match mode {
+        // A keyed spine's rows, the customers' columns and the sweep's, by gathers.
+        Mode::Spine(spine) if keyed(spine) => {
+            let frame = swept.frame.take();
+            let df = keyed::base(
+                set,
+                spine,
+                &customers,
+                &Vec::from_iter(columns_read(set, "customers")),
+                frame.as_ref().map(|f| (f, swept.pairs.as_slice())),
+            )?;
+            let extra: Vec<Expr> = frame
+                .iter()
+                .flat_map(|f| f.get_column_names_owned())
+                .filter(|c| c != CUSTOMER_KEY && c != AS_OF)
+                .map(|c| col(c))
+                .collect();
+            base_rows(set, &feats, df.lazy(), mode, extra)?
+        }
+        _ => base_rows(set, &feats, customers, mode, Vec::new())?,
+    };
     let joined_label = label.filter(|_| !swept.label);
     // Aggregates, one group-by per table (plus one per per-day feature).
     let mut by_table: BTreeMap<&'static str, Vec<&Feature>> = BTreeMap::new();
@@ -286,28 +306,20 @@ fn keyed(spine: &LazyFrame) -> bool {
 }
 
 /// The base: one row per (customer, as_of) with the keys, `customer_id`, the spine's row
-/// number (over a spine) and the entity features.
+/// number (over a spine), the entity features and the `extra` columns. For a keyed spine
+/// `customers` is [`keyed::base`]'s frame, which has the customers' columns already.
 fn base_rows(
     set: &FeatureSet,
     feats: &[&Feature],
     customers: LazyFrame,
     mode: &Mode,
+    extra: Vec<Expr>,
 ) -> Result<LazyFrame, CompileError> {
     let as_of = mode.as_of();
     let base = match mode {
         Mode::Snapshot(d) => snapshot_base(customers, *d),
-        // A keyed spine joins the customers on the integer key (the same rows: each
-        // key is that of the customers' row of its customer_id).
-        Mode::Spine(spine) if keyed(spine) => spine
-            .clone()
-            .select([col("customer_id"), col(AS_OF), col(CUSTOMER_KEY)])
-            .with_row_index(ROW, None)
-            .join(
-                customers.drop(cols(["customer_id"])),
-                [col(CUSTOMER_KEY)],
-                [col(CUSTOMER_KEY)],
-                JoinArgs::new(JoinType::Left),
-            ),
+        // Assembled already (`keyed::base`).
+        Mode::Spine(spine) if keyed(spine) => customers,
         Mode::Spine(spine) => spine
             .clone()
             .select([col("customer_id"), col(AS_OF)])
@@ -338,6 +350,7 @@ fn base_rows(
         keep.push(col(ROW));
     }
     keep.extend(entity_cols);
+    keep.extend(extra);
     Ok(base.select(keep))
 }
 

@@ -165,6 +165,8 @@ pub(super) struct Swept {
     pub features: HashSet<String>,
     /// Whether the label was swept.
     pub label: bool,
+    /// The spine's distinct `(customer key, as_of)` pairs, sorted: the frame's rows.
+    pub pairs: Vec<(u32, i32)>,
 }
 
 impl Swept {
@@ -173,6 +175,7 @@ impl Swept {
             frame: None,
             features: HashSet::new(),
             label: false,
+            pairs: Vec::new(),
         }
     }
 }
@@ -307,6 +310,7 @@ pub(super) fn sweep_all(
         frame: Some(frame),
         features,
         label: label_swept,
+        pairs,
     })
 }
 
