@@ -291,7 +291,9 @@ pub fn plan(
     }
 
     let out = output_columns(set, &feats, mode, wanted, label);
-    if matches!(mode, Mode::Spine(_)) {
+    // A keyed spine's base is in spine order already, and every later join keeps the
+    // left side's order; the customers' join of an unkeyed spine does not.
+    if matches!(mode, Mode::Spine(spine) if !keyed(spine)) {
         base = base.sort([ROW], SortMultipleOptions::default());
     }
     Ok(base.select(out))
