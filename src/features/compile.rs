@@ -224,7 +224,7 @@ pub fn plan(
                 .iter()
                 .flat_map(|f| f.get_column_names_owned())
                 .filter(|c| c != CUSTOMER_KEY && c != AS_OF)
-                .map(|c| col(c))
+                .map(col)
                 .collect();
             base_rows(set, &feats, df.lazy(), mode, extra)?
         }

@@ -54,7 +54,7 @@ pub(super) fn base(
             .and_then(|c| c.u32())
             .map_err(perr)?;
         let find = positions(ck);
-        let idx = IdxCa::from_iter_options("".into(), keys.iter().map(|k| k.and_then(|k| find(k))));
+        let idx = IdxCa::from_iter_options("".into(), keys.iter().map(|k| k.and_then(&find)));
         let cols = cust
             .drop(CUSTOMER_KEY)
             .map_err(perr)?
