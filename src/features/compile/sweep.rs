@@ -435,10 +435,20 @@ fn run(
         .collect();
     let (mut r0, mut p0) = (0usize, 0usize);
     while p0 < n {
+        // Pairs and rows are sorted by key and visited once, in order: linear steps
+        // (a customer has few), not binary searches over the rest of the batch.
         let key = pairs[p0].0;
-        let p1 = p0 + pairs[p0..].partition_point(|p| p.0 == key);
-        r0 += rows[r0..].partition_point(|r| r.key < key);
-        let r1 = r0 + rows[r0..].partition_point(|r| r.key == key);
+        let mut p1 = p0 + 1;
+        while p1 < n && pairs[p1].0 == key {
+            p1 += 1;
+        }
+        while r0 < rows.len() && rows[r0].key < key {
+            r0 += 1;
+        }
+        let mut r1 = r0;
+        while r1 < rows.len() && rows[r1].key == key {
+            r1 += 1;
+        }
         let slice = &rows[r0..r1];
         days.clear();
         days.extend(slice.iter().map(|r| r.day));
