@@ -8,8 +8,11 @@
 //!   date. Quantile scores are relative to the whole population at a date, so for them
 //!   alone the spine mode computes a population snapshot per distinct date (restricted to
 //!   the features the scores read). The aggregations exact in integers (counts, `any`,
-//!   distinct event days, days since the last / first event, labels) skip the join: an
-//!   event sweep (`sweep`) computes them from one sorted pass over the table's rows.
+//!   distinct event days, days since the last / first event, labels) and exact float
+//!   sums and means, over any timestamp column and with filters that test timestamps'
+//!   ages, skip the join: an event sweep (`sweep`) computes them from one sorted pass
+//!   over the table's rows. A keyed spine (a training set's batch) gets its base rows by
+//!   gathers instead of joins (`keyed`).
 //!
 //! Timestamps arrive as UTC day numbers (see `source`); `days_ago` of a row is
 //! `as_of - day`, and a window of N days is `0 <= days_ago < N` (the dates `(D-N, D]`).
