@@ -8,8 +8,11 @@
 //!   date. Quantile scores are relative to the whole population at a date, so for them
 //!   alone the spine mode computes a population snapshot per distinct date (restricted to
 //!   the features the scores read). The aggregations exact in integers (counts, `any`,
-//!   distinct event days, days since the last / first event, labels) skip the join: an
-//!   event sweep (`sweep`) computes them from one sorted pass over the table's rows.
+//!   distinct event days, days since the last / first event, labels) and exact float
+//!   sums and means, over any timestamp column and with filters that test timestamps'
+//!   ages, skip the join: an event sweep (`sweep`) computes them from one sorted pass
+//!   over the table's rows. A keyed spine (a training set's batch) gets its base rows by
+//!   gathers instead of joins (`keyed`).
 //!
 //! Timestamps arrive as UTC day numbers (see `source`); `days_ago` of a row is
 //! `as_of - day`, and a window of N days is `0 <= days_ago < N` (the dates `(D-N, D]`).
@@ -25,6 +28,7 @@ use crate::source::CUSTOMER_KEY;
 
 mod aggregates;
 mod conditions;
+mod keyed;
 mod subgroup;
 mod sweep;
 
@@ -43,7 +47,8 @@ pub enum Mode {
     /// One date (day number) for every customer signed up on or before it.
     Snapshot(i32),
     /// `customer_id` (String), `_as_of` (Int32 day number) rows; optionally with their
-    /// `CUSTOMER_KEY` (UInt32), which the event sweep then reads instead of joining.
+    /// `CUSTOMER_KEY` (UInt32: the key of the customers' row of that `customer_id`, every
+    /// row's customer known), which the plan then joins on instead of the id.
     Spine(Box<LazyFrame>),
 }
 
@@ -206,16 +211,41 @@ pub fn plan(
         .ok_or_else(|| cerr(set, "the customers table was not loaded"))?;
 
     let customers_all = customers.clone();
-    let mut base = base_rows(set, &feats, customers, mode)?;
-
+    // Over a spine, the aggregations the event sweep computes exactly (and the label)
+    // come from it, every table's at once; the rest keep the join path below.
+    let mut swept = sweep::sweep_all(set, &feats, inputs, &customers_all, mode, label)?;
+    let mut base = match mode {
+        // A keyed spine's rows, the customers' columns and the sweep's, by gathers.
+        Mode::Spine(spine) if keyed(spine) => {
+            let frame = swept.frame.take();
+            let df = keyed::base(
+                set,
+                spine,
+                &customers,
+                &Vec::from_iter(columns_read(set, "customers")),
+                frame.as_ref().map(|f| (f, swept.pairs.as_slice())),
+            )?;
+            let extra: Vec<Expr> = frame
+                .iter()
+                .flat_map(|f| f.get_column_names_owned())
+                .filter(|c| c != CUSTOMER_KEY && c != AS_OF)
+                .map(col)
+                .collect();
+            base_rows(set, &feats, df.lazy(), mode, extra)?
+        }
+        _ => base_rows(set, &feats, customers, mode, Vec::new())?,
+    };
+    let joined_label = label.filter(|_| !swept.label);
     // Aggregates, one group-by per table (plus one per per-day feature).
     let mut by_table: BTreeMap<&'static str, Vec<&Feature>> = BTreeMap::new();
     for f in &feats {
         if let Kind::Agg(a) = &f.kind {
-            by_table.entry(a.table.name).or_default().push(f);
+            if !swept.features.contains(&f.name) {
+                by_table.entry(a.table.name).or_default().push(f);
+            }
         }
     }
-    if let Some(l) = label {
+    if let Some(l) = joined_label {
         by_table.entry(l.table.name).or_default();
     }
     for (tname, tf) in &by_table {
@@ -223,7 +253,7 @@ pub fn plan(
             .get(tname)
             .cloned()
             .ok_or_else(|| cerr(set, format!("the {tname} table was not loaded")))?;
-        let l = label.filter(|l| l.table.name == *tname);
+        let l = joined_label.filter(|l| l.table.name == *tname);
         let (aggs, post) = table_aggregates(set, tf, frame, &customers_all, mode, l)?;
         for agg in aggs {
             base = match aggregate(agg)? {
@@ -242,6 +272,9 @@ pub fn plan(
         if !post.is_empty() {
             base = base.with_columns(post);
         }
+    }
+    if let Some(df) = swept.frame {
+        base = base.join(df.lazy(), mode.keys(), mode.keys(), left_join());
     }
     let fills: Vec<Expr> = feats
         .iter()
@@ -263,23 +296,37 @@ pub fn plan(
     }
 
     let out = output_columns(set, &feats, mode, wanted, label);
-    if matches!(mode, Mode::Spine(_)) {
+    // A keyed spine's base is in spine order already, and every later join keeps the
+    // left side's order; the customers' join of an unkeyed spine does not.
+    if matches!(mode, Mode::Spine(spine) if !keyed(spine)) {
         base = base.sort([ROW], SortMultipleOptions::default());
     }
     Ok(base.select(out))
 }
 
+/// Whether a spine carries the customer key (see [`Mode::Spine`]).
+fn keyed(spine: &LazyFrame) -> bool {
+    spine
+        .clone()
+        .collect_schema()
+        .is_ok_and(|s| s.contains(CUSTOMER_KEY))
+}
+
 /// The base: one row per (customer, as_of) with the keys, `customer_id`, the spine's row
-/// number (over a spine) and the entity features.
+/// number (over a spine), the entity features and the `extra` columns. For a keyed spine
+/// `customers` is [`keyed::base`]'s frame, which has the customers' columns already.
 fn base_rows(
     set: &FeatureSet,
     feats: &[&Feature],
     customers: LazyFrame,
     mode: &Mode,
+    extra: Vec<Expr>,
 ) -> Result<LazyFrame, CompileError> {
     let as_of = mode.as_of();
     let base = match mode {
         Mode::Snapshot(d) => snapshot_base(customers, *d),
+        // Assembled already (`keyed::base`).
+        Mode::Spine(spine) if keyed(spine) => customers,
         Mode::Spine(spine) => spine
             .clone()
             .select([col("customer_id"), col(AS_OF)])
@@ -310,6 +357,7 @@ fn base_rows(
         keep.push(col(ROW));
     }
     keep.extend(entity_cols);
+    keep.extend(extra);
     Ok(base.select(keep))
 }
 

@@ -16,7 +16,7 @@ use polars::prelude::*;
 
 use super::conditions::{agg_condition, label_condition, or_all};
 use super::subgroup::{day_value, subgroup, SubValue, Subgroup};
-use super::{cerr, CompileError, Mode, AS_OF};
+use super::{cerr, CompileError, Mode};
 use crate::features::def::{Agg, AggFn, Feature, FeatureSet, Kind, Label};
 use crate::features::expr::{self, Ty};
 use crate::features::rows::{days_ago, RowScope};
@@ -38,10 +38,6 @@ pub(super) fn table_aggregates(
         Mode::Spine(_) => None,
     };
     let keys = mode.keys();
-    // Over a spine, the aggregations exact in integers (and the label) come from the
-    // event sweep; the rest keep the join below, which then reads only their rows.
-    let (feats, label, swept) = super::sweep::split(set, feats, &frame, customers, mode, label)?;
-    let feats = feats.as_slice();
     let mut frame = match mode {
         Mode::Snapshot(_) => frame,
         Mode::Spine(spine) => spine_rows(frame, spine, customers),
@@ -110,7 +106,6 @@ pub(super) fn table_aggregates(
         };
         outs.insert(0, frame.group_by(t.keys).agg(plain));
     }
-    outs.extend(swept);
     Ok((outs, post))
 }
 
@@ -118,19 +113,7 @@ pub(super) fn table_aggregates(
 /// table joined to the spine's distinct (customer key, as-of) pairs.
 fn spine_rows(frame: LazyFrame, spine: &LazyFrame, customers: &LazyFrame) -> LazyFrame {
     frame.join(
-        spine
-            .clone()
-            .select([col("customer_id"), col(AS_OF)])
-            .unique(None, UniqueKeepStrategy::Any)
-            .join(
-                customers
-                    .clone()
-                    .select([col("customer_id"), col(CUSTOMER_KEY)]),
-                [col("customer_id")],
-                [col("customer_id")],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .select([col(CUSTOMER_KEY), col(AS_OF)]),
+        super::sweep::spine_keys(spine, customers).unique(None, UniqueKeepStrategy::Any),
         [col(CUSTOMER_KEY)],
         [col(CUSTOMER_KEY)],
         JoinArgs::new(JoinType::Inner),

@@ -2,26 +2,31 @@
 //! computed for every `(customer, as_of)` pair of a spine from one sorted pass over the
 //! table's rows, instead of joining every row to each of its customer's dates.
 //!
-//! **Which features** ([`split`]): over the table's event-time column, with a filter (and
-//! value) that does not read the as-of date (no `days_ago` in it), without a per-day
-//! rollup: `count`, `any`, `distinct_count` of `days_ago` (distinct event days), `min` /
-//! `max` of `days_ago` (as-of minus the last / first event day), labels (counted
-//! over `(D, D + horizon]`), and float `sum` / `mean` of a value that does not read the
-//! as-of date, summed exactly as a snapshot's `exact_sum` does (see [`sums`]: bit for bit
-//! the snapshot's value; a batch whose values fall outside the exact range sends that
-//! feature to the join path for that batch). Everything else (integer sums, per-day
-//! rollups, other distinct counts, min/max of other columns, date-dependent filters,
-//! other timestamp columns) stays on the join path of `aggregates`, unchanged.
+//! **Which features** ([`sweep_all`], [`build`]): over any timestamp column of the
+//! table's contract (its event time, or another such as `resolved_ts`; one sweep per
+//! table and column), without a per-day rollup: `count`, `any`, `distinct_count` of
+//! `days_ago` (distinct event days), `min` / `max` of `days_ago` (as-of minus the last /
+//! first event day), labels (counted over `(D, D + horizon]`), and float `sum` / `mean` of
+//! a value that does not read the as-of date, summed exactly as a snapshot's `exact_sum`
+//! does (see [`sums`]: bit for bit the snapshot's value; a batch whose values fall outside
+//! the exact range sends that feature to the join path for that batch). A filter may read
+//! the as-of date through age tests of timestamp columns (`days_ago(resolved_ts) < 0`,
+//! see [`dated`]): those are tested per (row, D) on the rows of the pair's span. Everything
+//! else (integer sums, per-day rollups, other distinct counts, min/max of other columns,
+//! other uses of the date) stays on the join path of `aggregates`, unchanged, and is
+//! named in the debug log.
 //!
 //! **How** ([`run`]): the table's rows become `(customer key, event day, mask bits)`, one
-//! bit per distinct filter (nulls count as false); rows no bit selects are dropped and the
-//! rest sorted by (key, day). For each customer's slice, per filter: prefix counts of
-//! masked rows, prefix counts of "first masked row of a day", and the previous / next
-//! masked row of every position. For each of the customer's dates D and each distinct day
-//! range two binary searches give the slice's rows in the range (ranges start and end at
-//! day boundaries), then each feature is O(1). Time O(rows x filters + pairs x (ranges x
-//! log rows + features)); memory: the batch's rows (24 bytes each, plus 8 a summed
-//! value), the output, and one customer's prefix arrays.
+//! bit per distinct date-independent filter (nulls count as false); rows no bit selects
+//! are dropped and the rest sorted by (key, day). For each customer's slice, per filter:
+//! prefix counts of masked rows, prefix counts of "first masked row of a day", and the
+//! previous / next masked row of every position. For each of the customer's dates D and
+//! each distinct day range two binary searches give the slice's rows in the range (ranges
+//! start and end at day boundaries), then each feature is O(1) (a date-dependent filter:
+//! O(rows in the range)). Time O(rows x filters + pairs x (ranges x log rows +
+//! features)); memory: the batch's rows (24 bytes each, plus 8 a summed value), the
+//! output, and one customer's prefix arrays. The sweeps of a batch run on up to
+//! `rayon::current_num_threads()` threads, one table-and-column each.
 //!
 //! The output is keyed `(CUSTOMER_KEY, _as_of)` with one row per distinct spine pair and
 //! the features' own names and types; pairs without rows get what the join path gives
@@ -30,21 +35,29 @@
 //! [`SWEEP_ENV`]`=off` forces the join path for every feature (a diagnostic, used by the
 //! tests to compare the two).
 
+mod build;
+mod dated;
 mod index;
+mod rows;
 mod sums;
 
 pub(crate) use index::MaskIndex;
+pub(super) use rows::spine_keys;
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use polars::prelude::*;
 
-use super::conditions::or_all;
-use super::{cerr, compile_rows, CompileError, Mode, AS_OF};
-use crate::features::def::{Agg, AggFn, Feature, FeatureSet, Kind, Label};
-use crate::features::expr::{self, Ty};
-use crate::features::rows::RowScope;
+use super::{cerr, CompileError, Inputs, Mode, AS_OF};
+use crate::features::def::{Feature, FeatureSet, Kind, Label};
+#[cfg(test)]
+use crate::features::expr;
 use crate::source::CUSTOMER_KEY;
+pub(crate) use build::reads_as_of;
+use build::{sweep_ts, Sweep};
+use dated::eval;
+use rows::{At, Rows};
 
 /// Diagnostic switch: `off` (or `0`, `false`) computes every training-set feature on the
 /// join path, as before the sweep; unset, `on` (`1`, `true`) uses the sweep where exact.
@@ -53,10 +66,6 @@ pub const SWEEP_ENV: &str = "C360_TRAINING_SWEEP";
 /// The most distinct filters one table's sweep carries (one bit each of a `u64`); the
 /// features of further filters stay on the join path.
 pub const MAX_MASKS: usize = 64;
-
-/// Internal column names of the rows read for the sweep.
-const DAY: &str = "_sweep_day";
-const MASK: &str = "_sweep_m";
 
 /// Whether the sweep is on, from [`SWEEP_ENV`]; an unknown value is an error naming it.
 pub fn enabled() -> Result<bool, String> {
@@ -93,7 +102,7 @@ fn switch(
 
 /// What a swept feature computes from its masked rows in its day range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Measure {
+pub(crate) enum Measure {
     /// The number of rows (`count`, and a label's count of events).
     Count,
     /// Whether there is one (`any`).
@@ -147,484 +156,209 @@ pub(crate) fn day_range(days: &[i32], lo: i64, hi: i64) -> (usize, usize) {
     (a, b.max(a))
 }
 
-/// One swept output column.
-struct Spec {
-    /// The output column: the feature's name, or `_label_<name>`.
-    name: String,
-    measure: Measure,
-    /// Index into [`Sweep::spans`].
-    span: usize,
-    /// Bit of the row masks.
-    mask: usize,
-    /// The output type (the feature's), or Int64 for a label's count.
-    ty: DataType,
-    /// Index into [`Sweep::values`] (sums and means).
-    value: Option<usize>,
-    /// The feature's position in `split`'s `feats` (None: the label).
-    feat: Option<usize>,
+/// What [`sweep_all`] computed for a spine plan.
+pub(super) struct Swept {
+    /// Keyed `(CUSTOMER_KEY, _as_of)`, one row per distinct spine pair, a column per swept
+    /// feature (and `_label_<name>` for a swept label); None when nothing was swept.
+    pub frame: Option<DataFrame>,
+    /// The swept features' names (the rest take the join path).
+    pub features: HashSet<String>,
+    /// Whether the label was swept.
+    pub label: bool,
+    /// The spine's distinct `(customer key, as_of)` pairs, sorted: the frame's rows.
+    pub pairs: Vec<(u32, i32)>,
 }
 
-/// A table's swept features: their specs, distinct day spans and filters.
-pub(super) struct Sweep {
-    specs: Vec<Spec>,
-    spans: Vec<Span>,
-    /// One boolean row expression per bit (nulls false).
-    masks: Vec<Expr>,
-    /// Their debug text, to share a bit between features with the same filter.
-    mask_ids: Vec<String>,
-    /// Float64 row expressions that sums and means read.
-    values: Vec<Expr>,
-    /// The event-time column.
-    ts: String,
-}
-
-/// Whether a row expression reads the as-of date (`days_ago` or `days_ago(col)`), or
-/// calls anything this module does not know to be date-independent. Recursion is
-/// bounded by the parser's height limit (`expr::MAX_HEIGHT`).
-fn reads_as_of(e: &expr::Expr) -> bool {
-    use expr::Expr as E;
-    match e {
-        E::Name(n) => n == "days_ago",
-        E::Int(_) | E::Float(_) | E::Str(_) | E::Bool(_) | E::Null => false,
-        E::Neg(x) | E::Not(x) | E::IsNull(x, _) => reads_as_of(x),
-        E::In(x, items, _) => reads_as_of(x) || items.iter().any(reads_as_of),
-        E::Bin(_, a, b) => reads_as_of(a) || reads_as_of(b),
-        E::Call(name, args) => {
-            let known = ["max", "min", "abs", "coalesce", "if", "is_null"];
-            !known.contains(&name.as_str()) || args.iter().any(reads_as_of)
+impl Swept {
+    fn nothing() -> Swept {
+        Swept {
+            frame: None,
+            features: HashSet::new(),
+            label: false,
+            pairs: Vec::new(),
         }
     }
 }
 
-fn is_days_ago(e: &Option<expr::Expr>) -> bool {
-    matches!(e, Some(expr::Expr::Name(n)) if n == "days_ago")
-}
-
-impl Sweep {
-    fn new(ts: &str) -> Sweep {
-        Sweep {
-            specs: Vec::new(),
-            spans: Vec::new(),
-            masks: Vec::new(),
-            mask_ids: Vec::new(),
-            values: Vec::new(),
-            ts: ts.to_string(),
-        }
-    }
-
-    /// The bit of `mask` (shared with an equal one), None when [`MAX_MASKS`] are taken.
-    fn mask(&mut self, mask: Expr) -> Option<usize> {
-        let id = format!("{mask:?}");
-        if let Some(i) = self.mask_ids.iter().position(|m| *m == id) {
-            return Some(i);
-        }
-        if self.masks.len() >= MAX_MASKS {
-            return None;
-        }
-        self.masks.push(mask);
-        self.mask_ids.push(id);
-        Some(self.masks.len() - 1)
-    }
-
-    fn span(&mut self, s: Span) -> usize {
-        match self.spans.iter().position(|x| *x == s) {
-            Some(i) => i,
-            None => {
-                self.spans.push(s);
-                self.spans.len() - 1
-            }
-        }
-    }
-
-    /// The row filter of an aggregation or label (`filter`, plus `extra` when given),
-    /// compiled without an as-of date (it reads none), nulls false.
-    fn row_mask(
-        set: &FeatureSet,
-        table: &'static crate::source::TableSpec,
-        ts: &str,
-        filter: &Option<expr::Expr>,
-        extra: Option<Expr>,
-    ) -> Result<Expr, CompileError> {
-        let scope = RowScope::compiling(table, ts, lit(0i32));
-        let mut m = match filter {
-            Some(f) => compile_rows(set, f, &scope)?.fill_null(lit(false)),
-            None => lit(true),
-        };
-        if let Some(x) = extra {
-            m = m.and(x);
-        }
-        Ok(m.fill_null(lit(false)))
-    }
-
-    /// Adds feature `f` (aggregation `a`) when the sweep computes it exactly; false
-    /// otherwise (it stays on the join path).
-    fn add_feature(
-        &mut self,
-        set: &FeatureSet,
-        at: usize,
-        f: &Feature,
-        a: &Agg,
-    ) -> Result<bool, CompileError> {
-        if a.per_day
-            || a.exclude_first_day
-            || a.ts != a.table.ts
-            || a.filter.as_ref().is_some_and(reads_as_of)
-        {
-            return Ok(false);
-        }
-        let scope = RowScope::compiling(a.table, &a.ts, lit(0i32));
-        // The value's part of the condition, as `aggregates::Table::plain` adds it.
-        let value_part = |v: &expr::Expr| -> Result<Option<(Ty, Expr)>, CompileError> {
-            if reads_as_of(v) {
-                return Ok(None);
-            }
-            expr::compile(v, &scope).map(Some).map_err(|m| cerr(set, m))
-        };
-        let mut value = None;
-        let (measure, extra) = match (a.func, &a.column) {
-            (AggFn::Count, None) => (Measure::Count, None),
-            (AggFn::Count, Some(v)) => match value_part(v)? {
-                Some((_, e)) => (Measure::Count, Some(e.is_not_null())),
-                None => return Ok(false),
-            },
-            (AggFn::Any, None) => (Measure::Any, None),
-            (AggFn::Any, Some(v)) => match value_part(v)? {
-                Some((Ty::Bool, e)) => (Measure::Any, Some(e.fill_null(lit(false)))),
-                _ => return Ok(false),
-            },
-            (AggFn::DistinctCount, c) if is_days_ago(c) => (Measure::DistinctDays, None),
-            (AggFn::Min, c) if is_days_ago(c) => (Measure::SinceLast, None),
-            (AggFn::Max, c) if is_days_ago(c) => (Measure::SinceFirst, None),
-            // As `plain` builds them: a float sum's and a mean's exact sum (and a mean's
-            // count) read the rows where the value is not null.
-            (AggFn::Sum | AggFn::Mean, Some(v)) if a.func == AggFn::Mean || f.ty == Ty::Float => {
-                match value_part(v)? {
-                    Some((Ty::Int | Ty::Float, e)) => {
-                        value = Some(e.clone().cast(DataType::Float64));
-                        let m = if a.func == AggFn::Sum {
-                            Measure::Sum
-                        } else {
-                            Measure::Mean
-                        };
-                        (m, Some(e.is_not_null()))
-                    }
-                    _ => return Ok(false),
-                }
-            }
-            _ => return Ok(false),
-        };
-        let m = Self::row_mask(set, a.table, &a.ts, &a.filter, extra)?;
-        let Some(mask) = self.mask(m) else {
-            return Ok(false);
-        };
-        let span = self.span(match a.window {
-            Some((w, off)) => Span::Back { off, w: Some(w) },
-            None => Span::Back { off: 0, w: None },
-        });
-        let value = value.map(|v| {
-            self.values.push(v);
-            self.values.len() - 1
-        });
-        self.specs.push(Spec {
-            name: f.name.clone(),
-            measure,
-            span,
-            mask,
-            ty: f.ty.polars(),
-            value,
-            feat: Some(at),
-        });
-        Ok(true)
-    }
-
-    /// Adds the label when its filter does not read the as-of date.
-    fn add_label(&mut self, set: &FeatureSet, l: &Label) -> Result<bool, CompileError> {
-        if l.filter.as_ref().is_some_and(reads_as_of) || l.table.ts != self.ts {
-            return Ok(false);
-        }
-        let m = Self::row_mask(set, l.table, l.table.ts, &l.filter, None)?;
-        let Some(mask) = self.mask(m) else {
-            return Ok(false);
-        };
-        let span = self.span(Span::Ahead { h: l.horizon_days });
-        self.specs.push(Spec {
-            name: format!("_label_{}", l.name),
-            measure: Measure::Count,
-            span,
-            mask,
-            ty: DataType::Int64,
-            value: None,
-            feat: None,
-        });
-        Ok(true)
-    }
-}
-
-/// What [`split`] leaves to the join path, and the sweep's aggregate frame.
-pub(super) type Split<'f> = (Vec<&'f Feature>, Option<&'f Label>, Option<LazyFrame>);
-
-/// Over a spine (and unless [`SWEEP_ENV`] is off): sweeps the features of one table (and
-/// its label) that the sweep computes exactly, and returns the rest for the join path
-/// with the sweep's frame (keyed `CUSTOMER_KEY`, `_as_of`). In snapshot mode, or with
-/// nothing to sweep, everything is returned unchanged.
-pub(super) fn split<'f>(
+/// Over a spine (and unless [`SWEEP_ENV`] is off): sweeps every feature of `feats` (and
+/// the label) that the sweep computes exactly, one sweep per table and timestamp column,
+/// in parallel, from the tables of `inputs`; logs the aggregations left to the join path.
+/// In snapshot mode, or with nothing to sweep, nothing is swept.
+pub(super) fn sweep_all(
     set: &FeatureSet,
-    feats: &[&'f Feature],
-    frame: &LazyFrame,
+    feats: &[&Feature],
+    inputs: &Inputs,
     customers: &LazyFrame,
     mode: &Mode,
-    label: Option<&'f Label>,
-) -> Result<Split<'f>, CompileError> {
+    label: Option<&Label>,
+) -> Result<Swept, CompileError> {
     let Mode::Spine(spine) = mode else {
-        return Ok((feats.to_vec(), label, None));
+        return Ok(Swept::nothing());
     };
     if !enabled().map_err(|m| cerr(set, m))? {
-        return Ok((feats.to_vec(), label, None));
+        return Ok(Swept::nothing());
     }
-    let table = feats
-        .iter()
-        .find_map(|f| match &f.kind {
-            Kind::Agg(a) => Some(a.table),
-            _ => None,
-        })
-        .or(label.map(|l| l.table));
-    let Some(table) = table else {
-        return Ok((feats.to_vec(), label, None));
-    };
-    let mut sw = Sweep::new(table.ts);
-    let mut swept = vec![false; feats.len()];
-    for (i, f) in feats.iter().enumerate() {
-        swept[i] = match &f.kind {
-            Kind::Agg(a) if a.table.name == table.name => sw.add_feature(set, i, f, a)?,
-            _ => false,
+    let t0 = Instant::now();
+    let mut sweeps: Vec<Sweep> = Vec::new();
+    let at =
+        |sweeps: &mut Vec<Sweep>, table: &'static crate::source::TableSpec, ts: &str| match sweeps
+            .iter()
+            .position(|s| s.table.name == table.name && s.ts == ts)
+        {
+            Some(i) => i,
+            None => {
+                sweeps.push(Sweep::new(table, ts));
+                sweeps.len() - 1
+            }
         };
+    let mut joined: Vec<&str> = Vec::new();
+    for f in feats {
+        let Kind::Agg(a) = &f.kind else { continue };
+        let swept = match sweep_ts(a) {
+            Some(ts) => {
+                let i = at(&mut sweeps, a.table, ts);
+                sweeps[i].add_feature(set, f, a)?
+            }
+            None => false,
+        };
+        if !swept {
+            joined.push(f.name.as_str());
+        }
     }
-    let rest_label = match label {
-        Some(l) if l.table.name == table.name && sw.add_label(set, l)? => None,
-        other => other,
+    let mut label_swept = false;
+    if let Some(l) = label {
+        let i = at(&mut sweeps, l.table, l.table.ts);
+        label_swept = sweeps[i].add_label(set, l)?;
+    }
+    sweeps.retain(|s| !s.specs.is_empty());
+    if sweeps.is_empty() {
+        return Ok(Swept::nothing());
+    }
+    let pairs = rows::spine_pairs(set, spine, customers)?;
+    let pairs_secs = t0.elapsed().as_secs_f64();
+    let mut keys: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+    keys.dedup();
+    let mut jobs = Vec::with_capacity(sweeps.len());
+    for sw in &sweeps {
+        let frame = inputs
+            .get(sw.table.name)
+            .ok_or_else(|| cerr(set, format!("the {} table was not loaded", sw.table.name)))?;
+        jobs.push((sw, frame));
+    }
+    // The largest tables first, so that the last job to start is a short one.
+    let size = |lf: &LazyFrame| {
+        lf.clone()
+            .select([len()])
+            .collect()
+            .ok()
+            .and_then(|df| df.column("len").ok()?.get(0).ok()?.extract::<u64>())
+            .unwrap_or(0)
     };
-    if sw.specs.is_empty() {
-        return Ok((feats.to_vec(), label, None));
-    }
-    let (out, fallen) = run(set, table.name, &sw, frame, spine, customers)?;
-    for i in fallen {
-        swept[i] = false;
-    }
-    let rest: Vec<&Feature> = feats
+    let mut sized: Vec<(u64, usize)> = jobs
         .iter()
-        .zip(&swept)
-        .filter(|(_, s)| !**s)
-        .map(|(f, _)| *f)
+        .enumerate()
+        .map(|(i, j)| (size(j.1), i))
         .collect();
-    let out = (out.width() > 2).then(|| out.lazy());
-    Ok((rest, rest_label, out))
-}
-
-/// One table row for the sweep.
-#[derive(Clone, Copy)]
-struct Row {
-    key: u32,
-    day: i32,
-    bits: u64,
-    /// The row's position in the collected frame (to read its values).
-    idx: u32,
-}
-
-/// The spine's distinct `(customer key, as_of day)` pairs, sorted.
-fn spine_pairs(
-    set: &FeatureSet,
-    spine: &LazyFrame,
-    customers: &LazyFrame,
-) -> Result<Vec<(u32, i32)>, CompileError> {
-    let perr = |e: PolarsError| cerr(set, format!("reading the spine's customers: {e}"));
-    // A spine that carries the customer key already (a training set's batches) needs
-    // no join to the customers.
-    let keyed = spine
-        .clone()
-        .collect_schema()
-        .map(|s| s.contains(CUSTOMER_KEY))
-        .unwrap_or(false);
-    let keys = if keyed {
-        spine.clone().select([col(CUSTOMER_KEY), col(AS_OF)])
-    } else {
-        spine
-            .clone()
-            .select([col("customer_id"), col(AS_OF)])
-            .join(
-                customers
-                    .clone()
-                    .select([col("customer_id"), col(CUSTOMER_KEY)]),
-                [col("customer_id")],
-                [col("customer_id")],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .select([col(CUSTOMER_KEY), col(AS_OF)])
-    };
-    let df = keys
-        .select([
-            col(CUSTOMER_KEY).strict_cast(DataType::UInt32),
-            col(AS_OF).strict_cast(DataType::Int32),
-        ])
-        .collect()
-        .map_err(perr)?;
-    let keys = df
-        .column(CUSTOMER_KEY)
-        .and_then(|c| c.u32())
-        .map_err(perr)?;
-    let days = df.column(AS_OF).and_then(|c| c.i32()).map_err(perr)?;
-    let mut pairs: Vec<(u32, i32)> = keys
-        .iter()
-        .zip(days.iter())
-        .filter_map(|(k, d)| Some((k?, d?)))
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    Ok(pairs)
-}
-
-/// A superset of the event days any pair's spans read: `(lo, hi)` clamped to i32.
-fn day_bounds(sw: &Sweep, pairs: &[(u32, i32)]) -> Option<(i32, i32)> {
-    let min_d = pairs.iter().map(|p| p.1).min()?;
-    let max_d = pairs.iter().map(|p| p.1).max()?;
-    let mut lo = i64::MAX;
-    let mut hi = i64::MIN;
-    for s in &sw.spans {
-        lo = lo.min(s.bounds(min_d).0);
-        hi = hi.max(s.bounds(max_d).1);
-    }
-    let clamp = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-    Some((clamp(lo), clamp(hi)))
-}
-
-/// The table's rows of the spine's customers that some mask selects, as sorted [`Row`]s,
-/// and each of [`Sweep::values`] in that order (0.0 where null: never read, as every
-/// mask that reads a value requires it).
-fn read_rows(
-    set: &FeatureSet,
-    table: &str,
-    sw: &Sweep,
-    frame: &LazyFrame,
-    keys: &[u32],
-    (lo, hi): (i32, i32),
-) -> Result<(Vec<Row>, Vec<Vec<f64>>), CompileError> {
-    let perr = |e: PolarsError| cerr(set, format!("sweeping table {table}: {e}"));
+    sized.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let order: Vec<usize> = sized.into_iter().map(|s| s.1).collect();
+    let results = in_parallel(&order, |i| {
+        let (sw, frame) = jobs[i];
+        run(set, sw, frame, &pairs, &keys)
+    })
+    .map_err(|m| cerr(set, m))?;
+    let n = pairs.len();
     let mut cols = vec![
-        col(CUSTOMER_KEY).strict_cast(DataType::UInt32),
-        col(sw.ts.as_str()).strict_cast(DataType::Int32).alias(DAY),
+        UInt32Chunked::from_iter_values(CUSTOMER_KEY.into(), pairs.iter().map(|p| p.0))
+            .into_column(),
+        Int32Chunked::from_iter_values(AS_OF.into(), pairs.iter().map(|p| p.1)).into_column(),
     ];
-    let names: Vec<String> = (0..sw.masks.len()).map(|j| format!("{MASK}{j}")).collect();
-    for (m, n) in sw.masks.iter().zip(&names) {
-        cols.push(m.clone().alias(n.as_str()));
-    }
-    let vnames: Vec<String> = (0..sw.values.len())
-        .map(|j| format!("{DAY}_v{j}"))
-        .collect();
-    for (v, n) in sw.values.iter().zip(&vnames) {
-        cols.push(v.clone().alias(n.as_str()));
-    }
-    let any = or_all(names.iter().map(|n| col(n.as_str()))).unwrap_or(lit(false));
-    let day = col(DAY);
-    let keep = any
-        .and(day.clone().gt_eq(lit(lo)))
-        .and(day.lt_eq(lit(hi)))
-        .fill_null(lit(false));
-    let df = crate::features::collect(frame.clone().select(cols).filter(keep)).map_err(perr)?;
-    let key = df
-        .column(CUSTOMER_KEY)
-        .and_then(|c| c.u32())
-        .map_err(perr)?;
-    let days = df.column(DAY).and_then(|c| c.i32()).map_err(perr)?;
-    let mut bits = vec![0u64; df.height()];
-    for (j, n) in names.iter().enumerate() {
-        let m = df.column(n).and_then(|c| c.bool()).map_err(perr)?;
-        for (b, v) in bits.iter_mut().zip(m.iter()) {
-            if v == Some(true) {
-                *b |= 1u64 << j;
+    let mut features = HashSet::new();
+    let mut fallen: Vec<String> = Vec::new();
+    for (sw, r) in sweeps.iter().zip(results) {
+        let (c, fell) = r?;
+        cols.extend(c);
+        for (s, fell) in sw.specs.iter().zip(fell) {
+            match (&s.feat, fell) {
+                (Some(f), false) => {
+                    features.insert(f.clone());
+                }
+                (Some(f), true) => fallen.push(f.clone()),
+                (None, _) => {}
             }
         }
     }
-    if u32::try_from(df.height()).is_err() {
-        return Err(cerr(
-            set,
-            format!(
-                "sweeping table {table}: {} rows in one batch (more than 2^32); set {} to fewer customers per batch",
-                df.height(),
-                crate::features::training_set::BATCH_ENV
-            ),
-        ));
-    }
-    // Whether a key is the spine's: a table of the keys' range when it is at most 64
-    // entries a key (a batch's keys are one dense range), else a binary search.
-    let (first, last) = (
-        keys.first().copied().unwrap_or(0),
-        keys.last().copied().unwrap_or(0),
-    );
-    let span = (last - first) as usize + 1;
-    let dense: Option<Vec<bool>> = (span <= keys.len().saturating_mul(64)).then(|| {
-        let mut t = vec![false; span];
-        for &k in keys {
-            t[(k - first) as usize] = true;
-        }
-        t
-    });
-    let named = |k: u32| match &dense {
-        Some(t) => k >= first && t.get((k - first) as usize).copied().unwrap_or(false),
-        None => keys.binary_search(&k).is_ok(),
-    };
-    let mut rows: Vec<Row> = key
-        .iter()
-        .zip(days.iter())
-        .zip(bits)
-        .enumerate()
-        .filter_map(|(i, ((k, d), bits))| {
-            let (key, day) = (k?, d?);
-            (bits != 0 && named(key)).then_some(Row {
-                key,
-                day,
-                bits,
-                idx: i as u32,
-            })
-        })
-        .collect();
-    rows.sort_unstable_by_key(|r| (r.key, r.day));
-    let mut values = Vec::with_capacity(vnames.len());
-    for n in &vnames {
-        let v = df.column(n).and_then(|c| c.f64()).map_err(perr)?;
-        values.push(
-            rows.iter()
-                .map(|r| v.get(r.idx as usize).unwrap_or(0.0))
-                .collect(),
+    let perr = |e: PolarsError| cerr(set, format!("assembling the sweeps: {e}"));
+    let frame = DataFrame::new(n, cols).map_err(perr)?;
+    if !joined.is_empty() || !fallen.is_empty() || (label.is_some() && !label_swept) {
+        tracing::debug!(
+            set = %set.name,
+            features = %joined.join(", "),
+            out_of_exact_range = %fallen.join(", "),
+            label = label.filter(|_| !label_swept).map(|l| l.name.as_str()).unwrap_or(""),
+            "training-set aggregations on the join path"
         );
     }
-    drop(df);
-    Ok((rows, values))
+    tracing::debug!(
+        set = %set.name,
+        sweeps = sweeps.len(),
+        pairs = n,
+        pairs_secs,
+        secs = t0.elapsed().as_secs_f64(),
+        "training-set sweeps"
+    );
+    Ok(Swept {
+        frame: Some(frame),
+        features,
+        label: label_swept,
+        pairs,
+    })
 }
 
-/// The specs whose values this batch cannot sum exactly ([`sums::in_range`] fails for a
-/// row their mask selects, or a customer has more than [`sums::MAX_ROWS`] rows).
-fn out_of_range(sw: &Sweep, rows: &[Row], values: &[Vec<f64>]) -> Vec<bool> {
-    let mut longest = 0usize;
-    let mut start = 0usize;
-    for i in 1..=rows.len() {
-        if i == rows.len() || rows[i].key != rows[start].key {
-            longest = longest.max(i - start);
-            start = i;
+/// `job(i)` for every `i` of `order`, started in that order on up to
+/// `rayon::current_num_threads()` threads; the results by `i` (index into a vector as
+/// long as the largest `i` + 1; never-started slots cannot occur). An error names a
+/// worker thread that panicked.
+fn in_parallel<T: Send>(
+    order: &[usize],
+    job: impl Fn(usize) -> T + Sync,
+) -> Result<Vec<T>, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let len = order.iter().max().map_or(0, |m| m + 1);
+    let workers = rayon::current_num_threads().clamp(1, order.len().max(1));
+    let slots: Mutex<Vec<Option<T>>> = Mutex::new((0..len).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&i) = order.get(k) else { break };
+        let r = job(i);
+        if let Ok(mut s) = slots.lock() {
+            s[i] = Some(r);
+        }
+    };
+    if workers == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| -> Result<(), String> {
+            let handles: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+            work();
+            for h in handles {
+                h.join()
+                    .map_err(|_| "a training-set sweep thread panicked (a bug: report it)")?;
+            }
+            Ok(())
+        })?;
+    }
+    let slots = slots
+        .into_inner()
+        .map_err(|_| "a training-set sweep thread panicked (a bug: report it)".to_string())?;
+    let mut out = Vec::with_capacity(order.len());
+    for (i, s) in slots.into_iter().enumerate() {
+        if order.contains(&i) {
+            out.push(s.ok_or("a training-set sweep did not run (a bug: report it)")?);
         }
     }
-    sw.specs
-        .iter()
-        .map(|s| match s.value {
-            None => false,
-            Some(v) => {
-                let m = 1u64 << s.mask;
-                longest > sums::MAX_ROWS
-                    || rows
-                        .iter()
-                        .zip(&values[v])
-                        .any(|(r, &x)| r.bits & m != 0 && !sums::in_range(x))
-            }
-        })
-        .collect()
+    Ok(out)
 }
 
 /// One output column under construction.
@@ -638,28 +372,40 @@ enum Out {
     None,
 }
 
-/// The sweep of one table: the aggregate frame, one row per distinct spine pair, and the
-/// `feats` positions of the features left to the join path in this batch (sums whose
-/// values are out of the exact range).
+/// What a date-dependent filter selects of one pair's span, from a scan of its rows.
+#[derive(Default)]
+struct Scan {
+    count: usize,
+    days: usize,
+    first: Option<i32>,
+    last: Option<i32>,
+    parts: [i64; 3],
+}
+
+/// One sweep: its spec columns for every pair (`pairs`, sorted; `keys` their distinct
+/// customers), and whether each spec fell back to the join path in this batch (sums whose
+/// values are out of the exact range; those have no column).
 fn run(
     set: &FeatureSet,
-    table: &str,
     sw: &Sweep,
     frame: &LazyFrame,
-    spine: &LazyFrame,
-    customers: &LazyFrame,
-) -> Result<(DataFrame, Vec<usize>), CompileError> {
+    pairs: &[(u32, i32)],
+    keys: &[u32],
+) -> Result<(Vec<Column>, Vec<bool>), CompileError> {
     let t0 = Instant::now();
-    let pairs = spine_pairs(set, spine, customers)?;
-    let pairs_secs = t0.elapsed().as_secs_f64();
-    let mut keys: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-    keys.dedup();
-    let (rows, values) = match day_bounds(sw, &pairs) {
-        Some(bounds) => read_rows(set, table, sw, frame, &keys, bounds)?,
-        None => (Vec::new(), vec![Vec::new(); sw.values.len()]),
+    let table = sw.table.name;
+    let rs = match rows::day_bounds(sw, pairs) {
+        Some(bounds) => rows::read_rows(set, sw, frame, keys, bounds)?,
+        None => Rows {
+            rows: Vec::new(),
+            values: vec![Vec::new(); sw.values.len()],
+            leaves: vec![Vec::new(); sw.dated.leaves.len()],
+            ages: vec![Vec::new(); sw.dated.ages.len()],
+        },
     };
-    let fallen = out_of_range(sw, &rows, &values);
+    let fallen = rows::out_of_range(sw, &rs);
     let read_secs = t0.elapsed().as_secs_f64();
+    let (rows, values) = (&rs.rows, &rs.values);
     let n = pairs.len();
     let mut outs: Vec<Out> = sw
         .specs
@@ -689,10 +435,20 @@ fn run(
         .collect();
     let (mut r0, mut p0) = (0usize, 0usize);
     while p0 < n {
+        // Pairs and rows are sorted by key and visited once, in order: linear steps
+        // (a customer has few), not binary searches over the rest of the batch.
         let key = pairs[p0].0;
-        let p1 = p0 + pairs[p0..].partition_point(|p| p.0 == key);
-        r0 += rows[r0..].partition_point(|r| r.key < key);
-        let r1 = r0 + rows[r0..].partition_point(|r| r.key == key);
+        let mut p1 = p0 + 1;
+        while p1 < n && pairs[p1].0 == key {
+            p1 += 1;
+        }
+        while r0 < rows.len() && rows[r0].key < key {
+            r0 += 1;
+        }
+        let mut r1 = r0;
+        while r1 < rows.len() && rows[r1].key == key {
+            r1 += 1;
+        }
         let slice = &rows[r0..r1];
         days.clear();
         days.extend(slice.iter().map(|r| r.day));
@@ -704,14 +460,40 @@ fn run(
             }
         }
         for (bit, specs) in by_bit.iter().enumerate() {
-            if specs.is_empty() {
-                continue;
-            }
             let m = 1u64 << bit;
-            index.build(&days, |i| slice[i].bits & m != 0);
+            if specs.iter().any(|&i| sw.specs[i].filter.is_none()) {
+                index.build(&days, |i| slice[i].bits & m != 0);
+            }
             for &i in specs {
                 let (s, out) = (&sw.specs[i], &mut outs[i]);
                 if matches!(out, Out::None) {
+                    continue;
+                }
+                if let Some(fi) = s.filter {
+                    // A date-dependent filter: a scan of the span's rows per pair.
+                    let node = &sw.filters[fi];
+                    for (k, &(_, d)) in pairs[p0..p1].iter().enumerate() {
+                        let (a, b) = ranges[k * nspans + s.span];
+                        let mut sc = Scan::default();
+                        for (j, r) in slice.iter().enumerate().take(b).skip(a) {
+                            if r.bits & m == 0 || eval(node, &At(&rs, r0 + j), d) != Some(true) {
+                                continue;
+                            }
+                            sc.count += 1;
+                            if sc.last != Some(r.day) {
+                                sc.days += 1;
+                            }
+                            sc.first.get_or_insert(r.day);
+                            sc.last = Some(r.day);
+                            if let Some(v) = s.value {
+                                let p = sums::parts(values[v][r0 + j]);
+                                for (acc, x) in sc.parts.iter_mut().zip(p) {
+                                    *acc += x;
+                                }
+                            }
+                        }
+                        put(s.measure, out, p0 + k, d, &sc);
+                    }
                     continue;
                 }
                 if let Some(v) = s.value {
@@ -748,11 +530,7 @@ fn run(
         p0 = p1;
     }
     let perr = |e: PolarsError| cerr(set, format!("sweeping table {table}: {e}"));
-    let mut cols = vec![
-        UInt32Chunked::from_iter_values(CUSTOMER_KEY.into(), pairs.iter().map(|p| p.0))
-            .into_column(),
-        Int32Chunked::from_iter_values(AS_OF.into(), pairs.iter().map(|p| p.1)).into_column(),
-    ];
+    let mut cols = Vec::with_capacity(outs.len());
     for (s, out) in sw.specs.iter().zip(outs) {
         let name: PlSmallStr = s.name.as_str().into();
         let c = match out {
@@ -767,27 +545,38 @@ fn run(
         };
         cols.push(c.cast(&s.ty).map_err(perr)?);
     }
-    let df = DataFrame::new(n, cols).map_err(perr)?;
     tracing::debug!(
         set = %set.name,
         table,
+        ts = %sw.ts,
         features = sw.specs.len(),
         filters = sw.masks.len(),
+        dated_filters = sw.filters.len(),
         rows = rows.len(),
         pairs = n,
         fallback = fallen.iter().filter(|f| **f).count(),
-        pairs_secs,
         read_secs,
         secs = t0.elapsed().as_secs_f64(),
         "training-set sweep"
     );
-    let fallen = sw
-        .specs
-        .iter()
-        .zip(&fallen)
-        .filter_map(|(s, &fell)| if fell { s.feat } else { None })
-        .collect();
-    Ok((df, fallen))
+    Ok((cols, fallen))
+}
+
+/// Writes a scanned pair's value of `measure` at `at` (as-of day `d`).
+fn put(measure: Measure, out: &mut Out, at: usize, d: i32, sc: &Scan) {
+    let since = |t: Option<i32>| t.map(|t| i64::from(d) - i64::from(t));
+    match (measure, out) {
+        (Measure::Count, Out::Int(v)) => v[at] = sc.count as i64,
+        (Measure::DistinctDays, Out::Int(v)) => v[at] = sc.days as i64,
+        (Measure::Any, Out::Bool(v)) => v[at] = sc.count > 0,
+        (Measure::SinceLast, Out::OptInt(v)) => v[at] = since(sc.last),
+        (Measure::SinceFirst, Out::OptInt(v)) => v[at] = since(sc.first),
+        (Measure::Sum, Out::Float(v)) => v[at] = sums::from_parts(sc.parts),
+        (Measure::Mean, Out::OptFloat(v)) => {
+            v[at] = (sc.count > 0).then(|| sums::from_parts(sc.parts) / sc.count as f64)
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

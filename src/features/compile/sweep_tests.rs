@@ -1,6 +1,7 @@
 //! Unit tests of the event sweep's range arithmetic, prefix arrays, filter check and switch.
 
 use super::*;
+use crate::features::def::FeatureSet;
 
 #[test]
 fn spans_give_inclusive_day_bounds() {
@@ -165,4 +166,152 @@ fn the_switch_reads_on_and_off() {
         "{e}"
     );
     assert!(switch(SWEEP_ENV, Err(VarError::NotUnicode("x".into())), "x").is_err());
+}
+
+fn churn_signals() -> FeatureSet {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("features");
+    crate::features::find_set(&dir, "churn_signals").expect("the shipped set loads")
+}
+
+/// The tree of a ticket filter whose `days_ago` measures `opened_ts`.
+fn ticket_node(d: &mut dated::Dated, s: &str) -> Option<dated::Node> {
+    let table = crate::source::table_spec("support_tickets").expect("tickets");
+    let e = expr::parse(s).expect("parses");
+    d.node(&churn_signals(), table, "opened_ts", &e)
+        .expect("compiles")
+}
+
+#[test]
+fn age_tests_of_timestamps_qualify_and_other_date_uses_do_not() {
+    use dated::{Cmp, Node};
+    let mut d = dated::Dated::default();
+    let open = ticket_node(&mut d, "resolved_ts is null or days_ago(resolved_ts) < 0");
+    assert_eq!(
+        open,
+        Some(Node::Or(
+            Box::new(Node::Leaf(0)),
+            Box::new(Node::Age {
+                col: 0,
+                op: Cmp::Lt,
+                k: 0
+            })
+        ))
+    );
+    assert_eq!(d.ages, vec!["resolved_ts".to_string()]);
+    // A literal on the left flips the comparison; `days_ago` is the feature's own
+    // timestamp; a negative literal is read whole.
+    let n = ticket_node(&mut d, "-1 >= days_ago(resolved_ts) and days_ago > 7");
+    assert_eq!(
+        n,
+        Some(Node::And(
+            Box::new(Node::Age {
+                col: 0,
+                op: Cmp::Le,
+                k: -1
+            }),
+            Box::new(Node::Age {
+                col: 1,
+                op: Cmp::Gt,
+                k: 7
+            })
+        ))
+    );
+    assert_eq!(
+        d.ages,
+        vec!["resolved_ts".to_string(), "opened_ts".to_string()]
+    );
+    // A date-independent part is one leaf, whatever its shape; an equal one is shared.
+    let again = ticket_node(&mut d, "not (resolved_ts is null) or days_ago > 1");
+    let gt1 = || {
+        Box::new(Node::Age {
+            col: 1,
+            op: Cmp::Gt,
+            k: 1,
+        })
+    };
+    assert_eq!(again, Some(Node::Or(Box::new(Node::Leaf(1)), gt1())));
+    let shared = ticket_node(&mut d, "resolved_ts is null and days_ago > 1");
+    assert_eq!(shared, Some(Node::And(Box::new(Node::Leaf(0)), gt1())));
+    assert_eq!(d.leaves.len(), 2);
+    for refused in [
+        "days_ago(resolved_ts) < days_ago",
+        "days_ago(resolved_ts) < 1.5",
+        "abs(days_ago) < 3",
+        "days_ago(resolved_ts) + 1 < 3",
+        "days_ago in (1, 2)",
+        "if(csat > 3, days_ago, 0) > 1",
+    ] {
+        assert_eq!(ticket_node(&mut d, refused), None, "{refused}");
+    }
+}
+
+/// One row's inputs, by hand.
+struct Hand {
+    leaves: Vec<Option<bool>>,
+    days: Vec<Option<i32>>,
+}
+
+impl dated::RowInputs for Hand {
+    fn leaf(&self, i: usize) -> Option<bool> {
+        self.leaves[i]
+    }
+    fn day(&self, i: usize) -> Option<i32> {
+        self.days[i]
+    }
+}
+
+#[test]
+fn date_dependent_filters_follow_three_valued_logic() {
+    use dated::{eval, Cmp, Node};
+    let age_lt0 = || Node::Age {
+        col: 0,
+        op: Cmp::Lt,
+        k: 0,
+    };
+    let open = Node::Or(Box::new(Node::Leaf(0)), Box::new(age_lt0()));
+    let row = |null: bool, resolved: Option<i32>| Hand {
+        leaves: vec![Some(null)],
+        days: vec![resolved],
+    };
+    // At D = -10 (before 1970): resolved on D is closed, the day after open, never open.
+    assert_eq!(eval(&open, &row(false, Some(-10)), -10), Some(false));
+    assert_eq!(eval(&open, &row(false, Some(-9)), -10), Some(true));
+    assert_eq!(eval(&open, &row(true, None), -10), Some(true));
+    // Nulls: false and null is false, true and null null, true or null true, false or
+    // null null, not null null; comparisons with a null day are null.
+    let null_age = row(false, None);
+    assert_eq!(eval(&age_lt0(), &null_age, 5), None);
+    let and = |l: Option<bool>| {
+        let h = Hand {
+            leaves: vec![l],
+            days: vec![None],
+        };
+        (
+            eval(
+                &Node::And(Box::new(Node::Leaf(0)), Box::new(age_lt0())),
+                &h,
+                5,
+            ),
+            eval(
+                &Node::Or(Box::new(Node::Leaf(0)), Box::new(age_lt0())),
+                &h,
+                5,
+            ),
+        )
+    };
+    assert_eq!(and(Some(false)), (Some(false), None));
+    assert_eq!(and(Some(true)), (None, Some(true)));
+    assert_eq!(and(None), (None, None));
+    assert_eq!(eval(&Node::Not(Box::new(age_lt0())), &null_age, 5), None);
+    // Ages are exact at the extremes of the day range.
+    let far = Node::Age {
+        col: 0,
+        op: Cmp::Eq,
+        k: i64::from(i32::MAX) - i64::from(i32::MIN),
+    };
+    let h = Hand {
+        leaves: vec![],
+        days: vec![Some(i32::MIN)],
+    };
+    assert_eq!(eval(&far, &h, i32::MAX), Some(true));
 }

@@ -74,11 +74,18 @@ impl PartSums {
     /// gives it: `(whole + high) + low` in f64.
     pub(crate) fn sum(&self, a: usize, b: usize) -> f64 {
         let (x, y) = (self.p[a], self.p[b]);
-        let whole = (y[0] - x[0]) as f64;
-        let high = (y[1] - x[1]) as f64 / SCALE_B;
-        let low = (y[2] - x[2]) as f64 / SCALE_C;
-        (whole + high) + low
+        from_parts([y[0] - x[0], y[1] - x[1], y[2] - x[2]])
     }
+}
+
+/// The sum whose whole-number part sums ([`parts`] of each value, added) are `k`, as
+/// `exact_sum` gives it: `(whole + high) + low` in f64 (exact conversions for part sums
+/// of at most [`MAX_ROWS`] values [`in_range`]).
+pub(crate) fn from_parts(k: [i64; 3]) -> f64 {
+    let whole = k[0] as f64;
+    let high = k[1] as f64 / SCALE_B;
+    let low = k[2] as f64 / SCALE_C;
+    (whole + high) + low
 }
 
 #[cfg(test)]
