@@ -55,7 +55,7 @@ impl Table {
         let checks = count_exprs(
             all_checks
                 .iter()
-                .filter(|c| !c.one_of && !c.not_null && !(c.id_text && c.column == "customer_id")),
+                .filter(|c| !(c.one_of || c.not_null || (c.id_text && c.column == "customer_id"))),
         );
         let schema = self.frame.clone().collect_schema().map_err(&perr)?;
         let mut keep_names: Vec<PlSmallStr> = vec![CUSTOMER_KEY.into()];
