@@ -9,6 +9,7 @@ pub mod cut;
 pub mod def;
 pub mod expr;
 pub mod lineage;
+mod load;
 pub mod multi;
 pub mod rows;
 pub mod shared;
@@ -178,12 +179,27 @@ pub fn load_for_spine(
 /// contract-checked once, keeping the union of the columns (and, with a `cut`, of the
 /// rows) the sets read. With one set it is exactly [`load_tables_at`]; a set's own
 /// view of the union is [`multi::set_inputs`]. Errors name the table, column and file as
-/// for one set. `sets` must not be empty.
+/// for one set. `sets` must not be empty. The tables other than customers are loaded
+/// concurrently (see `load.rs`), with the outcome of loading them one after the other.
 pub fn load_union(
     sets: &[&FeatureSet],
     src: &Source,
     also: &[&'static str],
     cut: &cut::RowCut,
+) -> Result<Loaded> {
+    load_union_workers(sets, src, also, cut, load::workers())
+}
+
+/// [`load_union`] with `workers` threads loading the tables other than customers (1: one
+/// after the other, in table-name order, stopping at the first error). Any number of
+/// workers gives the same tables, or the same error: that of the first failing table in
+/// name order.
+pub fn load_union_workers(
+    sets: &[&FeatureSet],
+    src: &Source,
+    also: &[&'static str],
+    cut: &cut::RowCut,
+    workers: usize,
 ) -> Result<Loaded> {
     let Some(first) = sets.first() else {
         return Err(FeatureError::Polars {
@@ -224,16 +240,66 @@ pub fn load_union(
         cut::RowCut::Spine(c) => c.keys(first, &customers.frame)?,
         _ => None,
     };
+    let others: Vec<&'static str> = names
+        .iter()
+        .copied()
+        .filter(|n| *n != "customers")
+        .collect();
+    let job = LoadJob {
+        first,
+        sets,
+        src,
+        also,
+        cut,
+        customers: &customers,
+        keys: keys.as_ref(),
+    };
     let mut last_days = HashMap::new();
-    for n in &names {
-        if *n == "customers" {
-            continue;
+    for (n, loaded) in others
+        .iter()
+        .zip(load::load_concurrently(&job, &others, workers)?)
+    {
+        let (t, last) = loaded;
+        if let Some(last) = last {
+            last_days.insert(*n, last);
         }
+        tables.insert(*n, t);
+    }
+    customers.release_customer_map();
+    release_free_memory();
+    tables.insert("customers", customers);
+    Ok(Loaded { tables, last_days })
+}
+
+/// What every table of one [`load_union`] is loaded against: the sets, the source, the
+/// tables kept whole (`also`), the row cut, the loaded customers and the spine's keys.
+pub(crate) struct LoadJob<'a> {
+    first: &'a FeatureSet,
+    sets: &'a [&'a FeatureSet],
+    src: &'a Source,
+    also: &'a [&'static str],
+    cut: &'a cut::RowCut,
+    customers: &'a Table,
+    keys: Option<&'a Expr>,
+}
+
+impl LoadJob<'_> {
+    /// Scans table `n` (its files located, fetched and schema-checked).
+    fn scan(&self, n: &'static str) -> Result<Table> {
         let spec = source::table_spec(n).ok_or_else(|| FeatureError::Polars {
-            set: first.name.to_string(),
+            set: self.first.name.to_string(),
             message: format!("unknown table {n}"),
         })?;
-        let mut t = src.scan(spec, &multi::union_extra(sets, n))?;
+        Ok(self.src.scan(spec, &multi::union_extra(self.sets, n))?)
+    }
+
+    /// Reads, contract-checks and trims the scanned table `n` (`t`): the table and, for a
+    /// label's table under a spine cut, its last event day before the cut.
+    fn load(&self, n: &'static str, mut t: Table) -> Result<(Table, Option<Option<i32>>)> {
+        let (sets, also, cut, customers, keys) =
+            (self.sets, self.also, self.cut, self.customers, self.keys);
+        let first = self.first;
+        let spec = t.spec;
         let t0 = std::time::Instant::now();
         let columns: BTreeSet<String> = sets
             .iter()
@@ -241,58 +307,54 @@ pub fn load_union(
             .collect();
         // A label's reach comes from the whole table, before a spine cut dates its rows.
         let reach = match cut {
-            cut::RowCut::Spine(c) => c.label.filter(|l| l.0 == *n).map(|l| l.1),
+            cut::RowCut::Spine(c) => c.label.filter(|l| l.0 == n).map(|l| l.1),
             _ => None,
         };
+        let mut last_day = None;
         let scanned = reach.map(|_| t.frame.clone());
-        if spec.references_customers && !also.contains(n) {
-            let rows = cut.rows(sets, n, keys.as_ref())?;
-            let trimmed = t.load_trimmed(&customers, &columns, rows.clone())?;
+        if spec.references_customers && !also.contains(&n) {
+            let rows = cut.rows(sets, n, keys)?;
+            let trimmed = t.load_trimmed(customers, &columns, rows.clone())?;
             release_free_memory();
             if trimmed {
                 if let (Some(ts), Some(lf)) = (reach, scanned) {
-                    last_days.insert(*n, cut::last_day(lf, ts).map_err(perr(first))?);
+                    last_day = Some(cut::last_day(lf, ts).map_err(perr(first))?);
                 }
                 if rows.is_some() {
                     log_kept(n, &t.frame);
                 }
                 tracing::debug!(
-                    table = *n,
+                    table = n,
                     secs = t0.elapsed().as_secs_f64(),
                     peak_mb = peak_rss_mb(),
                     "table loaded, checked and trimmed in batches"
                 );
-                tables.insert(*n, t);
-                continue;
+                return Ok((t, last_day));
             }
         }
         t.collect()?;
         let read = t0.elapsed().as_secs_f64();
-        t.check(Some(&customers))?;
+        t.check(Some(customers))?;
         // The check gave every row its integer customer key: keep only the columns the
         // sets read (the id strings and e.g. order ids are most of a table's memory).
         if let Some(ts) = reach {
-            last_days.insert(*n, cut::last_day(t.frame.clone(), ts).map_err(perr(first))?);
+            last_day = Some(cut::last_day(t.frame.clone(), ts).map_err(perr(first))?);
         }
-        if spec.references_customers && !also.contains(n) {
+        if spec.references_customers && !also.contains(&n) {
             t.keep_columns(&columns)?;
-            if let Some(rows) = cut.rows(sets, n, keys.as_ref())? {
+            if let Some(rows) = cut.rows(sets, n, keys)? {
                 t.keep_rows(rows)?;
                 log_kept(n, &t.frame);
             }
         }
         tracing::debug!(
-            table = *n,
+            table = n,
             read_secs = read,
             check_secs = t0.elapsed().as_secs_f64() - read,
             "table loaded and checked"
         );
-        tables.insert(*n, t);
+        Ok((t, last_day))
     }
-    customers.release_customer_map();
-    release_free_memory();
-    tables.insert("customers", customers);
-    Ok(Loaded { tables, last_days })
 }
 
 /// Logs (debug) the rows a cut kept of table `n`.

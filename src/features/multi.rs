@@ -9,8 +9,9 @@
 //! bytes). An aggregation that an earlier set computed (same table, function, column,
 //! filter, window...: see [`super::shared`]) is not computed again for a later set; only
 //! order-independent ones are shared, so the bytes stay the same. Sets are computed one
-//! after the other; each is committed (with its own manifest) on a thread while the next
-//! is computed, at most one commit pending: at most two snapshots are in memory besides
+//! after the other (the next set's view of the tables is cut on a thread meanwhile); each
+//! is committed (with its own manifest) on a thread while the next is computed, at most
+//! one commit pending: at most two snapshots are in memory besides
 //! the shared tables, and a table is freed after the last set that reads it.
 //!
 //! Why not one polars plan over every set (`collect_all`): the sets' aggregations filter
@@ -195,15 +196,49 @@ pub fn snapshots_each(
     let mut shared = loaded.tables;
     // Aggregations computed once for every set that has them (see `super::shared`).
     let aggs = std::cell::RefCell::new(super::shared::SharedAggs::default());
-    for i in 0..sets.len() {
-        let inputs = set_inputs(sets, i, &mut shared, day)?;
-        let t = std::time::Instant::now();
-        let df = snapshot_of(sets[i], inputs, as_of, (sets.len() > 1).then_some(&aggs))?;
-        tracing::info!(set = %sets[i].name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
-        tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
-        each(i, df)?;
-    }
-    Ok(())
+    let mut inputs = set_inputs(sets, 0, &mut shared, day)?;
+    std::thread::scope(|scope| -> Result<()> {
+        for i in 0..sets.len() {
+            // The next set's view of the tables (a copy of the rows it keeps of a shared
+            // table) is cut on a thread while this set is computed: the same frames as
+            // cut afterwards, since they come from the shared load alone.
+            let next = (i + 1 < sets.len()).then(|| {
+                let mut tables = std::mem::take(&mut shared);
+                scope.spawn(move || {
+                    let next = set_inputs(sets, i + 1, &mut tables, day);
+                    (tables, next)
+                })
+            });
+            let t = std::time::Instant::now();
+            let computed = snapshot_of(sets[i], inputs, as_of, (sets.len() > 1).then_some(&aggs));
+            // Joined before anything is returned: an error of this set (or of its commit)
+            // is the one reported, as when the next set's view is cut afterwards.
+            let next = next.map(|h| {
+                h.join().map_err(|_| FeatureError::Polars {
+                    set: sets
+                        .get(i + 1)
+                        .map(|s| s.name.to_string())
+                        .unwrap_or_default(),
+                    message:
+                        "cutting its view of the tables failed unexpectedly (its thread panicked)"
+                            .into(),
+                })
+            });
+            let df = computed?;
+            tracing::info!(set = %sets[i].name, %as_of, rows = df.height(), secs = t.elapsed().as_secs_f64(), "features computed");
+            tracing::debug!(peak_mb = peak_rss_mb(), "features computed");
+            each(i, df)?;
+            inputs = match next {
+                Some(joined) => {
+                    let (tables, next) = joined?;
+                    shared = tables;
+                    next?
+                }
+                None => compile::Inputs::new(),
+            };
+        }
+        Ok(())
+    })
 }
 
 /// [`snapshots_each`], collected: one frame per set, in the sets' order.

@@ -22,6 +22,8 @@ pub(super) struct Check {
     pub(super) one_of: bool,
     /// A not-null check (the batched reader reads the null count).
     pub(super) not_null: bool,
+    /// The id-text check (blank, control or invisible characters) of a column.
+    pub(super) id_text: bool,
 }
 
 impl Table {
@@ -37,6 +39,7 @@ impl Table {
                 raw: true,
                 one_of: false,
                 not_null: false,
+                id_text: false,
             });
         }
         for c in spec.columns {
@@ -48,6 +51,7 @@ impl Table {
                     raw: false,
                     one_of: false,
                     not_null: true,
+                    id_text: false,
                 });
             }
         }
@@ -59,6 +63,7 @@ impl Table {
                 raw: false,
                 one_of: false,
                 not_null: false,
+                id_text: false,
             });
         }
         for id in id_columns(spec) {
@@ -69,6 +74,7 @@ impl Table {
                 raw: false,
                 one_of: false,
                 not_null: false,
+                id_text: true,
             });
         }
         for r in spec.rules {
@@ -86,6 +92,7 @@ impl Table {
                         raw: false,
                         one_of: true,
                         not_null: false,
+                        id_text: false,
                     });
                 }
                 Rule::NonNegativeFinite(column) => {
@@ -102,6 +109,7 @@ impl Table {
                         raw: false,
                         one_of: false,
                         not_null: false,
+                        id_text: false,
                     });
                 }
                 Rule::Range(column, lo, hi) => {
@@ -116,6 +124,7 @@ impl Table {
                         raw: false,
                         one_of: false,
                         not_null: false,
+                        id_text: false,
                     });
                 }
             }

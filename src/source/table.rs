@@ -71,12 +71,15 @@ impl Table {
             .select([polars::prelude::col("customer_id")])
             .collect()
             .map_err(self.perr())?;
-        let t = std::time::Instant::now();
         let ids = df.column("customer_id").map_err(self.perr())?;
         let ids = ids.str().map_err(self.perr())?;
-        let m = CustomerMap::build(ids);
-        tracing::debug!(secs = t.elapsed().as_secs_f64(), "customer map built");
-        Ok(self.customer_map.get_or_init(|| m))
+        // Built inside the lock: tables loaded concurrently wait for one build.
+        Ok(self.customer_map.get_or_init(|| {
+            let t = std::time::Instant::now();
+            let m = CustomerMap::build(ids);
+            tracing::debug!(secs = t.elapsed().as_secs_f64(), "customer map built");
+            m
+        }))
     }
 
     /// customers: frees the id map (once every referencing table is loaded).

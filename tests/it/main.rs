@@ -16,6 +16,7 @@ mod hardening_panics;
 mod hardening_servers;
 mod hardening_source;
 mod hardening_validate;
+mod load_concurrent;
 mod mesh_catalog;
 mod mesh_events;
 mod mesh_run;
