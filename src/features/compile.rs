@@ -343,7 +343,7 @@ fn base_rows(
         if let Kind::Entity { column, ts } = &f.kind {
             let table =
                 crate::source::table_spec("customers").ok_or_else(|| cerr(set, "no customers"))?;
-            let scope = RowScope::compiling(table, ts, as_of.clone());
+            let scope = RowScope::compiling(table, ts, as_of.clone(), set.extra_types(table.name));
             entity_cols.push(
                 compile_rows(set, column, &scope)?
                     .cast(f.ty.polars())

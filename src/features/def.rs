@@ -139,11 +139,19 @@ pub struct FeatureSet {
     pub labels: Vec<Label>,
     /// Extra columns per table.
     pub extra_columns: BTreeMap<String, Vec<String>>,
+    /// The declared type of each extra column, per table (`[columns.orders] discount =
+    /// "float"`): compiled expressions type them as validation did.
+    pub extra_types: BTreeMap<String, BTreeMap<String, Ty>>,
     /// The definition as written (and parsed).
     pub definition: SetFile,
 }
 
 impl FeatureSet {
+    /// The declared extra columns of `table` and their types, if any.
+    pub fn extra_types(&self, table: &str) -> Option<&BTreeMap<String, Ty>> {
+        self.extra_types.get(table)
+    }
+
     pub fn feature(&self, name: &str) -> Option<&Feature> {
         self.features.iter().find(|f| f.name == name)
     }

@@ -43,8 +43,9 @@ pub fn days_ago(as_of: PlExpr, ts: &str) -> PlExpr {
 /// Validation builds it with [`RowScope::validating`]: unknown names are errors, declared
 /// extra columns resolve to their declared type (and are recorded), and the polars
 /// expressions are placeholders. Compilation builds it with [`RowScope::compiling`]: the
-/// names were checked already, `days_ago` is computed from the as-of date, and extra
-/// columns pass through untyped ([`Ty::Null`]).
+/// names were checked already, `days_ago` is computed from the as-of date, and declared
+/// extra columns have their declared types (an operation's type follows its operands': a
+/// float column times 2 stays a float).
 pub struct RowScope<'a> {
     /// The table whose rows the expression reads.
     pub table: &'static TableSpec,
@@ -52,7 +53,7 @@ pub struct RowScope<'a> {
     pub ts: &'a str,
     /// The as-of date when compiling; None when validating.
     pub as_of: Option<PlExpr>,
-    /// The declared extra columns of the table and their types, when validating.
+    /// The declared extra columns of the table and their types.
     pub extra: Option<&'a BTreeMap<String, Ty>>,
     /// Extra columns the expression used (validation only).
     used_extra: RefCell<Vec<String>>,
@@ -74,13 +75,21 @@ impl<'a> RowScope<'a> {
         }
     }
 
-    /// A scope that compiles (already validated) names at the date `as_of`.
-    pub fn compiling(table: &'static TableSpec, ts: &'a str, as_of: PlExpr) -> RowScope<'a> {
+    /// A scope that compiles (already validated) names at the date `as_of`; `extra` are
+    /// the set's declared extra columns of `table` ([`FeatureSet::extra_types`]).
+    ///
+    /// [`FeatureSet::extra_types`]: crate::features::FeatureSet::extra_types
+    pub fn compiling(
+        table: &'static TableSpec,
+        ts: &'a str,
+        as_of: PlExpr,
+        extra: Option<&'a BTreeMap<String, Ty>>,
+    ) -> RowScope<'a> {
         RowScope {
             table,
             ts,
             as_of: Some(as_of),
-            extra: None,
+            extra,
             used_extra: RefCell::default(),
         }
     }
@@ -107,11 +116,12 @@ impl Scope for RowScope<'_> {
         if let Some(c) = self.table.column(name) {
             return Ok((column_ty(c.ty), col(name)));
         }
-        let Some(extra) = self.extra else {
-            // Compiling: declared extra columns were type-checked at validation.
-            return Ok((Ty::Null, col(name)));
-        };
-        if let Some(t) = extra.get(name) {
+        if self.as_of.is_some() {
+            // Compiling: names were checked at validation; a declared column has its type.
+            let t = self.extra.and_then(|x| x.get(name)).copied();
+            return Ok((t.unwrap_or(Ty::Null), col(name)));
+        }
+        if let Some(t) = self.extra.and_then(|x| x.get(name)) {
             self.used_extra.borrow_mut().push(name.to_string());
             return Ok((*t, col(name)));
         }
@@ -197,7 +207,7 @@ mod tests {
     #[test]
     fn compiling_computes_days_ago_and_passes_extras_through() {
         let t = orders();
-        let rs = RowScope::compiling(t, t.ts, lit(100));
+        let rs = RowScope::compiling(t, t.ts, lit(100), None);
         let (ty, e) = rs.resolve("days_ago").unwrap();
         assert_eq!(ty, Ty::Int);
         assert_eq!(e, days_ago(lit(100), t.ts));

@@ -270,18 +270,13 @@ impl SqlScope for Rows<'_> {
                 t => (column_ty(t), col),
             });
         }
-        let declared = self
+        let ty = match self
             .set
-            .definition
-            .columns
-            .get(self.table.name)
-            .and_then(|cols| cols.get(name));
-        let ty = match declared.map(String::as_str) {
-            Some("float" | "Float64") => Ty::Float,
-            Some("int" | "Int64") => Ty::Int,
-            Some("string" | "Utf8") => Ty::Str,
-            Some("bool" | "Boolean") => Ty::Bool,
-            _ => {
+            .extra_types(self.table.name)
+            .and_then(|c| c.get(name))
+        {
+            Some(t) => *t,
+            None => {
                 return Err(format!(
                     "unknown column {name} in table {}",
                     self.table.name

@@ -63,7 +63,7 @@ expr = "n + 0.5"
 fn f64s(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
     let c = df.column(name).expect(name);
     assert_eq!(c.dtype(), &DataType::Float64, "{name} is a float column");
-    c.f64().expect(name).into_iter().collect()
+    c.f64().expect(name).iter().collect()
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn float_features_with_integer_literals_stay_floats() {
         .expect("n as i64")
         .i64()
         .expect("n")
-        .into_iter()
+        .iter()
         .collect();
     // The edge data must hold spends with cents, or truncation would go unseen.
     let fractional = spend
@@ -183,18 +183,42 @@ fn declared_float_columns_with_integer_literals_stay_floats() {
             .expect(name)
             .i64()
             .expect(name)
-            .into_iter()
+            .iter()
             .collect()
     };
     let n = ints("n");
-    assert!(n.iter().flatten().any(|&c| c > 0), "some customers have orders");
+    assert!(
+        n.iter().flatten().any(|&c| c > 0),
+        "some customers have orders"
+    );
     let x2 = f64s(&df, "discount_x2");
     let plus_1 = f64s(&df, "discount_plus_1");
     let at_least = ints("n_discount_x4_at_least_1");
     for (i, c) in n.iter().enumerate() {
         let c = c.unwrap_or(0);
         assert_eq!(x2[i], Some(0.5 * c as f64), "discount_x2 row {i}");
-        assert_eq!(plus_1[i], (c > 0).then_some(1.25), "discount_plus_1 row {i}");
+        assert_eq!(
+            plus_1[i],
+            (c > 0).then_some(1.25),
+            "discount_plus_1 row {i}"
+        );
         assert_eq!(at_least[i], Some(c), "n_discount_x4_at_least_1 row {i}");
+    }
+    // A training set (the event sweep compiles the same expressions) gives the snapshot's
+    // values at its date.
+    let ids = df.column("customer_id").expect("ids").clone();
+    let dates = Column::new("as_of".into(), vec!["2024-06-30"; ids.len()]);
+    let spine = DataFrame::new_infer_height(vec![ids, dates]).expect("spine");
+    let spine_path = dir.path().join("spine.csv");
+    let mut spine = spine;
+    CsvWriter::new(std::fs::File::create(&spine_path).expect("spine file"))
+        .finish(&mut spine)
+        .expect("write spine");
+    let spine = features::read_spine(&spine_path).expect("spine reads");
+    let ts =
+        features::training_set(&set, &loaded, &spine, "spine.csv", None).expect("training set");
+    assert_eq!(ts.height(), df.height());
+    for c in ["discount_x2", "discount_plus_1"] {
+        assert_eq!(f64s(&ts, c), f64s(&df, c), "training set {c}");
     }
 }

@@ -190,7 +190,12 @@ impl Table<'_> {
     /// The condition and value of the aggregation `a` of feature `f`.
     fn one<'f>(&self, i: usize, f: &'f Feature, a: &'f Agg) -> Result<One<'f>, CompileError> {
         let cond = agg_condition(self.set, a, &self.as_of, self.day)?;
-        let scope = RowScope::compiling(a.table, &a.ts, self.as_of.clone());
+        let scope = RowScope::compiling(
+            a.table,
+            &a.ts,
+            self.as_of.clone(),
+            self.set.extra_types(a.table.name),
+        );
         let value = match &a.column {
             // Text may be an Enum (see source::load_trimmed): aggregate the text itself,
             // so that min and max order it as text.

@@ -63,7 +63,8 @@ pub(super) fn agg_condition(
         }
     };
     if let Some(f) = &a.filter {
-        let scope = RowScope::compiling(a.table, &a.ts, as_of.clone());
+        let scope =
+            RowScope::compiling(a.table, &a.ts, as_of.clone(), set.extra_types(a.table.name));
         cond = cond.and(compile_rows(set, f, &scope)?.fill_null(lit(false)));
     }
     Ok(cond.fill_null(lit(false)))
@@ -81,7 +82,12 @@ pub(super) fn label_condition(
         .lt(lit(0i64))
         .and(d.gt_eq(lit(-(l.horizon_days as i64))));
     if let Some(w) = &l.filter {
-        let scope = RowScope::compiling(l.table, l.table.ts, as_of.clone());
+        let scope = RowScope::compiling(
+            l.table,
+            l.table.ts,
+            as_of.clone(),
+            set.extra_types(l.table.name),
+        );
         cond = cond.and(compile_rows(set, w, &scope)?.fill_null(lit(false)));
     }
     Ok(cond.fill_null(lit(false)))

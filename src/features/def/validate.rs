@@ -42,9 +42,10 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
     let canonical = serde_json::to_vec(&set).unwrap_or_default();
     let hash = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
     let extra_columns = extra
-        .into_iter()
-        .map(|(t, cols)| (t, cols.into_keys().collect()))
+        .iter()
+        .map(|(t, cols)| (t.clone(), cols.keys().cloned().collect()))
         .collect();
+    let extra_types = extra;
     Ok(FeatureSet {
         name,
         version: set.version,
@@ -55,6 +56,7 @@ pub fn validate(set: SetFile, path: &Path) -> Result<FeatureSet, DefErrors> {
         features,
         labels,
         extra_columns,
+        extra_types,
         definition: set,
     })
 }

@@ -144,7 +144,8 @@ impl Sweep {
             }
             _ => None,
         };
-        let scope = RowScope::compiling(self.table, ts, lit(0i32));
+        let scope =
+            RowScope::compiling(self.table, ts, lit(0i32), set.extra_types(self.table.name));
         let mut m = match filter {
             Some(f) if dated.is_none() => compile_rows(set, f, &scope)?.fill_null(lit(false)),
             _ => lit(true),
@@ -166,7 +167,7 @@ impl Sweep {
         if a.per_day || a.exclude_first_day || a.ts != self.ts {
             return Ok(false);
         }
-        let scope = RowScope::compiling(a.table, &a.ts, lit(0i32));
+        let scope = RowScope::compiling(a.table, &a.ts, lit(0i32), set.extra_types(a.table.name));
         // The value's part of the condition, as `aggregates::Table::plain` adds it.
         let value_part = |v: &expr::Expr| -> Result<Option<(Ty, Expr)>, CompileError> {
             if reads_as_of(v) {

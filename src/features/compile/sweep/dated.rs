@@ -129,7 +129,7 @@ impl Dated {
     ) -> Result<Option<Node>, CompileError> {
         use expr::Expr as E;
         if !reads_as_of(e) {
-            let scope = RowScope::compiling(table, ts, lit(0i32));
+            let scope = RowScope::compiling(table, ts, lit(0i32), set.extra_types(table.name));
             return Ok(match expr::compile(e, &scope).map_err(|m| cerr(set, m))? {
                 (Ty::Bool | Ty::Null, x) => Some(Node::Leaf(self.leaf(x))),
                 _ => None,
