@@ -81,18 +81,46 @@ pub fn peak_rss_mb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Hands the allocator's free memory back to the system (glibc keeps what a big step
-/// freed, fragmented, and the next step's allocations then add to it). Called between
-/// the load steps; a few milliseconds.
+/// Hands the allocator's free memory back to the system when there is much of it (glibc
+/// keeps what a big step freed, fragmented, and the next step's allocations then add to
+/// it). Called between the load steps.
+///
+/// Only when the free memory inside the allocator is at least [`TRIM_FREE_BYTES`]: trimming
+/// returns pages the next step then faults back in (measured at 1M customers: a two-set build
+/// spent 0.45 s more in the kernel with a trim at every step, 1.2 s instead of 0.75 s, to keep
+/// its peak 200 MB lower), which pays only where the held memory would matter (10M customers
+/// and more, where a step frees gigabytes).
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        /// glibc's `struct mallinfo2` (glibc 2.33+): all fields `size_t`.
+        #[repr(C)]
+        struct MallInfo2 {
+            arena: usize,
+            ordblks: usize,
+            smblks: usize,
+            hblks: usize,
+            hblkhd: usize,
+            usmblks: usize,
+            fsmblks: usize,
+            uordblks: usize,
+            fordblks: usize,
+            keepcost: usize,
+        }
         extern "C" {
             fn malloc_trim(pad: usize) -> i32;
+            fn mallinfo2() -> MallInfo2;
         }
-        // SAFETY: malloc_trim only returns free pages to the system.
+        // SAFETY: mallinfo2 only reads the allocator's counters; malloc_trim only returns
+        // free pages to the system.
         unsafe {
-            malloc_trim(0);
+            let free = mallinfo2().fordblks;
+            if free >= TRIM_FREE_BYTES {
+                malloc_trim(0);
+            }
         }
     }
 }
+
+/// The allocator's free bytes from which [`release_free_memory`] trims: 1 GiB.
+pub const TRIM_FREE_BYTES: usize = 1 << 30;
