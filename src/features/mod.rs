@@ -23,7 +23,8 @@ use polars::prelude::*;
 pub use def::{DefError, DefErrors, FeatureSet};
 pub use multi::{build_snapshots, snapshots};
 pub use training_set::{
-    read_spine, training_set, training_set_batched, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS,
+    read_spine, training_set, training_set_batched, training_set_rows, training_set_workers,
+    TrainingRows, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS, DEFAULT_WORKERS, WORKERS_ENV,
 };
 
 use crate::names::AsOf;

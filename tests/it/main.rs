@@ -28,3 +28,4 @@ mod training_cut;
 mod training_sets;
 mod training_sweep;
 mod training_sweep_sums;
+mod training_workers;
