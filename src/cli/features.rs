@@ -61,9 +61,11 @@ customers at many dates; each row's customer must have signed up by its as_of. O
 the spine's row order; .csv or .parquet by extension. --label is optional (no label column\n\
 without it; `c360 features show SET` lists a set's labels). A label needs data up to as_of +\n\
 its horizon; asking earlier is an error.\n\n\
-A sampled spine loads only its customers' events. Computed in batches of 50 000 customers;\n\
-same output whatever the setting: C360_TRAINING_BATCH_CUSTOMERS=N (0: one batch), and the\n\
-diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (load every row)."
+A sampled spine loads only its customers' events. Computed in batches of 50 000 customers,\n\
+two at a time; same output whatever the setting: C360_TRAINING_BATCH_CUSTOMERS=N (0: one\n\
+batch), C360_TRAINING_WORKERS=N (batches at once, 1-8; default 2, at most POLARS_MAX_THREADS),\n\
+and the diagnostics C360_TRAINING_SWEEP=off (no event sweep) and C360_TRAINING_CUT=off (load\n\
+every row)."
     )]
     TrainingSet {
         /// The set's name.
