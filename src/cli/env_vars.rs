@@ -44,6 +44,10 @@ const VARS: &[Var] = &[
         check: || crate::features::batch_size_from_env().map(drop),
     },
     Var {
+        name: crate::features::WORKERS_ENV,
+        check: || crate::features::workers_from_env().map(drop),
+    },
+    Var {
         name: LOG_ENV,
         check: check_log,
     },

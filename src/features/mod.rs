@@ -24,8 +24,9 @@ use polars::prelude::*;
 pub use def::{DefError, DefErrors, FeatureSet};
 pub use multi::{build_snapshots, snapshots};
 pub use training_set::{
-    batch_size_from_env, read_spine, training_set, training_set_batched, BATCH_ENV,
-    DEFAULT_BATCH_CUSTOMERS,
+    batch_size_from_env, read_spine, training_set, training_set_batched, training_set_rows,
+    training_set_workers, workers_from_env, TrainingRows, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS,
+    DEFAULT_WORKERS, WORKERS_ENV,
 };
 
 use crate::names::AsOf;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use super::def::Label;
 use super::{compile, customers_missing, perr, FeatureError, FeatureSet, Loaded, Result};
@@ -14,8 +15,13 @@ use crate::names::AsOf;
 use crate::source::CUSTOMER_KEY;
 
 mod batches;
+mod order;
+pub mod parquet;
+mod workers;
 
 pub use batches::{batch_size_from_env, BATCH_ENV, DEFAULT_BATCH_CUSTOMERS};
+pub use order::TrainingRows;
+pub use workers::{workers_from_env, DEFAULT_WORKERS, WORKERS_ENV};
 
 /// Reads a spine file (Parquet or CSV) with `customer_id` and `as_of` columns.
 pub fn read_spine(path: &Path) -> Result<DataFrame> {
@@ -78,7 +84,6 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
         ));
     }
     let as_of = df.column("as_of").map_err(data(""))?;
-    let raw_as_of = as_of.cast(&DataType::String).ok();
     let day = match as_of.dtype() {
         DataType::Date => as_of.cast(&DataType::Int32),
         DataType::Datetime(_, _) => as_of
@@ -128,7 +133,14 @@ pub fn read_spine(path: &Path) -> Result<DataFrame> {
                 "; first at row {}: customer_id={}, as_of={}",
                 i + 1,
                 text(df.column("customer_id").ok()),
-                text(raw_as_of.as_ref())
+                // The offending row's own text, cast alone: casting every row's cost ~1 s
+                // for millions of rows, on every spine, for this message.
+                as_of
+                    .slice(i as i64, 1)
+                    .cast(&DataType::String)
+                    .ok()
+                    .and_then(|c| c.get(0).ok().map(|v| v.to_string()))
+                    .unwrap_or_default()
             )
         });
         return Err(serr(format!(
@@ -169,6 +181,10 @@ pub fn training_set(
 /// Each batch runs on polars' streaming engine (as a snapshot's aggregates do), so the
 /// table rows joined to each of their customer's dates flow through the filter and the
 /// group-bys without being held all at once. `Some(0)` counts as `Some(1)`.
+///
+/// Batches are computed [`DEFAULT_WORKERS`] at once (or the number in the [`WORKERS_ENV`]
+/// environment variable); see [`training_set_workers`]. Errors: as [`training_set`], and a
+/// malformed [`WORKERS_ENV`].
 pub fn training_set_batched(
     set: &FeatureSet,
     loaded: &Loaded,
@@ -177,6 +193,83 @@ pub fn training_set_batched(
     label: Option<&str>,
     batch_customers: Option<usize>,
 ) -> Result<DataFrame> {
+    let workers = workers::workers_from_env().map_err(|message| FeatureError::Polars {
+        set: set.name.to_string(),
+        message,
+    })?;
+    training_set_workers(
+        set,
+        loaded,
+        spine,
+        spine_name,
+        label,
+        batch_customers,
+        workers,
+    )
+}
+
+/// [`training_set_batched`] with an explicit number of batches computed at once
+/// (`workers`; 0 and 1 compute them one after the other, on the calling thread). The
+/// result is the same, cell for cell, whatever the number; each batch in flight adds its
+/// own working memory to the peak. Errors: as [`training_set`], and an internal error if
+/// a batch panics (reported as an error, not a crash).
+pub fn training_set_workers(
+    set: &FeatureSet,
+    loaded: &Loaded,
+    spine: &DataFrame,
+    spine_name: &str,
+    label: Option<&str>,
+    batch_customers: Option<usize>,
+    workers: usize,
+) -> Result<DataFrame> {
+    let rows = training_rows(
+        set,
+        loaded,
+        spine,
+        spine_name,
+        label,
+        batch_customers,
+        workers,
+    )?;
+    let t0 = Instant::now();
+    let out = rows.into_frame().map_err(perr(set))?;
+    tracing::debug!(
+        set = %set.name,
+        secs = t0.elapsed().as_secs_f64(),
+        "training-set batches put back in spine order"
+    );
+    Ok(out)
+}
+
+/// [`training_set`]'s rows before they are put back in spine order, to be written
+/// straight from the batches' outputs ([`TrainingRows::write_parquet`]) or put in order
+/// ([`TrainingRows::into_frame`]). Batch size and workers from [`BATCH_ENV`] and
+/// [`WORKERS_ENV`]. Errors: as [`training_set_batched`].
+pub fn training_set_rows(
+    set: &FeatureSet,
+    loaded: &Loaded,
+    spine: &DataFrame,
+    spine_name: &str,
+    label: Option<&str>,
+) -> Result<TrainingRows> {
+    let env = |message| FeatureError::Polars {
+        set: set.name.to_string(),
+        message,
+    };
+    let per_batch = batches::batch_size_from_env().map_err(env)?;
+    let workers = workers::workers_from_env().map_err(env)?;
+    training_rows(set, loaded, spine, spine_name, label, per_batch, workers)
+}
+
+fn training_rows(
+    set: &FeatureSet,
+    loaded: &Loaded,
+    spine: &DataFrame,
+    spine_name: &str,
+    label: Option<&str>,
+    batch_customers: Option<usize>,
+    workers: usize,
+) -> Result<TrainingRows> {
     let perr = perr(set);
     let label = match label {
         Some(l) => Some(set.label(l).ok_or_else(|| FeatureError::Label {
@@ -189,13 +282,18 @@ pub fn training_set_batched(
         })?),
         None => None,
     };
-    check_spine_customers(set, loaded, spine, spine_name)?;
+    let t0 = Instant::now();
+    // The spine's customer keys; refuses unknown customers and ones not yet signed up.
+    let keys = spine_keys(set, loaded, spine, spine_name)?;
+    let keys_secs = t0.elapsed().as_secs_f64();
     if let Some(l) = label {
         check_label_reach(set, loaded, spine, l)?;
     }
+    let reach_secs = t0.elapsed().as_secs_f64() - keys_secs;
     let inputs = loaded.inputs();
+    let t1 = Instant::now();
     let population = population(set, &inputs, spine)?;
-    let keys = spine_keys(set, loaded, spine)?;
+    let population_secs = t1.elapsed().as_secs_f64();
     let ranges = match batch_customers {
         Some(n) => batches::key_ranges(&keys, n),
         None => Vec::new(),
@@ -210,34 +308,40 @@ pub fn training_set_batched(
             population.map(|p| p.lazy()),
             &compile::joined,
         )?;
-        return super::collect(lf).map_err(perr);
+        let frame = super::collect(lf).map_err(perr)?;
+        return Ok(TrainingRows::new(frame, None));
     }
-    // The spine with its row numbers and customer keys, cut per batch below.
+    let t1 = Instant::now();
+    // The spine with its customer keys (so that the event sweep needs no join to find
+    // them), its rows grouped by batch: a batch's rows keep their spine order, and the
+    // groups' row numbers, batch after batch, are where each output row goes back.
     let keyed = spine
-        .clone()
-        .with_row_index(SPINE_ROW.into(), None)
+        .select(["customer_id", compile::AS_OF])
         .map_err(&perr)?
         .hstack(&[UInt32Chunked::from_vec(CUSTOMER_KEY.into(), keys).into_column()])
-        .map_err(&perr)?
-        .lazy();
-    let mut parts = Vec::with_capacity(ranges.len());
-    let mut rows = Vec::with_capacity(ranges.len());
-    // Each keyed table's rows grouped by batch once; a batch gathers only its rows.
-    let mut grouped = Vec::with_capacity(inputs.len());
-    for (k, lf) in &inputs {
-        grouped.push((*k, batches::Grouped::new(lf, &ranges).map_err(&perr)?));
-    }
-    for (b, r) in ranges.into_iter().enumerate() {
-        let part = keyed
-            .clone()
-            .filter(r.contains())
-            .collect()
-            .map_err(&perr)?;
-        rows.push(part.column(SPINE_ROW).map_err(&perr)?.clone());
-        // With the customer key, so that the event sweep needs no join to find it.
-        let part_spine = part
-            .select(["customer_id", compile::AS_OF, CUSTOMER_KEY])
-            .map_err(&perr)?;
+        .map_err(&perr)?;
+    let spine_groups = batches::Grouped::from_frame(keyed, &ranges).map_err(&perr)?;
+    // Each keyed table's rows grouped by batch once (the tables at once); a batch
+    // gathers only its rows.
+    let grouped = inputs
+        .par_iter()
+        .map(|(k, lf)| Ok((*k, batches::Grouped::new(lf, &ranges)?)))
+        .collect::<PolarsResult<Vec<_>>>()
+        .map_err(&perr)?;
+    tracing::debug!(
+        set = %set.name,
+        keys_secs,
+        reach_secs,
+        population_secs,
+        grouped_secs = t1.elapsed().as_secs_f64(),
+        batches = ranges.len(),
+        workers,
+        "training-set batches prepared"
+    );
+    let t1 = Instant::now();
+    let batch = |b: usize| -> Result<DataFrame> {
+        let r = ranges[b];
+        let part_spine = spine_groups.batch(b).map_err(&perr)?;
         let mut part_inputs = compile::Inputs::with_capacity(grouped.len());
         for (k, g) in &grouped {
             let lf = match g {
@@ -253,14 +357,14 @@ pub fn training_set_batched(
         let lf = compile::plan(
             set,
             &part_inputs,
-            &compile::Mode::Spine(Box::new(part_spine.lazy())),
+            &compile::Mode::Spine(Box::new(part_spine)),
             None,
             label,
             part_population,
             &compile::joined,
         )?;
         let plan_secs = t0.elapsed().as_secs_f64();
-        parts.push(super::collect(lf).map_err(&perr)?);
+        let part = super::collect(lf).map_err(&perr)?;
         tracing::debug!(
             set = %set.name,
             keys_from = r.lo,
@@ -269,113 +373,40 @@ pub fn training_set_batched(
             secs = t0.elapsed().as_secs_f64(),
             "training-set batch"
         );
+        Ok(part)
+    };
+    let parts = workers::run_in_order(ranges.len(), workers, batch, || {
+        FeatureError::Polars {
+        set: set.name.to_string(),
+        message: "a training-set batch stopped on an internal error (a bug: report it with the spine; C360_TRAINING_WORKERS=1 computes the batches one after the other)".into(),
     }
-    let t0 = Instant::now();
-    // Back to the spine's order: each part keeps its rows' spine order. Column by
-    // column, each stacked column freed once its reordered copy exists: the peak holds
-    // the output plus one column, not two copies of the output.
-    let out = concat_parts(set, parts)?;
-    // The stacked position of every spine row (the inverse of the batches' row numbers,
-    // one pass, no sort): the numbers must be each spine row exactly once.
-    let n = out.height();
-    let mut pos = vec![IdxSize::MAX; n];
-    let mut at: usize = 0;
-    for c in &rows {
-        for r in c.idx().map_err(&perr)?.iter() {
-            let slot = r.and_then(|r| pos.get_mut(r as usize));
-            match slot {
-                Some(s) if *s == IdxSize::MAX && at < n => *s = at as IdxSize,
-                _ => {
-                    return Err(FeatureError::Polars {
-                        set: set.name.to_string(),
-                        message: format!(
-                            "the batches gave spine row {r:?} twice, out of range, or more rows than the {n} output rows (a bug: report it with the spine)"
-                        ),
-                    })
-                }
-            }
-            at += 1;
-        }
-    }
-    drop(rows);
-    if at != n {
-        return Err(FeatureError::Polars {
-            set: set.name.to_string(),
-            message: format!("the batches gave {n} rows for {at} spine rows"),
-        });
-    }
-    let idx = IdxCa::from_vec("".into(), pos);
-    let height = out.height();
-    let mut cols = Vec::with_capacity(out.width());
-    for c in out.into_columns() {
-        cols.push(c.take(&idx).map_err(&perr)?);
-    }
-    let mut out = DataFrame::new(height, cols).map_err(&perr)?;
-    // A no-op: each gathered column is one chunk.
-    out.rechunk_mut();
+    })?;
     tracing::debug!(
         set = %set.name,
-        secs = t0.elapsed().as_secs_f64(),
-        "training-set batches put back in spine order"
+        secs = t1.elapsed().as_secs_f64(),
+        "training-set batches computed"
     );
-    Ok(out)
-}
-
-/// The spine's row number while batches are put back in order.
-const SPINE_ROW: &str = "_spine_row";
-
-/// Stacks the batches' outputs (same columns, same types: one plan), one chunk each: not
-/// rechunked, as putting them back into spine order gathers into new contiguous columns
-/// anyway.
-fn concat_parts(set: &FeatureSet, parts: Vec<DataFrame>) -> Result<DataFrame> {
-    let perr = perr(set);
-    let mut it = parts.into_iter();
-    let mut out = it.next().unwrap_or_default();
-    for p in it {
-        out.vstack_mut_owned(p).map_err(&perr)?;
-    }
-    Ok(out)
-}
-
-/// The customer key of every spine row, in spine order (the spine's customers were
-/// checked: each is a known customer).
-fn spine_keys(set: &FeatureSet, loaded: &Loaded, spine: &DataFrame) -> Result<Vec<u32>> {
-    let perr = perr(set);
-    let customers = loaded
-        .tables
-        .get("customers")
-        .ok_or_else(|| customers_missing(set))?;
-    let mut args = JoinArgs::new(JoinType::Left);
-    args.maintain_order = MaintainOrderJoin::Left;
-    let k = spine
-        .clone()
-        .lazy()
-        .select([col("customer_id")])
-        .join(
-            customers
-                .frame
-                .clone()
-                .select([col("customer_id"), col(CUSTOMER_KEY)]),
-            [col("customer_id")],
-            [col("customer_id")],
-            args,
-        )
-        .select([col(CUSTOMER_KEY)])
-        .collect()
-        .map_err(&perr)?;
-    let k = k.column(CUSTOMER_KEY).map_err(&perr)?;
-    if k.len() != spine.height() || k.null_count() > 0 {
+    // Back to the spine's order: the batches' outputs keep their rows' spine order, and
+    // the grouped spine lists those rows batch after batch.
+    let pos =
+        order::inverse(spine_groups.rows(), spine.height()).map_err(|m| FeatureError::Polars {
+            set: set.name.to_string(),
+            message: format!("{m} (a bug: report it with the spine)"),
+        })?;
+    drop(spine_groups);
+    drop(grouped);
+    let stacked = order::stack(parts).map_err(&perr)?;
+    if stacked.height() != pos.len() {
         return Err(FeatureError::Polars {
             set: set.name.to_string(),
             message: format!(
-                "the spine's customers do not each match one row of the customers table ({} spine rows, {} matches, {} unknown); check that customer_id is unique in customers",
-                spine.height(),
-                k.len(),
-                k.null_count()
+                "the batches gave {} rows for {} spine rows (a bug: report it with the spine)",
+                stacked.height(),
+                pos.len()
             ),
         });
     }
-    Ok(k.u32().map_err(&perr)?.into_no_null_iter().collect())
+    Ok(TrainingRows::new(stacked, Some(pos)))
 }
 
 /// The population scores of the set's quantile features at each distinct spine date
@@ -453,63 +484,91 @@ fn population(
     }))
 }
 
-/// Refuses a spine with a row whose customer is unknown or not yet signed up on its date
-/// (the message shows one such row).
-fn check_spine_customers(
+/// The customer key of every spine row, in spine order, from one join of the spine with
+/// the customers table; refuses a spine with a row whose customer is unknown or not yet
+/// signed up on its date (the message counts them and shows the first such row), and a
+/// customers table where a spine's customer matches several rows.
+fn spine_keys(
     set: &FeatureSet,
     loaded: &Loaded,
     spine: &DataFrame,
     spine_name: &str,
-) -> Result<()> {
+) -> Result<Vec<u32>> {
+    const BAD: &str = "_not_signed_up";
     let perr = perr(set);
     let customers = loaded
         .tables
         .get("customers")
         .ok_or_else(|| customers_missing(set))?;
-    // Every spine row must name a customer signed up by its date.
-    let bad = spine
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.maintain_order = MaintainOrderJoin::Left;
+    let joined = spine
         .clone()
         .lazy()
+        .select([col("customer_id"), col(compile::AS_OF)])
         .join(
-            customers
-                .frame
-                .clone()
-                .select([col("customer_id"), col("signup_ts")]),
+            customers.frame.clone().select([
+                col("customer_id"),
+                col("signup_ts"),
+                col(CUSTOMER_KEY),
+            ]),
             [col("customer_id")],
             [col("customer_id")],
-            JoinArgs::new(JoinType::Left),
+            args,
         )
-        .filter(
+        .select([
+            col(CUSTOMER_KEY),
+            // Every spine row must name a customer signed up by its date.
             col("signup_ts")
                 .is_null()
-                .or(col("signup_ts").gt(col(compile::AS_OF))),
-        )
+                .or(col("signup_ts").gt(col(compile::AS_OF)))
+                .alias(BAD),
+        ])
         .collect()
         .map_err(&perr)?;
-    if bad.height() > 0 {
-        let id = bad
-            .column("customer_id")
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        let day = bad
-            .column(compile::AS_OF)
-            .ok()
-            .and_then(|c| c.get(0).ok())
-            .and_then(|v| v.extract::<i32>())
-            .map(|n| AsOf::from_day_number(n).date())
-            .map(|d| d.to_string())
-            .unwrap_or_default();
+    let bad = joined.column(BAD).map_err(&perr)?.bool().map_err(&perr)?;
+    let bad_rows = bad.sum().unwrap_or(0) as usize;
+    if bad_rows > 0 {
+        // The first bad row; the spine's own when the join kept one row per spine row.
+        let first = bad.iter().position(|b| b == Some(true)).unwrap_or(0);
+        let (id, day) = if joined.height() == spine.height() {
+            let id = spine
+                .column("customer_id")
+                .ok()
+                .and_then(|c| c.get(first).ok())
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let day = spine
+                .column(compile::AS_OF)
+                .ok()
+                .and_then(|c| c.get(first).ok())
+                .and_then(|v| v.extract::<i32>())
+                .map(|n| AsOf::from_day_number(n).date().to_string())
+                .unwrap_or_default();
+            (id, day)
+        } else {
+            (String::from("?"), String::from("?"))
+        };
         return Err(FeatureError::Spine {
             path: spine_name.into(),
             message: format!(
-                "{} row(s) name a customer that is unknown or not yet signed up on the row's as_of; example: customer_id={id}, as_of={day}",
-                bad.height()
+                "{bad_rows} row(s) name a customer that is unknown or not yet signed up on the row's as_of; example: customer_id={id}, as_of={day}"
             ),
         });
     }
-    Ok(())
+    let k = joined.column(CUSTOMER_KEY).map_err(&perr)?;
+    if k.len() != spine.height() || k.null_count() > 0 {
+        return Err(FeatureError::Polars {
+            set: set.name.to_string(),
+            message: format!(
+                "the spine's customers do not each match one row of the customers table ({} spine rows, {} matches, {} unknown); check that customer_id is unique in customers",
+                spine.height(),
+                k.len(),
+                k.null_count()
+            ),
+        });
+    }
+    Ok(k.u32().map_err(&perr)?.into_no_null_iter().collect())
 }
 
 /// Refuses a spine whose latest date plus the label's horizon lies past the label table's

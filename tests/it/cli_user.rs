@@ -35,6 +35,8 @@ fn bad_tuning_variables_are_usage_errors_naming_value_and_accepted_values() {
         ("C360_TRAINING_SWEEP", "sometimes", "set it to off"),
         ("C360_TRAINING_CUT", "maybe", "set it to off"),
         ("C360_TRAINING_BATCH_CUSTOMERS", "lots", "0 for one batch"),
+        ("C360_TRAINING_WORKERS", "9", "from 1 to 8"),
+        ("C360_TRAINING_WORKERS", "two", "from 1 to 8"),
         ("C360_TRAINING_BATCH_CUSTOMERS", "-5", "set a whole number"),
         (
             "C360_TRAINING_BATCH_CUSTOMERS",

@@ -33,3 +33,4 @@ mod training_sets;
 mod training_sweep;
 mod training_sweep_sums;
 mod training_sweep_ts;
+mod training_workers;

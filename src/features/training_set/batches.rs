@@ -123,7 +123,11 @@ impl Grouped {
         if !lf.clone().collect_schema()?.contains(CUSTOMER_KEY) {
             return Ok(None);
         }
-        let frame = lf.clone().collect()?;
+        Grouped::from_frame(lf.clone().collect()?, ranges).map(Some)
+    }
+
+    /// [`Grouped::new`] of a frame already computed; it must have the key column.
+    pub fn from_frame(frame: DataFrame, ranges: &[KeyRange]) -> PolarsResult<Grouped> {
         let keys = frame.column(CUSTOMER_KEY)?.strict_cast(&DataType::UInt32)?;
         let keys = keys.u32()?;
         if IdxSize::try_from(frame.height()).is_err() {
@@ -151,11 +155,16 @@ impl Grouped {
                 next[b] += 1;
             }
         }
-        Ok(Some(Grouped {
+        Ok(Grouped {
             frame,
             rows,
             starts,
-        }))
+        })
+    }
+
+    /// The row positions of every batch, batch after batch (each batch's ascending).
+    pub fn rows(&self) -> &[IdxSize] {
+        &self.rows
     }
 
     /// Batch `b`'s rows (in table order); empty past the last batch.
