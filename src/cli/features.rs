@@ -298,6 +298,7 @@ pub fn run(config: Option<&Path>, cmd: FeaturesCmd) -> Result<(), Failure> {
             super::check_out("--out", &out, super::OutKind::File)?;
             let s = features::find_set(&project.features_dir(), &set)?;
             let source_uri = source.unwrap_or_else(|| project.source_uri());
+            super::check_out_not_in_source("--out", &out, &source_uri)?;
             let t0 = Instant::now();
             let src = Source::open(&source_uri)?;
             let pb = crate::telemetry::spinner("reading the spine");

@@ -286,6 +286,40 @@ pub fn check_out(flag: &str, path: &Path, kind: OutKind) -> Result<(), Failure> 
     Ok(())
 }
 
+/// Refuses an output file `path` (given as `flag`) inside the local source folder
+/// `source_uri` (a folder or `file://` URI; S3 and Glue sources are never written here):
+/// c360 writes nothing among the producers' tables (a training set named
+/// `data/customers.parquet` replaced the customers table). Exit 2 naming both.
+pub fn check_out_not_in_source(flag: &str, path: &Path, source_uri: &str) -> Result<(), Failure> {
+    if source_uri.contains("://") && !source_uri.starts_with("file://") {
+        return Ok(());
+    }
+    let source = Path::new(source_uri.strip_prefix("file://").unwrap_or(source_uri));
+    let Ok(source) = std::fs::canonicalize(source) else {
+        return Ok(()); // a missing source is reported when it is opened
+    };
+    // The output's nearest existing folder, resolved, plus the rest of its path.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some(existing) = absolute.ancestors().find(|a| a.exists()) else {
+        return Ok(());
+    };
+    let Ok(resolved) = std::fs::canonicalize(existing) else {
+        return Ok(());
+    };
+    let rest = absolute.strip_prefix(existing).unwrap_or(Path::new(""));
+    if resolved.join(rest).starts_with(&source) {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow::anyhow!(
+                "{flag} {} is inside the source folder {}: c360 writes nothing among the producers' tables; write it elsewhere",
+                path.display(),
+                source.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Creates the missing folders of the output file `path` (given as `flag`), just before
 /// it is written, so a command that fails earlier leaves no folder behind; a failure
 /// (e.g. no permission) is exit 1 naming the folder.

@@ -208,9 +208,10 @@ pub struct SqlError {
 /// Checks that every feature and label of `set` compiles to `dialect`, without reading
 /// data (`c360 validate` can call it). Every problem is returned, each naming its feature
 /// and why:
-/// - Spark and Athena fold unquoted names to lower case and match columns without regard
-///   to case, so two names that differ only by case (or a feature named like
-///   `customer_id`/`as_of` in another case) cannot both be columns there;
+/// - every dialect matches column names without regard to case (Spark and Athena fold
+///   names to lower case; DuckDB ignores case even in quoted names: a feature `N = n + 1`
+///   read column `n`), so two names that differ only by case (or a feature named like
+///   `customer_id`/`as_of` in another case) cannot both be columns;
 /// - `per_day` with `agg = "any"` has no SQL form here (a per-day sum is a number).
 pub fn check(set: &FeatureSet, dialect: Dialect) -> Result<(), Vec<SqlError>> {
     let mut errs = Vec::new();
@@ -220,26 +221,24 @@ pub fn check(set: &FeatureSet, dialect: Dialect) -> Result<(), Vec<SqlError>> {
         dialect,
         message: m,
     };
-    if dialect != Dialect::Duckdb {
-        let mut seen: Vec<(String, &str)> = vec![
-            ("customer_id".into(), "customer_id"),
-            ("as_of".into(), "as_of"),
-        ];
-        let names = set
-            .features
-            .iter()
-            .map(|f| f.name.as_str())
-            .chain(set.labels.iter().map(|l| l.name.as_str()));
-        for n in names {
-            let low = n.to_lowercase();
-            if let Some((_, other)) = seen.iter().find(|(l, _)| *l == low) {
-                errs.push(err(
-                    Some(n),
-                    format!("{dialect} matches column names without regard to case, and {n} differs from {other} only by case: rename one of them"),
-                ));
-            } else {
-                seen.push((low, n));
-            }
+    let mut seen: Vec<(String, &str)> = vec![
+        ("customer_id".into(), "customer_id"),
+        ("as_of".into(), "as_of"),
+    ];
+    let names = set
+        .features
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(set.labels.iter().map(|l| l.name.as_str()));
+    for n in names {
+        let low = n.to_lowercase();
+        if let Some((_, other)) = seen.iter().find(|(l, _)| *l == low) {
+            errs.push(err(
+                Some(n),
+                format!("{dialect} matches column names without regard to case, and {n} differs from {other} only by case: rename one of them"),
+            ));
+        } else {
+            seen.push((low, n));
         }
     }
     for f in &set.features {

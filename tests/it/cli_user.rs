@@ -441,6 +441,42 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
         .expect("spine")
         .starts_with("customer_id,as_of\n"));
 
+    // Nothing is written among the source's tables (a training set named
+    // src/customers.parquet replaced the customers table), however the path is spelled.
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    for t in ["customers", "orders", "interactions", "support_tickets"] {
+        std::fs::copy(
+            edge().join(format!("{t}.parquet")),
+            src.join(format!("{t}.parquet")),
+        )
+        .expect("copy table");
+    }
+    let before = std::fs::read(src.join("customers.parquet")).expect("customers");
+    for out in [
+        src.join("customers.parquet"),
+        src.join("new/t.parquet"),
+        src.join("nope/../customers.parquet"),
+    ] {
+        let o = c360()
+            .args(["features", "training-set", "rfm", "--spine"])
+            .arg(&spine)
+            .arg("--out")
+            .arg(&out)
+            .arg("--source")
+            .arg(&src)
+            .output()
+            .expect("run");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{}: {e}", out.display());
+        assert!(e.contains("inside the source folder"), "{e}");
+    }
+    assert_eq!(
+        std::fs::read(src.join("customers.parquet")).expect("customers"),
+        before
+    );
+    assert!(!src.join("new").exists());
+
     // A folder given as the spine (polars' message spoke of schemas and globs).
     let o = c360()
         .args(["features", "training-set", "rfm", "--spine"])

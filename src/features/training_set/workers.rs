@@ -37,7 +37,7 @@ pub fn workers_from_env() -> Result<usize, String> {
             Ok(n @ 1..=8) => n,
             _ => {
                 return Err(format!(
-                    "{WORKERS_ENV}={v:?} is not a number of batches at once; unset it or set a whole number from 1 to 8 (1: one after the other)"
+                    "{WORKERS_ENV}={v:?} is not a number of batches at once from 1 to 8; unset it or set a whole number from 1 to 8 (1: one after the other)"
                 ))
             }
         },
