@@ -286,10 +286,12 @@ pub fn check_out(flag: &str, path: &Path, kind: OutKind) -> Result<(), Failure> 
     Ok(())
 }
 
-/// Refuses an output file `path` (given as `flag`) inside the local source folder
-/// `source_uri` (a folder or `file://` URI; S3 and Glue sources are never written here):
-/// c360 writes nothing among the producers' tables (a training set named
-/// `data/customers.parquet` replaced the customers table). Exit 2 naming both.
+/// Refuses an output file `path` (given as `flag`) that is one of the local source's tables
+/// (`<source>/<table>.parquet` or `.csv`, or a file in a `<source>/<table>/` folder) for any
+/// contract table; S3 and Glue sources are never written here. A training set named
+/// `data/customers.parquet` replaced the customers table; one written into `data/orders/`
+/// would be read as part of the orders next time. Other files next to the tables are fine.
+/// Exit 2 naming both.
 pub fn check_out_not_in_source(flag: &str, path: &Path, source_uri: &str) -> Result<(), Failure> {
     if source_uri.contains("://") && !source_uri.starts_with("file://") {
         return Ok(());
@@ -306,18 +308,46 @@ pub fn check_out_not_in_source(flag: &str, path: &Path, source_uri: &str) -> Res
     let Ok(resolved) = std::fs::canonicalize(existing) else {
         return Ok(());
     };
-    let rest = absolute.strip_prefix(existing).unwrap_or(Path::new(""));
-    if resolved.join(rest).starts_with(&source) {
-        return Err(Failure {
+    // The rest does not exist yet: once its folders are made, `..` in it is lexical.
+    let mut out = resolved;
+    for c in absolute
+        .strip_prefix(existing)
+        .unwrap_or(Path::new(""))
+        .components()
+    {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    let Ok(inside) = out.strip_prefix(&source) else {
+        return Ok(());
+    };
+    let mut parts = inside.components();
+    let first = parts
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().to_string());
+    let nested = parts.next().is_some();
+    let table = first.as_deref().and_then(|f| {
+        crate::source::CONTRACT.iter().map(|t| t.name).find(|t| {
+            (nested && f == *t)
+                || (!nested && (f == format!("{t}.parquet") || f == format!("{t}.csv")))
+        })
+    });
+    match table {
+        Some(t) => Err(Failure {
             code: exit::USAGE,
             error: anyhow::anyhow!(
-                "{flag} {} is inside the source folder {}: c360 writes nothing among the producers' tables; write it elsewhere",
+                "{flag} {} is the source's {t} table ({}): c360 never writes the producers' tables; write it elsewhere",
                 path.display(),
                 source.display()
             ),
-        });
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Creates the missing folders of the output file `path` (given as `flag`), just before

@@ -441,8 +441,8 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
         .expect("spine")
         .starts_with("customer_id,as_of\n"));
 
-    // Nothing is written among the source's tables (a training set named
-    // src/customers.parquet replaced the customers table), however the path is spelled.
+    // No source table is written over (a training set named src/customers.parquet replaced
+    // the customers table), however the path is spelled; a file beside them is fine.
     let src = dir.path().join("src");
     std::fs::create_dir(&src).expect("src");
     for t in ["customers", "orders", "interactions", "support_tickets"] {
@@ -453,10 +453,12 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
         .expect("copy table");
     }
     let before = std::fs::read(src.join("customers.parquet")).expect("customers");
+    std::fs::create_dir(src.join("orders")).expect("a table folder");
     for out in [
         src.join("customers.parquet"),
-        src.join("new/t.parquet"),
+        src.join("orders/t.parquet"),
         src.join("nope/../customers.parquet"),
+        src.join("interactions.csv"),
     ] {
         let o = c360()
             .args(["features", "training-set", "rfm", "--spine"])
@@ -469,13 +471,25 @@ fn output_paths_create_missing_folders_and_refuse_what_cannot_be_a_file() {
             .expect("run");
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{}: {e}", out.display());
-        assert!(e.contains("inside the source folder"), "{e}");
+        assert!(e.contains("is the source's") && e.contains("table"), "{e}");
     }
     assert_eq!(
         std::fs::read(src.join("customers.parquet")).expect("customers"),
         before
     );
-    assert!(!src.join("new").exists());
+    assert!(!src.join("orders/t.parquet").exists());
+    std::fs::remove_dir(src.join("orders")).expect("empty table folder");
+    // Beside the tables is fine.
+    let o = c360()
+        .args(["features", "training-set", "rfm", "--spine"])
+        .arg(&spine)
+        .arg("--out")
+        .arg(src.join("train.parquet"))
+        .arg("--source")
+        .arg(&src)
+        .output()
+        .expect("run");
+    assert_ok(&o);
 
     // A folder given as the spine (polars' message spoke of schemas and globs).
     let o = c360()
