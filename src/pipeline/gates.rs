@@ -106,7 +106,7 @@ pub(super) fn collect_and_gate(
         .count();
     if bad > 0 {
         return Err(gate(format!(
-            "{bad} scores outside [{}, {}] or not finite",
+            "{bad} scores outside [min_score {}, max_score {}] of the job's [gates], or not finite",
             g.min_score, g.max_score
         )));
     }
@@ -120,8 +120,14 @@ pub(super) fn collect_and_gate(
     }
     let distinct = score.n_unique().unwrap_or(0) as u64;
     if distinct < g.min_distinct_scores {
+        let constant = if distinct <= 1 {
+            "; the model output is constant"
+        } else {
+            ""
+        };
         return Err(gate(format!(
-            "only {distinct} distinct score(s); the model output looks constant"
+            "only {distinct} distinct score(s), fewer than min_distinct_scores {} of the job's [gates]{constant}",
+            g.min_distinct_scores
         )));
     }
     let mean = score.mean().unwrap_or(f64::NAN);

@@ -87,7 +87,7 @@ pub enum PipelineError {
     /// The transform could not start or be followed (bad spec, unreachable backend).
     #[error("transform failed: {0}")]
     TransformRun(#[from] transform::TransformError),
-    #[error("quality gate failed, nothing published (the previous version stays latest): {0}")]
+    #[error("quality gate failed, nothing published (any previous version stays latest): {0}")]
     Gate(String),
     #[error("run {run}: {message}")]
     Run { run: String, message: String },
