@@ -22,6 +22,23 @@ pub(crate) fn read(dir: &Path, t: &str) -> DataFrame {
         .expect("parquet")
 }
 
+/// A spine frame (`customer_id`, `_as_of` day numbers) from one id and one day per row.
+pub(crate) fn spine_frame(ids: Vec<String>, days: Vec<i32>) -> DataFrame {
+    DataFrame::new_infer_height(vec![
+        Column::new("customer_id".into(), ids),
+        Column::new("_as_of".into(), days),
+    ])
+    .expect("spine")
+}
+
+/// [`spine_frame`] from `(customer_id, day)` rows.
+pub(crate) fn spine_rows(rows: &[(&str, i32)]) -> DataFrame {
+    spine_frame(
+        rows.iter().map(|r| r.0.to_string()).collect(),
+        rows.iter().map(|r| r.1).collect(),
+    )
+}
+
 pub(crate) fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
 }
@@ -137,11 +154,7 @@ fn fixture() -> Fixture {
         }
     }
     assert_eq!(picked, 9, "enough early customers");
-    let spine = DataFrame::new_infer_height(vec![
-        Column::new("customer_id".into(), sid),
-        Column::new("_as_of".into(), sday),
-    ])
-    .expect("spine");
+    let spine = spine_frame(sid, sday);
     Fixture {
         src: dir.path().display().to_string(),
         _dir: dir,

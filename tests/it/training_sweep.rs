@@ -244,11 +244,7 @@ fn sweep_equals_snapshots_and_join_path_on_generated_data() {
             }
         }
     }
-    let spine = DataFrame::new_infer_height(vec![
-        Column::new("customer_id".into(), sid),
-        Column::new("_as_of".into(), sday),
-    ])
-    .expect("spine");
+    let spine = crate::training_sets::spine_frame(sid, sday);
     let sets = check_source(dir.path(), &spine, "generated");
     // The data exercise the features: some customers bought in the last 30 days, some
     // churned, some unsubscribed.
@@ -503,17 +499,7 @@ fn sweep_equals_snapshots_and_join_path_on_edge_cases() {
         ("d", d1),
         ("b", d3),
     ];
-    let spine = DataFrame::new_infer_height(vec![
-        Column::new(
-            "customer_id".into(),
-            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "_as_of".into(),
-            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-        ),
-    ])
-    .expect("spine");
+    let spine = crate::training_sets::spine_rows(&rows);
     let sets = check_source(dir.path(), &spine, "edge");
 
     // By hand, at spine row 0 (a at D3) and the others named.

@@ -79,17 +79,7 @@ fn spine() -> DataFrame {
         ("c", d.d3),
         ("a", d.d2),
     ];
-    DataFrame::new_infer_height(vec![
-        Column::new(
-            "customer_id".into(),
-            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "_as_of".into(),
-            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-        ),
-    ])
-    .expect("spine")
+    crate::training_sets::spine_rows(&rows)
 }
 
 /// `spend_90d` of the churn set's spine row 0 (a at D3).

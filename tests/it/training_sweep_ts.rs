@@ -307,17 +307,7 @@ fn second_timestamps_and_age_filters_are_swept_exactly() {
         ("b", d1),
         ("b", d2),
     ];
-    let spine = DataFrame::new_infer_height(vec![
-        Column::new(
-            "customer_id".into(),
-            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "_as_of".into(),
-            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-        ),
-    ])
-    .expect("spine");
+    let spine = crate::training_sets::spine_rows(&rows);
     let spine_path = project.join("spine.parquet");
     write_spine(&spine_path, &spine);
 

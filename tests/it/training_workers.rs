@@ -62,11 +62,7 @@ fn spine(dir: &Path) -> DataFrame {
         sid.push(sid[i].clone());
         sday.push(sday[i]);
     }
-    DataFrame::new_infer_height(vec![
-        Column::new("customer_id".into(), sid),
-        Column::new("_as_of".into(), sday),
-    ])
-    .expect("spine")
+    crate::training_sets::spine_frame(sid, sday)
 }
 
 /// The rows of `spine` whose customer is one of its first `n` distinct customers.
@@ -279,11 +275,7 @@ fn unknown_and_early_customers_are_counted_and_the_first_named() {
     let mut sday = vec![good; 6];
     sid[2] = "no-such-customer".into();
     sday[4] = day("1990-01-01");
-    let bad = DataFrame::new_infer_height(vec![
-        Column::new("customer_id".into(), sid.clone()),
-        Column::new("_as_of".into(), sday),
-    ])
-    .expect("spine");
+    let bad = crate::training_sets::spine_frame(sid.clone(), sday);
     for (batch, workers) in [(None, 1), (Some(2), 2)] {
         let e = features::training_set_workers(
             &fs,
