@@ -55,7 +55,7 @@ read and check of the tables they read; each is committed, or reused, on its own
     /// Build a training set: each spine row's features as of its own date, plus a label.
     #[command(
         name = "training-set",
-        after_help = "Example:\n  c360 features training-set rfm --spine spine.csv --label churned_90d --out train.parquet\n\n\
+        after_help = "Example:\n  c360 features training-set rfm --spine spine.csv --label churned_90d --out train.parquet --source data/c360\n\n\
 The spine (CSV or Parquet) has columns customer_id and as_of (YYYY-MM-DD); rows may repeat\n\
 customers at many dates; each row's customer must have signed up by its as_of. Output keeps\n\
 the spine's row order; .csv or .parquet by extension. --label is optional (no label column\n\

@@ -52,7 +52,7 @@ Getting started:
   c360 demo                          generate sample data, build features, score, publish
   c360 generate --customers 100000 --out data/c360
   c360 features build rfm --as-of 2024-06-30 --source data/c360
-  c360 features training-set churn_signals --spine spine.csv --label churned_90d --out train.parquet
+  c360 features training-set churn_signals --spine spine.csv --label churned_90d --out train.parquet --source data/c360
 
 Configuration: c360.toml in the working folder (or --config / C360_CONFIG); C360_STORE and
 C360_SOURCE override its store and source. Logs: C360_LOG=debug.

@@ -136,7 +136,7 @@ pub fn compile(set: &FeatureSet, dialect: Dialect, target: &Target) -> Result<St
             ));
             if !ls.is_empty() {
                 header.push(
-                    "a label needs data up to as_of + its horizon: c360 checks the source's reach before running"
+                    "a label needs data up to as_of + its horizon: this query does not check it (check the source's last event first)"
                         .into(),
                 );
             }
